@@ -1,0 +1,1 @@
+"""The layer users touch: tensors, autograd, tracing and kiln.compile."""

@@ -1,0 +1,240 @@
+"""Eager autograd: a tape of primitive applications and the backward engine.
+
+Each recorded BackwardNode is one primitive application; its gradient comes from the
+primitive's VJP rule in kiln.ir.primitives, the same rule graph autodiff uses.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+from ..ir.primitives import Primitive
+from ..ir.ruleops import RuleOps
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+def set_grad_enabled(mode: bool) -> None:
+    _state.grad_enabled = bool(mode)
+
+
+class _GradMode:
+    _mode: bool
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        set_grad_enabled(self._mode)
+        return self
+
+    def __exit__(self, *exc):
+        set_grad_enabled(self._prev)
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Context manager / decorator that disables gradient recording."""
+    _mode = False
+
+
+class enable_grad(_GradMode):
+    """Context manager / decorator that enables gradient recording."""
+    _mode = True
+
+
+class Aval:
+    """Shape and dtype of a value the VJP rule does not read (not saved)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = shape
+        self.dtype = dtype
+
+
+class SavedValue:
+    """A tensor value saved for backward, with the version it had when saved."""
+
+    __slots__ = ("value", "vc", "version", "shape", "dtype", "trace")
+
+    def __init__(self, t):
+        self.value = t._cell.value
+        self.trace = t._cell.trace
+        self.vc = t._vc
+        self.version = t._vc[0]
+        self.shape = t.shape
+        self.dtype = t.dtype
+
+
+class AccumulateGrad:
+    """The sink for a leaf tensor's gradient."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def name(self) -> str:
+        return "AccumulateGrad"
+
+
+class BackwardNode:
+    """One recorded primitive application: inputs' edges plus what its VJP needs."""
+
+    __slots__ = ("prim", "attrs", "next", "saved_in", "saved_out", "in_avals", "out_aval", "freed",
+                 "retained", "__weakref__")
+
+    def __init__(self, prim: Primitive, attrs: dict[str, Any], inputs: Sequence, out):
+        self.prim = prim
+        self.attrs = attrs
+        self.next = [_edge(t) for t in inputs]
+        self.in_avals = [Aval(t.shape, t.dtype) for t in inputs]
+        self.out_aval = Aval(out.shape, out.dtype)
+        self.saved_in = [SavedValue(t) if prim.saves_input(k) else None for k, t in enumerate(inputs)]
+        self.saved_out = SavedValue(out) if "o" in prim.saves else None
+        self.freed = False
+        self.retained = None  # weakref to a non-leaf tensor that called retain_grad()
+
+    def name(self) -> str:
+        return "".join(p.capitalize() for p in self.prim.name.split("_")) + "Backward0"
+
+    @property
+    def next_functions(self):
+        return tuple((n, 0) for n in self.next)
+
+    def __repr__(self) -> str:
+        return f"<{self.name()}>"
+
+
+def _edge(t):
+    if not t.requires_grad:
+        return None
+    if t._grad_fn is not None:
+        return t._grad_fn
+    return t._accumulator()
+
+
+def _unpack(saved: SavedValue, node: BackwardNode, which: str):
+    from .tensor import Tensor
+    if saved.vc[0] != saved.version:
+        dims = ", ".join(str(s) for s in saved.shape)
+        raise RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an inplace operation: "
+            f"[{saved.dtype.name} [{dims}]], which is {which} of {node.name()}, is at version {saved.vc[0]}; "
+            f"expected version {saved.version} instead.")
+    return Tensor._make(saved.value, saved.trace)
+
+
+_FREED_MSG = (
+            "Trying to backward through the graph a second time (or directly access saved tensors after they "
+            "have already been freed). Saved intermediate values of the graph are freed when you call "
+            ".backward() or autograd.grad(). Specify retain_graph=True if you need to backward through the "
+            "graph a second time or if you need to access saved tensors after calling backward.")
+
+
+def _apply_rule(node: BackwardNode, g):
+    from .tensor import apply
+    if node.freed:
+        raise RuntimeError(_FREED_MSG)
+    inputs = [node.in_avals[k] if s is None else _unpack(s, node, f"input {k}") for k, s in enumerate(node.saved_in)]
+    out = _unpack(node.saved_out, node, "output 0") if node.saved_out is not None else node.out_aval
+    ops = RuleOps(apply)
+    return node.prim.vjp(ops, g, inputs, out, **node.attrs)
+
+
+def _toposort(roots) -> list:
+    """Backward nodes reachable from roots, each after every node that feeds it a gradient."""
+    order, seen = [], set()
+    for root in roots:
+        if root is None or id(root) in seen:
+            continue
+        stack = [(root, False)]
+        while stack:
+            n, done = stack.pop()
+            if done:
+                order.append(n)
+                continue
+            if id(n) in seen:
+                continue
+            seen.add(id(n))
+            stack.append((n, True))
+            if isinstance(n, BackwardNode):
+                for m in n.next:
+                    if m is not None and id(m) not in seen:
+                        stack.append((m, False))
+    order.reverse()
+    return order
+
+
+def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, create_graph: bool = False,
+                 inputs: Sequence | None = None) -> list | None:
+    """Propagate `grads` from `roots` (tensors) through the tape.
+
+    With `inputs` given, returns their gradients (autograd.grad) instead of accumulating into `.grad`.
+    """
+    from .tensor import apply
+    pending: dict[int, Any] = {}
+    root_nodes = []
+    for t, g in zip(roots, grads):
+        if not t.requires_grad:
+            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
+        n = t._grad_fn if t._grad_fn is not None else t._accumulator()
+        root_nodes.append(n)
+        pending[id(n)] = g if id(n) not in pending else apply("add", pending[id(n)], g)
+    want = None
+    results: dict[int, Any] = {}
+    if inputs is not None:
+        want = {}
+        for k, t in enumerate(inputs):
+            n = t._grad_fn if t._grad_fn is not None else t._accumulator()
+            want.setdefault(id(n), []).append(k)
+    order = _toposort(root_nodes)
+    prev = is_grad_enabled()
+    set_grad_enabled(create_graph)
+    try:
+        for node in order:
+            g = pending.pop(id(node), None)
+            if g is None:
+                continue
+            if want is not None and id(node) in want:
+                results[id(node)] = g
+                if isinstance(node, AccumulateGrad):
+                    continue
+            if isinstance(node, AccumulateGrad):
+                if want is None:
+                    node.tensor._accumulate_grad(g, create_graph)
+                continue
+            if node.retained is not None:
+                t = node.retained()
+                if t is not None and want is None:
+                    t._accumulate_grad(g, create_graph)
+            cts = _apply_rule(node, g)
+            for nxt, ct in zip(node.next, cts):
+                if nxt is None or ct is None:
+                    continue
+                k = id(nxt)
+                pending[k] = ct if k not in pending else apply("add", pending[k], ct)
+            if not retain_graph and (node.saved_out is not None or any(s is not None for s in node.saved_in)):
+                node.freed = True
+                node.saved_in = node.saved_out = None
+    finally:
+        set_grad_enabled(prev)
+    if want is not None:
+        out = [None] * len(inputs)
+        for nid, ks in want.items():
+            for k in ks:
+                out[k] = results.get(nid)
+        return out
+    return None

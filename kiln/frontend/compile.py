@@ -1,0 +1,238 @@
+"""`kiln.compile`: trace a function per input signature, cache the graph, run it."""
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ..ir.graph import Graph, Node
+from ..ir.dtypes import DType
+from .autograd import is_grad_enabled, no_grad
+from .pytree import spec_key, tree_flatten, tree_unflatten
+from .tensor import Tensor, active_trace
+from .trace import Trace, tracing
+
+_dump_counter = [0]
+
+
+def _leaf_key(x: Any) -> Any:
+    if isinstance(x, Tensor):
+        if x.is_tracer:
+            raise RuntimeError("a traced tensor was passed to a compiled function from outside its trace")
+        return ("T", tuple(x.shape), x.dtype.name, str(x.device), x.requires_grad)
+    if x is None or isinstance(x, (bool, int, float, str, complex, DType)):
+        return (type(x).__name__, x)
+    try:
+        hash(x)
+    except TypeError:
+        return ("id", type(x).__name__, id(x))
+    if type(x).__hash__ is object.__hash__:
+        return ("id", type(x).__name__, id(x))
+    return ("v", type(x).__name__, x)
+
+
+@dataclass
+class CompiledEntry:
+    """One traced specialisation: the graph and how to feed and unpack it."""
+
+    graph: Graph
+    n_args: int  # explicit tensor arguments (first graph inputs)
+    captured: list[Tensor]  # lifted tensors read at call time (graph inputs after the arguments)
+    out_spec: Any
+    out_leaves: list[Any]  # per output leaf: ("out", k) graph output index, or ("const", value)
+    mutations: list[tuple[int, int]]  # (graph output index, lifted index) write-backs
+    grad_sets: list[tuple[Tensor, int | None]]  # tensors whose .grad is set: output index or None
+    captured_sig: list[tuple] = field(default_factory=list)
+
+    def guards_hold(self) -> bool:
+        return all((tuple(t.shape), t.dtype) == sig for t, sig in zip(self.captured, self.captured_sig))
+
+
+@dataclass
+class CacheInfo:
+    hits: int
+    misses: int
+    signatures: list
+
+    def __repr__(self) -> str:
+        return f"CacheInfo(hits={self.hits}, misses={self.misses}, signatures={len(self.signatures)})"
+
+
+class CompiledFunction:
+    """A function specialised and cached per input signature; call it like the original."""
+
+    def __init__(self, fn: Callable, *, recompile_limit: int = 8, name: str | None = None):
+        self.fn = fn
+        self.recompile_limit = recompile_limit
+        self.name = _sanitize(name or getattr(fn, "__name__", "fn"))
+        self._cache: dict[Any, CompiledEntry] = {}
+        self._hits = 0
+        self._misses = 0
+        self._warned = False
+        functools.update_wrapper(self, fn)
+
+    # -- public API ------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        if active_trace() is not None:  # called from inside another trace: inline
+            return self.fn(*args, **kwargs)
+        entry, leaves = self._lookup(args, kwargs)
+        return self._run(entry, leaves)
+
+    def cache_info(self) -> CacheInfo:
+        return CacheInfo(self._hits, self._misses, list(self._cache.keys()))
+
+    def cache_clear(self) -> None:
+        self._cache.clear()
+        self._hits = self._misses = 0
+
+    def graph_for(self, *args, **kwargs) -> Graph:
+        """The graph this function runs for these arguments (traced now if not cached)."""
+        entry, _ = self._lookup(args, kwargs, count=False)
+        return entry.graph
+
+    # -- internals ---------------------------------------------------------------------------
+    def _lookup(self, args, kwargs, count: bool = True):
+        leaves, spec = tree_flatten((args, kwargs))
+        key = (spec_key(spec), tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
+        entry = self._cache.get(key)
+        if entry is not None and entry.guards_hold():
+            if count:
+                self._hits += 1
+            return entry, leaves
+        if count:
+            self._misses += 1
+        entry = trace_function(self.fn, args, kwargs, name=self.name)
+        self._cache[key] = entry
+        if len(self._cache) > self.recompile_limit and not self._warned:
+            self._warned = True
+            warnings.warn(f"kiln.compile: {self.name} has been traced for {len(self._cache)} different input "
+                          f"signatures (recompile_limit={self.recompile_limit}); each new shape, dtype or "
+                          "non-tensor argument value retraces. Pass fixed shapes, or raise recompile_limit.",
+                          RuntimeWarning, stacklevel=3)
+        return entry, leaves
+
+    def _run(self, entry: CompiledEntry, leaves):
+        from ..runtime.interpreter import run_graph
+        tensors = [x for x in leaves if isinstance(x, Tensor)]
+        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured]
+        results = run_graph(entry.graph, arrays)
+        return finish_call(entry, tensors, results)
+
+
+def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray]):
+    """Write back mutations and `.grad` assignments, then build the user's outputs."""
+    lifted = arg_tensors + entry.captured
+    for out_idx, lift_idx in entry.mutations:
+        lifted[lift_idx]._assign_value(results[out_idx])
+    for t, out_idx in entry.grad_sets:
+        t._grad = None if out_idx is None else Tensor._make(np.array(results[out_idx], copy=True))
+    outs = []
+    for kind, v in entry.out_leaves:
+        outs.append(Tensor._make(results[v]) if kind == "out" else v)
+    return tree_unflatten(entry.out_spec, outs)
+
+
+def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main") -> CompiledEntry:
+    """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention)."""
+    leaves, spec = tree_flatten((args, kwargs))
+    arg_names = _arg_names(fn, args, kwargs, leaves)
+    trace = Trace(name)
+    seen_cells: set[int] = set()
+    with tracing(trace):
+        try:
+            for x, nm in zip(leaves, arg_names):
+                if isinstance(x, Tensor):
+                    if id(x._cell) in seen_cells:
+                        raise RuntimeError("the same tensor (or an alias of it) was passed twice to a compiled "
+                                           "function; pass it once")
+                    seen_cells.add(id(x._cell))
+                    trace.lift(x, name=nm)
+            out = fn(*args, **kwargs)
+            out_leaves_raw, out_spec = tree_flatten(out)
+            out_nodes: list[Node] = []
+            out_leaves = []
+            for o in out_leaves_raw:
+                if isinstance(o, Tensor):
+                    out_leaves.append(("out", len(out_nodes)))
+                    out_nodes.append(trace.node_of(o))
+                else:
+                    out_leaves.append(("const", o))
+        except BaseException:
+            trace.finish()
+            raise
+    mutated, grad_final = trace.finish()
+    n_args = sum(isinstance(x, Tensor) for x in leaves)
+    mutations = []
+    for lift_idx, node in mutated:
+        mutations.append((len(out_nodes), lift_idx))
+        out_nodes.append(node)
+    grad_sets = []
+    for t, g in grad_final:
+        if g is None:
+            grad_sets.append((t, None))
+        elif g._cell.trace is trace:
+            grad_sets.append((t, len(out_nodes)))
+            out_nodes.append(g._cell.value)
+        elif g is not t._grad:
+            raise RuntimeError("a .grad assigned inside kiln.compile must be computed inside the function")
+    trace.graph.set_outputs(out_nodes)
+    captured = [t for t, *_ in trace.lifted[n_args:]]
+    entry = CompiledEntry(trace.graph, n_args, captured, out_spec, out_leaves, mutations, grad_sets,
+                          [(tuple(t.shape), t.dtype) for t in captured])
+    _dump(trace.graph, name)
+    return entry
+
+
+def _arg_names(fn, args, kwargs, leaves) -> list[str | None]:
+    """Graph input names from the Python parameter names, where that is unambiguous."""
+    names: list[str | None] = [None] * len(leaves)
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return names
+    if len(leaves) == len(args) + len(kwargs) and all(not isinstance(a, (list, tuple, dict)) for a in args):
+        for k in range(len(args)):
+            if k < len(params) and params[k].isidentifier():
+                names[k] = params[k]
+        for k, key in enumerate(kwargs):
+            names[len(args) + k] = key
+    return names
+
+
+def _sanitize(name: str) -> str:
+    import re
+    return re.sub(r"\W", "_", name).strip("_") or "fn"
+
+
+def _dump(graph: Graph, name: str) -> None:
+    d = os.environ.get("KILN_DUMP")
+    if not d:
+        return
+    os.makedirs(d, exist_ok=True)
+    _dump_counter[0] += 1
+    path = os.path.join(d, f"{_dump_counter[0]:03d}-{name}-traced.txt")
+    with open(path, "w") as f:
+        f.write(str(graph))
+
+
+def compile(fn: Callable | None = None, **options) -> Any:
+    """Compile `fn` (decorator, with or without options): trace per input signature and cache.
+
+    Options: `recompile_limit` (default 8) — warn once a function has been traced for
+    more signatures than this.
+    """
+    if fn is None:
+        return lambda f: CompiledFunction(f, **options)
+    return CompiledFunction(fn, **options)
+
+
+def make_graph(fn: Callable) -> Callable[..., Graph]:
+    """Like `jax.make_jaxpr`: `kiln.make_graph(fn)(*args)` returns the traced Graph without running it."""
+    def build(*args, **kwargs) -> Graph:
+        return trace_function(fn, args, kwargs, name=_sanitize(getattr(fn, "__name__", "main"))).graph
+    return build

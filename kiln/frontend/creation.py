@@ -1,0 +1,343 @@
+"""Tensor creation and random numbers.
+
+Random numbers come from a counter-based generator (kiln.ir.primitives.random_bits):
+a Generator's state is a small int64 tensor [seed, offset], so inside kiln.compile it is
+lifted like any captured tensor and compiled code draws the same numbers as eager code.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.dtypes import DType
+from .autograd import no_grad
+from .ops import _cast, _shape_arg, full_const
+from .tensor import Tensor, _check_device, active_trace, apply
+
+_DEFAULT_FLOAT = [dt.float32]
+
+
+def get_default_dtype() -> DType:
+    return _DEFAULT_FLOAT[0]
+
+
+def set_default_dtype(d) -> None:
+    d = dt.get_dtype(d)
+    if not d.is_floating_point:
+        raise TypeError("only floating-point types are supported as the default type")
+    _DEFAULT_FLOAT[0] = d
+
+
+def _resolve(dtype, default: DType | None = None) -> DType:
+    if dtype is None:
+        return default or get_default_dtype()
+    return dt.get_dtype(dtype)
+
+
+def _finish(t: Tensor, requires_grad: bool, device) -> Tensor:
+    if device is not None:
+        _check_device(device)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _constant_tensor(arr: np.ndarray) -> Tensor:
+    """A tensor holding `arr`: wrapped directly when eager, a `constant` node when tracing."""
+    if active_trace() is None:
+        return Tensor._make(arr)
+    d = dt.from_numpy_dtype(arr.dtype)
+    flat = arr.reshape(-1).tolist()
+    if arr.size and np.all(arr == arr.reshape(-1)[0]):
+        return full_const(flat[0], arr.shape, d)
+    return apply("constant", value=flat, shape=tuple(arr.shape), dtype=d)
+
+
+def _infer_np(data) -> np.ndarray:
+    if isinstance(data, Tensor):
+        return np.array(data._concrete("kiln.tensor(tensor)"), copy=True)
+    if isinstance(data, np.ndarray):
+        arr = data
+        if arr.dtype == np.float64 or arr.dtype in (np.float32, np.float16, np.int32, np.int64, np.bool_):
+            return np.array(arr, copy=True)
+        if arr.dtype.kind in "iu":
+            return arr.astype(np.int64)
+        if arr.dtype.kind == "f":
+            return arr.astype(np.float64)
+        raise TypeError(f"can't convert np.ndarray of type {arr.dtype}; kiln supports float16/32/64, int32/64, bool")
+    if isinstance(data, (list, tuple)):
+        data = [(_infer_np(x) if isinstance(x, Tensor) else x) for x in data]
+    arr = np.array(data)
+    if arr.dtype == object:
+        raise TypeError("kiln.tensor: could not infer a dtype (ragged nested sequence or unsupported elements)")
+    if arr.dtype.kind == "f":
+        return arr.astype(get_default_dtype().np_dtype) if not _has_np_float64(data) else arr
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "b":
+        return arr
+    raise TypeError(f"kiln.tensor: unsupported data of numpy kind {arr.dtype}")
+
+
+def _has_np_float64(data) -> bool:
+    return isinstance(data, np.ndarray) and data.dtype == np.float64
+
+
+def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    """Copy `data` (nested lists, numbers, numpy arrays, tensors) into a new tensor."""
+    arr = _infer_np(data)
+    if dtype is not None:
+        arr = arr.astype(dt.get_dtype(dtype).np_dtype)
+    return _finish(_constant_tensor(np.ascontiguousarray(arr)), requires_grad, device)
+
+
+def as_tensor(data: Any, dtype=None, device=None) -> Tensor:
+    if isinstance(data, Tensor):
+        return data if dtype is None or dt.get_dtype(dtype) == data.dtype else _cast(data, dt.get_dtype(dtype))
+    if isinstance(data, np.ndarray) and dtype is None and active_trace() is None:
+        try:
+            dt.from_numpy_dtype(data.dtype)
+            return from_numpy(data)
+        except TypeError:
+            pass
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(ndarray: np.ndarray) -> Tensor:
+    """A tensor sharing memory with `ndarray` (writes through either are seen by both)."""
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    dt.from_numpy_dtype(ndarray.dtype)
+    if active_trace() is not None:
+        return _constant_tensor(ndarray)
+    return Tensor._make(ndarray)
+
+
+def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    size = _shape_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
+    if dtype is None:
+        d = dt.scalar_dtype(fill_value)
+        dtype = get_default_dtype() if d.is_floating_point else d
+    return _finish(full_const(fill_value, size, dt.get_dtype(dtype)), requires_grad, device)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad: bool = False, out=None) -> Tensor:
+    return _finish(full_const(0, _shape_arg(size), _resolve(dtype)), requires_grad, device)
+
+
+def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return _finish(full_const(1, _shape_arg(size), _resolve(dtype)), requires_grad, device)
+
+
+def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def zeros_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros(tuple(input.shape), dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return ones(tuple(input.shape), dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+
+
+def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return zeros_like(input, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full_like(input: Tensor, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    return full(tuple(input.shape), fill_value, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+
+
+def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    if end is None:
+        start, end = 0, start
+    vals = [float(v) if isinstance(v, Tensor) else v for v in (start, end, step)]
+    start, end, step = vals
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if (end - start) * step < 0:
+        raise RuntimeError(f"upper bound and larger bound inconsistent with step sign")
+    n = max(int(math.ceil((end - start) / step)), 0)
+    if dtype is None:
+        is_int = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
+        d = dt.int64 if is_int else get_default_dtype()
+    else:
+        d = dt.get_dtype(dtype)
+    idx = apply("iota", shape=(n,), axis=0, dtype=dt.float64 if d.is_floating_point else dt.int64)
+    if step != 1:
+        idx = idx * step
+    if start != 0:
+        idx = idx + start
+    return _finish(_cast(idx, d), requires_grad, device)
+
+
+def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    d = _resolve(dtype)
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
+    if steps == 1:
+        return full((1,), start, dtype=d, device=device, requires_grad=requires_grad)
+    i = apply("iota", shape=(steps,), axis=0, dtype=dt.float64)
+    step = (end - start) / max(steps - 1, 1)
+    half = steps // 2
+    lo = i * step + start
+    hi = (i - (steps - 1)) * step + end
+    from .ops import where
+    vals = where(i < half, lo, hi)
+    return _finish(_cast(vals, d), requires_grad, device)
+
+
+def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    m = n if m is None else m
+    r = apply("iota", shape=(n, m), axis=0, dtype=dt.int64)
+    c = apply("iota", shape=(n, m), axis=1, dtype=dt.int64)
+    return _finish(_cast(apply("eq", r, c), _resolve(dtype)), requires_grad, device)
+
+
+# ======================================================================================
+# random numbers
+# ======================================================================================
+
+class Generator:
+    """A counter-based random generator; its state is the int64 tensor [seed, offset]."""
+
+    def __init__(self, device="cpu"):
+        self.state = Tensor._make(np.array([67280421310721, 0], dtype=np.int64))
+
+    def manual_seed(self, seed: int) -> "Generator":
+        with no_grad():
+            self.state._assign_value(np.array([int(seed), 0], dtype=np.int64))
+        return self
+
+    def seed(self) -> int:
+        import random
+        s = random.getrandbits(63)
+        self.manual_seed(s)
+        return s
+
+    def initial_seed(self) -> int:
+        return int(self.state._concrete("Generator.initial_seed()")[0])
+
+    def get_state(self) -> Tensor:
+        return tensor(self.state)
+
+    def set_state(self, state: Tensor) -> None:
+        self.state._assign_value(np.asarray(state, dtype=np.int64))
+
+    def uniform(self, shape, dtype: DType) -> Tensor:
+        """U[0, 1) of `shape`, advancing the offset by the number of elements."""
+        n = math.prod(shape)
+        with no_grad():
+            seed = apply("reshape", apply("slice", self.state, starts=(0,), stops=(1,), steps=(1,)), shape=())
+            off = apply("reshape", apply("slice", self.state, starts=(1,), stops=(2,), steps=(1,)), shape=())
+            u = apply("random_uniform", seed, off, shape=tuple(shape), dtype=dtype)
+            if n:
+                inc = apply("constant", value=[0, n], shape=(2,), dtype=dt.int64)
+                self.state._assign_value(apply("add", self.state, inc) if active_trace() else
+                                         self.state._cell.value + np.array([0, n], dtype=np.int64))
+        return u
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed: int) -> Generator:
+    """Seed the default generator (eager and compiled code draw the same numbers)."""
+    default_generator.manual_seed(seed)
+    return default_generator
+
+
+def seed() -> int:
+    return default_generator.seed()
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
+
+
+def _gen(generator) -> Generator:
+    return default_generator if generator is None else generator
+
+
+def _float_dtype(dtype) -> DType:
+    d = _resolve(dtype)
+    if not d.is_floating_point:
+        raise RuntimeError(f"expected a floating-point dtype for random numbers, got {d.name}")
+    return d
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    d = _float_dtype(dtype)
+    u = _gen(generator).uniform(_shape_arg(size), d)
+    return _finish(u, requires_grad, device)
+
+
+def _normal(shape, d: DType, generator) -> Tensor:
+    """Box-Muller on two uniform draws (computed in float64 for accuracy, then cast)."""
+    g = _gen(generator)
+    n = math.prod(shape)
+    with no_grad():
+        u = g.uniform((2, n), dt.float64)
+        u1 = apply("reshape", apply("slice", u, starts=(0, 0), stops=(1, n), steps=(1, 1)), shape=tuple(shape))
+        u2 = apply("reshape", apply("slice", u, starts=(1, 0), stops=(2, n), steps=(1, 1)), shape=tuple(shape))
+        r = ((1.0 - u1).log() * -2.0).sqrt()
+        z = r * (u2 * (2 * math.pi)).cos()
+    return _cast(z, d)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
+    d = _float_dtype(dtype)
+    return _finish(_normal(_shape_arg(size), d, generator), requires_grad, device)
+
+
+def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    if high <= low:
+        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+    shape = _shape_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
+    u = _gen(generator).uniform(shape, dt.float64)
+    with no_grad():
+        v = (u * float(high - low)).floor() + float(low)
+    return _finish(_cast(v, dt.get_dtype(dtype) if dtype else dt.int64), False, device)
+
+
+def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
+    if active_trace() is not None:
+        raise RuntimeError("randperm inside kiln.compile is not supported (it needs a sort); draw the permutation "
+                           "outside the compiled function")
+    u = _gen(generator).uniform((n,), dt.float64)
+    perm = np.argsort(u._cell.value, kind="stable").astype(dt.get_dtype(dtype).np_dtype if dtype else np.int64)
+    return _finish(Tensor._make(perm), False, device)
+
+
+def rand_like(input: Tensor, *, dtype=None, generator=None) -> Tensor:
+    return rand(tuple(input.shape), dtype=dtype or input.dtype, generator=generator)
+
+
+def randn_like(input: Tensor, *, dtype=None, generator=None) -> Tensor:
+    return randn(tuple(input.shape), dtype=dtype or input.dtype, generator=generator)
+
+
+def randint_like(input: Tensor, low, high=None, *, dtype=None) -> Tensor:
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype)
+
+
+def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tensor:
+    if size is None:
+        shape = tuple((mean if isinstance(mean, Tensor) else std).shape)
+    else:
+        shape = _shape_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
+    return _normal(shape, _float_dtype(dtype), generator) * std + mean
+
+
+def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
+    probs = input if p is None else full_like(input, p)
+    u = _gen(generator).uniform(tuple(input.shape), probs.dtype if probs.dtype.is_floating_point else dt.float32)
+    return _cast(u < probs, input.dtype)

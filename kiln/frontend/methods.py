@@ -1,0 +1,200 @@
+"""Tensor methods and operators: thin bindings of the functions in `ops`."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from . import ops
+from .indexing import getitem, setitem
+from .tensor import Tensor, _check_device
+
+# Methods that are the same function with the tensor as first argument.
+_SAME = """add sub subtract mul multiply div divide true_divide floor_divide remainder pow neg negative abs sign exp
+log log1p log2 log10 expm1 sqrt rsqrt square reciprocal sin cos tan tanh sigmoid erf floor ceil trunc round relu
+maximum minimum clamp clip clamp_min clamp_max lerp addcmul addcdiv eq ne lt le gt ge less less_equal greater
+greater_equal not_equal logical_and logical_or logical_xor logical_not isnan isinf isfinite masked_fill nonzero
+sum mean var std prod amax amin max min argmax argmin all any logsumexp softmax log_softmax cumsum reshape view
+view_as reshape_as permute transpose swapaxes swapdims t movedim squeeze unsqueeze expand expand_as broadcast_to
+flatten unflatten contiguous clone split chunk unbind narrow flip repeat tril triu matmul mm bmm mv dot outer
+gather scatter scatter_add index_select take_along_dim allclose equal""".split()
+
+for _name in _SAME:
+    setattr(Tensor, _name, getattr(ops, _name))
+
+# In-place variants: compute out of place, then assign into self (version bump, autograd rebase).
+_INPLACE = """add sub mul div pow neg abs sign exp log log1p sqrt rsqrt sin cos tanh sigmoid floor ceil trunc round
+relu clamp clip clamp_min clamp_max lerp addcmul addcdiv masked_fill scatter scatter_add remainder floor_divide
+square reciprocal erf t transpose squeeze unsqueeze logical_not""".split()
+
+
+def _make_inplace(fn):
+    def method(self, *args, **kwargs):
+        return self._assign_(fn(self, *args, **kwargs))
+    method.__name__ = fn.__name__ + "_"
+    return method
+
+
+for _name in _INPLACE:
+    setattr(Tensor, _name + "_", _make_inplace(getattr(ops, _name)))
+
+
+def _zero_(self):
+    return self._assign_(ops.full_const(0, self.shape, self.dtype))
+
+
+def _fill_(self, value):
+    v = ops._cast(value, self.dtype) if isinstance(value, Tensor) else ops.full_const(value, (), self.dtype)
+    return self._assign_(ops._bcast(v, tuple(self.shape)))
+
+
+def _copy_(self, src, non_blocking=False):
+    if not isinstance(src, Tensor):
+        raise TypeError(f"copy_(): argument 'src' must be Tensor, not {type(src).__name__}")
+    try:
+        v = ops.expand(ops._cast(src, self.dtype), tuple(self.shape))
+    except RuntimeError:
+        raise RuntimeError(f"copy_: the size of src {list(src.shape)} cannot be broadcast to {list(self.shape)}") \
+            from None
+    if v is src:
+        v = ops.clone(v)
+    return self._assign_(v)
+
+
+def _uniform_(self, a=0.0, b=1.0, *, generator=None):
+    from .creation import rand
+    return self._assign_(rand(tuple(self.shape), dtype=self.dtype, generator=generator) * (b - a) + a)
+
+
+def _normal_(self, mean=0.0, std=1.0, *, generator=None):
+    from .creation import randn
+    return self._assign_(randn(tuple(self.shape), dtype=self.dtype, generator=generator) * std + mean)
+
+
+def _bernoulli_(self, p=0.5, *, generator=None):
+    from .creation import rand
+    return self._assign_(ops._cast(rand(tuple(self.shape), generator=generator) < p, self.dtype))
+
+
+Tensor.zero_ = _zero_
+Tensor.fill_ = _fill_
+Tensor.copy_ = _copy_
+Tensor.uniform_ = _uniform_
+Tensor.normal_ = _normal_
+Tensor.bernoulli_ = _bernoulli_
+
+
+# -- conversions --------------------------------------------------------------------------
+def _to(self, *args, **kwargs):
+    dtype = kwargs.pop("dtype", None)
+    device = kwargs.pop("device", None)
+    copy = kwargs.pop("copy", False)
+    kwargs.pop("non_blocking", None)
+    for a in args:
+        if isinstance(a, Tensor):
+            dtype, device = a.dtype, a.device
+        elif isinstance(a, (dt.DType, type)) or (isinstance(a, str) and a not in ("cpu", "cuda") and ":" not in a):
+            dtype = a
+        else:
+            device = a
+    if device is not None:
+        _check_device(device)
+    out = self
+    if dtype is not None and dt.get_dtype(dtype) != self.dtype:
+        out = ops._cast(self, dt.get_dtype(dtype))
+    elif copy:
+        out = ops.clone(self)
+    return out
+
+
+def _type(self, dtype=None):
+    if dtype is None:
+        return {"float32": "kiln.FloatTensor", "float64": "kiln.DoubleTensor", "float16": "kiln.HalfTensor",
+                "int32": "kiln.IntTensor", "int64": "kiln.LongTensor", "bool": "kiln.BoolTensor"}[self.dtype.name]
+    return _to(self, dtype)
+
+
+Tensor.to = _to
+Tensor.type = _type
+Tensor.float = lambda self: _to(self, dt.float32)
+Tensor.double = lambda self: _to(self, dt.float64)
+Tensor.half = lambda self: _to(self, dt.float16)
+Tensor.long = lambda self: _to(self, dt.int64)
+Tensor.int = lambda self: _to(self, dt.int32)
+Tensor.bool = lambda self: _to(self, dt.bool_)
+Tensor.cpu = lambda self: self
+Tensor.type_as = lambda self, other: _to(self, other.dtype)
+
+
+def _cuda(self, *a, **k):
+    _check_device("cuda")
+
+
+Tensor.cuda = _cuda
+Tensor.T = property(lambda self: ops.permute(self, tuple(reversed(range(self.ndim)))))
+Tensor.mT = property(lambda self: ops.transpose(self, -2, -1))
+Tensor.new_zeros = lambda self, *size, dtype=None, **k: ops.full_const(0, ops._shape_arg(size), dt.get_dtype(dtype) if dtype else self.dtype)
+Tensor.new_ones = lambda self, *size, dtype=None, **k: ops.full_const(1, ops._shape_arg(size), dt.get_dtype(dtype) if dtype else self.dtype)
+Tensor.new_full = lambda self, size, fill_value, dtype=None, **k: ops.full_const(fill_value, tuple(size), dt.get_dtype(dtype) if dtype else self.dtype)
+
+
+def _new_tensor(self, data, dtype=None, **k):
+    from .creation import tensor
+    return tensor(data, dtype=dtype or self.dtype)
+
+
+Tensor.new_tensor = _new_tensor
+
+# -- operators ------------------------------------------------------------------------------
+Tensor.__add__ = lambda a, b: ops.add(a, b)
+Tensor.__radd__ = lambda a, b: ops.add(b, a)
+Tensor.__sub__ = lambda a, b: ops.sub(a, b)
+Tensor.__rsub__ = lambda a, b: ops.sub(b, a)
+Tensor.__mul__ = lambda a, b: ops.mul(a, b)
+Tensor.__rmul__ = lambda a, b: ops.mul(b, a)
+Tensor.__truediv__ = lambda a, b: ops.div(a, b)
+Tensor.__rtruediv__ = lambda a, b: ops.div(b, a)
+Tensor.__floordiv__ = lambda a, b: ops.floor_divide(a, b)
+Tensor.__rfloordiv__ = lambda a, b: ops.floor_divide(b, a)
+Tensor.__mod__ = lambda a, b: ops.remainder(a, b)
+Tensor.__rmod__ = lambda a, b: ops.remainder(b, a)
+Tensor.__pow__ = lambda a, b: ops.pow(a, b)
+Tensor.__rpow__ = lambda a, b: ops.pow(b, a) if isinstance(b, Tensor) else ops.pow(ops.full_const(b, (), ops._promote(a, b)), a)
+Tensor.__matmul__ = lambda a, b: ops.matmul(a, b)
+Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
+Tensor.__neg__ = lambda a: ops.neg(a)
+Tensor.__pos__ = lambda a: a
+Tensor.__abs__ = lambda a: ops.abs(a)
+Tensor.__invert__ = lambda a: ops.logical_not(a) if a.dtype.is_bool else ops._bitwise("not", a, a)
+Tensor.__and__ = lambda a, b: ops._bitwise("logical_and", a, b)
+Tensor.__rand__ = lambda a, b: ops._bitwise("logical_and", b, a)
+Tensor.__or__ = lambda a, b: ops._bitwise("logical_or", a, b)
+Tensor.__ror__ = lambda a, b: ops._bitwise("logical_or", b, a)
+Tensor.__xor__ = lambda a, b: ops._bitwise("logical_xor", a, b)
+Tensor.__rxor__ = lambda a, b: ops._bitwise("logical_xor", b, a)
+Tensor.__eq__ = lambda a, b: ops.eq(a, b) if isinstance(b, (Tensor, int, float, bool, np.number)) else NotImplemented
+Tensor.__ne__ = lambda a, b: ops.ne(a, b) if isinstance(b, (Tensor, int, float, bool, np.number)) else NotImplemented
+Tensor.__lt__ = lambda a, b: ops.lt(a, b)
+Tensor.__le__ = lambda a, b: ops.le(a, b)
+Tensor.__gt__ = lambda a, b: ops.gt(a, b)
+Tensor.__ge__ = lambda a, b: ops.ge(a, b)
+Tensor.__getitem__ = getitem
+Tensor.__setitem__ = setitem
+
+
+def _iadd(a, b):
+    return a.add_(b)
+
+
+Tensor.__iadd__ = _iadd
+Tensor.__isub__ = lambda a, b: a.sub_(b)
+Tensor.__imul__ = lambda a, b: a.mul_(b)
+Tensor.__itruediv__ = lambda a, b: a.div_(b)
+
+
+def _iter(self):
+    if self.ndim == 0:
+        raise TypeError("iteration over a 0-d tensor")
+    return iter(ops.unbind(self, 0))
+
+
+Tensor.__iter__ = _iter

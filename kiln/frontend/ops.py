@@ -1,0 +1,1165 @@
+"""User-facing tensor operations with PyTorch's names, broadcasting and type promotion.
+
+Every op here is a composition of primitives applied through `apply`; none has its own
+gradient: gradients come from the primitives' VJP rules.
+"""
+from __future__ import annotations
+
+import builtins
+import math
+from collections import namedtuple
+from typing import Sequence
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.dtypes import SCALAR, TENSOR, ZERODIM, DType, result_type, scalar_dtype
+from ..ir.primitives import broadcast_shapes
+from .tensor import Tensor, _norm_dim, apply
+
+_Number = (int, float, bool, np.number, np.bool_)
+
+
+# ======================================================================================
+# helpers
+# ======================================================================================
+
+def _is_scalar(x) -> bool:
+    return isinstance(x, _Number)
+
+
+def _operand(x):
+    """(dtype, priority) of an operand for type promotion."""
+    if isinstance(x, Tensor):
+        return x.dtype, (ZERODIM if x.ndim == 0 else TENSOR)
+    if _is_scalar(x):
+        return scalar_dtype(x), SCALAR
+    raise TypeError(f"expected a Tensor or a Python number, got {type(x).__name__}")
+
+
+def _promote(*xs) -> DType:
+    return result_type(*(_operand(x) for x in xs))
+
+
+def full_const(value, shape, dtype: DType) -> Tensor:
+    """A tensor filled with a Python number (one `constant` primitive)."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if dtype.is_bool:
+        value = bool(value)
+    elif dtype.is_integer:
+        value = int(value)
+    else:
+        value = float(value)
+    return apply("constant", value=value, shape=tuple(int(s) for s in shape), dtype=dtype)
+
+
+def _cast(x: Tensor, dtype: DType) -> Tensor:
+    return x if x.dtype == dtype else apply("cast", x, dtype=dtype)
+
+
+def _bcast(x: Tensor, shape) -> Tensor:
+    shape = tuple(shape)
+    return x if tuple(x.shape) == shape else apply("broadcast_to", x, shape=shape)
+
+
+def _prep(x, dtype: DType, shape) -> Tensor:
+    if not isinstance(x, Tensor):
+        return full_const(x, shape, dtype)
+    return _bcast(_cast(x, dtype), shape)
+
+
+def _shape_of(x):
+    return tuple(x.shape) if isinstance(x, Tensor) else ()
+
+
+def _broadcast_operands(*xs):
+    try:
+        return broadcast_shapes(*(_shape_of(x) for x in xs))
+    except ValueError as e:
+        shapes = [_shape_of(x) for x in xs]
+        raise RuntimeError(f"The size of tensor a {shapes[0]} must match the size of tensor b {shapes[1]}: {e}") \
+            from None
+
+
+def _binary(name: str, a, b, dtype: DType | None = None, float_result: bool = False) -> Tensor:
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{name}: expected at least one Tensor operand")
+    if dtype is None:
+        dtype = _promote(a, b)
+        if float_result and not dtype.is_floating_point:
+            dtype = dt.float32
+    shape = _broadcast_operands(a, b)
+    return apply(name, _prep(a, dtype, shape), _prep(b, dtype, shape))
+
+
+def _as_tensor(x, like: Tensor | None = None) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    from .creation import tensor
+    return tensor(x)
+
+
+def _float_unary(name: str, x: Tensor) -> Tensor:
+    x = _as_tensor(x)
+    if not x.dtype.is_floating_point:
+        x = _cast(x, dt.float32)
+    return apply(name, x)
+
+
+def _dims(dim, ndim: int) -> tuple[int, ...]:
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, (list, tuple)):
+        ds = tuple(_norm_dim(d, ndim) for d in dim)
+        if len(set(ds)) != len(ds):
+            raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
+        return ds
+    return (_norm_dim(dim, ndim),) if ndim > 0 else ()
+
+
+# ======================================================================================
+# elementwise arithmetic
+# ======================================================================================
+
+def add(input, other, *, alpha=1) -> Tensor:
+    if alpha != 1:
+        other = mul(other, alpha)
+    if _promote(input, other).is_bool:
+        return logical_or(input, other)
+    return _binary("add", input, other)
+
+
+def sub(input, other, *, alpha=1) -> Tensor:
+    if alpha != 1:
+        other = mul(other, alpha)
+    if _promote(input, other).is_bool:
+        raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
+                           "Use the `^` or `logical_xor()` operator instead.")
+    return _binary("sub", input, other)
+
+
+subtract = sub
+
+
+def rsub(input, other, *, alpha=1) -> Tensor:
+    return sub(other, input, alpha=alpha)
+
+
+def mul(input, other) -> Tensor:
+    if _promote(input, other).is_bool:
+        return logical_and(input, other)
+    return _binary("mul", input, other)
+
+
+multiply = mul
+
+
+def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
+    if rounding_mode is None:
+        return _binary("div", input, other, float_result=True)
+    if rounding_mode == "floor":
+        return floor_divide(input, other)
+    if rounding_mode == "trunc":
+        d = _promote(input, other)
+        if d.is_floating_point:
+            q = _binary("div", input, other)
+            return where(q < 0, neg(floor(neg(q))), floor(q))
+        return _binary("div", input, other)
+    raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'")
+
+
+divide = true_divide = div
+
+
+def floor_divide(input, other) -> Tensor:
+    return _binary("floor_divide", input, other)
+
+
+def remainder(input, other) -> Tensor:
+    return _binary("remainder", input, other)
+
+
+fmod_ = None
+
+
+def pow(input, exponent) -> Tensor:
+    if isinstance(input, Tensor) and _is_scalar(exponent) and not isinstance(exponent, bool):
+        if exponent == 1:
+            return clone(input) if not input.dtype.is_bool else input
+        if exponent == 2 and input.dtype.is_floating_point:
+            return mul(input, input)
+        if exponent == 0.5 and input.dtype.is_floating_point:
+            return sqrt(input)
+    d = _promote(input, exponent)
+    if d.is_integer and isinstance(exponent, int) and exponent < 0:
+        raise RuntimeError("Integers to negative integer powers are not allowed.")
+    return _binary("pow", input, exponent)
+
+
+def neg(input: Tensor) -> Tensor:
+    if input.dtype.is_bool:
+        raise RuntimeError("Negation, the `-` operator, on a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
+    return apply("neg", input)
+
+
+negative = neg
+
+
+def abs(input: Tensor) -> Tensor:
+    return input if input.dtype.is_bool else apply("abs", input)
+
+
+def sign(input: Tensor) -> Tensor:
+    return input if input.dtype.is_bool else apply("sign", input)
+
+
+def exp(input) -> Tensor:
+    return _float_unary("exp", input)
+
+
+def log(input) -> Tensor:
+    return _float_unary("log", input)
+
+
+def log1p(input) -> Tensor:
+    return _float_unary("log1p", input)
+
+
+def log2(input) -> Tensor:
+    return mul(log(input), 1.0 / math.log(2.0))
+
+
+def log10(input) -> Tensor:
+    return mul(log(input), 1.0 / math.log(10.0))
+
+
+def expm1(input) -> Tensor:
+    return sub(exp(input), 1)
+
+
+def sqrt(input) -> Tensor:
+    return _float_unary("sqrt", input)
+
+
+def rsqrt(input) -> Tensor:
+    return _float_unary("rsqrt", input)
+
+
+def square(input) -> Tensor:
+    return mul(input, input)
+
+
+def reciprocal(input) -> Tensor:
+    return div(1.0, input)
+
+
+def sin(input) -> Tensor:
+    return _float_unary("sin", input)
+
+
+def cos(input) -> Tensor:
+    return _float_unary("cos", input)
+
+
+def tan(input) -> Tensor:
+    return div(sin(input), cos(input))
+
+
+def tanh(input) -> Tensor:
+    return _float_unary("tanh", input)
+
+
+def sigmoid(input) -> Tensor:
+    return _float_unary("logistic", input)
+
+
+def erf(input) -> Tensor:
+    return _float_unary("erf", input)
+
+
+def floor(input: Tensor) -> Tensor:
+    return input if not input.dtype.is_floating_point else apply("floor", input)
+
+
+def ceil(input: Tensor) -> Tensor:
+    return input if not input.dtype.is_floating_point else neg(apply("floor", neg(input)))
+
+
+def trunc(input: Tensor) -> Tensor:
+    return input if not input.dtype.is_floating_point else where(input < 0, ceil(input), floor(input))
+
+
+def round(input: Tensor) -> Tensor:
+    """Round half to even, as torch.round."""
+    if not input.dtype.is_floating_point:
+        return input
+    f = floor(input)
+    diff = sub(input, f)
+    up = add(f, 1)
+    even_up = eq(remainder(f, 2), 1)
+    return where(diff > 0.5, up, where(diff < 0.5, f, where(even_up, up, f)))
+
+
+def relu(input: Tensor) -> Tensor:
+    return where(input > 0, input, full_const(0, (), input.dtype))
+
+
+def relu6(input: Tensor) -> Tensor:
+    return hardtanh(input, 0.0, 6.0)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return clamp(input, min_val, max_val)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return where(input > 0, input, mul(input, negative_slope))
+
+
+def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return where(input > 0, input, mul(expm1(input), alpha))
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    if approximate == "tanh":
+        inner = mul(add(input, mul(pow(input, 3), 0.044715)), math.sqrt(2.0 / math.pi))
+        return mul(mul(input, 0.5), add(tanh(inner), 1.0))
+    if approximate != "none":
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return mul(mul(input, 0.5), add(erf(mul(input, 1.0 / math.sqrt(2.0))), 1.0))
+
+
+def silu(input: Tensor) -> Tensor:
+    return mul(input, sigmoid(input))
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    bx = mul(input, beta)
+    soft = div(log1p(exp(neg(abs(bx)))), beta)
+    soft = add(soft, div(relu(bx), beta))
+    return where(bx > threshold, input, soft)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    return neg(softplus(neg(input)))
+
+
+def maximum(input: Tensor, other: Tensor) -> Tensor:
+    return _binary("maximum", input, other)
+
+
+def minimum(input: Tensor, other: Tensor) -> Tensor:
+    return _binary("minimum", input, other)
+
+
+def clamp(input: Tensor, min=None, max=None) -> Tensor:
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    out = input
+    d = input.dtype
+    if min is not None:
+        d = _promote(input, min)
+    if max is not None:
+        d = result_type(_operand(input), *( [_operand(min)] if min is not None else []), _operand(max))
+    out = _cast(out, d)
+    if min is not None:
+        out = where(lt(out, min), _clamp_bound(min, d), out)
+    if max is not None:
+        out = where(gt(out, max), _clamp_bound(max, d), out)
+    return out
+
+
+def _clamp_bound(b, d):
+    return full_const(b, (), d) if not isinstance(b, Tensor) else _cast(b, d)
+
+
+clip = clamp
+
+
+def clamp_min(input, min) -> Tensor:
+    return clamp(input, min=min)
+
+
+def clamp_max(input, max) -> Tensor:
+    return clamp(input, max=max)
+
+
+def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
+    return add(input, mul(sub(end, input), weight))
+
+
+def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
+    return add(input, mul(mul(tensor1, tensor2), value))
+
+
+def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value=1) -> Tensor:
+    return add(input, mul(div(tensor1, tensor2), value))
+
+
+# ======================================================================================
+# comparisons and logic
+# ======================================================================================
+
+def _compare(name, a, b) -> Tensor:
+    return _binary(name, a, b, dtype=_promote(a, b))
+
+
+def eq(input, other) -> Tensor:
+    return _compare("eq", input, other)
+
+
+def ne(input, other) -> Tensor:
+    return _compare("ne", input, other)
+
+
+def lt(input, other) -> Tensor:
+    return _compare("lt", input, other)
+
+
+def le(input, other) -> Tensor:
+    return _compare("le", input, other)
+
+
+def gt(input, other) -> Tensor:
+    return _compare("gt", input, other)
+
+
+def ge(input, other) -> Tensor:
+    return _compare("ge", input, other)
+
+
+less, less_equal, greater, greater_equal, not_equal = lt, le, gt, ge, ne
+
+
+def _logical(name, a, b) -> Tensor:
+    shape = _broadcast_operands(a, b)
+    return apply(name, _prep(_to_bool(a), dt.bool_, shape), _prep(_to_bool(b), dt.bool_, shape))
+
+
+def _to_bool(x):
+    if isinstance(x, Tensor):
+        return x if x.dtype.is_bool else ne(x, 0)
+    return bool(x)
+
+
+def logical_and(input, other) -> Tensor:
+    return _logical("logical_and", input, other)
+
+
+def logical_or(input, other) -> Tensor:
+    return _logical("logical_or", input, other)
+
+
+def logical_xor(input, other) -> Tensor:
+    return _logical("logical_xor", input, other)
+
+
+def logical_not(input: Tensor) -> Tensor:
+    return apply("logical_not", _to_bool(input))
+
+
+def _bitwise(name, a, b):
+    if _promote(a, b).is_bool:
+        return _logical(name, a, b)
+    raise TypeError(f"bitwise operators on {_promote(a, b).name} tensors are not supported by kiln; "
+                    "use them on bool tensors")
+
+
+def isnan(input: Tensor) -> Tensor:
+    return ne(input, input)
+
+
+def isinf(input: Tensor) -> Tensor:
+    if not input.dtype.is_floating_point:
+        return full_const(False, input.shape, dt.bool_)
+    return eq(abs(input), math.inf)
+
+
+def isfinite(input: Tensor) -> Tensor:
+    return logical_not(logical_or(isnan(input), isinf(input)))
+
+
+def where(condition: Tensor, input=None, other=None) -> Tensor:
+    """Select `input` where `condition` is true, else `other` (both broadcast)."""
+    if input is None and other is None:
+        return nonzero(condition, as_tuple=True)
+    d = _promote(input, other)
+    shape = _broadcast_operands(condition, input, other) if isinstance(condition, Tensor) else None
+    cond = _bcast(_to_bool(condition), shape)
+    return apply("select", cond, _prep(input, d, shape), _prep(other, d, shape))
+
+
+def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
+    if isinstance(value, Tensor) and value.ndim != 0:
+        raise RuntimeError("masked_fill only supports a 0-dimensional value tensor")
+    if not mask.dtype.is_bool:
+        raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype.name}")
+    v = _cast(value, input.dtype) if isinstance(value, Tensor) else full_const(value, (), input.dtype)
+    shape = broadcast_shapes(tuple(input.shape), tuple(mask.shape))
+    if shape != tuple(input.shape):
+        raise RuntimeError(f"masked_fill: mask of shape {tuple(mask.shape)} cannot be broadcast to input shape "
+                           f"{tuple(input.shape)}")
+    return where(mask, v, input)
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False):
+    arr = input._concrete("nonzero() (its result's shape depends on the data)")
+    idx = np.nonzero(arr)
+    from .creation import from_numpy
+    if as_tuple:
+        return tuple(from_numpy(np.ascontiguousarray(i.astype(np.int64))) for i in idx)
+    return from_numpy(np.ascontiguousarray(np.stack(idx, axis=1).astype(np.int64)))
+
+
+def allclose(input: Tensor, other: Tensor, rtol=1e-5, atol=1e-8, equal_nan=False) -> bool:
+    return bool(np.allclose(np.asarray(input), np.asarray(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    return tuple(input.shape) == tuple(other.shape) and bool(np.array_equal(np.asarray(input), np.asarray(other)))
+
+
+# ======================================================================================
+# reductions
+# ======================================================================================
+
+def _reduce(name, x: Tensor, dim, keepdim) -> Tensor:
+    axes = _dims(dim, x.ndim)
+    if not axes:
+        return x if x.ndim == 0 else apply(name, x, axes=(), keepdims=keepdim)
+    return apply(name, x, axes=axes, keepdims=bool(keepdim))
+
+
+def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = _cast(input, dt.get_dtype(dtype))
+    elif not input.dtype.is_floating_point:
+        input = _cast(input, dt.int64)
+    return _reduce("reduce_sum", input, dim, keepdim)
+
+
+def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = _cast(input, dt.get_dtype(dtype))
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating point or "
+                           f"complex dtype. Got: {input.dtype.name}")
+    axes = _dims(dim, input.ndim)
+    n = math.prod(input.shape[a] for a in axes)
+    return div(_reduce("reduce_sum", input, dim, keepdim), float(n) if n else float("nan"))
+
+
+def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    axes = _dims(dim, input.ndim)
+    n = math.prod(input.shape[a] for a in axes)
+    mu = mean(input, dim=axes, keepdim=True)
+    d = sub(input, mu)
+    ss = _reduce("reduce_sum", mul(d, d), axes, keepdim)
+    return div(ss, float(builtins.max(n - correction, 0)))
+
+
+def std(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
+
+
+def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = _cast(input, dt.get_dtype(dtype))
+    elif not input.dtype.is_floating_point:
+        input = _cast(input, dt.int64)
+    return _reduce("reduce_prod", input, dim, keepdim)
+
+
+def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    return _reduce("reduce_max", _no_bool(input), None if dim == () else dim, keepdim)
+
+
+def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    return _reduce("reduce_min", _no_bool(input), None if dim == () else dim, keepdim)
+
+
+def _no_bool(x: Tensor) -> Tensor:
+    return _cast(x, dt.int32) if x.dtype.is_bool else x
+
+
+MinMax = namedtuple("MinMax", ["values", "indices"])
+max_return_types = MinMax
+
+
+def _extreme(name, argname, input, dim, keepdim):
+    if isinstance(dim, Tensor):
+        return maximum(input, dim) if name == "reduce_max" else minimum(input, dim)
+    if dim is None:
+        if input.numel() == 0:
+            raise RuntimeError(f"{name[7:]}(): Expected reduction dim to be specified for input.numel() == 0. "
+                               "Specify the reduction dim with the 'dim' argument.")
+        out = _reduce(name, _no_bool(input), None, False)
+        return _cast(out, input.dtype)
+    d = _norm_dim(dim, input.ndim)
+    x = _no_bool(input)
+    if x.ndim == 0:
+        return MinMax(input, full_const(0, (), dt.int64))
+    idx = apply(argname, x, axis=d, keepdims=True)
+    values = apply("gather", input, idx, axis=d)
+    if not keepdim:
+        values = squeeze(values, d)
+        idx = squeeze(idx, d)
+    return MinMax(values, idx)
+
+
+def max(input: Tensor, dim=None, keepdim: bool = False):
+    """max(x) -> tensor; max(x, dim) -> (values, indices); max(x, other) -> maximum."""
+    return _extreme("reduce_max", "argmax", input, dim, keepdim)
+
+
+def min(input: Tensor, dim=None, keepdim: bool = False):
+    return _extreme("reduce_min", "argmin", input, dim, keepdim)
+
+
+def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    x = _no_bool(input)
+    if dim is None:
+        r = apply("argmax", reshape(x, (-1,)), axis=0, keepdims=False)
+        return reshape(r, (1,) * input.ndim) if keepdim else r
+    return apply("argmax", x, axis=_norm_dim(dim, x.ndim), keepdims=bool(keepdim)) if x.ndim else \
+        full_const(0, (), dt.int64)
+
+
+def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    x = _no_bool(input)
+    if dim is None:
+        r = apply("argmin", reshape(x, (-1,)), axis=0, keepdims=False)
+        return reshape(r, (1,) * input.ndim) if keepdim else r
+    return apply("argmin", x, axis=_norm_dim(dim, x.ndim), keepdims=bool(keepdim)) if x.ndim else \
+        full_const(0, (), dt.int64)
+
+
+def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    b = _cast(_to_bool(input), dt.int32)
+    return _cast(_reduce("reduce_min", b, dim, keepdim), dt.bool_) if input.numel() else \
+        full_const(True, _reduced_shape(input, dim, keepdim), dt.bool_)
+
+
+def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    b = _cast(_to_bool(input), dt.int32)
+    return _cast(_reduce("reduce_max", b, dim, keepdim), dt.bool_) if input.numel() else \
+        full_const(False, _reduced_shape(input, dim, keepdim), dt.bool_)
+
+
+def _reduced_shape(x, dim, keepdim):
+    axes = _dims(dim, x.ndim)
+    return tuple(1 if i in axes else s for i, s in enumerate(x.shape) if keepdim or i not in axes)
+
+
+def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
+    if not input.dtype.is_floating_point:
+        input = _cast(input, dt.float32)
+    axes = _dims(dim, input.ndim)
+    m = amax(input, axes, keepdim=True).detach()
+    m = where(isinf(m), full_const(0.0, (), m.dtype), m)
+    s = sum(exp(sub(input, m)), axes, keepdim=True)
+    out = add(log(s), m)
+    return out if keepdim else _squeeze_dims(out, axes)
+
+
+def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = _cast(input, dt.get_dtype(dtype))
+    if not input.dtype.is_floating_point:
+        input = _cast(input, dt.float32)
+    d = _norm_dim(dim, input.ndim)
+    m = amax(input, d, keepdim=True).detach()
+    e = exp(sub(input, m))
+    return div(e, sum(e, d, keepdim=True))
+
+
+def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
+    if dtype is not None:
+        input = _cast(input, dt.get_dtype(dtype))
+    if not input.dtype.is_floating_point:
+        input = _cast(input, dt.float32)
+    d = _norm_dim(dim, input.ndim)
+    return sub(input, logsumexp(input, d, keepdim=True))
+
+
+def cumsum(input: Tensor, dim: int) -> Tensor:
+    """Cumulative sum as a matmul with a triangular mask (fine for the small dims it is used on)."""
+    d = _norm_dim(dim, input.ndim)
+    n = input.shape[d]
+    dtype = input.dtype if input.dtype.is_floating_point else dt.int64
+    from .creation import arange
+    i = arange(n)
+    tri = _cast(le(unsqueeze(i, 1), unsqueeze(i, 0)), dtype)  # tri[k, j] = k <= j
+    x = movedim(_cast(input, dtype), d, -1)
+    if dtype.is_floating_point:
+        out = matmul(x, tri)
+    else:
+        out = sum(mul(unsqueeze(x, -1), tri), -2)
+    return movedim(out, -1, d)
+
+
+# ======================================================================================
+# shape manipulation
+# ======================================================================================
+
+def _shape_arg(shape) -> tuple:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    out = []
+    for s in shape:
+        if isinstance(s, Tensor):
+            s = int(s)
+        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
+            raise TypeError(f"shape entries must be ints, got {type(s).__name__}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def _infer_shape(shape, numel) -> tuple:
+    shape = list(shape)
+    neg = [i for i, s in enumerate(shape) if s == -1]
+    if len(neg) > 1:
+        raise RuntimeError("only one dimension can be inferred")
+    if any(s < -1 for s in shape):
+        raise RuntimeError(f"invalid shape dimension {builtins.min(shape)}")
+    if neg:
+        rest = math.prod(s for s in shape if s != -1)
+        if rest == 0 or numel % rest:
+            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+        shape[neg[0]] = numel // rest
+    if math.prod(shape) != numel:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
+    return tuple(shape)
+
+
+def reshape(input: Tensor, *shape) -> Tensor:
+    shape = _infer_shape(_shape_arg(shape), input.numel())
+    if shape == tuple(input.shape):
+        return input if input._grad_fn is None and not input._requires_grad else apply("reshape", input, shape=shape)
+    return apply("reshape", input, shape=shape)
+
+
+def view(input: Tensor, *shape) -> Tensor:
+    if len(shape) == 1 and isinstance(shape[0], (DType, str, type)) and not isinstance(shape[0], (tuple, list)):
+        raise NotImplementedError("view(dtype) reinterpretation is not supported by kiln")
+    return reshape(input, *shape)
+
+
+def view_as(input: Tensor, other: Tensor) -> Tensor:
+    return reshape(input, tuple(other.shape))
+
+
+reshape_as = view_as
+
+
+def permute(input: Tensor, *dims) -> Tensor:
+    dims = _shape_arg(dims)
+    if len(dims) != input.ndim:
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
+                           f"length of the desired ordering of dimensions i.e. input.dim() = {input.ndim} is not "
+                           f"equal to len(dims) = {len(dims)}")
+    perm = tuple(_norm_dim(d, input.ndim) for d in dims)
+    if len(set(perm)) != len(perm):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
+    if perm == tuple(range(input.ndim)):
+        return input
+    return apply("permute", input, perm=perm)
+
+
+def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    if input.ndim == 0:
+        return input
+    d0, d1 = _norm_dim(dim0, input.ndim), _norm_dim(dim1, input.ndim)
+    perm = list(range(input.ndim))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return permute(input, perm)
+
+
+swapaxes = swapdims = transpose
+
+
+def t(input: Tensor) -> Tensor:
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
+    return input if input.ndim < 2 else transpose(input, 0, 1)
+
+
+def movedim(input: Tensor, source: int, destination: int) -> Tensor:
+    s, d = _norm_dim(source, input.ndim), _norm_dim(destination, input.ndim)
+    perm = [i for i in range(input.ndim) if i != s]
+    perm.insert(d, s)
+    return permute(input, perm)
+
+
+def squeeze(input: Tensor, dim=None) -> Tensor:
+    if dim is None:
+        shape = tuple(s for s in input.shape if s != 1)
+    else:
+        dims = _dims(dim, input.ndim)
+        shape = tuple(s for i, s in enumerate(input.shape) if not (i in dims and s == 1))
+    return reshape(input, shape) if shape != tuple(input.shape) else input
+
+
+def _squeeze_dims(x: Tensor, axes) -> Tensor:
+    return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
+
+
+def unsqueeze(input: Tensor, dim: int) -> Tensor:
+    d = _norm_dim(dim, input.ndim + 1)
+    shape = list(input.shape)
+    shape.insert(d, 1)
+    return apply("reshape", input, shape=tuple(shape))
+
+
+def expand(input: Tensor, *sizes) -> Tensor:
+    sizes = _shape_arg(sizes)
+    if len(sizes) < input.ndim:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal to the "
+                           f"number of dimensions in the tensor ({input.ndim})")
+    lead = len(sizes) - input.ndim
+    target = []
+    for i, s in enumerate(sizes):
+        if s == -1:
+            if i < lead:
+                raise RuntimeError("expand: -1 is not allowed in a leading, non-existing dimension")
+            s = input.shape[i - lead]
+        target.append(s)
+    target = tuple(target)
+    for i, s in enumerate(input.shape):
+        if s != 1 and s != target[lead + i]:
+            raise RuntimeError(f"The expanded size of the tensor ({target[lead + i]}) must match the existing size "
+                               f"({s}) at non-singleton dimension {lead + i}.  Target sizes: {list(sizes)}.  "
+                               f"Tensor sizes: {list(input.shape)}")
+    return _bcast(input, target)
+
+
+def expand_as(input: Tensor, other: Tensor) -> Tensor:
+    return expand(input, tuple(other.shape))
+
+
+def broadcast_to(input: Tensor, shape) -> Tensor:
+    return expand(input, tuple(shape))
+
+
+def broadcast_tensors(*tensors):
+    shape = _broadcast_operands(*tensors)
+    return tuple(_bcast(t, shape) for t in tensors)
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    if input.ndim == 0:
+        return reshape(input, (1,))
+    s, e = _norm_dim(start_dim, input.ndim), _norm_dim(end_dim, input.ndim)
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
+    shape = tuple(input.shape[:s]) + (math.prod(input.shape[s:e + 1]),) + tuple(input.shape[e + 1:])
+    return reshape(input, shape)
+
+
+def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
+    d = _norm_dim(dim, input.ndim)
+    sizes = _infer_shape(tuple(sizes), input.shape[d])
+    return reshape(input, tuple(input.shape[:d]) + sizes + tuple(input.shape[d + 1:]))
+
+
+def contiguous(input: Tensor, memory_format=None) -> Tensor:
+    return input
+
+
+def clone(input: Tensor, *, memory_format=None) -> Tensor:
+    return apply("cast", input, dtype=input.dtype)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    # PyTorch skips legacy empty 1-D tensors
+    nonempty = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or tensors[:1]
+    d0 = nonempty[0].ndim
+    d = _norm_dim(dim, d0)
+    for k, t in enumerate(nonempty):
+        if t.ndim != d0:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {d0} and {t.ndim}")
+        for i in range(d0):
+            if i != d and t.shape[i] != nonempty[0].shape[i]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
+                                   f"{nonempty[0].shape[i]} but got size {t.shape[i]} for tensor number {k} in the list.")
+    dtype = result_type(*(_operand(t) for t in nonempty))
+    parts = [_cast(t, dtype) for t in nonempty]
+    if len(parts) == 1:
+        return clone(parts[0])
+    return apply("concat", *parts, axis=d)
+
+
+concat = concatenate = cat
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    shape0 = tuple(tensors[0].shape)
+    for k, t in enumerate(tensors):
+        if tuple(t.shape) != shape0:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(shape0)} at entry 0 and "
+                               f"{list(t.shape)} at entry {k}")
+    d = _norm_dim(dim, len(shape0) + 1)
+    return cat([unsqueeze(t, d) for t in tensors], d)
+
+
+def hstack(tensors):
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    return cat([t if t.ndim >= 2 else reshape(t, (1, -1)) for t in tensors], 0)
+
+
+def _slice_dim(x: Tensor, d: int, start: int, stop: int, step: int = 1) -> Tensor:
+    starts = tuple(start if i == d else 0 for i in range(x.ndim))
+    stops = tuple(stop if i == d else s for i, s in enumerate(x.shape))
+    steps = tuple(step if i == d else 1 for i in range(x.ndim))
+    if starts == (0,) * x.ndim and stops == tuple(x.shape) and step == 1:
+        return x
+    return apply("slice", x, starts=starts, stops=stops, steps=steps)
+
+
+def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    d = _norm_dim(dim, input.ndim)
+    if start < 0:
+        start += input.shape[d]
+    if not (0 <= start and start + length <= input.shape[d]):
+        raise RuntimeError(f"start ({start}) + length ({length}) exceeds dimension size ({input.shape[d]}).")
+    return _slice_dim(input, d, start, start + length)
+
+
+def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
+    d = _norm_dim(dim, tensor.ndim)
+    n = tensor.shape[d]
+    if isinstance(split_size_or_sections, int):
+        size = split_size_or_sections
+        if size <= 0:
+            raise RuntimeError(f"split_size must be positive, got {size}")
+        sizes = [size] * (n // size) + ([n % size] if n % size else [])
+        if n == 0:
+            sizes = [0]
+    else:
+        sizes = list(split_size_or_sections)
+        if builtins.sum(sizes) != n:
+            raise RuntimeError(f"split_with_sizes expects split_sizes to sum exactly to {n} (input tensor's size at "
+                               f"dimension {d}), but got split_sizes={sizes}")
+    out, off = [], 0
+    for s in sizes:
+        out.append(_slice_dim(tensor, d, off, off + s))
+        off += s
+    return tuple(out)
+
+
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
+    if chunks <= 0:
+        raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
+    d = _norm_dim(dim, input.ndim)
+    size = -(-input.shape[d] // chunks) if input.shape[d] else 1
+    return split(input, builtins.max(size, 1), d)
+
+
+def unbind(input: Tensor, dim: int = 0) -> tuple:
+    d = _norm_dim(dim, input.ndim)
+    return tuple(squeeze(_slice_dim(input, d, i, i + 1), d) for i in range(input.shape[d]))
+
+
+def flip(input: Tensor, dims) -> Tensor:
+    dims = _dims(tuple(dims) if isinstance(dims, (list, tuple)) else (dims,), input.ndim)
+    out = input
+    for d in dims:
+        n = input.shape[d]
+        from .creation import arange
+        idx = arange(n - 1, -1, -1)
+        out = index_select(out, d, idx)
+    return out
+
+
+def repeat(input: Tensor, *sizes) -> Tensor:
+    sizes = _shape_arg(sizes)
+    if len(sizes) < input.ndim:
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of tensor")
+    x = reshape(input, (1,) * (len(sizes) - input.ndim) + tuple(input.shape))
+    inter = []
+    for r, s in zip(sizes, x.shape):
+        inter += [r, s]
+    x = reshape(x, tuple(v for pair in zip([1] * x.ndim, x.shape) for v in pair))
+    x = _bcast(x, tuple(inter))
+    return reshape(x, tuple(r * s for r, s in zip(sizes, input.shape if len(sizes) == input.ndim else
+                                                   (1,) * (len(sizes) - input.ndim) + tuple(input.shape))))
+
+
+def tril(input: Tensor, diagonal: int = 0) -> Tensor:
+    return _tri(input, diagonal, lower=True)
+
+
+def triu(input: Tensor, diagonal: int = 0) -> Tensor:
+    return _tri(input, diagonal, lower=False)
+
+
+def _tri(input, diagonal, lower):
+    from .creation import arange
+    r, c = input.shape[-2], input.shape[-1]
+    rows = unsqueeze(arange(r), 1)
+    cols = unsqueeze(arange(c), 0)
+    keep = le(sub(cols, rows), diagonal) if lower else ge(sub(cols, rows), diagonal)
+    return where(keep, input, full_const(0, (), input.dtype))
+
+
+# ======================================================================================
+# matrix products
+# ======================================================================================
+
+def matmul(input: Tensor, other: Tensor) -> Tensor:
+    a, b = input, other
+    if a.ndim == 0 or b.ndim == 0:
+        raise RuntimeError("both arguments to matmul need to be at least 1D, but they are "
+                           f"{a.ndim}D and {b.ndim}D")
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"expected m1 and m2 to have the same dtype, but got: {a.dtype.name} != {b.dtype.name}")
+    if a.dtype.is_bool:
+        raise RuntimeError("matmul is not implemented for bool tensors")
+    squeeze_a = a.ndim == 1
+    squeeze_b = b.ndim == 1
+    if squeeze_a:
+        a = reshape(a, (1, a.shape[0]))
+    if squeeze_b:
+        b = reshape(b, (b.shape[0], 1))
+    if a.shape[-1] != b.shape[-2]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({a.shape[-2]}x{a.shape[-1]} and "
+                           f"{b.shape[-2]}x{b.shape[-1]})")
+    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    a = _bcast(a, batch + tuple(a.shape[-2:]))
+    b = _bcast(b, batch + tuple(b.shape[-2:]))
+    out = apply("matmul", a, b)
+    if squeeze_a or squeeze_b:
+        shape = batch + ((out.shape[-2],) if not squeeze_a else ()) + ((out.shape[-1],) if not squeeze_b else ())
+        out = reshape(out, shape)
+    return out
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    if input.ndim != 2 or mat2.ndim != 2:
+        raise RuntimeError(f"mm: expected 2D tensors, got {input.ndim}D and {mat2.ndim}D")
+    return matmul(input, mat2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    if input.ndim != 3 or mat2.ndim != 3:
+        raise RuntimeError(f"bmm: expected 3D tensors, got {input.ndim}D and {mat2.ndim}D")
+    if input.shape[0] != mat2.shape[0]:
+        raise RuntimeError(f"bmm: batch sizes differ: {input.shape[0]} and {mat2.shape[0]}")
+    return matmul(input, mat2)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    return matmul(input, vec)
+
+
+def dot(input: Tensor, other: Tensor) -> Tensor:
+    if input.ndim != 1 or other.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {input.ndim}D and {other.ndim}D tensors")
+    return matmul(input, other)
+
+
+def outer(input: Tensor, vec2: Tensor) -> Tensor:
+    return mul(unsqueeze(input, 1), unsqueeze(vec2, 0))
+
+
+def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    prod_ = mm(mat1, mat2)
+    if alpha != 1:
+        prod_ = mul(prod_, alpha)
+    return add(mul(input, beta) if beta != 1 else input, prod_)
+
+
+def einsum(*args):
+    raise NotImplementedError("einsum is not supported yet; use matmul / permute")
+
+
+# ======================================================================================
+# gather / scatter / index_select
+# ======================================================================================
+
+def _check_index(index: Tensor, name: str) -> Tensor:
+    if not isinstance(index, Tensor) or not index.dtype.is_integer:
+        d = index.dtype.name if isinstance(index, Tensor) else type(index).__name__
+        raise RuntimeError(f"{name}(): Expected dtype int64 for index, got {d}")
+    return _cast(index, dt.int64)
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    index = _check_index(index, "gather")
+    d = _norm_dim(dim, input.ndim)
+    return apply("gather", input, index, axis=d)
+
+
+def scatter(input: Tensor, dim: int, index: Tensor, src=None, *, value=None, reduce=None) -> Tensor:
+    if src is None:
+        src = value
+    index = _check_index(index, "scatter")
+    d = _norm_dim(dim, input.ndim)
+    if not isinstance(src, Tensor):
+        src = full_const(src, index.shape, input.dtype)
+    else:
+        src = _cast(src, input.dtype)
+        if tuple(src.shape) != tuple(index.shape):
+            src = _slice_to(src, index.shape)
+    if reduce == "add":
+        return apply("scatter_add", input, index, src, axis=d)
+    if reduce is not None:
+        raise NotImplementedError(f"scatter reduce={reduce!r} is not supported")
+    return apply("scatter", input, index, src, axis=d)
+
+
+def _slice_to(src: Tensor, shape) -> Tensor:
+    for d, (s, t) in enumerate(zip(src.shape, shape)):
+        if t > s:
+            raise RuntimeError(f"Expected index {tuple(shape)} to be smaller than src {tuple(src.shape)} "
+                               f"apart from dimension {d}")
+    return apply("slice", src, starts=(0,) * src.ndim, stops=tuple(shape), steps=(1,) * src.ndim)
+
+
+def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    return scatter(input, dim, index, src, reduce="add")
+
+
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    index = _check_index(index, "index_select")
+    if index.ndim > 1:
+        raise IndexError("index_select(): Index is supposed to be a vector")
+    d = _norm_dim(dim, input.ndim) if input.ndim else 0
+    if input.ndim == 0:
+        return gather(reshape(input, (1,)), 0, reshape(index, (-1,)))
+    index = reshape(index, (-1,))
+    n = index.shape[0]
+    idx_shape = tuple(n if i == d else 1 for i in range(input.ndim))
+    out_shape = tuple(n if i == d else s for i, s in enumerate(input.shape))
+    idx = _bcast(reshape(index, idx_shape), out_shape)
+    return apply("gather", input, idx, axis=d)
+
+
+def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:
+    return gather(input, dim, indices)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    if not tensor.dtype.is_integer:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    if num_classes == -1:
+        num_classes = int(tensor._concrete("one_hot without num_classes").max()) + 1
+    from .creation import arange
+    return _cast(eq(unsqueeze(tensor, -1), arange(num_classes)), dt.int64)

@@ -1,0 +1,49 @@
+"""Flatten nested tuples / lists / dicts of leaves, and rebuild them."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
+    """Return (leaves, spec); `tree_unflatten(spec, leaves)` rebuilds the structure."""
+    leaves: list[Any] = []
+
+    def go(x):
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return ("namedtuple", type(x), [go(v) for v in x])
+        if isinstance(x, (tuple, list)):
+            return (type(x).__name__, None, [go(v) for v in x])
+        if isinstance(x, dict):
+            return ("dict", list(x.keys()), [go(v) for v in x.values()])
+        leaves.append(x)
+        return ("leaf", None, None)
+
+    return leaves, go(tree)
+
+
+def tree_unflatten(spec: Any, leaves: list[Any]) -> Any:
+    it = iter(leaves)
+
+    def go(s):
+        kind, meta, children = s
+        if kind == "leaf":
+            return next(it)
+        vals = [go(c) for c in children]
+        if kind == "namedtuple":
+            return meta(*vals)
+        if kind == "tuple":
+            return tuple(vals)
+        if kind == "list":
+            return vals
+        return dict(zip(meta, vals))
+
+    return go(spec)
+
+
+def spec_key(spec: Any) -> Any:
+    """A hashable form of a spec, for cache keys."""
+    kind, meta, children = spec
+    if kind == "leaf":
+        return "*"
+    m = tuple(meta) if isinstance(meta, list) else meta
+    return (kind, m, tuple(spec_key(c) for c in children))

@@ -1,0 +1,461 @@
+"""The Tensor and the one dispatch point, `apply`, through which every primitive runs.
+
+A Tensor's value lives in a `_Cell`: a numpy array when eager, or an ir Node while a
+`kiln.compile` trace is recording. Aliases (`detach()`, `.data`) share the cell, so an
+in-place update seen through one is seen through all, eager or traced.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.dtypes import DType
+from ..ir.graph import Node
+from ..ir.primitives import MOVEMENT, ShapeError, get_primitive
+from .autograd import AccumulateGrad, BackwardNode, is_grad_enabled, no_grad, run_backward
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple of ints, as torch.Size."""
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"kiln.Size([{', '.join(str(s) for s in self)}])"
+
+
+class device:
+    """A device name: 'cpu' (and later 'cuda')."""
+
+    def __init__(self, spec="cpu", index: int | None = None):
+        if isinstance(spec, device):
+            spec, index = spec.type, spec.index
+        spec = str(spec)
+        if ":" in spec:
+            spec, idx = spec.split(":", 1)
+            index = int(idx)
+        if spec not in ("cpu", "cuda"):
+            raise RuntimeError(f"Expected one of cpu, cuda device type at start of device string: {spec}")
+        self.type = spec
+        self.index = index
+
+    def __eq__(self, other):
+        try:
+            other = device(other)
+        except (RuntimeError, TypeError, ValueError):
+            return NotImplemented
+        return self.type == other.type and (self.index or 0) == (other.index or 0)
+
+    def __hash__(self):
+        return hash((self.type, self.index or 0))
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self):
+        return f"device(type='{self.type}'" + (f", index={self.index})" if self.index is not None else ")")
+
+
+CPU = device("cpu")
+
+
+def _check_device(spec) -> device:
+    d = device(spec)
+    if d.type != "cpu":
+        raise RuntimeError(f"device {d} is not available: kiln's eager tensors live on the CPU "
+                           "(the CUDA backend compiles graphs, see the docs)")
+    return d
+
+
+class _Cell:
+    __slots__ = ("value", "trace")
+
+    def __init__(self, value, trace=None):
+        self.value = value
+        self.trace = trace
+
+
+# -- tracing hooks (the trace module installs the active trace here) -----------------
+_tls = threading.local()
+
+
+def active_trace():
+    return getattr(_tls, "trace", None)
+
+
+def set_active_trace(trace) -> Any:
+    prev = getattr(_tls, "trace", None)
+    _tls.trace = trace
+    return prev
+
+
+class TracingError(RuntimeError):
+    """Something inside `kiln.compile` needs a concrete value that only exists at run time."""
+
+
+def _escaped(t) -> RuntimeError:
+    return RuntimeError("this tensor was created while tracing a kiln.compile function and escaped it "
+                        "(for example stored in a global); return it from the function instead")
+
+
+def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
+    """Apply primitive `name` to tensors: eager numpy, or a new node in the active trace."""
+    prim = get_primitive(name)
+    trace = active_trace()
+    if trace is None:
+        for a in args:
+            if a._cell.trace is not None:
+                raise _escaped(a)
+        prim.abstract_eval(args, attrs)
+        arr = prim.impl(*[a._cell.value for a in args], **attrs)
+        out = Tensor._make(arr, None)
+        if prim.kind == MOVEMENT and len(args) == 1 and np.may_share_memory(arr, args[0]._cell.value):
+            out._vc = args[0]._vc
+            out._base = args[0]._base if args[0]._base is not None else args[0]
+    else:
+        out = trace.emit(prim, args, attrs)
+    if prim.vjp is not None and is_grad_enabled():
+        for a in args:
+            if a._requires_grad:
+                if out.dtype.is_floating_point:
+                    out._grad_fn = BackwardNode(prim, attrs, args, out)
+                    out._requires_grad = True
+                break
+    return out
+
+
+class Tensor:
+    """An n-dimensional array with PyTorch's semantics (eager numpy, or traced inside kiln.compile)."""
+
+    __array_priority__ = 1000
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("create tensors with kiln.tensor(...), kiln.zeros(...), kiln.from_numpy(...) and friends")
+
+    @classmethod
+    def _make(cls, value, trace=None) -> "Tensor":
+        t = object.__new__(cls)
+        t._cell = _Cell(value, trace)
+        t._vc = [0]
+        t._base = None
+        t._requires_grad = False
+        t._grad_fn = None
+        t._grad = None
+        t._acc = None
+        return t
+
+    # -- metadata --------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self._cell.value.shape)
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return self.shape
+        return self.shape[_norm_dim(dim, self.ndim)]
+
+    @property
+    def dtype(self) -> DType:
+        v = self._cell.value
+        return v.dtype if isinstance(v, Node) else dt.from_numpy_dtype(v.dtype)
+
+    @property
+    def device(self) -> device:
+        return CPU
+
+    @property
+    def is_cuda(self) -> bool:
+        return False
+
+    @property
+    def ndim(self) -> int:
+        return len(self._cell.value.shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    ndimension = dim
+
+    def numel(self) -> int:
+        return self.shape.numel()
+
+    nelement = numel
+
+    def element_size(self) -> int:
+        return self.dtype.itemsize
+
+    def is_floating_point(self) -> bool:
+        return self.dtype.is_floating_point
+
+    def is_contiguous(self, memory_format=None) -> bool:
+        return True
+
+    @property
+    def is_tracer(self) -> bool:
+        """True while this tensor is a symbolic value inside a kiln.compile trace."""
+        return self._cell.trace is not None
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    __hash__ = object.__hash__
+
+    # -- concrete values -----------------------------------------------------------------
+    def _concrete(self, what: str) -> np.ndarray:
+        if self._cell.trace is not None:
+            from .trace import user_location
+            raise TracingError(
+                f"{user_location()}: {what} needs the tensor's value, but inside kiln.compile tensors are "
+                "symbolic, so Python control flow cannot depend on them. Use kiln.where(cond, a, b) to select "
+                "values, or move this logic outside the compiled function.")
+        return self._cell.value
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self._requires_grad and not force:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        return self._concrete("Tensor.numpy()")
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self._concrete("converting a tensor to a numpy array")
+        if dtype is not None:
+            arr = arr.astype(dtype)
+        return np.array(arr, copy=True) if copy else arr
+
+    def item(self):
+        arr = self._concrete("Tensor.item()")
+        if arr.size != 1:
+            raise RuntimeError(f"a Tensor with {arr.size} elements cannot be converted to Scalar")
+        return arr.reshape(()).item()
+
+    def tolist(self):
+        return self._concrete("Tensor.tolist()").tolist()
+
+    def __bool__(self) -> bool:
+        arr = self._concrete("using a tensor as a Python bool (if/while/and/or)")
+        if arr.size != 1:
+            raise RuntimeError(f"Boolean value of Tensor with more than one value is ambiguous")
+        return bool(arr.reshape(()))
+
+    def __float__(self) -> float:
+        arr = self._concrete("float(tensor)")
+        if arr.size != 1:
+            raise TypeError("only one element tensors can be converted to Python scalars")
+        return float(arr.reshape(()))
+
+    def __int__(self) -> int:
+        arr = self._concrete("int(tensor)")
+        if arr.size != 1:
+            raise TypeError("only one element tensors can be converted to Python scalars")
+        return int(arr.reshape(()))
+
+    def __index__(self) -> int:
+        if not (self.dtype.is_integer or self.dtype.is_bool) or self.numel() != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._concrete("using a tensor as an index"))
+
+    def __repr__(self) -> str:
+        if self._cell.trace is not None:
+            v = self._cell.value
+            return f"tensor(<traced %{v.name}: {v.dtype.short}[{','.join(map(str, v.shape))}]>)"
+        arr = self._cell.value
+        extras = []
+        if arr.size == 0:
+            body = "[]" if arr.ndim == 1 else f"[], size={tuple(arr.shape)}"
+        else:
+            integral = arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr) & (arr == np.round(arr))))
+            body = np.array2string(arr, separator=", ", prefix="tensor(", threshold=1000, precision=4,
+                                   floatmode="maxprec" if integral else "fixed")
+        d = self.dtype
+        if d not in (dt.float32, dt.int64, dt.bool_):
+            extras.append(f"dtype=kiln.{d.name}")
+        if self._grad_fn is not None:
+            extras.append(f"grad_fn=<{self._grad_fn.name()}>")
+        elif self._requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    __str__ = __repr__
+
+    # -- autograd ------------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool) -> None:
+        self.requires_grad_(flag)
+
+    def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
+        if self._grad_fn is not None and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables. If you want to use a "
+                               "computed variable in a subgraph that doesn't require differentiation use "
+                               "var_no_grad = var.detach().")
+        if requires_grad and not self.dtype.is_floating_point:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients "
+                               f"(this one is {self.dtype.name})")
+        self._requires_grad = bool(requires_grad)
+        return self
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._grad_fn is None
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+            if tuple(value.shape) != tuple(self.shape):
+                raise RuntimeError(f"assigned grad has data of a different size: {tuple(value.shape)} "
+                                   f"vs {tuple(self.shape)}")
+        tr = active_trace()
+        if tr is not None:
+            tr.note_grad_write(self)
+        self._grad = value
+
+    def _accumulator(self) -> AccumulateGrad:
+        acc = self._acc() if self._acc is not None else None
+        if acc is None:
+            acc = AccumulateGrad(self)
+            self._acc = weakref.ref(acc)
+            self._acc_strong = acc
+        return acc
+
+    def _accumulate_grad(self, g: "Tensor", create_graph: bool) -> None:
+        if g.dtype != self.dtype:
+            g = apply("cast", g, dtype=self.dtype)
+        if self._grad is None:
+            if create_graph:
+                self.grad = g
+            else:
+                fresh = apply("cast", g, dtype=g.dtype) if g._cell.trace is None else Tensor._make(g._cell.value, g._cell.trace)
+                fresh._requires_grad = False
+                fresh._grad_fn = None
+                self.grad = fresh
+        elif create_graph:
+            self.grad = self._grad + g
+        else:
+            with no_grad():
+                self._grad.add_(g)
+
+    def retain_grad(self) -> None:
+        if self._grad_fn is None:
+            return
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        self._grad_fn.retained = weakref.ref(self)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> None:
+        from .creation import ones_like
+        if gradient is None:
+            if self.numel() != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            gradient = ones_like(self)
+        elif not isinstance(gradient, Tensor):
+            from .creation import tensor as _tensor
+            gradient = _tensor(gradient, dtype=self.dtype)
+        if tuple(gradient.shape) != tuple(self.shape):
+            raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of {tuple(gradient.shape)} and "
+                               f"output[0] has a shape of {tuple(self.shape)}.")
+        if retain_graph is None:
+            retain_graph = create_graph
+        if inputs is not None:
+            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            grads = run_backward([self], [gradient], retain_graph, create_graph, inputs=inputs)
+            for t, g in zip(inputs, grads):
+                if g is not None:
+                    t._accumulate_grad(g, create_graph)
+            return
+        run_backward([self], [gradient], retain_graph, create_graph)
+
+    def detach(self) -> "Tensor":
+        t = Tensor._make(None)
+        t._cell = self._cell
+        t._vc = self._vc
+        t._base = self._base
+        return t
+
+    def detach_(self) -> "Tensor":
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    @property
+    def data(self) -> "Tensor":
+        return self.detach()
+
+    @data.setter
+    def data(self, other: "Tensor") -> None:
+        if tuple(other.shape) != tuple(self.shape) or other.dtype != self.dtype:
+            # PyTorch allows swapping in any storage; kiln keeps shape/dtype fixed so traces stay valid.
+            raise RuntimeError(f"assigning .data of shape {tuple(other.shape)} {other.dtype.name} to a tensor of "
+                               f"shape {tuple(self.shape)} {self.dtype.name}; kiln requires the same shape and dtype")
+        self._assign_value(other._cell.value if other._cell.trace is None else other)
+
+    # -- in-place machinery ------------------------------------------------------------
+    def _check_inplace(self, result: "Tensor") -> None:
+        if is_grad_enabled() and self._grad_fn is None and self._requires_grad:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place operation.")
+        if tuple(result.shape) != tuple(self.shape):
+            raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
+                               f"{list(result.shape)}")
+        if (is_grad_enabled() and result._requires_grad and self._base is not None
+                and (self._base._requires_grad or self._base._grad_fn is not None)):
+            raise RuntimeError("in-place update of a view of a tensor that requires grad is not supported by "
+                               "kiln's autograd; update the base tensor (e.g. with __setitem__) instead")
+
+    def _assign_value(self, new) -> None:
+        """Replace this tensor's value by `new` (ndarray, or a traced Tensor) in place, bumping the version."""
+        tr = active_trace()
+        if tr is None:
+            arr = self._cell.value
+            src = new if isinstance(new, np.ndarray) else new._cell.value
+            if not arr.flags.writeable:
+                raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers "
+                                   "to a single memory location (it is an expanded view). Please clone() the tensor "
+                                   "before performing the operation.")
+            np.copyto(arr, src, casting="unsafe")
+        else:
+            if self._base is not None:
+                raise RuntimeError("in-place update of a view inside kiln.compile is not supported yet; write to "
+                                   "the base tensor (x[idx] = value) instead")
+            tr.write(self, new)
+        self._vc[0] += 1
+
+    def _assign_(self, result: "Tensor") -> "Tensor":
+        """Make `result` (computed out of place from self) this tensor's new value, with its autograd history."""
+        self._check_inplace(result)
+        if result.dtype != self.dtype:
+            result = apply("cast", result, dtype=self.dtype)
+        self._assign_value(result if result._cell.trace is not None or active_trace() else result._cell.value)
+        if result._requires_grad and is_grad_enabled():
+            self._grad_fn = result._grad_fn
+            self._requires_grad = True
+        return self
+
+
+def _norm_dim(dim: int, ndim: int) -> int:
+    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not lo <= dim <= hi:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
+    return int(dim) % max(ndim, 1)

@@ -1,0 +1,119 @@
+"""Tracing: run a Python function on symbolic tensors and record an ir.Graph.
+
+Tensors that the function reads without receiving them as arguments (parameters,
+optimizer state, the random generator) are *lifted*: they become extra graph inputs,
+read again at every call. In-place updates of them, and assignments to their `.grad`,
+become extra graph outputs that the caller writes back after running the graph.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable
+
+from ..ir.graph import Graph, Node
+from ..ir.primitives import ShapeError
+from .tensor import Tensor, _Cell, active_trace, set_active_trace
+
+_KILN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def user_location(depth: int = 1) -> str:
+    """'file:line' of the innermost stack frame outside the kiln package (the user's code)."""
+    f = sys._getframe(depth)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not os.path.abspath(fn).startswith(_KILN_DIR + os.sep) and not fn.startswith("<frozen"):
+            return f"{fn}:{f.f_lineno}"
+        f = f.f_back
+    return "<unknown>"
+
+
+class Trace:
+    """One recording: the graph under construction and the tensors lifted into it."""
+
+    def __init__(self, name: str = "main"):
+        self.graph = Graph(name)
+        self.lifted: list[tuple[Tensor, Node, Any, Any]] = []  # (tensor, input node, saved value, saved grad_fn)
+        self._lifted_ids: dict[int, int] = {}
+        self.grad_writes: dict[int, tuple[Tensor, Any]] = {}  # id -> (tensor, .grad before the trace)
+        self.active = True
+
+    # -- recording -------------------------------------------------------------------------
+    def emit(self, prim, args, attrs) -> Tensor:
+        nodes = [self.node_of(a) for a in args]
+        try:
+            shape, dtype = prim.abstract_eval(nodes, attrs)
+        except ShapeError as e:
+            raise ShapeError(f"{e} (at {user_location()})") from None
+        node = self.graph.add_node(prim.name, nodes, attrs, shape, dtype, loc=user_location())
+        return Tensor._make(node, self)
+
+    def node_of(self, t: Tensor) -> Node:
+        cell = t._cell
+        if cell.trace is self:
+            return cell.value
+        if cell.trace is not None:
+            raise RuntimeError("a tensor from another kiln.compile trace was used here; tensors created while "
+                               "tracing must be returned from the compiled function, not stored")
+        return self.lift(t)
+
+    def lift(self, t: Tensor, name: str | None = None) -> Node:
+        """Make eager tensor `t` a graph input for the rest of the trace (restored by `finish`)."""
+        node = self.graph.add_input(t.shape, t.dtype, name=name)
+        self.lifted.append((t, node, t._cell.value, t._grad_fn))
+        self._lifted_ids[id(t._cell)] = len(self.lifted) - 1
+        t._cell.value = node
+        t._cell.trace = self
+        t._grad_fn = None
+        return node
+
+    def write(self, t: Tensor, new) -> None:
+        """In-place update of `t` during the trace: rebinds its cell to the new symbolic value."""
+        if isinstance(new, Tensor):
+            node = self.node_of(new)
+        else:  # a concrete array written while tracing: record it as a constant
+            from .creation import _constant_tensor
+            node = self.node_of(_constant_tensor(new))
+        if t._cell.trace is not self:
+            self.node_of(t)
+        t._cell.value = node
+
+    def note_grad_write(self, t: Tensor) -> None:
+        if id(t) not in self.grad_writes:
+            self.grad_writes[id(t)] = (t, t._grad)
+
+    # -- closing ---------------------------------------------------------------------------
+    def finish(self) -> tuple[list[tuple[int, Tensor]], list[tuple[Tensor, Any]]]:
+        """Restore lifted tensors; return (mutated lifted tensors by index, final .grad of written tensors)."""
+        mutated = []
+        for k, (t, node, value, grad_fn) in enumerate(self.lifted):
+            if t._cell.value is not node:
+                mutated.append((k, t._cell.value))
+        grad_final = [(t, t._grad) for (t, _before) in self.grad_writes.values()]
+        for t, node, value, grad_fn in self.lifted:
+            t._cell.value = value
+            t._cell.trace = None
+            t._grad_fn = grad_fn
+        for t, before in self.grad_writes.values():
+            t._grad = before
+        self.active = False
+        return mutated, grad_final
+
+
+class tracing:
+    """Context manager that makes `trace` the active trace."""
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+
+    def __enter__(self):
+        if active_trace() is not None:
+            raise RuntimeError("nested kiln.compile tracing is not supported: call the inner compiled function's "
+                               "plain Python version, or compile only the outer function")
+        self._prev = set_active_trace(self.trace)
+        return self.trace
+
+    def __exit__(self, *exc):
+        set_active_trace(self._prev)
+        return False
