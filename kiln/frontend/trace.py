@@ -117,3 +117,20 @@ class tracing:
     def __exit__(self, *exc):
         set_active_trace(self._prev)
         return False
+
+
+class suspended:
+    """Run a block eagerly even while a trace is recording (e.g. to create optimizer state once).
+
+    Tensors created inside are ordinary eager tensors; when the traced code later uses
+    them they are lifted like any other captured tensor, so their values are read (and
+    their in-place updates written back) at every call of the compiled function.
+    """
+
+    def __enter__(self):
+        self._prev = set_active_trace(None)
+        return self
+
+    def __exit__(self, *exc):
+        set_active_trace(self._prev)
+        return False
