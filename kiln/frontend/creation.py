@@ -91,7 +91,8 @@ def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> T
     arr = _infer_np(data)
     if dtype is not None:
         arr = arr.astype(dt.get_dtype(dtype).np_dtype)
-    return _finish(_constant_tensor(np.ascontiguousarray(arr)), requires_grad, device)
+    # np.ascontiguousarray would turn a 0-d array into a 1-d one; keep the rank.
+    return _finish(_constant_tensor(np.require(arr, requirements="C")), requires_grad, device)
 
 
 def as_tensor(data: Any, dtype=None, device=None) -> Tensor:

@@ -225,7 +225,7 @@ def setitem(x: Tensor, key, value) -> None:
     n = x.numel()
     if active_trace() is None and not _has_tensor(key):
         pos_np = np.arange(n, dtype=np.int64).reshape(tuple(x.shape))[_np_key(key)]
-        pos = Tensor._make(np.ascontiguousarray(pos_np))
+        pos = Tensor._make(np.require(pos_np, requirements="C"))
     else:
         pos = getitem(reshape(arange(n), tuple(x.shape)), key)
     v = _prep(value, x.dtype, tuple(pos.shape)) if not isinstance(value, Tensor) else None

@@ -136,6 +136,10 @@ def sub(input, other, *, alpha=1) -> Tensor:
     if _promote(input, other).is_bool:
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
                            "Use the `^` or `logical_xor()` operator instead.")
+    if builtins.any(isinstance(v, (bool, np.bool_)) or (isinstance(v, Tensor) and v.dtype.is_bool)
+                    for v in (input, other)):
+        raise RuntimeError("Subtraction, the `-` operator, with a bool tensor is not supported. "
+                           "If you are trying to invert a mask, use the `~` or `logical_not()` operator instead.")
     return _binary("sub", input, other)
 
 
@@ -194,6 +198,16 @@ def pow(input, exponent) -> Tensor:
     d = _promote(input, exponent)
     if d.is_integer and isinstance(exponent, int) and exponent < 0:
         raise RuntimeError("Integers to negative integer powers are not allowed.")
+    if d.is_integer and isinstance(exponent, Tensor):
+        # PyTorch: x ** e for a negative integer e is 1/x truncated: 1 for x == 1, +-1 for x == -1, else 0.
+        shape = _broadcast_operands(input, exponent)
+        x, e = _prep(input, d, shape), _prep(exponent, d, shape)
+        zero = full_const(0, (), d)
+        pos = apply("pow", x, _bcast(where(lt(e, zero), zero, e), shape))
+        odd = ne(remainder(e, 2), 0)
+        neg_pow = where(eq(x, 1), full_const(1, (), d),
+                        where(eq(x, -1), where(odd, full_const(-1, (), d), full_const(1, (), d)), zero))
+        return where(lt(e, zero), neg_pow, pos)
     return _binary("pow", input, exponent)
 
 
@@ -728,7 +742,7 @@ def _infer_shape(shape, numel) -> tuple:
     neg = [i for i, s in enumerate(shape) if s == -1]
     if len(neg) > 1:
         raise RuntimeError("only one dimension can be inferred")
-    if any(s < -1 for s in shape):
+    if builtins.any(s < -1 for s in shape):
         raise RuntimeError(f"invalid shape dimension {builtins.min(shape)}")
     if neg:
         rest = math.prod(s for s in shape if s != -1)
