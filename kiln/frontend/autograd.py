@@ -67,15 +67,18 @@ class Aval:
 class SavedValue:
     """A tensor value saved for backward, with the version it had when saved."""
 
-    __slots__ = ("value", "vc", "version", "shape", "dtype", "trace")
+    __slots__ = ("value", "vc", "version", "shape", "dtype", "trace", "grad_fn", "acc", "is_output")
 
-    def __init__(self, t):
+    def __init__(self, t, is_output: bool = False):
         self.value = t._cell.value
         self.trace = t._cell.trace
         self.vc = t._vc
         self.version = t._vc[0]
         self.shape = t.shape
         self.dtype = t.dtype
+        self.is_output = is_output  # its grad_fn is the saving node itself (set after saving)
+        self.grad_fn = t._grad_fn
+        self.acc = t._accumulator() if (t._requires_grad and t._grad_fn is None and not is_output) else None
 
 
 class AccumulateGrad:
@@ -102,8 +105,9 @@ class BackwardNode:
         self.next = [_edge(t) for t in inputs]
         self.in_avals = [Aval(t.shape, t.dtype) for t in inputs]
         self.out_aval = Aval(out.shape, out.dtype)
-        self.saved_in = [SavedValue(t) if prim.saves_input(k) else None for k, t in enumerate(inputs)]
-        self.saved_out = SavedValue(out) if "o" in prim.saves else None
+        what = prim.saved_for([k for k, t in enumerate(inputs) if t._requires_grad])
+        self.saved_in = [SavedValue(t) if ("i" in what or str(k) in what) else None for k, t in enumerate(inputs)]
+        self.saved_out = SavedValue(out, is_output=True) if "o" in what else None
         self.freed = False
         self.retained = None  # weakref to a non-leaf tensor that called retain_grad()
 
@@ -134,7 +138,15 @@ def _unpack(saved: SavedValue, node: BackwardNode, which: str):
             "one of the variables needed for gradient computation has been modified by an inplace operation: "
             f"[{saved.dtype.name} [{dims}]], which is {which} of {node.name()}, is at version {saved.vc[0]}; "
             f"expected version {saved.version} instead.")
-    return Tensor._make(saved.value, saved.trace)
+    t = Tensor._make(saved.value, saved.trace)
+    # keep the saved tensor's autograd identity, so create_graph=True differentiates through it
+    if saved.is_output:
+        t._grad_fn, t._requires_grad = node, True
+    elif saved.grad_fn is not None:
+        t._grad_fn, t._requires_grad = saved.grad_fn, True
+    elif saved.acc is not None:
+        t._acc, t._requires_grad = saved.acc, True
+    return t
 
 
 _FREED_MSG = (
@@ -150,8 +162,20 @@ def _apply_rule(node: BackwardNode, g):
         raise RuntimeError(_FREED_MSG)
     inputs = [node.in_avals[k] if s is None else _unpack(s, node, f"input {k}") for k, s in enumerate(node.saved_in)]
     out = _unpack(node.saved_out, node, "output 0") if node.saved_out is not None else node.out_aval
-    ops = RuleOps(apply)
-    return node.prim.vjp(ops, g, inputs, out, **node.attrs)
+    return node.prim.vjp(RuleOps(_bind_skipping_unsaved), g, inputs, out, **node.attrs)
+
+
+def _bind_skipping_unsaved(name: str, *args, **attrs):
+    """Bind for VJP rules: a computation that reads an unsaved value yields only its type (an Aval).
+
+    Such values are cotangents of inputs that need no gradient; the engine drops them.
+    """
+    from ..ir.primitives import get_primitive
+    from .tensor import apply
+    if any(isinstance(a, Aval) for a in args):
+        shape, dtype = get_primitive(name).abstract_eval(args, attrs)
+        return Aval(tuple(shape), dtype)
+    return apply(name, *args, **attrs)
 
 
 def _toposort(roots) -> list:
@@ -224,6 +248,9 @@ def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, c
             for nxt, ct in zip(node.next, cts):
                 if nxt is None or ct is None:
                     continue
+                if isinstance(ct, Aval):
+                    raise AssertionError(f"{node.name()}: a needed cotangent read an unsaved value "
+                                         f"(fix `saves`/`save_deps` of primitive {node.prim.name!r})")
                 k = id(nxt)
                 pending[k] = ct if k not in pending else apply("add", pending[k], ct)
             if not retain_graph and (node.saved_out is not None or any(s is not None for s in node.saved_in)):

@@ -184,8 +184,21 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main") 
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, captured, out_spec, out_leaves, mutations, grad_sets,
                           [(tuple(t.shape), t.dtype) for t in captured])
+    if os.environ.get("KILN_VERIFY"):
+        check_graph(trace.graph)
     _dump(trace.graph, name)
     return entry
+
+
+def check_graph(graph: Graph) -> None:
+    """Debug check (KILN_VERIFY=1): the graph verifies and its text form parses back to an equal graph."""
+    from ..ir.parser import parse_graph
+    from ..ir.verifier import verify
+    verify(graph)
+    text = str(graph)
+    again = parse_graph(text)
+    if again != graph:
+        raise AssertionError(f"IR text did not round-trip:\n{text}\n---\n{again}")
 
 
 def _arg_names(fn, args, kwargs, leaves) -> list[str | None]:

@@ -332,12 +332,9 @@ class Tensor:
         self._grad = value
 
     def _accumulator(self) -> AccumulateGrad:
-        acc = self._acc() if self._acc is not None else None
-        if acc is None:
-            acc = AccumulateGrad(self)
-            self._acc = weakref.ref(acc)
-            self._acc_strong = acc
-        return acc
+        if self._acc is None:
+            self._acc = AccumulateGrad(self)
+        return self._acc
 
     def _accumulate_grad(self, g: "Tensor", create_graph: bool) -> None:
         if g.dtype != self.dtype:

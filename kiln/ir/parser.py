@@ -109,6 +109,8 @@ def parse_graph(text: str) -> Graph:
             if ln != "}":
                 raise IRParseError(f"line {k}: text after the return statement: {ln!r}")
             continue
+        if ln == "}":
+            raise IRParseError(f"line {k}: missing 'return (...)' line before the closing brace")
         rm = _RETURN.match(ln)
         if rm:
             g.set_outputs([lookup(x, k) for x in _split_top(rm.group(1))])

@@ -36,9 +36,13 @@ class Primitive:
     attrs: tuple[str, ...] = ()
     doc: str = ""
     saves: str = "io"  # what the VJP reads: "i" all inputs, digits: those inputs, "o" output
+    save_deps: dict | None = None  # finer: input k's cotangent reads only save_deps[k]
 
-    def saves_input(self, k: int) -> bool:
-        return "i" in self.saves or str(k) in self.saves
+    def saved_for(self, needed: list[int]) -> str:
+        """What the VJP reads when only the cotangents of inputs `needed` are wanted."""
+        if self.save_deps is None:
+            return self.saves
+        return "".join(self.save_deps.get(k, self.saves) for k in needed)
 
     def abstract_eval(self, avals, attrs: dict[str, Any]):
         if self.arity is not None and len(avals) != self.arity:
@@ -729,5 +733,10 @@ _SAVES = {
     "reshape": "", "permute": "", "broadcast_to": "", "slice": "", "pad": "", "concat": "",
     "gather": "1", "scatter_add": "1", "scatter": "1", "matmul": "i", "remainder": "i",
 }
+# Per-input refinements: the cotangent of input k reads only these.
+_SAVE_DEPS = {
+    "mul": {0: "1", 1: "0"}, "div": {0: "1", 1: "1o"}, "pow": {0: "01", 1: "0o"}, "matmul": {0: "1", 1: "0"},
+    "remainder": {0: "", 1: "01"}, "select": {1: "0", 2: "0"},
+}
 for _name, _s in _SAVES.items():
-    PRIMITIVES[_name] = replace(PRIMITIVES[_name], saves=_s)
+    PRIMITIVES[_name] = replace(PRIMITIVES[_name], saves=_s, save_deps=_SAVE_DEPS.get(_name))
