@@ -740,3 +740,4 @@ _SAVE_DEPS = {
 }
 for _name, _s in _SAVES.items():
     PRIMITIVES[_name] = replace(PRIMITIVES[_name], saves=_s, save_deps=_SAVE_DEPS.get(_name))
+from . import conv_prims  # noqa: E402,F401
