@@ -169,6 +169,7 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
         if d.is_floating_point:
             q = _binary("div", input, other)
             return where(q < 0, neg(floor(neg(q))), floor(q))
+        _check_int_divisor(input, other)
         return _binary("div", input, other)
     raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{rounding_mode}'")
 
@@ -176,11 +177,23 @@ def div(input, other, *, rounding_mode: str | None = None) -> Tensor:
 divide = true_divide = div
 
 
+def _check_int_divisor(input, other) -> None:
+    """PyTorch raises for integer division by zero; kiln checks eagerly (compiled code cannot)."""
+    if not _promote(input, other).is_floating_point:
+        if isinstance(other, Tensor):
+            if other._cell.trace is None and other.numel() and not np.all(other._cell.value):
+                raise RuntimeError("ZeroDivisionError")
+        elif other == 0:
+            raise RuntimeError("ZeroDivisionError")
+
+
 def floor_divide(input, other) -> Tensor:
+    _check_int_divisor(input, other)
     return _binary("floor_divide", input, other)
 
 
 def remainder(input, other) -> Tensor:
+    _check_int_divisor(input, other)
     return _binary("remainder", input, other)
 
 
@@ -188,6 +201,8 @@ fmod_ = None
 
 
 def pow(input, exponent) -> Tensor:
+    if isinstance(input, Tensor) and input.dtype.is_bool and isinstance(exponent, (bool, np.bool_)):
+        return clone(input) if exponent else full_const(True, input.shape, dt.bool_)
     if isinstance(input, Tensor) and _is_scalar(exponent) and not isinstance(exponent, bool):
         if exponent == 1:
             return clone(input) if not input.dtype.is_bool else input
@@ -222,7 +237,9 @@ negative = neg
 
 
 def abs(input: Tensor) -> Tensor:
-    return input if input.dtype.is_bool else apply("abs", input)
+    if input.dtype.is_bool:
+        raise RuntimeError("abs is not implemented for bool tensors")
+    return apply("abs", input)
 
 
 def sign(input: Tensor) -> Tensor:
@@ -317,6 +334,8 @@ def round(input: Tensor) -> Tensor:
 
 
 def relu(input: Tensor) -> Tensor:
+    if input.dtype.is_bool:
+        raise RuntimeError("Boolean inputs not supported for relu")
     return where(input > 0, input, full_const(0, (), input.dtype))
 
 
@@ -337,6 +356,8 @@ def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
 
 
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"gelu is only implemented for floating-point tensors, got {input.dtype.name}")
     if approximate == "tanh":
         inner = mul(add(input, mul(pow(input, 3), 0.044715)), math.sqrt(2.0 / math.pi))
         return mul(mul(input, 0.5), add(tanh(inner), 1.0))
