@@ -19,6 +19,7 @@ from .frontend.creation import (Generator, arange, as_tensor, bernoulli, default
                                 normal, ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                                 randperm, seed, set_default_dtype, tensor, zeros, zeros_like)
 from .frontend.compile import compile, make_graph
+from .frontend.transforms import grad, value_and_grad, vjp
 from .frontend import autograd_api as autograd
 
 float32 = float = _dt.float32

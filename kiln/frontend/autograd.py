@@ -67,7 +67,7 @@ class Aval:
 class SavedValue:
     """A tensor value saved for backward, with the version it had when saved."""
 
-    __slots__ = ("value", "vc", "version", "shape", "dtype", "trace", "grad_fn", "acc", "is_output")
+    __slots__ = ("value", "vc", "version", "shape", "dtype", "trace", "grad_fn", "output_nr", "acc", "is_output")
 
     def __init__(self, t, is_output: bool = False):
         self.value = t._cell.value
@@ -78,6 +78,7 @@ class SavedValue:
         self.dtype = t.dtype
         self.is_output = is_output  # its grad_fn is the saving node itself (set after saving)
         self.grad_fn = t._grad_fn
+        self.output_nr = t._output_nr
         self.acc = t._accumulator() if (t._requires_grad and t._grad_fn is None and not is_output) else None
 
 
@@ -88,6 +89,8 @@ class AccumulateGrad:
 
     def __init__(self, tensor):
         self.tensor = tensor
+
+    n_outputs = 1
 
     def name(self) -> str:
         return "AccumulateGrad"
@@ -111,23 +114,33 @@ class BackwardNode:
         self.freed = False
         self.retained = None  # weakref to a non-leaf tensor that called retain_grad()
 
+    n_outputs = 1
+
     def name(self) -> str:
         return "".join(p.capitalize() for p in self.prim.name.split("_")) + "Backward0"
 
+    def run(self, grads: list, create_graph: bool) -> Sequence:
+        return _apply_rule(self, grads[0])
+
+    def release(self) -> None:
+        if self.saved_out is not None or any(s is not None for s in self.saved_in):
+            self.freed = True
+            self.saved_in = [None] * len(self.saved_in)
+            self.saved_out = None
+
     @property
     def next_functions(self):
-        return tuple((n, 0) for n in self.next)
+        return tuple(e if e is not None else (None, 0) for e in self.next)
 
     def __repr__(self) -> str:
         return f"<{self.name()}>"
 
 
 def _edge(t):
+    """Where the gradient of input `t` goes: (node, output index), or None if it needs none."""
     if not t.requires_grad:
         return None
-    if t._grad_fn is not None:
-        return t._grad_fn
-    return t._accumulator()
+    return _edge_of(t)
 
 
 def _unpack(saved: SavedValue, node: BackwardNode, which: str):
@@ -143,7 +156,7 @@ def _unpack(saved: SavedValue, node: BackwardNode, which: str):
     if saved.is_output:
         t._grad_fn, t._requires_grad = node, True
     elif saved.grad_fn is not None:
-        t._grad_fn, t._requires_grad = saved.grad_fn, True
+        t._grad_fn, t._output_nr, t._requires_grad = saved.grad_fn, saved.output_nr, True
     elif saved.acc is not None:
         t._acc, t._requires_grad = saved.acc, True
     return t
@@ -194,12 +207,17 @@ def _toposort(roots) -> list:
                 continue
             seen.add(id(n))
             stack.append((n, True))
-            if isinstance(n, BackwardNode):
-                for m in n.next:
-                    if m is not None and id(m) not in seen:
-                        stack.append((m, False))
+            for e in getattr(n, "next", ()):
+                if e is not None and id(e[0]) not in seen:
+                    stack.append((e[0], False))
     order.reverse()
     return order
+
+
+def _edge_of(t) -> tuple:
+    if t._grad_fn is not None:
+        return (t._grad_fn, t._output_nr)
+    return (t._accumulator(), 0)
 
 
 def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, create_graph: bool = False,
@@ -208,60 +226,67 @@ def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, c
 
     With `inputs` given, returns their gradients (autograd.grad) instead of accumulating into `.grad`.
     """
-    from .tensor import apply
-    pending: dict[int, Any] = {}
+    from .tensor import active_trace, apply
+    tr = active_trace()
+    if tr is not None:
+        tr.ran_backward = True
+    pending: dict[int, list] = {}
+
+    def send(edge, g) -> None:
+        node, nr = edge
+        slots = pending.setdefault(id(node), [None] * node.n_outputs)
+        slots[nr] = g if slots[nr] is None else apply("add", slots[nr], g)
+
     root_nodes = []
-    for t, g in zip(roots, grads):
+    for k, (t, g) in enumerate(zip(roots, grads)):
         if not t.requires_grad:
-            raise RuntimeError("element 0 of tensors does not require grad and does not have a grad_fn")
-        n = t._grad_fn if t._grad_fn is not None else t._accumulator()
-        root_nodes.append(n)
-        pending[id(n)] = g if id(n) not in pending else apply("add", pending[id(n)], g)
-    want = None
-    results: dict[int, Any] = {}
+            raise RuntimeError(f"element {k} of tensors does not require grad and does not have a grad_fn")
+        e = _edge_of(t)
+        root_nodes.append(e[0])
+        send(e, g)
+    want: dict[tuple, list[int]] | None = None
+    results: dict[tuple, Any] = {}
     if inputs is not None:
         want = {}
         for k, t in enumerate(inputs):
-            n = t._grad_fn if t._grad_fn is not None else t._accumulator()
-            want.setdefault(id(n), []).append(k)
+            n, nr = _edge_of(t)
+            want.setdefault((id(n), nr), []).append(k)
     order = _toposort(root_nodes)
     prev = is_grad_enabled()
     set_grad_enabled(create_graph)
     try:
         for node in order:
-            g = pending.pop(id(node), None)
-            if g is None:
+            slots = pending.pop(id(node), None)
+            if slots is None or all(g is None for g in slots):
                 continue
-            if want is not None and id(node) in want:
-                results[id(node)] = g
-                if isinstance(node, AccumulateGrad):
-                    continue
+            if want is not None:
+                for nr, g in enumerate(slots):
+                    if (id(node), nr) in want and g is not None:
+                        results[(id(node), nr)] = g
             if isinstance(node, AccumulateGrad):
                 if want is None:
-                    node.tensor._accumulate_grad(g, create_graph)
+                    node.tensor._accumulate_grad(slots[0], create_graph)
                 continue
-            if node.retained is not None:
+            if want is None and node.retained is not None:
                 t = node.retained()
-                if t is not None and want is None:
-                    t._accumulate_grad(g, create_graph)
-            cts = _apply_rule(node, g)
+                if t is not None:
+                    t._accumulate_grad(slots[0], create_graph)
+            cts = node.run(slots, create_graph)
             for nxt, ct in zip(node.next, cts):
                 if nxt is None or ct is None:
                     continue
                 if isinstance(ct, Aval):
                     raise AssertionError(f"{node.name()}: a needed cotangent read an unsaved value "
                                          f"(fix `saves`/`save_deps` of primitive {node.prim.name!r})")
-                k = id(nxt)
-                pending[k] = ct if k not in pending else apply("add", pending[k], ct)
-            if not retain_graph and (node.saved_out is not None or any(s is not None for s in node.saved_in)):
-                node.freed = True
-                node.saved_in = node.saved_out = None
+                send(nxt, ct)
+            if not retain_graph:
+                node.release()
     finally:
         set_grad_enabled(prev)
     if want is not None:
         out = [None] * len(inputs)
-        for nid, ks in want.items():
+        for key, ks in want.items():
             for k in ks:
-                out[k] = results.get(nid)
+                out[k] = results.get(key)
         return out
     return None

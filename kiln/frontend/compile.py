@@ -12,7 +12,8 @@ import numpy as np
 
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
-from .autograd import is_grad_enabled, no_grad
+from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
+from .autograd import _FREED_MSG, _edge, is_grad_enabled, no_grad
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
 from .trace import Trace, tracing
@@ -48,6 +49,9 @@ class CompiledEntry:
     mutations: list[tuple[int, int]]  # (graph output index, lifted index) write-backs
     grad_sets: list[tuple[Tensor, int | None]]  # tensors whose .grad is set: output index or None
     captured_sig: list[tuple] = field(default_factory=list)
+    autograd: SplitGraphs | None = None  # forward/backward graphs when outputs need gradients
+    wrt: list[int] = field(default_factory=list)  # lifted indices the backward differentiates
+    diff_outputs: list[int] = field(default_factory=list)  # graph outputs that get a grad_fn
 
     def guards_hold(self) -> bool:
         return all((tuple(t.shape), t.dtype) == sig for t, sig in zip(self.captured, self.captured_sig))
@@ -106,7 +110,7 @@ class CompiledFunction:
             return entry, leaves
         if count:
             self._misses += 1
-        entry = trace_function(self.fn, args, kwargs, name=self.name)
+        entry = self._trace(args, kwargs)
         self._cache[key] = entry
         if len(self._cache) > self.recompile_limit and not self._warned:
             self._warned = True
@@ -116,31 +120,99 @@ class CompiledFunction:
                           RuntimeWarning, stacklevel=3)
         return entry, leaves
 
+    def _trace(self, args, kwargs) -> CompiledEntry:
+        return trace_function(self.fn, args, kwargs, name=self.name)
+
     def _run(self, entry: CompiledEntry, leaves):
         from ..runtime.interpreter import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured]
-        results = run_graph(entry.graph, arrays)
-        return finish_call(entry, tensors, results)
+        if entry.autograd is None:
+            return finish_call(entry, tensors, run_graph(entry.graph, arrays))[0]
+        split = entry.autograd
+        results = run_graph(split.forward, arrays)
+        out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
+        lifted = tensors + entry.captured
+        node = CompiledBackward(self.name, split.backward, results[split.n_outputs:],
+                                [_edge(lifted[k]) for k in entry.wrt],
+                                [(by_index[k].shape, by_index[k].dtype) for k in entry.diff_outputs])
+        for j, k in enumerate(entry.diff_outputs):
+            t = by_index[k]
+            t._grad_fn, t._output_nr, t._requires_grad = node, j, True
+        return out
+
+
+class CompiledBackward:
+    """Autograd node for one call of a compiled function: runs its compiled backward graph."""
+
+    retained = None
+
+    def __init__(self, name: str, graph: Graph, saved: list, next_edges: list, out_types: list):
+        self.fn_name = name
+        self.graph = graph
+        self.saved = saved
+        self.next = next_edges
+        self.out_types = out_types
+        self.n_outputs = len(out_types)
+
+    def name(self) -> str:
+        return "CompiledFunctionBackward"
+
+    def __repr__(self) -> str:
+        return f"<CompiledFunctionBackward of {self.fn_name}>"
+
+    def run(self, grads: list, create_graph: bool) -> list:
+        from ..runtime.interpreter import run_graph
+        if create_graph:
+            raise RuntimeError(f"create_graph=True (double backward) through the compiled function {self.fn_name} "
+                               "is not supported; differentiate the plain Python function instead")
+        if self.saved is None:
+            raise RuntimeError(_FREED_MSG)
+        cts = []
+        for g, (shape, dtype) in zip(grads, self.out_types):
+            if g is None:
+                cts.append(np.zeros(tuple(shape), dtype.np_dtype))
+            elif g.is_tracer:
+                raise RuntimeError(f"backward through an eager call of the compiled function {self.fn_name} "
+                                   "cannot be traced; call the compiled function inside the traced code instead")
+            else:
+                cts.append(np.asarray(g._cell.value, dtype=dtype.np_dtype))
+        return [Tensor._make(r) for r in run_graph(self.graph, list(self.saved) + cts)]
+
+    def release(self) -> None:
+        self.saved = None
 
 
 def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray]):
-    """Write back mutations and `.grad` assignments, then build the user's outputs."""
+    """Write back mutations and `.grad` assignments, then build the user's outputs.
+
+    Returns (outputs as the function returned them, {graph output index: output tensor})."""
     lifted = arg_tensors + entry.captured
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
         t._grad = None if out_idx is None else Tensor._make(np.array(results[out_idx], copy=True))
     outs = []
+    by_index = {}
     for kind, v in entry.out_leaves:
-        outs.append(Tensor._make(results[v]) if kind == "out" else v)
-    return tree_unflatten(entry.out_spec, outs)
+        if kind == "out":
+            t = by_index[v] = Tensor._make(results[v])
+            outs.append(t)
+        else:
+            outs.append(v)
+    return tree_unflatten(entry.out_spec, outs), by_index
 
 
-def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main") -> CompiledEntry:
-    """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention)."""
+def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
+                   autograd: bool = True) -> CompiledEntry:
+    """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention).
+
+    With `autograd` and grad mode on, outputs that depend on inputs requiring grad get a
+    compiled backward: the graph is differentiated and split into forward and backward.
+    """
     leaves, spec = tree_flatten((args, kwargs))
     arg_names = _arg_names(fn, args, kwargs, leaves)
+    name = _sanitize(name)
     trace = Trace(name)
     seen_cells: set[int] = set()
     with tracing(trace):
@@ -187,7 +259,32 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main") 
     if os.environ.get("KILN_VERIFY"):
         check_graph(trace.graph)
     _dump(trace.graph, name)
+    if autograd and is_grad_enabled() and not trace.ran_backward:
+        _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"])
     return entry
+
+
+def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: list) -> None:
+    """Differentiate the graph w.r.t. the lifted tensors that require grad (AOTAutograd-style)."""
+    g = entry.graph
+    wrt = [k for k, t in enumerate(lifted) if t.requires_grad and t.dtype.is_floating_point]
+    if not wrt:
+        return
+    reach = {g.inputs[k] for k in wrt}
+    for n in g.nodes:
+        if any(i in reach for i in n.inputs):
+            reach.add(n)
+    diff = [k for k in range(len(user_outputs)) if g.outputs[k] in reach and g.outputs[k].dtype.is_floating_point]
+    if not diff:
+        return
+    joint = vjp_graph(g, wrt, outputs=diff)
+    entry.autograd = split_joint(joint, len(g.inputs), len(g.outputs))
+    entry.wrt, entry.diff_outputs = wrt, diff
+    if os.environ.get("KILN_VERIFY"):
+        check_graph(entry.autograd.forward)
+        check_graph(entry.autograd.backward)
+    _dump(entry.autograd.forward, entry.graph.name + "_fwd")
+    _dump(entry.autograd.backward, entry.graph.name + "_bwd")
 
 
 def check_graph(graph: Graph) -> None:

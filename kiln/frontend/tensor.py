@@ -148,6 +148,7 @@ class Tensor:
         t._base = None
         t._requires_grad = False
         t._grad_fn = None
+        t._output_nr = 0
         t._grad = None
         t._acc = None
         return t
@@ -445,6 +446,7 @@ class Tensor:
         self._assign_value(result if result._cell.trace is not None or active_trace() else result._cell.value)
         if result._requires_grad and is_grad_enabled():
             self._grad_fn = result._grad_fn
+            self._output_nr = result._output_nr
             self._requires_grad = True
         return self
 

@@ -35,9 +35,9 @@ class Trace:
     def __init__(self, name: str = "main"):
         self.graph = Graph(name)
         self.lifted: list[tuple[Tensor, Node, Any, Any]] = []  # (tensor, input node, saved value, saved grad_fn)
-        self._lifted_ids: dict[int, int] = {}
         self.grad_writes: dict[int, tuple[Tensor, Any]] = {}  # id -> (tensor, .grad before the trace)
         self.active = True
+        self.ran_backward = False  # the traced code called backward(): its outputs are not differentiated again
 
     # -- recording -------------------------------------------------------------------------
     def emit(self, prim, args, attrs) -> Tensor:
@@ -60,9 +60,10 @@ class Trace:
 
     def lift(self, t: Tensor, name: str | None = None) -> Node:
         """Make eager tensor `t` a graph input for the rest of the trace (restored by `finish`)."""
+        if name is None:
+            name = f"c{sum(1 for n in self.graph.inputs if n.name.startswith('c'))}"
         node = self.graph.add_input(t.shape, t.dtype, name=name)
         self.lifted.append((t, node, t._cell.value, t._grad_fn))
-        self._lifted_ids[id(t._cell)] = len(self.lifted) - 1
         t._cell.value = node
         t._cell.trace = self
         t._grad_fn = None

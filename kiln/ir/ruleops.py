@@ -22,6 +22,7 @@ class RuleOps:
 
     # -- helpers used by many rules ---------------------------------------------------
     def full(self, value, shape, dtype):
+        value = bool(value) if dtype.is_bool else int(value) if dtype.is_integer else float(value)
         return self.bind("constant", value=value, shape=tuple(shape), dtype=dtype)
 
     def full_like(self, value, like):

@@ -1,0 +1,84 @@
+"""Shared test data: one valid input set per differentiable primitive, and finite differences."""
+import numpy as np
+
+import kiln
+from kiln.ir import PRIMITIVES
+
+rng = np.random.default_rng(0)
+
+
+def _f64(*shape, lo=-1.0, hi=1.0):
+    return rng.uniform(lo, hi, size=shape)
+
+
+def _pos(*shape):
+    return rng.uniform(0.5, 2.0, size=shape)
+
+
+# primitive -> (list of numpy inputs, attrs, indices of differentiable inputs)
+CASES = {
+    "neg": ([_f64(3, 4)], {}),
+    "abs": ([_f64(3, 4)], {}),
+    "sign": ([_f64(3, 4)], {}),
+    "exp": ([_f64(3, 4)], {}),
+    "log": ([_pos(3, 4)], {}),
+    "log1p": ([_pos(3, 4)], {}),
+    "sqrt": ([_pos(3, 4)], {}),
+    "rsqrt": ([_pos(3, 4)], {}),
+    "sin": ([_f64(3, 4)], {}),
+    "cos": ([_f64(3, 4)], {}),
+    "tanh": ([_f64(3, 4)], {}),
+    "logistic": ([_f64(3, 4) * 4], {}),
+    "erf": ([_f64(3, 4)], {}),
+    "floor": ([_f64(3, 4) * 3 + 0.05], {}),
+    "add": ([_f64(3, 4), _f64(3, 4)], {}),
+    "sub": ([_f64(3, 4), _f64(3, 4)], {}),
+    "mul": ([_f64(3, 4), _f64(3, 4)], {}),
+    "div": ([_f64(3, 4), _pos(3, 4)], {}),
+    "floor_divide": ([_f64(3, 4) * 5 + 0.05, _pos(3, 4)], {}),
+    "remainder": ([_f64(3, 4) * 5, _pos(3, 4)], {}),
+    "pow": ([_pos(3, 4), _f64(3, 4) * 2], {}),
+    "maximum": ([_f64(3, 4), _f64(3, 4)], {}),
+    "minimum": ([_f64(3, 4), _f64(3, 4)], {}),
+    "select": ([_f64(3, 4) > 0, _f64(3, 4), _f64(3, 4)], {}),
+    "cast": ([_f64(3, 4)], {"dtype": kiln.float64}),
+    "reduce_sum": ([_f64(3, 4, 5)], {"axes": (0, 2), "keepdims": False}),
+    "reduce_max": ([_f64(3, 4, 5)], {"axes": (1,), "keepdims": True}),
+    "reduce_min": ([_f64(3, 4, 5)], {"axes": (2,), "keepdims": False}),
+    "reduce_prod": ([_pos(3, 4)], {"axes": (1,), "keepdims": False}),
+    "reshape": ([_f64(3, 4)], {"shape": (2, 6)}),
+    "permute": ([_f64(2, 3, 4)], {"perm": (2, 0, 1)}),
+    "broadcast_to": ([_f64(3, 1)], {"shape": (2, 3, 4)}),
+    "slice": ([_f64(5, 6)], {"starts": (1, 0), "stops": (5, 6), "steps": (2, 3)}),
+    "pad": ([_f64(3, 4)], {"lo": (1, 0), "hi": (0, 2), "interior": (1, 0), "value": 0.5}),
+    "concat": ([_f64(2, 3), _f64(4, 3)], {"axis": 0}),
+    "gather": ([_f64(4, 5), rng.integers(0, 4, size=(3, 5))], {"axis": 0}),
+    "scatter_add": ([_f64(4, 5), rng.integers(0, 4, size=(3, 5)), _f64(3, 5)], {"axis": 0}),
+    "scatter": ([_f64(6, 3), np.array([[0, 1, 2], [3, 4, 5]]), _f64(2, 3)], {"axis": 0}),
+    "matmul": ([_f64(2, 3, 4), _f64(2, 4, 5)], {}),
+}
+
+
+def _to_tensor(a, grad):
+    t = kiln.from_numpy(np.array(a))
+    if grad and t.dtype.is_floating_point:
+        t.requires_grad_(True)
+    return t
+
+
+def _numeric_grad(name, arrays, attrs, k, ct, eps=1e-6):
+    prim = PRIMITIVES[name]
+    x = arrays[k]
+    g = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"])
+    for _ in it:
+        i = it.multi_index
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        ap = list(arrays); ap[k] = xp
+        am = list(arrays); am[k] = xm
+        fp = np.sum(prim.impl(*ap, **attrs) * ct)
+        fm = np.sum(prim.impl(*am, **attrs) * ct)
+        g[i] = (fp - fm) / (2 * eps)
+    return g
