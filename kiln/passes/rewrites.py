@@ -1,0 +1,201 @@
+"""The algebraic rewrite engine and its table of rules.
+
+Every rule is one `Rule(name, ops, match, replace)` entry in `RULES`:
+
+- `ops`: the root ops the rule looks at (the engine indexes rules by op),
+- `match(n)`: given a candidate node whose inputs are already rewritten, return a
+  match (any value but None) or None,
+- `replace(rw, n, m)`: return the node that stands for `n`: an existing node, or new
+  nodes built with `rw.emit(op, inputs, **attrs)` / `rw.const(value, shape, dtype)`
+  (themselves rewritten again, so rules compose: reshape∘reshape can end as a no-op).
+
+The replacement must have `n`'s shape and dtype (the engine checks). Rules may turn a
+nan/inf result finite (`exp(log(x)) -> x`, `x+0 -> x` drops the sign of -0.0), never
+change a finite result; `x*0 -> 0` is therefore only for integers and bools.
+
+Adding a rule: append one `Rule` to `RULES` and add an IR-text test in
+tests/passes/test_rewrites.py.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from ..ir.graph import Graph, Node
+from ..ir.primitives import get_primitive
+from .builder import GraphBuilder, is_splat, splat_equals, splat_value
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    ops: tuple[str, ...]
+    match: Callable[[Node], Any]
+    replace: Callable[["Rewriter", Node, Any], Node]
+    doc: str = ""
+
+
+# -- matcher helpers ---------------------------------------------------------------------
+
+def const_operand(n: Node, value, commutative: bool = True):
+    """For binary `n`: the other operand when one operand is a splat equal to `value`."""
+    x, y = n.inputs
+    if splat_equals(y, value):
+        return x
+    if commutative and splat_equals(x, value):
+        return y
+    return None
+
+
+def producer(n: Node, op: str) -> Node | None:
+    """`n`'s single input if it was produced by `op`."""
+    return n.inputs[0] if n.inputs and n.inputs[0].op == op else None
+
+
+def _is_float(n: Node) -> bool:
+    return n.dtype.is_floating_point
+
+
+def _exact_in(src, mid) -> bool:
+    """True if every value of dtype `src` is exactly representable in dtype `mid`."""
+    if src == mid or src.is_bool:
+        return True
+    if src.is_integer:
+        if mid.is_integer:
+            return mid.itemsize >= src.itemsize
+        if mid.is_floating_point:  # 24/53-bit mantissas
+            return (mid.itemsize == 8 and src.itemsize <= 4) or (mid.itemsize == 4 and src.itemsize <= 2)
+        return False
+    return mid.is_floating_point and mid.itemsize >= src.itemsize
+
+
+def _compose_perm(inner: Sequence[int], outer: Sequence[int]) -> tuple[int, ...]:
+    return tuple(inner[o] for o in outer)
+
+
+def _reduce_axes(n: Node) -> tuple[int, ...]:
+    return tuple(n.attrs["axes"])
+
+
+# -- the table -----------------------------------------------------------------------------
+
+RULES: list[Rule] = [
+    Rule("mul-one", ("mul",), lambda n: const_operand(n, 1), lambda rw, n, x: x, "x*1 -> x"),
+    Rule("mul-zero-int", ("mul",), lambda n: None if _is_float(n) else const_operand(n, 0),
+         lambda rw, n, x: rw.const(0, n.shape, n.dtype), "x*0 -> 0 (integers and bools only: IEEE inf*0 is nan)"),
+    Rule("add-zero", ("add",), lambda n: const_operand(n, 0), lambda rw, n, x: x, "x+0 -> x"),
+    Rule("sub-zero", ("sub",), lambda n: const_operand(n, 0, commutative=False), lambda rw, n, x: x, "x-0 -> x"),
+    Rule("sub-self-int", ("sub",), lambda n: None if _is_float(n) or n.inputs[0] is not n.inputs[1] else True,
+         lambda rw, n, m: rw.const(0, n.shape, n.dtype), "x-x -> 0 (integers only: inf-inf is nan)"),
+    Rule("div-one", ("div",), lambda n: const_operand(n, 1, commutative=False), lambda rw, n, x: x, "x/1 -> x"),
+    Rule("neg-neg", ("neg",), lambda n: producer(n, "neg"), lambda rw, n, m: m.inputs[0], "--x -> x"),
+    Rule("not-not", ("logical_not",), lambda n: producer(n, "logical_not"), lambda rw, n, m: m.inputs[0],
+         "!!x -> x"),
+    Rule("exp-log", ("exp",), lambda n: producer(n, "log"), lambda rw, n, m: m.inputs[0], "exp(log(x)) -> x"),
+    Rule("log-exp", ("log",), lambda n: producer(n, "exp"), lambda rw, n, m: m.inputs[0], "log(exp(x)) -> x"),
+    Rule("select-same", ("select",), lambda n: n.inputs[1] if n.inputs[1] is n.inputs[2] else None,
+         lambda rw, n, x: x, "select(c, x, x) -> x"),
+    Rule("select-const", ("select",), lambda n: splat_value(n.inputs[0]),
+         lambda rw, n, c: n.inputs[1] if c else n.inputs[2], "select(True, a, b) -> a; select(False, a, b) -> b"),
+    Rule("select-not", ("select",), lambda n: producer(n, "logical_not"),
+         lambda rw, n, m: rw.emit("select", [m.inputs[0], n.inputs[2], n.inputs[1]]),
+         "select(!c, a, b) -> select(c, b, a)"),
+    Rule("cast-noop", ("cast",), lambda n: n.inputs[0] if n.inputs[0].dtype == n.dtype else None,
+         lambda rw, n, x: x, "cast to the operand's own dtype"),
+    Rule("cast-cast", ("cast",),
+         lambda n: n.inputs[0] if n.inputs[0].op == "cast" and _exact_in(n.inputs[0].inputs[0].dtype,
+                                                                          n.inputs[0].dtype) else None,
+         lambda rw, n, m: rw.emit("cast", [m.inputs[0]], dtype=n.dtype),
+         "cast(cast(x, B), C) -> cast(x, C) when B holds every value of x's dtype exactly"),
+    Rule("reshape-noop", ("reshape",), lambda n: n.inputs[0] if n.inputs[0].shape == n.shape else None,
+         lambda rw, n, x: x, "reshape to the same shape"),
+    Rule("reshape-reshape", ("reshape",), lambda n: producer(n, "reshape"),
+         lambda rw, n, m: rw.emit("reshape", [m.inputs[0]], shape=n.shape), "reshape(reshape(x)) -> reshape(x)"),
+    Rule("permute-identity", ("permute",),
+         lambda n: n.inputs[0] if tuple(n.attrs["perm"]) == tuple(range(n.ndim)) else None,
+         lambda rw, n, x: x, "permute by the identity"),
+    Rule("permute-permute", ("permute",), lambda n: producer(n, "permute"),
+         lambda rw, n, m: rw.emit("permute", [m.inputs[0]], perm=_compose_perm(m.attrs["perm"], n.attrs["perm"])),
+         "permute(permute(x, p), q) -> permute(x, p∘q)"),
+    Rule("broadcast-noop", ("broadcast_to",), lambda n: n.inputs[0] if n.inputs[0].shape == n.shape else None,
+         lambda rw, n, x: x, "broadcast to the same shape"),
+    Rule("broadcast-broadcast", ("broadcast_to",), lambda n: producer(n, "broadcast_to"),
+         lambda rw, n, m: rw.emit("broadcast_to", [m.inputs[0]], shape=n.shape),
+         "broadcast_to(broadcast_to(x)) -> broadcast_to(x)"),
+    Rule("movement-of-splat", ("broadcast_to", "reshape", "permute", "slice"),
+         lambda n: n.inputs[0] if is_splat(n.inputs[0]) else None,
+         lambda rw, n, c: rw.const(c.attrs["value"], n.shape, n.dtype),
+         "broadcast/reshape/permute/slice of a splat constant -> splat constant of the new shape"),
+    Rule("slice-noop", ("slice",),
+         lambda n: n.inputs[0] if n.shape == n.inputs[0].shape and not any(n.attrs["starts"]) else None,
+         lambda rw, n, x: x, "slice that keeps every element"),
+    Rule("pad-noop", ("pad",),
+         lambda n: n.inputs[0] if not any(tuple(n.attrs["lo"]) + tuple(n.attrs["hi"]) + tuple(n.attrs["interior"]))
+         else None, lambda rw, n, x: x, "pad by nothing"),
+    Rule("concat-single", ("concat",), lambda n: n.inputs[0] if len(n.inputs) == 1 else None,
+         lambda rw, n, x: x, "concat of one operand"),
+    Rule("reduce-no-axes", ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod"),
+         lambda n: n.inputs[0] if not _reduce_axes(n) else None, lambda rw, n, x: x, "reduction over no axes"),
+    Rule("reduce-unit-axes", ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod"),
+         lambda n: n.inputs[0] if _reduce_axes(n) and all(n.inputs[0].shape[a] == 1 for a in _reduce_axes(n))
+         else None, lambda rw, n, x: rw.emit("reshape", [x], shape=n.shape),
+         "reduction over axes of size 1 -> reshape"),
+]
+
+
+class Rewriter:
+    """Applies `rules` while rebuilding a graph; `fired` counts rewrites by rule name."""
+
+    MAX_DEPTH = 32
+
+    def __init__(self, graph: Graph, rules: Sequence[Rule] = RULES):
+        self.builder = GraphBuilder(graph)
+        self.by_op: dict[str, list[Rule]] = {}
+        for r in rules:
+            for op in r.ops:
+                self.by_op.setdefault(op, []).append(r)
+        self.fired: dict[str, int] = {}
+        self._depth = 0
+
+    def const(self, value, shape, dtype) -> Node:
+        return self.emit("constant", [], value=value, shape=tuple(shape), dtype=dtype)
+
+    def emit(self, op: str, inputs: Sequence[Node], _name: str | None = None, _loc: str | None = None,
+             **attrs) -> Node:
+        """Build `op(*inputs, **attrs)` in the new graph, rewriting it first."""
+        shape, dtype = get_primitive(op).abstract_eval(list(inputs), attrs)
+        cand = Node(_name or "?", op, inputs, attrs, shape, dtype, _loc)
+        if self._depth < self.MAX_DEPTH:
+            for rule in self.by_op.get(op, ()):
+                m = rule.match(cand)
+                if m is None:
+                    continue
+                self._depth += 1
+                try:
+                    rep = rule.replace(self, cand, m)
+                finally:
+                    self._depth -= 1
+                if rep.shape != cand.shape or rep.dtype != cand.dtype:
+                    raise AssertionError(f"rewrite rule {rule.name} replaced {op} {cand.dtype.short}{list(shape)} "
+                                         f"by {rep.op} {rep.dtype.short}{list(rep.shape)}")
+                self.fired[rule.name] = self.fired.get(rule.name, 0) + 1
+                return rep
+        return self.builder.emit(op, inputs, attrs, name=_name, loc=_loc)
+
+    def run(self) -> Graph:
+        b = self.builder
+        for n in b.src.nodes:
+            b.env[id(n)] = self.emit(n.op, b.mapped_inputs(n), _name=n.name, _loc=n.loc, **n.attrs)
+        return b.finish()
+
+
+def rewrite(graph: Graph, rules: Sequence[Rule] = RULES) -> Graph:
+    """Apply the rewrite table once over the graph (replaced nodes are left for `dce`)."""
+    rw = Rewriter(graph, rules)
+    new = rw.run()
+    return new if rw.fired else graph
+
+
+def rule_names() -> list[str]:
+    return [r.name for r in RULES]
+
