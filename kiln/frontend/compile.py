@@ -53,8 +53,11 @@ class CompiledEntry:
     wrt: list[int] = field(default_factory=list)  # lifted indices the backward differentiates
     diff_outputs: list[int] = field(default_factory=list)  # graph outputs that get a grad_fn
 
+    guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
+
     def guards_hold(self) -> bool:
-        return all((tuple(t.shape), t.dtype) == sig for t, sig in zip(self.captured, self.captured_sig))
+        return (all((tuple(t.shape), t.dtype) == sig for t, sig in zip(self.captured, self.captured_sig))
+                and all(read() == value for read, value in self.guards))
 
 
 @dataclass
@@ -88,7 +91,7 @@ class CompiledFunction:
         return self._run(entry, leaves)
 
     def cache_info(self) -> CacheInfo:
-        return CacheInfo(self._hits, self._misses, list(self._cache.keys()))
+        return CacheInfo(self._hits, self._misses, [k for k, v in self._cache.items() for _ in v])
 
     def cache_clear(self) -> None:
         self._cache.clear()
@@ -103,18 +106,20 @@ class CompiledFunction:
     def _lookup(self, args, kwargs, count: bool = True):
         leaves, spec = tree_flatten((args, kwargs))
         key = (spec_key(spec), tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
-        entry = self._cache.get(key)
-        if entry is not None and entry.guards_hold():
-            if count:
-                self._hits += 1
-            return entry, leaves
+        entries = self._cache.setdefault(key, [])
+        for entry in entries:
+            if entry.guards_hold():
+                if count:
+                    self._hits += 1
+                return entry, leaves
         if count:
             self._misses += 1
         entry = self._trace(args, kwargs)
-        self._cache[key] = entry
-        if len(self._cache) > self.recompile_limit and not self._warned:
+        entries.append(entry)
+        n = sum(len(v) for v in self._cache.values())
+        if n > self.recompile_limit and not self._warned:
             self._warned = True
-            warnings.warn(f"kiln.compile: {self.name} has been traced for {len(self._cache)} different input "
+            warnings.warn(f"kiln.compile: {self.name} has been traced for {n} different input "
                           f"signatures (recompile_limit={self.recompile_limit}); each new shape, dtype or "
                           "non-tensor argument value retraces. Pass fixed shapes, or raise recompile_limit.",
                           RuntimeWarning, stacklevel=3)
@@ -255,7 +260,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     trace.graph.set_outputs(out_nodes)
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, captured, out_spec, out_leaves, mutations, grad_sets,
-                          [(tuple(t.shape), t.dtype) for t in captured])
+                          [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards)
     if os.environ.get("KILN_VERIFY"):
         check_graph(trace.graph)
     _dump(trace.graph, name)

@@ -38,6 +38,7 @@ class Trace:
         self.grad_writes: dict[int, tuple[Tensor, Any]] = {}  # id -> (tensor, .grad before the trace)
         self.active = True
         self.ran_backward = False  # the traced code called backward(): its outputs are not differentiated again
+        self.guards: list[tuple[Callable[[], Any], Any]] = []  # Python state the trace specialised on
 
     # -- recording -------------------------------------------------------------------------
     def emit(self, prim, args, attrs) -> Tensor:
@@ -79,6 +80,12 @@ class Trace:
         if t._cell.trace is not self:
             self.node_of(t)
         t._cell.value = node
+
+    def guard(self, read: Callable[[], Any]) -> Any:
+        """Specialise on the Python value `read()` returns: a later call retraces if it changes."""
+        value = read()
+        self.guards.append((read, value))
+        return value
 
     def note_grad_write(self, t: Tensor) -> None:
         if id(t) not in self.grad_writes:
@@ -135,3 +142,16 @@ class suspended:
     def __exit__(self, *exc):
         set_active_trace(self._prev)
         return False
+
+
+def guard_attr(obj: Any, attr: str) -> Any:
+    """Read `obj.attr`; while tracing, later calls of the compiled function retrace if it changes.
+
+    Used for Python state that changes what gets traced, e.g. `Module.training`.
+    """
+    tr = active_trace()
+    if tr is None:
+        return getattr(obj, attr)
+    import weakref
+    ref = weakref.ref(obj)
+    return tr.guard(lambda: getattr(ref(), attr, None) if ref() is not None else None)

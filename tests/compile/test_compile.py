@@ -213,3 +213,25 @@ def test_training_step_with_backward_inside_compile():
     np.testing.assert_allclose(w.detach().numpy(), w_e.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(w.grad.numpy(), w_e.grad.numpy(), rtol=1e-6)
     assert cstep.cache_info().misses == 1
+
+
+def test_guarded_python_state_retraces_and_caches_both():
+    from kiln.frontend.trace import guard_attr
+
+    class Cfg:
+        double = True
+
+    cfg = Cfg()
+
+    @kiln.compile
+    def f(x):
+        return x * 2 if guard_attr(cfg, "double") else x * 3
+
+    x = kiln.ones(2)
+    assert f(x).tolist() == [2.0, 2.0]
+    cfg.double = False
+    assert f(x).tolist() == [3.0, 3.0]
+    cfg.double = True
+    assert f(x).tolist() == [2.0, 2.0]
+    info = f.cache_info()
+    assert (info.misses, info.hits, len(info.signatures)) == (2, 1, 2)
