@@ -38,3 +38,6 @@ def is_tensor(obj) -> "builtins.bool":
 
 def numel(t: Tensor) -> "builtins.int":
     return t.numel()
+
+from .frontend.serialization import save, load  # noqa: E402
+from . import optim, utils  # noqa: E402

@@ -1,0 +1,8 @@
+"""Optimizers with torch.optim's names and numbers, written to compile into one training step."""
+from . import lr_scheduler
+from .adam import Adam, AdamW
+from .optimizer import Optimizer, ParamGroup
+from .rmsprop import RMSprop
+from .sgd import SGD
+
+__all__ = ["Optimizer", "ParamGroup", "SGD", "Adam", "AdamW", "RMSprop", "lr_scheduler"]

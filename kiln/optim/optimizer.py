@@ -1,0 +1,386 @@
+"""The Optimizer base class, with PyTorch's param_groups / state / state_dict layout.
+
+Compile-friendliness (see docs/training.md):
+
+* All per-parameter state is kiln tensors, created once (lazily, on the first step)
+  inside `trace.suspended()`, so a first `step()` inside `kiln.compile` still creates
+  real eager tensors; the trace then lifts them and writes their updates back.
+* Numeric hyperparameters live twice: as the Python value in the param group (what
+  users read and write) and as a 0-d float64 tensor that the update math reads.
+  `ParamGroup.__setitem__` writes new values into that tensor in place, so a compiled
+  step sees a scheduler's new learning rate without retracing.
+* The update runs the same Python code on every step; first-step differences are
+  tensor math, never a Python branch on state values.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from ..frontend import trace as _trace
+from ..frontend.autograd import enable_grad, no_grad
+from ..frontend.tensor import Tensor, active_trace
+from ..ir import dtypes as dt
+
+_Number = (int, float, np.integer, np.floating)
+
+
+class _RequiredParameter:
+    """Marker for an option that has no default (PyTorch's `required`)."""
+
+    def __repr__(self) -> str:
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, _Number) and not isinstance(v, (bool, np.bool_))
+
+
+def _scalar_tensor(value: float) -> Tensor:
+    with _trace.suspended():
+        return Tensor._make(np.array(float(value), dtype=np.float64))
+
+
+def _number_of(value: Any, key: str) -> float:
+    if isinstance(value, Tensor):
+        if value.is_tracer:
+            raise RuntimeError(f"param_group[{key!r}] was set to a tensor computed inside kiln.compile; set "
+                               "hyperparameters outside the compiled function")
+        if value.numel() != 1:
+            raise ValueError(f"param_group[{key!r}] must be a number or a 1-element tensor")
+        return float(value.item())
+    return float(value)
+
+
+def _check_lr(lr: Any) -> None:
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        return
+    if not _is_number(lr):
+        raise TypeError(f"lr must be a number or a 1-element tensor, got {type(lr).__name__}")
+    if lr < 0.0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+class ParamGroup(dict):
+    """A parameter group: a dict whose numeric hyperparameters are mirrored in 0-d tensors.
+
+    `group["lr"] = 0.01` updates the float64 tensor `group.hparam("lr")` in place, so code
+    compiled with `kiln.compile` (which reads that tensor at every call) sees the new value.
+    """
+
+    def __init__(self, *args, tensor_keys: Iterable[str] = (), **kwargs):
+        super().__init__()
+        self._tensor_keys = frozenset(tensor_keys)
+        self._hp: dict[str, Any] = {}
+        self.update(*args, **kwargs)
+
+    # -- dict API that must go through __setitem__ ---------------------------------------
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in self._tensor_keys:
+            self._sync(key, value)
+        super().__setitem__(key, value)
+
+    def update(self, *args, **kwargs) -> None:  # type: ignore[override]
+        for k, v in dict(*args, **kwargs).items():
+            self[k] = v
+
+    def setdefault(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def __delitem__(self, key: str) -> None:
+        super().__delitem__(key)
+        self._hp.pop(key, None)
+
+    def __reduce__(self):
+        return (dict, (dict(self),))
+
+    def __copy__(self) -> "ParamGroup":
+        g = ParamGroup(tensor_keys=self._tensor_keys)
+        g.update(self)
+        return g
+
+    # -- hyperparameter tensors ------------------------------------------------------------
+    def _sync(self, key: str, value: Any) -> None:
+        if isinstance(value, (tuple, list)) and value and all(_is_number(v) or isinstance(v, Tensor) for v in value):
+            nums = [_number_of(v, key) for v in value]
+            old = self._hp.get(key)
+            if isinstance(old, tuple) and len(old) == len(nums):
+                for t, v in zip(old, nums):
+                    self._write(t, v, key)
+            else:
+                self._hp[key] = tuple(_scalar_tensor(v) for v in nums)
+        elif _is_number(value) or isinstance(value, Tensor):
+            v = _number_of(value, key)
+            old = self._hp.get(key)
+            if isinstance(old, Tensor):
+                self._write(old, v, key)
+            else:
+                self._hp[key] = _scalar_tensor(v)
+        else:  # e.g. None or a non-numeric value: no tensor mirror
+            self._hp.pop(key, None)
+
+    @staticmethod
+    def _write(t: Tensor, v: float, key: str) -> None:
+        if active_trace() is not None or t.is_tracer:
+            raise RuntimeError(f"param_group[{key!r}] was changed inside a kiln.compile function; change "
+                               "hyperparameters (e.g. call scheduler.step()) between calls of the compiled step, "
+                               "not inside it")
+        t._cell.value[...] = v
+        t._vc[0] += 1
+
+    def hparam(self, key: str) -> Any:
+        """The 0-d float64 tensor (or tuple of them, for e.g. `betas`) mirroring `self[key]`."""
+        try:
+            return self._hp[key]
+        except KeyError:
+            raise KeyError(f"param group has no numeric hyperparameter {key!r}") from None
+
+
+class _Scalars:
+    """Per-step cache of hyperparameter tensors cast to a parameter's dtype (one cast per step)."""
+
+    def __init__(self, group: ParamGroup):
+        self.group = group
+        self._cache: dict[tuple, Tensor] = {}
+
+    def __call__(self, key: str, dtype=None, index: int | None = None) -> Tensor:
+        ck = (key, index, dtype)
+        t = self._cache.get(ck)
+        if t is None:
+            t = self.group.hparam(key)
+            if index is not None:
+                t = t[index]
+            if dtype is not None and t.dtype != dtype:
+                t = t.to(dtype)
+            self._cache[ck] = t
+        return t
+
+    def derived(self, name: str, dtype, fn: Callable[[], Tensor]) -> Tensor:
+        """A value computed (in float64) from hyperparameters, then cast to `dtype`, cached."""
+        ck = ("derived", name, dtype)
+        t = self._cache.get(ck)
+        if t is None:
+            t = fn()
+            if dtype is not None and t.dtype != dtype:
+                t = t.to(dtype)
+            self._cache[ck] = t
+        return t
+
+
+class Optimizer:
+    """Base class: holds param groups and per-parameter state; subclasses implement `_update_group`.
+
+    Subclasses set `_tensor_hparams` (the numeric options mirrored as tensors) and
+    `_state_keys(group)`; `_init_state(p, group, state)` fills state on a parameter's
+    first step.
+    """
+
+    _tensor_hparams: tuple[str, ...] = ("lr",)
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
+        self.defaults = dict(defaults)
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[ParamGroup] = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors or dicts, "
+                            f"but got {type(params).__name__}")
+        param_groups = list(params)
+        if len(param_groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(param_groups[0], dict):
+            param_groups = [{"params": param_groups}]
+        for g in param_groups:
+            self.add_param_group(g)
+
+    # -- groups ------------------------------------------------------------------------------
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own options (missing options take the defaults)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but the ordering "
+                            "of tensors in sets will change between runs. Please use a list instead.")
+        else:
+            params = list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        group = ParamGroup(tensor_keys=self._tensor_hparams)
+        for k, v in param_group.items():
+            if k != "params":
+                group[k] = v
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization parameter {name}")
+            if name not in group:
+                group[name] = default
+        group["params"] = params
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        existing = {id(p) for g in self.param_groups for p in g["params"]}
+        if existing & {id(p) for p in params}:
+            raise ValueError("some parameters appear in more than one parameter group")
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: ParamGroup) -> None:
+        """Validate a group's options (subclasses raise ValueError for invalid values)."""
+
+    # -- gradients ---------------------------------------------------------------------------
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all optimized parameters (to None by default, or to zeros)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    g = p.grad
+                    if g.grad_fn is not None:
+                        g.detach_()
+                    else:
+                        g.requires_grad_(False)
+                    with no_grad():
+                        g.zero_()
+
+    # -- stepping -------------------------------------------------------------------------------
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step; `closure` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        with no_grad():
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                if not params:
+                    continue
+                for p in params:
+                    state = self.state[p]
+                    if len(state) == 0:
+                        with _trace.suspended():
+                            self._init_state(p, group, state)
+                self._update_group(group, params, _Scalars(group))
+        return loss
+
+    def _init_state(self, p: Tensor, group: ParamGroup, state: dict[str, Any]) -> None:
+        """Create the state tensors of parameter `p` (runs eagerly, once)."""
+
+    def _update_group(self, group: ParamGroup, params: list[Tensor], hp: _Scalars) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _zeros_like(p: Tensor) -> Tensor:
+        with _trace.suspended():
+            return Tensor._make(np.zeros(tuple(p.shape), dtype=p.dtype.np_dtype))
+
+    @staticmethod
+    def _step_tensor(value: float = 0.0) -> Tensor:
+        with _trace.suspended():
+            return Tensor._make(np.array(value, dtype=np.float32))
+
+    # -- state dicts ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """PyTorch's layout: {'state': {index: {name: tensor}}, 'param_groups': [{..., 'params': [indices]}]}.
+
+        State tensors are returned by reference (as PyTorch does); save or clone them to keep a snapshot.
+        """
+        index: dict[int, int] = {}
+        groups = []
+        start = 0
+        for g in self.param_groups:
+            packed = {k: v for k, v in g.items() if k != "params"}
+            for i, p in enumerate(g["params"]):
+                index.setdefault(id(p), start + i)
+            packed["params"] = [index[id(p)] for p in g["params"]]
+            start += len(g["params"])
+            groups.append(packed)
+        state = {}
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = dict(self.state[p])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load state saved by `state_dict()` (or by PyTorch's optimizer of the same kind).
+
+        State tensors that already exist with the same shape and dtype are updated in place,
+        and hyperparameters are written into the existing groups, so a step already compiled
+        with `kiln.compile` keeps working on the loaded values.
+        """
+        if not isinstance(state_dict, dict) or "param_groups" not in state_dict or "state" not in state_dict:
+            raise ValueError("loaded state dict must be a dict with keys 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError("loaded state dict has a different number of parameter groups")
+        for g, sg in zip(self.param_groups, saved_groups):
+            if len(g["params"]) != len(sg["params"]):
+                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                                 "optimizer's group")
+        saved_state = {int(k): v for k, v in state_dict["state"].items()}
+        for g, sg in zip(self.param_groups, saved_groups):
+            for p, idx in zip(g["params"], sg["params"]):
+                entry = saved_state.get(int(idx))
+                if entry is None:
+                    self.state.pop(p, None)
+                    continue
+                self._load_param_state(p, entry)
+            for k, v in sg.items():
+                if k != "params":
+                    g[k] = tuple(v) if isinstance(v, list) and k in self._tensor_hparams else v
+
+    def _load_param_state(self, p: Tensor, entry: dict[str, Any]) -> None:
+        from ..frontend.creation import tensor as _tensor
+        state = self.state[p]
+        for key in list(state):
+            if key not in entry:
+                del state[key]
+        for key, value in entry.items():
+            if value is None:
+                state[key] = None
+                continue
+            if not isinstance(value, Tensor):
+                value = _tensor(np.asarray(value))
+            if key == "step":
+                want = dt.float32 if not value.dtype.is_floating_point else value.dtype
+            elif value.dtype.is_floating_point:
+                want = p.dtype
+            else:
+                want = value.dtype
+            arr = np.array(value._concrete("load_state_dict"), dtype=want.np_dtype, copy=True)
+            cur = state.get(key)
+            if isinstance(cur, Tensor) and not cur.is_tracer and tuple(cur.shape) == arr.shape and cur.dtype == want:
+                cur._assign_value(arr)
+            else:
+                with _trace.suspended():
+                    state[key] = Tensor._make(arr)
+
+    # -- misc ------------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        lines = [self.__class__.__name__ + " ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        lines.append(")")
+        return "\n".join(lines)
+
+    def __getstate__(self):
+        raise TypeError("kiln optimizers are not picklable; save optimizer.state_dict() with kiln.save")
