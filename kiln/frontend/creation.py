@@ -31,6 +31,15 @@ def set_default_dtype(d) -> None:
     _DEFAULT_FLOAT[0] = d
 
 
+def _size_arg(size) -> tuple:
+    """A creation function's size (ints, or one tuple/list), checked non-negative like PyTorch."""
+    shape = _shape_arg(size)
+    for d in shape:
+        if d < 0:
+            raise RuntimeError(f"Trying to create tensor with negative dimension {d}: {list(shape)}")
+    return shape
+
+
 def _resolve(dtype, default: DType | None = None) -> DType:
     if dtype is None:
         return default or get_default_dtype()
@@ -56,34 +65,88 @@ def _constant_tensor(arr: np.ndarray) -> Tensor:
     return apply("constant", value=flat, shape=tuple(arr.shape), dtype=d)
 
 
+_SUPPORTED_NP = {np.dtype(d) for d in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}
+
+
+def _np_dtype_of_array(npd: np.dtype) -> np.dtype:
+    """kiln's dtype for numpy data of dtype `npd`: supported dtypes as is; other ints and floats widened."""
+    npd = np.dtype(npd)
+    if npd in _SUPPORTED_NP:
+        return npd
+    if npd.kind in "iu":
+        return np.dtype(np.int64)  # uint8, int8, int16, uint16, uint32 (and uint64, range-checked) fit in int64
+    if npd.kind == "f":
+        return np.dtype(np.float64)
+    raise TypeError(f"can't convert numpy data of dtype {npd}; kiln supports float16, float32, float64, int32, "
+                    "int64 and bool (other integer and float dtypes are converted to int64 / float64)")
+
+
+def _leaf_dtype(x) -> np.dtype:
+    """The dtype PyTorch infers for one leaf of `kiln.tensor` data."""
+    if isinstance(x, (bool, np.bool_)):
+        return np.dtype(np.bool_)
+    if isinstance(x, np.generic):
+        return _np_dtype_of_array(x.dtype)
+    if isinstance(x, int):
+        return np.dtype(np.int64)
+    if isinstance(x, float):
+        return get_default_dtype().np_dtype
+    if isinstance(x, Tensor):
+        return x.dtype.np_dtype
+    if isinstance(x, np.ndarray):
+        return _np_dtype_of_array(x.dtype)
+    raise TypeError(f"kiln.tensor: could not infer a dtype for element of type {type(x).__name__} "
+                    "(expected numbers, nested lists/tuples of numbers, numpy arrays or tensors)")
+
+
+def _promote_np(a: np.dtype | None, b: np.dtype | None) -> np.dtype | None:
+    if a is None or a == b:
+        return b
+    if b is None:
+        return a
+    da, db = dt.from_numpy_dtype(a), dt.from_numpy_dtype(b)
+    return dt.result_type((da, dt.TENSOR), (db, dt.TENSOR)).np_dtype
+
+
+def _infer_dtype(data) -> np.dtype | None:
+    """PyTorch's dtype inference over nested sequences (None: no elements)."""
+    if not isinstance(data, (list, tuple)):
+        return _leaf_dtype(data)
+    kinds = set(map(type, data))
+    if len(kinds) == 1 and next(iter(kinds)) in (float, int, bool):
+        return _leaf_dtype(data[0])  # fast path for flat lists of one Python type
+    out = None
+    for x in data:
+        out = _promote_np(out, _infer_dtype(x))
+    return out
+
+
+def _to_plain(data):
+    """Replace tensors inside nested sequences by numpy arrays (so np.array can stack them)."""
+    if isinstance(data, Tensor):
+        return data._concrete("kiln.tensor(tensor)")
+    if isinstance(data, (list, tuple)):
+        return [_to_plain(x) for x in data]
+    return data
+
+
 def _infer_np(data) -> np.ndarray:
     if isinstance(data, Tensor):
         return np.array(data._concrete("kiln.tensor(tensor)"), copy=True)
-    if isinstance(data, np.ndarray):
-        arr = data
-        if arr.dtype == np.float64 or arr.dtype in (np.float32, np.float16, np.int32, np.int64, np.bool_):
-            return np.array(arr, copy=True)
-        if arr.dtype.kind in "iu":
-            return arr.astype(np.int64)
-        if arr.dtype.kind == "f":
-            return arr.astype(np.float64)
-        raise TypeError(f"can't convert np.ndarray of type {arr.dtype}; kiln supports float16/32/64, int32/64, bool")
-    if isinstance(data, (list, tuple)):
-        data = [(_infer_np(x) if isinstance(x, Tensor) else x) for x in data]
-    arr = np.array(data)
-    if arr.dtype == object:
-        raise TypeError("kiln.tensor: could not infer a dtype (ragged nested sequence or unsupported elements)")
-    if arr.dtype.kind == "f":
-        return arr.astype(get_default_dtype().np_dtype) if not _has_np_float64(data) else arr
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "b":
-        return arr
-    raise TypeError(f"kiln.tensor: unsupported data of numpy kind {arr.dtype}")
-
-
-def _has_np_float64(data) -> bool:
-    return isinstance(data, np.ndarray) and data.dtype == np.float64
+    if isinstance(data, (np.ndarray, np.generic)):
+        target = _np_dtype_of_array(data.dtype)
+        if data.dtype == np.uint64 and data.size and np.max(data) > np.iinfo(np.int64).max:
+            raise TypeError(f"can't convert numpy uint64 data with values above {np.iinfo(np.int64).max} "
+                            "to int64, kiln's widest integer dtype")
+        return np.array(data, dtype=target, copy=True)
+    if isinstance(data, (str, bytes)):
+        raise TypeError(f"kiln.tensor: invalid data type '{type(data).__name__}'")
+    target = _infer_dtype(data)
+    try:
+        arr = np.array(_to_plain(data), dtype=target if target is not None else get_default_dtype().np_dtype)
+    except ValueError as e:
+        raise ValueError(f"kiln.tensor: nested sequences must be rectangular ({e})") from None
+    return arr
 
 
 def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -111,14 +174,17 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     """A tensor sharing memory with `ndarray` (writes through either are seen by both)."""
     if not isinstance(ndarray, np.ndarray):
         raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
-    dt.from_numpy_dtype(ndarray.dtype)
+    if np.dtype(ndarray.dtype) not in _SUPPORTED_NP:
+        raise TypeError(f"can't convert np.ndarray of type {ndarray.dtype}: from_numpy shares memory, so the dtype "
+                        "must be one kiln supports (float16, float32, float64, int32, int64, bool); use "
+                        "kiln.tensor(array) to copy it with a conversion")
     if active_trace() is not None:
         return _constant_tensor(ndarray)
     return Tensor._make(ndarray)
 
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    size = _shape_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
+    size = _size_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
     if dtype is None:
         d = dt.scalar_dtype(fill_value)
         dtype = get_default_dtype() if d.is_floating_point else d
@@ -126,11 +192,11 @@ def full(size, fill_value, *, dtype=None, device=None, requires_grad: bool = Fal
 
 
 def zeros(*size, dtype=None, device=None, requires_grad: bool = False, out=None) -> Tensor:
-    return _finish(full_const(0, _shape_arg(size), _resolve(dtype)), requires_grad, device)
+    return _finish(full_const(0, _size_arg(size), _resolve(dtype)), requires_grad, device)
 
 
 def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _finish(full_const(1, _shape_arg(size), _resolve(dtype)), requires_grad, device)
+    return _finish(full_const(1, _size_arg(size), _resolve(dtype)), requires_grad, device)
 
 
 def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -161,7 +227,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: b
     if step == 0:
         raise RuntimeError("step must be nonzero")
     if (end - start) * step < 0:
-        raise RuntimeError(f"upper bound and larger bound inconsistent with step sign")
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     n = max(int(math.ceil((end - start) / step)), 0)
     if dtype is None:
         is_int = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
@@ -273,7 +339,7 @@ def _float_dtype(dtype) -> DType:
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d = _float_dtype(dtype)
-    u = _gen(generator).uniform(_shape_arg(size), d)
+    u = _gen(generator).uniform(_size_arg(size), d)
     return _finish(u, requires_grad, device)
 
 
@@ -292,17 +358,19 @@ def _normal(shape, d: DType, generator) -> Tensor:
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     d = _float_dtype(dtype)
-    return _finish(_normal(_shape_arg(size), d, generator), requires_grad, device)
+    return _finish(_normal(_size_arg(size), d, generator), requires_grad, device)
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
+    if size is None and isinstance(high, (tuple, list)):
+        low, high, size = 0, low, high  # randint(high, size)
     if high is None:
         low, high = 0, low
     if size is None:
         raise TypeError("randint() missing required argument 'size'")
     if high <= low:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
-    shape = _shape_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
+    shape = _size_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
     u = _gen(generator).uniform(shape, dt.float64)
     with no_grad():
         v = (u * float(high - low)).floor() + float(low)
@@ -334,7 +402,7 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tenso
     if size is None:
         shape = tuple((mean if isinstance(mean, Tensor) else std).shape)
     else:
-        shape = _shape_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
+        shape = _size_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
     return _normal(shape, _float_dtype(dtype), generator) * std + mean
 
 
