@@ -317,6 +317,9 @@ class Tensor:
 
     @property
     def grad(self):
+        tr = active_trace()
+        if tr is not None:
+            tr.guard_grad_presence(self)
         return self._grad
 
     @grad.setter
@@ -340,7 +343,7 @@ class Tensor:
     def _accumulate_grad(self, g: "Tensor", create_graph: bool) -> None:
         if g.dtype != self.dtype:
             g = apply("cast", g, dtype=self.dtype)
-        if self._grad is None:
+        if self.grad is None:
             if create_graph:
                 self.grad = g
             else:

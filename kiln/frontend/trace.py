@@ -39,6 +39,7 @@ class Trace:
         self.active = True
         self.ran_backward = False  # the traced code called backward(): its outputs are not differentiated again
         self.guards: list[tuple[Callable[[], Any], Any]] = []  # Python state the trace specialised on
+        self._grad_guarded: set[int] = set()
 
     # -- recording -------------------------------------------------------------------------
     def emit(self, prim, args, attrs) -> Tensor:
@@ -86,6 +87,15 @@ class Trace:
         value = read()
         self.guards.append((read, value))
         return value
+
+    def guard_grad_presence(self, t: Tensor) -> None:
+        """Reading `t.grad` before the trace assigned it: specialise on whether it was None at entry."""
+        if id(t) in self.grad_writes or id(t) in self._grad_guarded:
+            return
+        self._grad_guarded.add(id(t))
+        import weakref
+        ref = weakref.ref(t)
+        self.guard(lambda: ref() is not None and ref()._grad is None)
 
     def note_grad_write(self, t: Tensor) -> None:
         if id(t) not in self.grad_writes:

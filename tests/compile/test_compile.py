@@ -235,3 +235,21 @@ def test_guarded_python_state_retraces_and_caches_both():
     assert f(x).tolist() == [2.0, 2.0]
     info = f.cache_info()
     assert (info.misses, info.hits, len(info.signatures)) == (2, 1, 2)
+
+
+def test_gradient_accumulation_across_compiled_calls():
+    w = kiln.ones(3, requires_grad=True)
+
+    @kiln.compile
+    def accumulate(x):
+        loss = (w * x).sum()
+        loss.backward()
+        return loss
+
+    x = kiln.tensor([1.0, 2.0, 3.0])
+    accumulate(x)  # w.grad was None: assigned
+    assert w.grad.tolist() == [1.0, 2.0, 3.0]
+    accumulate(x)  # w.grad exists: accumulated (a second trace, guarded on grad presence)
+    accumulate(x)
+    assert w.grad.tolist() == [3.0, 6.0, 9.0]
+    assert accumulate.cache_info().misses == 2
