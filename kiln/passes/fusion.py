@@ -1,0 +1,513 @@
+"""The fusion plan: partition a graph into kernels for the native backends.
+
+`plan_fusion(graph)` walks the nodes from last to first; each node joins the kernel of
+its consumers when that is legal, else starts a new kernel. Kernel kinds and what they
+may contain:
+
+- `elementwise` / `gather`: elementwise, movement (as index arithmetic), creation,
+  random and gather nodes, evaluated per element of the kernel's domain.
+- `reduction`: reductions over one shape S and axes R, their producers, and their
+  consumers that are either full-shaped (numel S) or row-shaped (one value per row),
+  e.g. softmax or layer norm in one kernel. A value computed from an in-kernel
+  reduction may only move by unit-dim reshapes and the broadcast back over R.
+- `matmul` / `conv`: the anchor op, views (reshape/permute/broadcast/slice) and
+  constants as operand prologue, and an elementwise epilogue of the anchor's shape.
+- `scatter`: a scatter/scatter_add with the producers of its updates; its output is
+  complete only after every update, so its consumers start a new kernel.
+
+A node used by several kernels is computed once, in the earliest kernel that may hold
+it, and written to memory ("materialised"); constants and views of graph inputs are
+instead recomputed in every kernel that uses them (bounded recomputation: they cost no
+arithmetic). An expensive elementwise op (exp, log, div, ...) never joins a kernel
+where a broadcast would recompute it more than once per element it produces.
+Every boundary records why it was placed. `run_plan` evaluates a plan kernel by
+kernel with the primitives' numpy impls, to check that fusion preserves semantics.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..ir.graph import Graph, Node
+from ..ir.primitives import CONV, CREATION, ELEMENTWISE, INDEX, MATMUL, MOVEMENT, REDUCTION, get_primitive
+from ..ir.printer import format_node, format_type
+
+VIEW_OPS = frozenset({"reshape", "permute", "broadcast_to", "slice"})
+EXPENSIVE = frozenset({"exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "logistic", "erf", "pow",
+                       "div", "floor_divide", "remainder", "random_uniform"})
+SCATTERS = frozenset({"scatter", "scatter_add"})
+
+
+def _numel(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+def _kind(n: Node) -> str:
+    return get_primitive(n.op).kind
+
+
+def reduce_domain(n: Node) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(input shape S, reduced axes R) of a reduction node."""
+    axes = n.attrs["axes"] if "axes" in n.attrs else (n.attrs["axis"],)
+    return tuple(n.inputs[0].shape), tuple(sorted(axes))
+
+
+def _row_broadcast_axes(src: Sequence[int], dst: Sequence[int]) -> tuple[int, ...] | None:
+    """Axes R if broadcasting `src` to `dst` only expands axes R of a keepdims-style value."""
+    lead = len(dst) - len(src)
+    if lead < 0:
+        return None
+    axes = list(range(lead))
+    for k, s in enumerate(src):
+        d = dst[lead + k]
+        if s == d:
+            continue
+        if s != 1:
+            return None
+        axes.append(lead + k)
+    return tuple(axes)
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(s for s in shape if s != 1)
+
+
+@dataclass
+class Kernel:
+    """One kernel: `nodes` in topological order (including `recomputed` copies)."""
+
+    id: int
+    kind: str
+    nodes: list[Node]
+    inputs: list[Node]
+    outputs: list[Node]
+    domain: tuple[int, ...]
+    reduce_axes: tuple[int, ...] | None = None
+    anchor: Node | None = None
+    recomputed: list[Node] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.id} {self.kind} {len(self.nodes)} nodes>"
+
+
+@dataclass
+class Boundary:
+    """`value`, computed in kernel `src` (None: a graph input), is read from memory by kernel `dst`."""
+
+    value: Node
+    src: int | None
+    dst: int
+    reason: str
+
+
+@dataclass
+class FusionPlan:
+    graph: Graph
+    kernels: list[Kernel]
+    boundaries: list[Boundary]
+
+    def kernel_of(self, node: Node) -> Kernel | None:
+        """The kernel that computes (and, if needed, writes) `node`; None for graph inputs."""
+        for k in self.kernels:
+            if any(n is node for n in k.nodes) and not any(n is node for n in k.recomputed):
+                return k
+        return None
+
+    def __len__(self) -> int:
+        return len(self.kernels)
+
+    def __str__(self) -> str:
+        g = self.graph
+        lines = [f"fusion plan for graph {g.name}: {len(g.nodes)} nodes -> {len(self.kernels)} kernels"]
+        outs = {id(o) for o in g.outputs}
+        for k in self.kernels:
+            dom = ",".join(map(str, k.domain))
+            extra = f" reduce_axes={k.reduce_axes}" if k.reduce_axes is not None else ""
+            extra += f" anchor=%{k.anchor.name}" if k.anchor is not None else ""
+            lines.append(f"kernel {k.id} [{k.kind}] domain=[{dom}]{extra}")
+            lines.append("  inputs:  " + (", ".join(f"%{n.name}: {format_type(n)}" for n in k.inputs) or "-"))
+            rec = {id(n) for n in k.recomputed}
+            for n in k.nodes:
+                tag = "   # recomputed here" if id(n) in rec else ""
+                lines.append(f"    {format_node(n)}{tag}")
+            lines.append("  outputs: " + (", ".join(
+                f"%{n.name}" + (" (graph output)" if id(n) in outs else "") for n in k.outputs) or "-"))
+        lines.append("boundaries (values read from memory, and why they were not fused):")
+        for b in self.boundaries:
+            src = "graph input" if b.src is None else f"kernel {b.src}"
+            lines.append(f"  %{b.value.name} ({src}) -> kernel {b.dst}: {b.reason}")
+        return "\n".join(lines) + "\n"
+
+    def check(self) -> None:
+        """Raise AssertionError unless the plan's invariants hold (see module docstring)."""
+        where: dict[int, int] = {}
+        for k in self.kernels:
+            rec = {id(n) for n in k.recomputed}
+            for n in k.recomputed:
+                assert n.op == "constant" or n.op == "iota" or n.op in VIEW_OPS, \
+                    f"%{n.name} ({n.op}) recomputed in kernel {k.id} but it is not free"
+            for n in k.nodes:
+                if id(n) not in rec:
+                    assert id(n) not in where, f"%{n.name} in kernels {where[id(n)]} and {k.id}"
+                    where[id(n)] = k.id
+        for n in self.graph.nodes:
+            if id(n) not in where:
+                assert any(any(m is n for m in k.recomputed) for k in self.kernels), f"%{n.name} is in no kernel"
+        avail = {id(n) for n in self.graph.inputs}
+        for k in self.kernels:
+            for i in k.inputs:
+                assert id(i) in avail, f"kernel {k.id} reads %{i.name} before any kernel writes it"
+            local = {id(i) for i in k.inputs}
+            for n in k.nodes:
+                for i in n.inputs:
+                    assert id(i) in local, f"kernel {k.id}: %{n.name} reads %{i.name}, not a kernel input"
+                local.add(id(n))
+            for o in k.outputs:
+                assert id(o) in local
+                avail.add(id(o))
+        for o in self.graph.outputs:
+            assert id(o) in avail, f"graph output %{o.name} is never written"
+
+
+# ======================================================================================
+# Planning
+# ======================================================================================
+
+class _K:
+    """A kernel under construction."""
+
+    def __init__(self, uid: int, kind: str, domain: tuple[int, ...]):
+        self.uid = uid
+        self.kind = kind  # elementwise | reduction | matmul | conv | scatter
+        self.domain = domain  # reduction: the reduced input shape S
+        self.raxes: tuple[int, ...] | None = None
+        self.anchor: Node | None = None
+        self.members: dict[int, Node] = {}
+        self.dups: set[int] = set()
+        self.prologue: set[int] = set()
+        self.factor: dict[int, float] = {}
+        self.succ: set[_K] = set()
+        self.first = 1 << 60  # smallest graph position of a member
+
+    @property
+    def row_numel(self) -> int:
+        full = _numel(self.domain)
+        if self.kind != "reduction":
+            return full
+        red = _numel([self.domain[a] for a in self.raxes])
+        return full // red if red else 0
+
+    def __hash__(self) -> int:
+        return self.uid
+
+    def __eq__(self, other) -> bool:
+        return self is other
+
+
+class _Planner:
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.pos = {id(n): k for k, n in enumerate(graph.nodes)}
+        self.users = graph.users()
+        self.outputs = {id(o) for o in graph.outputs}
+        self.input_ids = {id(n) for n in graph.inputs}
+        self.kof: dict[int, list[_K]] = {}
+        self.kernels: list[_K] = []
+        self.rejected: dict[tuple[int, int], str] = {}
+        self.red_domains = {reduce_domain(n) for n in graph.nodes if _kind(n) == REDUCTION}
+        self.cheap: set[int] = set()
+        for n in graph.nodes:
+            if n.op in ("constant", "iota") or (n.op in VIEW_OPS and all(
+                    id(i) in self.input_ids or id(i) in self.cheap for i in n.inputs)):
+                self.cheap.add(id(n))
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _new(self, n: Node) -> _K:
+        kind = _kind(n)
+        if kind == REDUCTION:
+            S, R = reduce_domain(n)
+            k = _K(len(self.kernels), "reduction", S)
+            k.raxes = R
+        elif kind in (MATMUL, CONV):
+            k = _K(len(self.kernels), "matmul" if kind == MATMUL else "conv", n.shape)
+            k.anchor = n
+        elif n.op in SCATTERS:
+            k = _K(len(self.kernels), "scatter", n.inputs[2].shape)
+            k.anchor = n
+        else:
+            k = _K(len(self.kernels), "elementwise", n.shape)
+        self.kernels.append(k)
+        return k
+
+    def _add(self, n: Node, k: _K, dup: bool = False) -> None:
+        k.members[id(n)] = n
+        k.first = min(k.first, self.pos[id(n)])
+        if dup:
+            k.dups.add(id(n))
+        self.kof.setdefault(id(n), []).append(k)
+        k.factor[id(n)] = self._factor(n, k)
+        if k.anchor is not None and (n is k.anchor or any(
+                u is k.anchor or id(u) in k.prologue for u in self._users_in(n, k))):
+            if n is not k.anchor:
+                k.prologue.add(id(n))
+
+    def _users_in(self, n: Node, k: _K) -> list[Node]:
+        return [u for u in self.users.get(n, []) if id(u) in k.members]
+
+    def _reaches(self, a: _K, b: _K) -> bool:
+        seen, stack = set(), [a]
+        while stack:
+            x = stack.pop()
+            if x is b:
+                return True
+            if x.uid in seen:
+                continue
+            seen.add(x.uid)
+            stack.extend(x.succ)
+        return False
+
+    def _ratio(self, n: Node, u: Node, k: _K) -> float:
+        """How many times `u` evaluates `n` per element of `n`, for each evaluation of `u`."""
+        if u.op == "broadcast_to":
+            axes = _row_broadcast_axes(n.shape, u.shape)
+            if axes is not None:
+                if k.kind == "reduction" and tuple(u.shape) == k.domain and axes == k.raxes:
+                    return 1.0  # a row value, held once per row
+                if k.kind == "elementwise" and (tuple(u.shape), axes) in self.red_domains \
+                        and tuple(u.shape) == k.domain:
+                    return 1.0  # will be a row value once the reduction joins
+            return _numel(u.shape) / max(_numel(n.shape), 1)
+        if u.op in ("slice", "gather") and u.inputs[0] is n:
+            return _numel(u.shape) / max(_numel(n.shape), 1)
+        return 1.0
+
+    def _factor(self, n: Node, k: _K) -> float:
+        us = self._users_in(n, k)
+        if not us:
+            return 1.0
+        return max(k.factor.get(id(u), 1.0) * self._ratio(n, u, k) for u in us)
+
+    def _downstream(self, n: Node, k: _K) -> list[Node]:
+        """Members of `k` that depend on `n` through a chain of members."""
+        out, seen, stack = [], set(), list(self._users_in(n, k))
+        while stack:
+            u = stack.pop()
+            if id(u) in seen or id(u) in k.dups:
+                continue
+            seen.add(id(u))
+            out.append(u)
+            stack.extend(self._users_in(u, k))
+        return out
+
+    # -- legality -----------------------------------------------------------------------------
+    def _row_check(self, q: Node, k: _K, S, R) -> str | None:
+        """Can everything in `k` downstream of reduction `q` run in a row kernel over (S, R)?"""
+        full = _numel(S)
+        red = _numel([S[a] for a in R])
+        row = full // red if red else 0
+        dep = {id(q)}
+        for v in sorted(self._downstream(q, k), key=lambda m: self.pos[id(m)]):
+            dep.add(id(v))
+            via = [i for i in v.inputs if id(i) in dep]
+            if _kind(v) == REDUCTION:
+                if reduce_domain(v) != (tuple(S), tuple(R)):
+                    return f"{v.op} %{v.name} reduces a value computed from this reduction"
+                continue
+            if v.op == "gather" and via and via[0] is v.inputs[0]:
+                ax = v.attrs["axis"]
+                idx = v.inputs[1]
+                if not (tuple(R) == (ax,) and tuple(v.inputs[0].shape) == tuple(S) and idx.shape[ax] == 1
+                        and all(idx.shape[d] == S[d] for d in range(len(S)) if d != ax)):
+                    return f"gather %{v.name} would read other rows of a value computed from a reduction"
+                continue
+            if v.op == "broadcast_to":
+                ok = tuple(v.shape) == tuple(S) and _row_broadcast_axes(via[0].shape, v.shape) is not None and set(
+                    _row_broadcast_axes(via[0].shape, v.shape)) <= set(R)
+                if not ok:
+                    return f"broadcast_to %{v.name} of a reduction result is not the broadcast back over its rows"
+                continue
+            if v.op == "reshape":
+                if _squeezed(v.shape) != _squeezed(via[0].shape) or _numel(v.shape) not in (full, row):
+                    return f"reshape %{v.name} of a value computed from a reduction would move it across rows"
+                continue
+            if _kind(v) in (MOVEMENT, INDEX, MATMUL, CONV):
+                return f"{v.op} %{v.name} of a value computed from a reduction would read other rows"
+            if _numel(v.shape) not in (full, row):
+                return f"%{v.name} has {_numel(v.shape)} elements, neither a full row set ({full}) nor one per row ({row})"
+        return None
+
+    def why_not(self, n: Node, k: _K, materialized: bool) -> str | None:
+        """None if `n` may join kernel `k`, else the reason for the boundary."""
+        kind = _kind(n)
+        if n.op in SCATTERS:
+            return f"{n.op} output is complete only after every update: its consumers start a new kernel"
+        if kind in (MATMUL, CONV):
+            if k.kind != "elementwise":
+                return f"{n.op} output used by a {k.kind} kernel"
+            if tuple(k.domain) != tuple(n.shape):
+                return f"{n.op} output {list(n.shape)} differs from the consumer kernel's domain {list(k.domain)}"
+            for v in self._downstream(n, k):
+                if _kind(v) != ELEMENTWISE or v.shape != n.shape:
+                    return f"{v.op} %{v.name} cannot be part of a {n.op} epilogue (elementwise of its shape only)"
+            return None
+        if kind == REDUCTION:
+            S, R = reduce_domain(n)
+            if k.kind == "reduction":
+                if (k.domain, k.raxes) != (S, R):
+                    return (f"reduction over axes {R} of {list(S)} cannot share a loop with a reduction over axes "
+                            f"{k.raxes} of {list(k.domain)}")
+            elif k.kind == "elementwise":
+                full = _numel(S)
+                red = _numel([S[a] for a in R])
+                if _numel(k.domain) not in (full, full // red if red else 0):
+                    return f"reduction output used by a kernel over {list(k.domain)}"
+            else:
+                return f"reduction output used by a {k.kind}"
+            return self._row_check(n, k, S, R)
+        # elementwise, movement, creation, random, gather
+        us = self._users_in(n, k)
+        if k.kind in ("matmul", "conv", "scatter"):
+            anchor = k.anchor
+            pro = any(u is anchor or id(u) in k.prologue for u in us)
+            if k.kind == "scatter":
+                if any(u is anchor and anchor.inputs[0] is n for u in us) and kind != CREATION:
+                    return "the scatter's base operand is read from memory"
+                if materialized:
+                    return "multiple consumers: values inside a scatter kernel are not written"
+                pro = False
+            if pro:
+                if any(not (u is anchor or id(u) in k.prologue) for u in us):
+                    return f"%{n.name} is both a {k.kind} operand and used by its epilogue"
+                if n.op not in VIEW_OPS and kind != CREATION:
+                    return f"{k.kind} operands are read from memory: {n.op} output used by a {k.kind}"
+                if materialized:
+                    return f"multiple consumers: a {k.kind} operand view is not written"
+                return None
+            if materialized and tuple(n.shape) != tuple(k.anchor.shape):
+                return f"output {list(n.shape)} cannot be written by a {k.kind} epilogue over {list(k.anchor.shape)}"
+        f = self._factor(n, k)
+        if f > 1.0 + 1e-9 and n.op in EXPENSIVE:
+            return f"{n.op} would be recomputed {f:g}x through a broadcast"
+        if materialized:
+            if k.kind == "elementwise" and _numel(n.shape) != _numel(k.domain):
+                return f"output {list(n.shape)} cannot be written from the kernel's loop over {list(k.domain)}"
+            if k.kind == "reduction" and _numel(n.shape) not in (_numel(k.domain), k.row_numel):
+                return (f"output {list(n.shape)} is neither full-shaped nor one value per row of the reduction "
+                        f"over {list(k.domain)}")
+        return None
+
+    def _convert(self, n: Node, k: _K) -> None:
+        kind = _kind(n)
+        if kind in (MATMUL, CONV) and k.kind == "elementwise":
+            k.kind = "matmul" if kind == MATMUL else "conv"
+            k.anchor = n
+            k.domain = tuple(n.shape)
+        elif kind == REDUCTION and k.kind == "elementwise":
+            k.kind = "reduction"
+            k.domain, k.raxes = reduce_domain(n)
+
+    # -- the walk ----------------------------------------------------------------------------
+    def run(self) -> None:
+        for n in reversed(self.graph.nodes):
+            ukernels: list[_K] = []
+            for u in self.users.get(n, []):
+                for k in self.kof.get(id(u), []):
+                    if k not in ukernels:
+                        ukernels.append(k)
+            is_out = id(n) in self.outputs
+            if id(n) in self.cheap and not is_out and len(ukernels) > 1:
+                for k in ukernels:
+                    self._add(n, k, dup=True)
+                continue
+            materialized = is_out or len(ukernels) > 1
+            placed = None
+            for k in sorted(ukernels, key=lambda k: k.first):
+                reason = self.why_not(n, k, materialized)
+                if reason is None and any(self._reaches(o, k) for o in ukernels if o is not k):
+                    reason = "fusing here would create a cycle between kernels"
+                if reason is not None:
+                    self.rejected[(id(n), k.uid)] = reason
+                    continue
+                self._convert(n, k)
+                placed = k
+                break
+            if placed is None:
+                placed = self._new(n)
+            self._add(n, placed)
+            for o in ukernels:
+                if o is not placed:
+                    placed.succ.add(o)
+
+    def plan(self) -> FusionPlan:
+        self.run()
+        # topological order of kernels (Kahn), ties broken by graph position
+        indeg = {k.uid: 0 for k in self.kernels}
+        for k in self.kernels:
+            for s in k.succ:
+                indeg[s.uid] += 1
+        ready = sorted((k for k in self.kernels if indeg[k.uid] == 0), key=lambda k: k.first)
+        order: list[_K] = []
+        while ready:
+            k = ready.pop(0)
+            order.append(k)
+            for s in k.succ:
+                indeg[s.uid] -= 1
+                if indeg[s.uid] == 0:
+                    ready.append(s)
+            ready.sort(key=lambda k: k.first)
+        assert len(order) == len(self.kernels), "fusion produced a cycle"
+        new_id = {k.uid: i for i, k in enumerate(order)}
+        primary: dict[int, int] = {}
+        for k in order:
+            for nid in k.members:
+                if nid not in k.dups:
+                    primary[nid] = new_id[k.uid]
+        kernels, boundaries = [], []
+        for k in order:
+            kid = new_id[k.uid]
+            nodes = sorted(k.members.values(), key=lambda m: self.pos[id(m)])
+            ins: list[Node] = []
+            for m in nodes:
+                for i in m.inputs:
+                    if id(i) not in k.members and all(i is not x for x in ins):
+                        ins.append(i)
+            outs = [m for m in nodes if id(m) not in k.dups and (
+                id(m) in self.outputs or any(id(u) not in k.members for u in self.users.get(m, [])))]
+            for i in ins:
+                src = primary.get(id(i))
+                if src is None:
+                    reason = "graph input"
+                else:
+                    reason = self.rejected.get((id(i), k.uid))
+                    if reason is None:
+                        n_k = len({kk.uid for u in self.users.get(i, []) for kk in self.kof.get(id(u), [])})
+                        reason = f"multiple consumers ({n_k} kernels): computed once in kernel {src}"
+                boundaries.append(Boundary(i, src, kid, reason))
+            kind = k.kind
+            if kind == "elementwise" and any(m.op == "gather" for m in nodes):
+                kind = "gather"
+            kernels.append(Kernel(kid, kind, nodes, ins, outs, tuple(k.domain), k.raxes, k.anchor,
+                                  [m for m in nodes if id(m) in k.dups]))
+        return FusionPlan(self.graph, kernels, boundaries)
+
+
+def plan_fusion(graph: Graph) -> FusionPlan:
+    """Partition `graph` into kernels (the graph is not changed)."""
+    return _Planner(graph).plan()
+
+
+def run_plan(plan: FusionPlan, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Evaluate `plan` kernel by kernel: each kernel sees only its inputs, in memory order."""
+    g = plan.graph
+    mem: dict[int, np.ndarray] = {id(n): np.asarray(a) for n, a in zip(g.inputs, inputs)}
+    for k in plan.kernels:
+        local = {id(i): mem[id(i)] for i in k.inputs}  # KeyError: read before written
+        for n in k.nodes:
+            local[id(n)] = get_primitive(n.op).impl(*(local[id(i)] for i in n.inputs), **n.attrs)
+        for o in k.outputs:
+            mem[id(o)] = local[id(o)]
+    return [mem[id(o)] for o in g.outputs]
+
