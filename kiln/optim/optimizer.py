@@ -245,11 +245,11 @@ class Optimizer:
         """Reset the gradients of all optimized parameters (to None by default, or to zeros)."""
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
                 if set_to_none:
+                    # Assign without reading first: inside kiln.compile, reading .grad would specialise
+                    # the trace on whether it was None, costing a retrace after the first call.
                     p.grad = None
-                else:
+                elif p.grad is not None:
                     g = p.grad
                     if g.grad_fn is not None:
                         g.detach_()
@@ -271,10 +271,12 @@ class Optimizer:
                 if not params:
                     continue
                 for p in params:
-                    state = self.state[p]
-                    if len(state) == 0:
+                    if not self.state.get(p):
+                        state: dict[str, Any] = {}
                         with _trace.suspended():
                             self._init_state(p, group, state)
+                        if state:  # stateless updates (plain SGD) keep no entry, as in PyTorch
+                            self.state[p] = state
                 self._update_group(group, params, _Scalars(group))
         return loss
 

@@ -1,0 +1,5 @@
+"""Make the helpers next to these tests importable."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))

@@ -1,0 +1,86 @@
+"""Learning-rate schedulers give PyTorch's lr sequence and state_dict layout."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import kiln
+import kiln.optim as optim
+from kiln.optim import lr_scheduler as kls
+
+torch = pytest.importorskip("torch")
+
+SCHEDULERS = [
+    ("StepLR", dict(step_size=3, gamma=0.5)),
+    ("StepLR", dict(step_size=1, gamma=0.9)),
+    ("MultiStepLR", dict(milestones=[2, 5, 5, 9], gamma=0.3)),
+    ("ExponentialLR", dict(gamma=0.8)),
+    ("CosineAnnealingLR", dict(T_max=5)),
+    ("CosineAnnealingLR", dict(T_max=4, eta_min=0.01)),
+    ("LambdaLR", dict(lr_lambda=lambda e: 1.0 / (e + 1))),
+]
+
+
+def _pair(lr=0.1, groups=1):
+    kp = [kiln.zeros(2, requires_grad=True) for _ in range(groups)]
+    tp = [torch.zeros(2, requires_grad=True) for _ in range(groups)]
+    kopt = optim.SGD([{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(kp)], lr=lr)
+    topt = torch.optim.SGD([{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(tp)], lr=lr)
+    return kopt, topt
+
+
+@pytest.mark.parametrize("case", SCHEDULERS, ids=lambda c: c[0] + str(sorted(c[1])))
+def test_lr_sequence_matches_torch(case):
+    name, kw = case
+    kopt, topt = _pair(groups=2)
+    ks, ts = getattr(kls, name)(kopt, **kw), getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    for epoch in range(14):
+        for a, b in zip(ks.get_last_lr(), ts.get_last_lr()):
+            assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15), (epoch, a, b)
+        assert [g["lr"] for g in kopt.param_groups] == pytest.approx([g["lr"] for g in topt.param_groups],
+                                                                       rel=1e-12, abs=1e-15)
+        kopt.step()
+        topt.step()
+        ks.step()
+        ts.step()
+    # the lr tensor the update reads follows the group's Python value
+    assert float(kopt.param_groups[0].hparam("lr")) == kopt.param_groups[0]["lr"]
+
+
+def test_state_dict_matches_torch_keys_and_resumes():
+    kopt, topt = _pair()
+    ks, ts = kls.StepLR(kopt, step_size=2, gamma=0.1), torch.optim.lr_scheduler.StepLR(topt, step_size=2, gamma=0.1)
+    for _ in range(3):
+        topt.step()
+        ks.step()
+        ts.step()
+    sd = ks.state_dict()
+    assert {"step_size", "gamma", "base_lrs", "last_epoch", "_step_count", "_last_lr"} <= set(sd)
+    assert sd["last_epoch"] == ts.state_dict()["last_epoch"] == 3
+    assert "optimizer" not in sd
+    kopt2, _ = _pair()
+    ks2 = kls.StepLR(kopt2, step_size=5, gamma=0.5)
+    ks2.load_state_dict(sd)
+    kopt2.load_state_dict(kopt.state_dict())
+    for _ in range(3):
+        ks.step()
+        ks2.step()
+    assert ks2.get_last_lr() == ks.get_last_lr()
+
+
+def test_closed_form_epoch_argument():
+    kopt, topt = _pair()
+    ks = kls.CosineAnnealingLR(kopt, T_max=10)
+    ts = torch.optim.lr_scheduler.CosineAnnealingLR(topt, T_max=10)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ks.step(7)
+        ts.step(7)
+    assert ks.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+
+
+def test_scheduler_requires_optimizer():
+    with pytest.raises(TypeError):
+        kls.StepLR(object(), step_size=1)
