@@ -107,14 +107,17 @@ def _float_unary(name: str, x: Tensor) -> Tensor:
     return apply(name, x)
 
 
-def _dims(dim, ndim: int) -> tuple[int, ...]:
+def _dims(dim, ndim: int, empty_means_all: bool = True) -> tuple[int, ...]:
+    """Normalised reduction dims. Like PyTorch, `None` and (for reductions) an empty tuple mean every dim."""
     if dim is None:
         return tuple(range(ndim))
     if isinstance(dim, (list, tuple)):
+        if not dim and empty_means_all:
+            return tuple(range(ndim))
         ds = tuple(_norm_dim(d, ndim) for d in dim)
         if len(set(ds)) != len(ds):
             raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
-        return ds
+        return ds if ndim > 0 else ()
     return (_norm_dim(dim, ndim),) if ndim > 0 else ()
 
 
@@ -562,9 +565,12 @@ def equal(input: Tensor, other: Tensor) -> bool:
 
 def _reduce(name, x: Tensor, dim, keepdim) -> Tensor:
     axes = _dims(dim, x.ndim)
-    if not axes:
-        return x if x.ndim == 0 else apply(name, x, axes=(), keepdims=keepdim)
     return apply(name, x, axes=axes, keepdims=bool(keepdim))
+
+
+def _accumulate_wide(x: Tensor) -> Tensor:
+    """float16 reductions accumulate in float32 (as PyTorch does); the caller casts back."""
+    return _cast(x, dt.float32) if x.dtype == dt.float16 else x
 
 
 def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
@@ -572,7 +578,8 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
         input = _cast(input, dt.get_dtype(dtype))
     elif not input.dtype.is_floating_point:
         input = _cast(input, dt.int64)
-    return _reduce("reduce_sum", input, dim, keepdim)
+    out_dtype = input.dtype
+    return _cast(_reduce("reduce_sum", _accumulate_wide(input), dim, keepdim), out_dtype)
 
 
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
@@ -581,20 +588,26 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     if not input.dtype.is_floating_point:
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a floating point or "
                            f"complex dtype. Got: {input.dtype.name}")
+    out_dtype = input.dtype
     axes = _dims(dim, input.ndim)
     n = math.prod(input.shape[a] for a in axes)
-    return div(_reduce("reduce_sum", input, dim, keepdim), float(n) if n else float("nan"))
+    s = _reduce("reduce_sum", _accumulate_wide(input), dim, keepdim)
+    return _cast(div(s, float(n) if n else float("nan")), out_dtype)
 
 
 def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
+    if not input.dtype.is_floating_point:
+        raise RuntimeError(f"std and var only support floating point and complex dtypes, got {input.dtype.name}")
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    axes = _dims(dim, input.ndim)
-    n = math.prod(input.shape[a] for a in axes)
-    mu = mean(input, dim=axes, keepdim=True)
-    d = sub(input, mu)
+    out_dtype = input.dtype
+    x = _accumulate_wide(input)
+    axes = _dims(dim, x.ndim)
+    n = math.prod(x.shape[a] for a in axes)
+    mu = mean(x, dim=axes, keepdim=True)
+    d = sub(x, mu)
     ss = _reduce("reduce_sum", mul(d, d), axes, keepdim)
-    return div(ss, float(builtins.max(n - correction, 0)))
+    return _cast(div(ss, float(builtins.max(n - correction, 0))), out_dtype)
 
 
 def std(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
@@ -610,15 +623,16 @@ def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
         input = _cast(input, dt.get_dtype(dtype))
     elif not input.dtype.is_floating_point:
         input = _cast(input, dt.int64)
-    return _reduce("reduce_prod", input, dim, keepdim)
+    out_dtype = input.dtype
+    return _cast(_reduce("reduce_prod", _accumulate_wide(input), dim, keepdim), out_dtype)
 
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    return _reduce("reduce_max", _no_bool(input), None if dim == () else dim, keepdim)
+    return _cast(_reduce("reduce_max", _no_bool(input), dim, keepdim), input.dtype)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
-    return _reduce("reduce_min", _no_bool(input), None if dim == () else dim, keepdim)
+    return _cast(_reduce("reduce_min", _no_bool(input), dim, keepdim), input.dtype)
 
 
 def _no_bool(x: Tensor) -> Tensor:
@@ -659,8 +673,14 @@ def min(input: Tensor, dim=None, keepdim: bool = False):
     return _extreme("reduce_min", "argmin", input, dim, keepdim)
 
 
+def _no_bool_arg(name: str, x: Tensor) -> Tensor:
+    if x.dtype.is_bool:
+        raise RuntimeError(f"{name}(): does not support bool input")
+    return x
+
+
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    x = _no_bool(input)
+    x = _no_bool_arg("argmax", input)
     if dim is None:
         r = apply("argmax", reshape(x, (-1,)), axis=0, keepdims=False)
         return reshape(r, (1,) * input.ndim) if keepdim else r
@@ -669,7 +689,7 @@ def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
-    x = _no_bool(input)
+    x = _no_bool_arg("argmin", input)
     if dim is None:
         r = apply("argmin", reshape(x, (-1,)), axis=0, keepdims=False)
         return reshape(r, (1,) * input.ndim) if keepdim else r
@@ -678,31 +698,36 @@ def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    axes = _dims(dim, input.ndim, empty_means_all=False)  # torch.all(x, dim=()) reduces nothing
     b = _cast(_to_bool(input), dt.int32)
-    return _cast(_reduce("reduce_min", b, dim, keepdim), dt.bool_) if input.numel() else \
-        full_const(True, _reduced_shape(input, dim, keepdim), dt.bool_)
+    if not input.numel():
+        return full_const(True, _reduced_shape(input, axes, keepdim), dt.bool_)
+    return _cast(apply("reduce_min", b, axes=axes, keepdims=bool(keepdim)), dt.bool_)
 
 
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    axes = _dims(dim, input.ndim, empty_means_all=False)
     b = _cast(_to_bool(input), dt.int32)
-    return _cast(_reduce("reduce_max", b, dim, keepdim), dt.bool_) if input.numel() else \
-        full_const(False, _reduced_shape(input, dim, keepdim), dt.bool_)
+    if not input.numel():
+        return full_const(False, _reduced_shape(input, axes, keepdim), dt.bool_)
+    return _cast(apply("reduce_max", b, axes=axes, keepdims=bool(keepdim)), dt.bool_)
 
 
-def _reduced_shape(x, dim, keepdim):
-    axes = _dims(dim, x.ndim)
+def _reduced_shape(x, axes, keepdim):
     return tuple(1 if i in axes else s for i, s in enumerate(x.shape) if keepdim or i not in axes)
 
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     if not input.dtype.is_floating_point:
         input = _cast(input, dt.float32)
-    axes = _dims(dim, input.ndim)
-    m = amax(input, axes, keepdim=True).detach()
+    out_dtype = input.dtype
+    x = _accumulate_wide(input)
+    axes = _dims(dim, x.ndim)
+    m = amax(x, axes, keepdim=True).detach()
     m = where(isinf(m), full_const(0.0, (), m.dtype), m)
-    s = sum(exp(sub(input, m)), axes, keepdim=True)
+    s = sum(exp(sub(x, m)), axes, keepdim=True)
     out = add(log(s), m)
-    return out if keepdim else _squeeze_dims(out, axes)
+    return _cast(out if keepdim else _squeeze_dims(out, axes), out_dtype)
 
 
 def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
@@ -710,10 +735,12 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
         input = _cast(input, dt.get_dtype(dtype))
     if not input.dtype.is_floating_point:
         input = _cast(input, dt.float32)
-    d = _norm_dim(dim, input.ndim)
-    m = amax(input, d, keepdim=True).detach()
-    e = exp(sub(input, m))
-    return div(e, sum(e, d, keepdim=True))
+    out_dtype = input.dtype
+    x = _accumulate_wide(input)
+    d = _norm_dim(dim, x.ndim) if x.ndim else ()
+    m = amax(x, d, keepdim=True).detach()
+    e = exp(sub(x, m))
+    return _cast(div(e, sum(e, d, keepdim=True)), out_dtype)
 
 
 def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
@@ -721,8 +748,10 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
         input = _cast(input, dt.get_dtype(dtype))
     if not input.dtype.is_floating_point:
         input = _cast(input, dt.float32)
-    d = _norm_dim(dim, input.ndim)
-    return sub(input, logsumexp(input, d, keepdim=True))
+    out_dtype = input.dtype
+    x = _accumulate_wide(input)
+    d = _norm_dim(dim, x.ndim) if x.ndim else ()
+    return _cast(sub(x, logsumexp(x, d, keepdim=True)), out_dtype)
 
 
 def cumsum(input: Tensor, dim: int) -> Tensor:
@@ -838,7 +867,7 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
     if dim is None:
         shape = tuple(s for s in input.shape if s != 1)
     else:
-        dims = _dims(dim, input.ndim)
+        dims = _dims(dim, input.ndim, empty_means_all=False)
         shape = tuple(s for i, s in enumerate(input.shape) if not (i in dims and s == 1))
     return reshape(input, shape) if shape != tuple(input.shape) else input
 
@@ -1013,7 +1042,7 @@ def unbind(input: Tensor, dim: int = 0) -> tuple:
 
 
 def flip(input: Tensor, dims) -> Tensor:
-    dims = _dims(tuple(dims) if isinstance(dims, (list, tuple)) else (dims,), input.ndim)
+    dims = _dims(tuple(dims) if isinstance(dims, (list, tuple)) else (dims,), input.ndim, empty_means_all=False)
     out = input
     for d in dims:
         n = input.shape[d]
