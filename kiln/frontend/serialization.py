@@ -287,8 +287,9 @@ class _Decoder:
                 for k, _ in pairs:
                     if isinstance(k, (Tensor, list, dict)):
                         raise self.bad("a dict key is not hashable")
-                cls = {"dict": dict, "ordered_dict": OrderedDict, "counter": Counter}[kind]
-                return cls(pairs)
+                if kind == "counter":
+                    return Counter(dict(pairs))
+                return OrderedDict(pairs) if kind == "ordered_dict" else dict(pairs)
         except SerializationError:
             raise
         except (KeyError, TypeError, ValueError) as e:
