@@ -1,0 +1,5 @@
+"""Make tests/passes/passes_helpers.py importable."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
