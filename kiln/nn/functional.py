@@ -1,0 +1,1031 @@
+"""`kiln.nn.functional`: PyTorch's `torch.nn.functional`, written as compositions of primitives.
+
+Nothing here has gradient code: gradients come from the primitives' VJP rules (convolution
+uses the `conv` primitive; pooling is pad + slice/reshape + argmax/gather or sums).
+"""
+from __future__ import annotations
+
+import builtins
+import itertools
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..frontend import ops as K
+from ..frontend.autograd import no_grad
+from ..frontend.creation import rand
+from ..frontend.tensor import Tensor, active_trace, apply
+from ..ir import dtypes as dt
+
+__all__ = [
+    "linear", "bilinear", "conv1d", "conv2d", "conv3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+    "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding",
+    "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
+    "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
+    "glu", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
+    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "one_hot", "pad", "scaled_dot_product_attention",
+]
+
+
+# ======================================================================================
+# helpers
+# ======================================================================================
+
+def _ntuple(x, n: int, name: str) -> tuple[int, ...]:
+    if isinstance(x, (list, tuple)):
+        if len(x) == 1:
+            x = tuple(x) * n
+        if len(x) != n:
+            raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {tuple(x)}")
+        return tuple(int(v) for v in x)
+    if isinstance(x, Tensor):
+        x = int(x)
+    if not isinstance(x, (int, np.integer)) or isinstance(x, bool):
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {type(x).__name__}")
+    return (int(x),) * n
+
+
+def _check_tensor(x, name: str, fn: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{fn}(): argument '{name}' must be Tensor, not {type(x).__name__}")
+    return x
+
+
+def _reduction(reduction: str, size_average=None, reduce=None) -> str:
+    if size_average is not None or reduce is not None:  # legacy arguments, as PyTorch maps them
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        return "none" if not reduce else ("mean" if size_average else "sum")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return K.mean(loss)
+    if reduction == "sum":
+        return K.sum(loss)
+    return loss
+
+
+def _zero(x: Tensor) -> Tensor:
+    return K.full_const(0, (), x.dtype)
+
+
+# ======================================================================================
+# linear and convolution
+# ======================================================================================
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b, for x of shape (*, in_features) and W of shape (out_features, in_features)."""
+    _check_tensor(input, "input", "linear")
+    if weight.ndim not in (1, 2):
+        raise RuntimeError(f"linear: weight must be 1-D or 2-D, got shape {tuple(weight.shape)}")
+    if input.ndim == 0:
+        raise RuntimeError("linear: input must have at least 1 dimension, got a 0-d tensor")
+    in_f = weight.shape[-1]
+    if input.shape[-1] != in_f:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
+                           f"({math.prod(input.shape[:-1])}x{input.shape[-1]} and {in_f}x"
+                           f"{weight.shape[0] if weight.ndim == 2 else 1})")
+    if input.dtype != weight.dtype:
+        raise RuntimeError(f"linear: input dtype {input.dtype.name} and weight dtype {weight.dtype.name} differ "
+                           "(convert the model with .to(dtype) or the input with .float()/.double())")
+    lead = tuple(input.shape[:-1])
+    x2 = input if input.ndim == 2 else K.reshape(input, (-1, in_f))
+    if weight.ndim == 1:
+        out = K.matmul(x2, weight)
+        out_shape = lead
+    else:
+        out = K.matmul(x2, K.t(weight))
+        out_shape = lead + (weight.shape[0],)
+    if bias is not None:
+        out = K.add(out, bias)
+    return out if tuple(out.shape) == out_shape else K.reshape(out, out_shape)
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y_k = x1^T W_k x2 + b_k for W of shape (out, in1, in2)."""
+    lead = tuple(input1.shape[:-1])
+    a = K.reshape(input1, (-1, 1, 1, input1.shape[-1]))            # (B,1,1,in1)
+    b = K.reshape(input2, (-1, 1, input2.shape[-1], 1))            # (B,1,in2,1)
+    t = K.matmul(K.matmul(a, K.unsqueeze(weight, 0)), b)           # (B,out,1,1)
+    out = K.reshape(t, lead + (weight.shape[0],))
+    return out if bias is None else K.add(out, bias)
+
+
+def _conv_padding(padding, n, ksize, dilation, stride, fn):
+    """(lo, hi) per spatial dim from an int, a tuple, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * n
+        if padding == "same":
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{fn}: padding='same' is not supported for strided convolutions")
+            out = []
+            for k, d in zip(ksize, dilation):
+                total = d * (k - 1)
+                out.append((total // 2, total - total // 2))
+            return tuple(out)
+        raise ValueError(f"{fn}: Invalid padding string {padding!r}, should be one of {{'valid', 'same'}}")
+    p = _ntuple(padding, n, "padding")
+    if any(v < 0 for v in p):
+        raise RuntimeError(f"{fn}: negative padding is not supported, got padding={p}")
+    return tuple((v, v) for v in p)
+
+
+def _convnd(n: int, fn: str, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    _check_tensor(input, "input", fn)
+    _check_tensor(weight, "weight", fn)
+    if weight.ndim != n + 2:
+        raise RuntimeError(f"{fn}: weight must have {n + 2} dimensions (out_channels, in_channels/groups, "
+                           f"{n} kernel dims), got shape {list(weight.shape)}")
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {fn}, but got input of "
+                           f"size: {list(input.shape)}")
+    unbatched = input.ndim == n + 1
+    x = K.unsqueeze(input, 0) if unbatched else input
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise RuntimeError(f"{fn}: non-positive groups is not supported, got groups={groups}")
+    if weight.shape[0] % groups:
+        raise RuntimeError(f"{fn}: out_channels ({weight.shape[0]}) must be divisible by groups ({groups})")
+    if x.shape[1] != weight.shape[1] * groups:
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(weight.shape)}, expected input"
+                           f"{list(x.shape)} to have {weight.shape[1] * groups} channels, but got {x.shape[1]} "
+                           "channels instead")
+    if x.dtype != weight.dtype:
+        raise RuntimeError(f"{fn}: Input type ({x.dtype.name}) and weight type ({weight.dtype.name}) should be "
+                           "the same")
+    stride = _ntuple(stride, n, "stride")
+    dilation = _ntuple(dilation, n, "dilation")
+    if any(s < 1 for s in stride):
+        raise RuntimeError(f"{fn}: non-positive stride is not supported, got stride={stride}")
+    if any(d < 1 for d in dilation):
+        raise RuntimeError(f"{fn}: dilation should be greater than zero, got dilation={dilation}")
+    pads = _conv_padding(padding, n, tuple(weight.shape[2:]), dilation, stride, fn)
+    for d in range(n):
+        size = x.shape[2 + d] + pads[d][0] + pads[d][1]
+        eff = dilation[d] * (weight.shape[2 + d] - 1) + 1
+        if size < eff:
+            raise RuntimeError(f"{fn}: Calculated padded input size per channel: {size} (spatial dim {d} of input "
+                               f"{list(x.shape)}). Kernel size: {eff}. Kernel size can't be greater than actual "
+                               "input size")
+    out = apply("conv", x, weight, strides=stride, padding=pads, dilation=dilation, groups=int(groups))
+    if bias is not None:
+        if bias.ndim != 1 or bias.shape[0] != weight.shape[0]:
+            raise RuntimeError(f"{fn}: bias must have shape ({weight.shape[0]},), got {list(bias.shape)}")
+        out = K.add(out, K.reshape(bias, (1, -1) + (1,) * n))
+    return K.squeeze(out, 0) if unbatched else out
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """1-D convolution over (N, C_in, L) with weight (C_out, C_in/groups, kL)."""
+    return _convnd(1, "conv1d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D convolution over (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW)."""
+    return _convnd(2, "conv2d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """3-D convolution over (N, C_in, D, H, W)."""
+    return _convnd(3, "conv3d", input, weight, bias, stride, padding, dilation, groups)
+
+
+# ======================================================================================
+# pooling
+# ======================================================================================
+
+def _pool_args(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_tensor(input, "input", fn)
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input (unbatched or batched), but got input of "
+                           f"size: {list(input.shape)}")
+    ks = _ntuple(kernel_size, n, "kernel_size")
+    st = ks if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0) \
+        else _ntuple(stride, n, "stride")
+    pd = _ntuple(padding, n, "padding")
+    dl = _ntuple(dilation, n, "dilation")
+    if any(k < 1 for k in ks):
+        raise RuntimeError(f"{fn}: kernel_size must be greater than zero, but got kernel_size={ks}")
+    if any(s < 1 for s in st):
+        raise RuntimeError(f"{fn}: stride must be greater than zero, but got stride={st}")
+    if any(d < 1 for d in dl):
+        raise RuntimeError(f"{fn}: dilation must be greater than zero, but got dilation={dl}")
+    for k, p, d in zip(ks, pd, dl):
+        if p < 0 or p > (d * (k - 1) + 1) // 2:
+            raise RuntimeError(f"{fn}: pad should be at most half of effective kernel size, but got pad={p}, "
+                               f"kernel_size={k} and dilation={d}")
+    x = K.unsqueeze(input, 0) if input.ndim == n + 1 else input
+    spatial = tuple(x.shape[2:])
+    outs = []
+    for s, k, stv, p, d in zip(spatial, ks, st, pd, dl):
+        eff = d * (k - 1) + 1
+        num = s + 2 * p - eff
+        if num < 0:
+            raise RuntimeError(f"{fn}: Given input size {list(x.shape)}, the kernel ({k}, dilation {d}) is larger "
+                               f"than the padded input ({s + 2 * p}); output size would be non-positive")
+        o = (-(-num // stv) if ceil_mode else num // stv) + 1
+        if ceil_mode and (o - 1) * stv >= s + p:
+            o -= 1
+        outs.append(o)
+    return x, input.ndim == n + 1, ks, st, pd, dl, tuple(outs)
+
+
+def _windows(x: Tensor, ks, st, pd, dl, outs, fill) -> Tensor:
+    """(N, C, *S) -> (N, C, *outs, prod(ks)) of pooling windows, padded with `fill`."""
+    n = len(ks)
+    need = tuple((o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(outs, st, dl, ks))
+    lo = pd
+    hi = tuple(builtins.max(nd - sp - p, 0) for nd, sp, p in zip(need, x.shape[2:], pd))
+    if any(lo) or any(hi):
+        x = apply("pad", x, lo=(0, 0) + lo, hi=(0, 0) + hi, interior=(0,) * (n + 2), value=fill)
+    if all(s == k for s, k in zip(st, ks)) and all(d == 1 for d in dl):
+        # non-overlapping windows: crop, split each spatial dim into (out, k), move the k's last
+        crop = tuple(o * k for o, k in zip(outs, ks))
+        if tuple(x.shape[2:]) != crop:
+            x = apply("slice", x, starts=(0,) * (n + 2), stops=tuple(x.shape[:2]) + crop, steps=(1,) * (n + 2))
+        split = tuple(x.shape[:2]) + tuple(v for o, k in zip(outs, ks) for v in (o, k))
+        x = K.reshape(x, split)
+        perm = (0, 1) + tuple(2 + 2 * i for i in range(n)) + tuple(3 + 2 * i for i in range(n))
+        x = K.permute(x, perm)
+        return K.reshape(x, tuple(x.shape[:2 + n]) + (math.prod(ks),))
+    parts = []
+    for off in itertools.product(*(range(k) for k in ks)):
+        starts = (0, 0) + tuple(o * d for o, d in zip(off, dl))
+        stops = tuple(x.shape[:2]) + tuple(b + (o - 1) * s + 1 for b, o, s in zip(starts[2:], outs, st))
+        sl = apply("slice", x, starts=starts, stops=stops, steps=(1, 1) + tuple(st))
+        parts.append(K.unsqueeze(sl, -1))
+    return parts[0] if len(parts) == 1 else apply("concat", *parts, axis=n + 2)
+
+
+def _max_pool(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
+    x, unbatched, ks, st, pd, dl, outs = _pool_args(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode)
+    if x.dtype.is_floating_point:
+        fill = -math.inf
+    elif x.dtype.is_bool:
+        raise RuntimeError(f"{fn}: not implemented for bool tensors")
+    else:
+        fill = int(np.iinfo(x.dtype.np_dtype).min)
+    w = _windows(x, ks, st, pd, dl, outs, fill)
+    idx = apply("argmax", w, axis=w.ndim - 1, keepdims=True)
+    out = K.squeeze(apply("gather", w, idx, axis=w.ndim - 1), -1)
+    if unbatched:
+        out = K.squeeze(out, 0)
+    if not return_indices:
+        return out
+    # flat index into the (unpadded) input's spatial plane, as PyTorch returns
+    k = K.squeeze(idx, -1)
+    flat = None
+    rest = math.prod(ks)
+    pos_terms = []
+    for i in range(n):
+        rest //= ks[i]
+        ki = K.remainder(K.floor_divide(k, rest), ks[i]) if rest > 1 else K.remainder(k, ks[i])
+        base = np.arange(outs[i], dtype=np.int64) * st[i] - pd[i]
+        base = base.reshape((1, 1) + tuple(outs[i] if j == i else 1 for j in range(n)))
+        pos_terms.append(K.add(K.mul(ki, dl[i]), _const(base)))
+    for i in range(n):
+        plane_after = math.prod(x.shape[3 + i:])
+        term = K.mul(pos_terms[i], plane_after)
+        flat = term if flat is None else K.add(flat, term)
+    if unbatched:
+        flat = K.squeeze(flat, 0)
+    return out, flat
+
+
+def _const(arr: np.ndarray) -> Tensor:
+    from ..frontend.creation import tensor
+    return tensor(arr)
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over sliding windows of (N, C, L); the gradient goes to the first maximum of each window."""
+    return _max_pool(1, "max_pool1d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """Max over sliding windows of (N, C, H, W); the gradient goes to the first maximum of each window."""
+    return _max_pool(2, "max_pool2d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _avg_divisor(spatial, ks, st, pd, outs, count_include_pad) -> np.ndarray:
+    """PyTorch's per-window divisor: padding counts (up to the padded edge) only with count_include_pad."""
+    per_dim = []
+    for s, k, stv, p, o in zip(spatial, ks, st, pd, outs):
+        start = np.arange(o) * stv - p
+        end = np.minimum(start + k, s + p)
+        size = end - start
+        cs, ce = np.maximum(start, 0), np.minimum(end, s)
+        per_dim.append(size if count_include_pad else ce - cs)
+    div = per_dim[0].astype(np.float64)
+    for v in per_dim[1:]:
+        div = np.multiply.outer(div, v)
+    return div
+
+
+def _avg_pool(n, fn, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    x, unbatched, ks, st, pd, dl, outs = _pool_args(n, fn, input, kernel_size, stride, padding, 1, ceil_mode)
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{fn}: expected a floating-point input, got {x.dtype.name}")
+    w = _windows(x, ks, st, pd, dl, outs, 0.0)
+    s = K.sum(w, -1)
+    if divisor_override:
+        out = K.div(s, float(divisor_override))
+    else:
+        div = _avg_divisor(tuple(x.shape[2:]), ks, st, pd, outs, count_include_pad)
+        if np.all(div == div.flat[0]):
+            out = K.div(s, float(div.flat[0]))
+        else:
+            out = K.div(s, _const(div.astype(x.dtype.np_dtype)))
+    return K.squeeze(out, 0) if unbatched else out
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """Mean over sliding windows of (N, C, H, W), with PyTorch's divisor rules."""
+    return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def _adaptive_avg(n, fn, input, output_size):
+    _check_tensor(input, "input", fn)
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got input of size: {list(input.shape)}")
+    spatial = tuple(input.shape[-n:])
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != n:
+            raise ValueError(f"{fn}: output_size must have {n} entries, got {tuple(output_size)}")
+        osz = tuple(s if o is None else int(o) for o, s in zip(output_size, spatial))
+    else:
+        osz = (int(output_size),) * n
+    if any(o < 1 for o in osz):
+        raise ValueError(f"{fn}: output_size must be positive, got {osz}")
+    x = input
+    for i, (s, o) in enumerate(zip(spatial, osz)):
+        ax = x.ndim - n + i
+        if s == o:
+            continue
+        if s % o == 0:  # equal windows: split the dim and average
+            k = s // o
+            shape = tuple(x.shape[:ax]) + (o, k) + tuple(x.shape[ax + 1:])
+            x = K.mean(K.reshape(x, shape), ax + 1)
+            continue
+        a = np.zeros((s, o), dtype=x.dtype.np_dtype)  # column j averages input [floor(j*s/o), ceil((j+1)*s/o))
+        for j in range(o):
+            lo, hi = (j * s) // o, -(-((j + 1) * s) // o)
+            a[lo:hi, j] = 1.0 / (hi - lo)
+        xm = K.movedim(x, ax, -1)
+        lead = tuple(xm.shape[:-1])
+        y = K.matmul(K.reshape(xm, (-1, s)), _const(a))
+        x = K.movedim(K.reshape(y, lead + (o,)), -1, ax)
+    return x if x is not input else K.clone(input)
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    return _adaptive_avg(1, "adaptive_avg_pool1d", input, output_size)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average pooling to a fixed output size; windows [floor(i*H/OH), ceil((i+1)*H/OH)) as PyTorch."""
+    return _adaptive_avg(2, "adaptive_avg_pool2d", input, output_size)
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
+    return _adaptive_avg(3, "adaptive_avg_pool3d", input, output_size)
+
+
+# ======================================================================================
+# normalisation
+# ======================================================================================
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over every dim but 1 (channels); in training, update running stats in place."""
+    _check_tensor(input, "input", "batch_norm")
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected at least 2D input (N, C, ...), got {input.ndim}D input")
+    c = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        if t is not None and tuple(t.shape) != (c,):
+            raise RuntimeError(f"batch_norm: {name} should contain {c} elements (channels of input "
+                               f"{list(input.shape)}), not {t.numel()}")
+    axes = (0,) + tuple(range(2, input.ndim))
+    bshape = (1, c) + (1,) * (input.ndim - 2)
+    if training:
+        count = input.numel() // c
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{list(input.shape)}")
+        mean = K.mean(input, axes, keepdim=True)
+        d = K.sub(input, mean)
+        var = K.mean(K.mul(d, d), axes, keepdim=True)
+        y = K.mul(d, K.rsqrt(K.add(var, eps)))
+        if running_mean is not None or running_var is not None:
+            with no_grad():
+                m = 0.0 if momentum is None else momentum
+                if running_mean is not None:
+                    running_mean.copy_(K.add(K.mul(running_mean, 1 - m), K.mul(K.reshape(mean, (c,)), m)))
+                if running_var is not None:
+                    unbiased = K.mul(K.reshape(var, (c,)), count / (count - 1))
+                    running_var.copy_(K.add(K.mul(running_var, 1 - m), K.mul(unbiased, m)))
+    else:
+        if running_mean is None or running_var is None:
+            raise RuntimeError("batch_norm: running_mean and running_var must be given when training=False")
+        y = K.mul(K.sub(input, K.reshape(running_mean, bshape)),
+                  K.rsqrt(K.add(K.reshape(running_var, bshape), eps)))
+    if weight is not None:
+        y = K.mul(y, K.reshape(weight, bshape))
+    if bias is not None:
+        y = K.add(y, K.reshape(bias, bshape))
+    return y
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing `normalized_shape` dims (biased variance), then scale and shift."""
+    _check_tensor(input, "input", "layer_norm")
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(ns):]) != ns or len(ns) > input.ndim:
+        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
+                           f"{', '.join(map(str, ns))}], but got input of size{list(input.shape)}")
+    axes = tuple(range(input.ndim - len(ns), input.ndim))
+    mean = K.mean(input, axes, keepdim=True)
+    d = K.sub(input, mean)
+    var = K.mean(K.mul(d, d), axes, keepdim=True)
+    y = K.mul(d, K.rsqrt(K.add(var, eps)))
+    if weight is not None:
+        y = K.mul(y, weight)
+    if bias is not None:
+        y = K.add(y, bias)
+    return y
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise each group of channels over (channels in group, *spatial)."""
+    n, c = input.shape[0], input.shape[1]
+    if c % num_groups:
+        raise RuntimeError(f"group_norm: Expected number of channels in input ({c}) to be divisible by "
+                           f"num_groups ({num_groups})")
+    x = K.reshape(input, (n, num_groups, -1))
+    mean = K.mean(x, -1, keepdim=True)
+    d = K.sub(x, mean)
+    var = K.mean(K.mul(d, d), -1, keepdim=True)
+    y = K.reshape(K.mul(d, K.rsqrt(K.add(var, eps))), tuple(input.shape))
+    bshape = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        y = K.mul(y, K.reshape(weight, bshape))
+    if bias is not None:
+        y = K.add(y, K.reshape(bias, bshape))
+    return y
+
+
+# ======================================================================================
+# dropout and embedding
+# ======================================================================================
+
+def _check_p(p: float) -> None:
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+
+
+def _dropout_mask(x: Tensor, shape, p: float) -> Tensor:
+    keep = K._cast(K.ge(rand(tuple(shape), dtype=x.dtype if x.dtype.is_floating_point else dt.float32), p),
+                   x.dtype)
+    return K.mul(keep, 1.0 / (1.0 - p))
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability `p` in training and scale the rest by 1/(1-p)."""
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        out = K.mul(input, 0.0)
+    else:
+        out = K.mul(input, _dropout_mask(input, input.shape, p))
+    return input._assign_(out) if inplace else out
+
+
+def _channel_dropout(input, p, training, inplace, n, fn):
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got {list(input.shape)}")
+    shape = tuple(input.shape[:input.ndim - n]) + (1,) * n
+    out = K.mul(input, 0.0) if p == 1.0 else K.mul(input, _dropout_mask(input, shape, p))
+    return input._assign_(out) if inplace else out
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False):
+    return _channel_dropout(input, p, training, inplace, 1, "dropout1d")
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels of (N, C, H, W) with probability `p`."""
+    return _channel_dropout(input, p, training, inplace, 2, "dropout2d")
+
+
+def dropout3d(input, p=0.5, training=True, inplace=False):
+    return _channel_dropout(input, p, training, inplace, 3, "dropout3d")
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
+              norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """Rows of `weight` picked by the integer tensor `input`; rows at `padding_idx` get no gradient."""
+    _check_tensor(input, "input", "embedding")
+    if not input.dtype.is_integer:
+        raise RuntimeError(f"Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+                           f"Long, Int; but got {input.dtype.name} instead (while checking arguments for embedding)")
+    if weight.ndim != 2:
+        raise RuntimeError(f"embedding: 'weight' must be 2-D, got shape {list(weight.shape)}")
+    if scale_grad_by_freq:
+        raise NotImplementedError("embedding: scale_grad_by_freq=True is not supported by kiln")
+    num = weight.shape[0]
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise AssertionError(f"Padding_idx must be within num_embeddings, got {padding_idx} for {num} rows")
+        padding_idx %= num
+    flat = K.reshape(input, (-1,))
+    if active_trace() is None and flat.numel():
+        arr = flat._cell.value
+        bad = arr[(arr < 0) | (arr >= num)]
+        if bad.size:
+            raise IndexError(f"index {int(bad[0])} is out of range for embedding with {num} rows (weight "
+                             f"{list(weight.shape)})")
+    if max_norm is not None:
+        with no_grad():
+            rows = K.index_select(weight, 0, flat)
+            norms = K.pow(K.sum(K.pow(K.abs(rows), norm_type), -1, keepdim=True), 1.0 / norm_type)
+            scale = K.where(K.gt(norms, max_norm), K.div(max_norm, K.add(norms, 1e-7)), K.full_const(1.0, (), norms.dtype))
+            idx = K._bcast(K.unsqueeze(flat, 1), tuple(rows.shape))
+            weight.copy_(K.scatter(weight, 0, idx, K.mul(rows, scale)))
+    out = K.index_select(weight, 0, flat)
+    if padding_idx is not None and weight.requires_grad:
+        keep = K.unsqueeze(K.ne(flat, padding_idx), 1)
+        out = K.where(keep, out, out.detach())
+    return K.reshape(out, tuple(input.shape) + (weight.shape[1],))
+
+
+# ======================================================================================
+# activations
+# ======================================================================================
+
+relu = K.relu
+sigmoid = K.sigmoid
+tanh = K.tanh
+silu = K.silu
+
+
+def relu_(input: Tensor) -> Tensor:
+    return input.relu_()
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    out = K.leaky_relu(input, negative_slope)
+    return input._assign_(out) if inplace else out
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    out = K.where(K.gt(input, 0), input, K.mul(K.expm1(input), alpha))
+    return input._assign_(out) if inplace else out
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    out = K.mul(elu(input, alpha), scale)
+    return input._assign_(out) if inplace else out
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    out = K.where(K.gt(input, 0), input, K.mul(K.expm1(K.div(input, alpha)), alpha))
+    return input._assign_(out) if inplace else out
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    return K.gelu(input, approximate)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.mul(input, K.tanh(softplus(input)))
+    return input._assign_(out) if inplace else out
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    return K.softplus(input, beta, threshold)
+
+
+def softsign(input: Tensor) -> Tensor:
+    return K.div(input, K.add(K.abs(input), 1.0))
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    out = K.clamp(input, min_val, max_val)
+    return input._assign_(out) if inplace else out
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.div(K.clamp(K.add(input, 3.0), 0.0, 6.0), 6.0)
+    return input._assign_(out) if inplace else out
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.mul(input, hardsigmoid(input))
+    return input._assign_(out) if inplace else out
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    return K.logsigmoid(input)
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    return K.sub(input, K.tanh(input))
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    out = K.where(K.gt(input, threshold), input, K.full_const(value, (), input.dtype))
+    return input._assign_(out) if inplace else out
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    a, b = K.chunk(input, 2, dim)
+    if a.shape != b.shape:
+        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {dim} is size {input.shape[dim]}")
+    return K.mul(a, K.sigmoid(b))
+
+
+def _softmax_dim(ndim: int) -> int:
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return K.softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return K.softmax(K.neg(input), _softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return K.log_softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """x / max(||x||_p, eps) along `dim`."""
+    if p == 2.0:
+        norm = K.sqrt(K.sum(K.mul(input, input), dim, keepdim=True))
+    else:
+        norm = K.pow(K.sum(K.pow(K.abs(input), p), dim, keepdim=True), 1.0 / p)
+    return K.div(input, K.clamp_min(norm, eps))
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    dot = K.sum(K.mul(x1, x2), dim)
+    n1 = K.sqrt(K.sum(K.mul(x1, x1), dim))
+    n2 = K.sqrt(K.sum(K.mul(x2, x2), dim))
+    return K.div(dot, K.mul(K.clamp_min(n1, eps), K.clamp_min(n2, eps)))
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    d = K.add(K.sub(x1, x2), eps)
+    return K.pow(K.sum(K.pow(K.abs(d), p), -1, keepdim=keepdim), 1.0 / p)
+
+
+# ======================================================================================
+# losses
+# ======================================================================================
+
+def _class_dim_input(input: Tensor, fn: str) -> Tensor:
+    if input.ndim == 0:
+        raise ValueError(f"{fn}: input must have at least 1 dimension (C) or 2 (N, C), got a 0-d tensor")
+    return input
+
+
+def _check_targets(target: Tensor, n_classes: int, ignore_index: int, fn: str) -> None:
+    if active_trace() is not None or target.numel() == 0:
+        return
+    arr = np.asarray(target._cell.value)
+    bad = arr[((arr < 0) | (arr >= n_classes)) & (arr != ignore_index)]
+    if bad.size:
+        raise IndexError(f"{fn}: Target {int(bad.flat[0])} is out of bounds (input has {n_classes} classes)")
+
+
+def _nll(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+         fn: str = "nll_loss") -> Tensor:
+    """Negative log-likelihood of class-index targets; logp is (N, C, *d) or (C,)."""
+    if not target.dtype.is_integer:
+        raise RuntimeError(f"{fn}: expected target of an integer dtype (class indices), got {target.dtype.name}")
+    unbatched = logp.ndim == 1
+    if unbatched:
+        if target.ndim != 0:
+            raise ValueError(f"{fn}: for 1-D input {list(logp.shape)} (one sample), target must be 0-D, got "
+                             f"{list(target.shape)}")
+        logp, target = K.unsqueeze(logp, 0), K.unsqueeze(target, 0)
+    c = logp.shape[1]
+    expected = (logp.shape[0],) + tuple(logp.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{fn}: Expected target size {list(expected)} for input of size {list(logp.shape)}, got "
+                         f"{list(target.shape)}")
+    if weight is not None and tuple(weight.shape) != (c,):
+        raise RuntimeError(f"{fn}: weight tensor should be defined either for all {c} classes or no classes but "
+                           f"got weight tensor of shape: {list(weight.shape)}")
+    _check_targets(target, c, ignore_index, fn)
+    target = K._cast(target, dt.int64)
+    valid = K.ne(target, ignore_index)
+    safe = K.where(valid, target, K.full_const(0, (), dt.int64))
+    picked = K.squeeze(K.gather(logp, 1, K.unsqueeze(safe, 1)), 1)
+    if weight is None:
+        w = K._cast(valid, logp.dtype)
+    else:
+        w = K.reshape(K.index_select(K._cast(weight, logp.dtype), 0, K.reshape(safe, (-1,))), tuple(safe.shape))
+        w = K.where(valid, w, _zero(w))
+    loss = K.neg(K.mul(picked, w))
+    if reduction == "none":
+        return K.squeeze(loss, 0) if unbatched else loss
+    if reduction == "sum":
+        return K.sum(loss)
+    return K.div(K.sum(loss), K.sum(w))
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities (N, C, *d) at class indices (N, *d)."""
+    _class_dim_input(input, "nll_loss")
+    return _nll(input, target, weight, ignore_index, _reduction(reduction, size_average, reduce))
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                  ignore_index: int = -100, reduce=None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """log_softmax over dim 1 (dim 0 for 1-D input), then NLL against class indices or class probabilities."""
+    _check_tensor(input, "input", "cross_entropy")
+    _check_tensor(target, "target", "cross_entropy")
+    _class_dim_input(input, "cross_entropy")
+    reduction = _reduction(reduction, size_average, reduce)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    cdim = 0 if input.ndim == 1 else 1
+    c = input.shape[cdim]
+    logp = K.log_softmax(input, cdim)
+    wshape = tuple(c if i == cdim else 1 for i in range(input.ndim))
+    if target.dtype.is_floating_point:  # class probabilities
+        if tuple(target.shape) != tuple(input.shape):
+            raise ValueError(f"cross_entropy: class-probability target must have the input's shape "
+                             f"{list(input.shape)}, got {list(target.shape)}")
+        t = target
+        if label_smoothing > 0:
+            t = K.add(K.mul(t, 1.0 - label_smoothing), label_smoothing / c)
+        prod_ = K.mul(logp, t)
+        if weight is not None:
+            prod_ = K.mul(prod_, K.reshape(weight, wshape))
+        if reduction == "none":
+            return K.neg(K.sum(prod_, cdim))
+        if reduction == "sum":
+            return K.neg(K.sum(prod_))
+        return K.div(K.neg(K.sum(prod_)), float(input.numel() // c))
+    nll = _nll(logp, target, weight, ignore_index, reduction, "cross_entropy")
+    if label_smoothing <= 0:
+        return nll
+    target = K._cast(target, dt.int64)
+    lw = logp if weight is None else K.mul(logp, K.reshape(weight, wshape))
+    smooth = K.neg(K.sum(lw, cdim))
+    ignore = K.eq(target, ignore_index)
+    smooth = K.where(ignore, _zero(smooth), smooth)
+    if reduction == "mean":
+        valid = K.logical_not(ignore)
+        if weight is None:
+            denom = K.sum(K._cast(valid, logp.dtype))
+        else:
+            safe = K.where(valid, target, K.full_const(0, (), dt.int64))
+            tw = K.index_select(weight, 0, K.reshape(safe, (-1,)))
+            denom = K.sum(K.where(K.reshape(valid, (-1,)), tw, _zero(tw)))
+        smooth = K.div(K.sum(smooth), denom)
+    elif reduction == "sum":
+        smooth = K.sum(smooth)
+    return K.add(K.mul(nll, 1.0 - label_smoothing), K.mul(smooth, label_smoothing / c))
+
+
+def _check_same_size(input: Tensor, target: Tensor, fn: str) -> None:
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(f"{fn}: Using a target size ({list(target.shape)}) that is different to the input size "
+                         f"({list(input.shape)}) is not supported. Please ensure they have the same size.")
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+             weight: Tensor | None = None) -> Tensor:
+    """Squared error, (input - target)^2, reduced."""
+    reduction = _reduction(reduction, size_average, reduce)
+    d = K.sub(input, target)
+    loss = K.mul(d, d)
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+            weight: Tensor | None = None) -> Tensor:
+    """Absolute error |input - target|, reduced."""
+    reduction = _reduction(reduction, size_average, reduce)
+    loss = K.abs(K.sub(input, target))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    d = K.abs(K.sub(input, target))
+    if beta == 0:
+        return _reduce(d, reduction)
+    loss = K.where(K.lt(d, beta), K.div(K.mul(K.mul(d, d), 0.5), beta), K.sub(d, 0.5 * beta))
+    return _reduce(loss, reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    reduction = _reduction(reduction)
+    d = K.abs(K.sub(input, target))
+    loss = K.where(K.lt(d, delta), K.mul(K.mul(d, d), 0.5), K.mul(K.sub(d, 0.5 * delta), delta))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                         reduce=None, reduction: str = "mean") -> Tensor:
+    """-(t log x + (1 - t) log(1 - x)) on probabilities x, logs clamped at -100 as PyTorch."""
+    reduction = _reduction(reduction, size_average, reduce)
+    _check_same_size(input, target, "binary_cross_entropy")
+    if active_trace() is None and input.numel():
+        arr = input._cell.value
+        if np.any((arr < 0) | (arr > 1)):
+            raise RuntimeError("all elements of input should be between 0 and 1")
+    log_x = K.clamp_min(K.log(input), -100.0)
+    log_1mx = K.clamp_min(K.log1p(K.neg(input)), -100.0)
+    loss = K.neg(K.add(K.mul(target, log_x), K.mul(K.rsub(target, 1.0), log_1mx)))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average=None, reduce=None, reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """BCE on logits, computed stably: (1 - t) x - w_pos(t) * logsigmoid(x)."""
+    reduction = _reduction(reduction, size_average, reduce)
+    _check_same_size(input, target, "binary_cross_entropy_with_logits")
+    log_sig = K.logsigmoid(input)
+    if pos_weight is not None:
+        lw = K.add(K.mul(K.sub(pos_weight, 1.0), target), 1.0)
+        loss = K.sub(K.mul(K.rsub(target, 1.0), input), K.mul(lw, log_sig))
+    else:
+        loss = K.sub(K.mul(K.rsub(target, 1.0), input), log_sig)
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """KL(target || exp(input)) pointwise; reduction 'batchmean' divides the sum by the batch size."""
+    if reduction == "batchmean":
+        red = "batchmean"
+    else:
+        red = _reduction(reduction, size_average, reduce)
+    if log_target:
+        loss = K.mul(K.exp(target), K.sub(target, input))
+    else:
+        safe = K.where(K.gt(target, 0), target, K.full_const(1.0, (), target.dtype))
+        loss = K.where(K.gt(target, 0), K.mul(target, K.sub(K.log(safe), input)), _zero(input))
+    if red == "batchmean":
+        return K.div(K.sum(loss), float(input.shape[0]) if input.ndim else 1.0)
+    return _reduce(loss, red)
+
+
+# ======================================================================================
+# misc
+# ======================================================================================
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding in a new last dim of size num_classes (default: max + 1)."""
+    if tensor.dtype.is_integer and num_classes != -1 and active_trace() is None and tensor.numel():
+        arr = tensor._cell.value
+        if arr.min() < 0 or arr.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes." if arr.max() >= num_classes
+                               else "Class values must be non-negative.")
+    return K.one_hot(tensor, num_classes)
+
+
+def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
+    i = np.arange(-lo, n + hi)
+    if mode == "reflect":
+        if lo >= n or hi >= n:
+            raise RuntimeError(f"pad: Padding size should be less than the corresponding input dimension, but got: "
+                               f"padding ({lo}, {hi}) at dimension of size {n}")
+        period = 2 * (n - 1) if n > 1 else 1
+        i = np.abs(np.mod(i, period)) if n > 1 else np.zeros_like(i)
+        i = np.where(i >= n, period - i, i)
+    elif mode == "replicate":
+        i = np.clip(i, 0, n - 1)
+    elif mode == "circular":
+        if lo > n or hi > n:
+            raise RuntimeError(f"pad: Padding value causes wrapping around more than once (padding ({lo}, {hi}) "
+                               f"for dimension of size {n})")
+        i = np.mod(i, n)
+    return i.astype(np.int64)
+
+
+def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad the last len(pad)//2 dims; pad = (left_last, right_last, left_2nd_last, ...). Negative crops."""
+    _check_tensor(input, "input", "pad")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2:
+        raise RuntimeError(f"pad: Padding length must be divisible by 2, got {len(pad)}")
+    if len(pad) // 2 > input.ndim:
+        raise RuntimeError(f"pad: Padding length should be less than or equal to two times the input dimension but "
+                           f"got padding length {len(pad)} and input of dimension {input.ndim}")
+    nd = input.ndim
+    lo = [0] * nd
+    hi = [0] * nd
+    for k in range(len(pad) // 2):
+        d = nd - 1 - k
+        lo[d], hi[d] = pad[2 * k], pad[2 * k + 1]
+    if mode == "constant":
+        x = input
+        if any(v < 0 for v in lo + hi):  # crop first
+            starts = tuple(builtins.max(-v, 0) for v in lo)
+            stops = tuple(s - builtins.max(-v, 0) for s, v in zip(x.shape, hi))
+            x = apply("slice", x, starts=starts, stops=stops, steps=(1,) * nd)
+        plo = tuple(builtins.max(v, 0) for v in lo)
+        phi = tuple(builtins.max(v, 0) for v in hi)
+        if not any(plo) and not any(phi):
+            return x if x is not input else K.clone(input)
+        v = 0.0 if value is None else value
+        if not x.dtype.is_floating_point:
+            v = int(v) if not x.dtype.is_bool else bool(v)
+        return apply("pad", x, lo=plo, hi=phi, interior=(0,) * nd, value=v)
+    if mode not in ("reflect", "replicate", "circular"):
+        raise NotImplementedError(f"pad: mode {mode!r} is not supported; use 'constant', 'reflect', 'replicate' "
+                                  "or 'circular'")
+    if value:
+        raise ValueError(f"Padding mode \"{mode}\" doesn't take in value argument.")
+    x = input
+    for d in range(nd):
+        if lo[d] or hi[d]:
+            if lo[d] < 0 or hi[d] < 0:
+                raise RuntimeError(f"pad: negative padding is only supported in constant mode, got {pad}")
+            x = K.index_select(x, d, _const(_pad_index(x.shape[d], lo[d], hi[d], mode)))
+    return x
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(Q K^T * scale + mask) V; a bool mask marks positions that take part."""
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = K.mul(K.matmul(query, K.transpose(key, -2, -1)), scale)
+    if is_causal:
+        from ..frontend.creation import ones
+        causal = K.tril(ones(L, S, dtype=dt.bool_))
+        scores = K.masked_fill(scores, K.logical_not(causal), -math.inf)
+    if attn_mask is not None:
+        if attn_mask.dtype.is_bool:
+            scores = K.masked_fill(scores, K.logical_not(attn_mask), -math.inf)
+        else:
+            scores = K.add(scores, attn_mask)
+    attn = K.softmax(scores, -1)
+    if dropout_p > 0.0:
+        attn = dropout(attn, dropout_p, True)
+    return K.matmul(attn, value)
