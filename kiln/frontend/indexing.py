@@ -147,7 +147,12 @@ def _advanced(y: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
                 bad = arr[(arr < -n) | (arr >= n)].flat[0]
                 raise IndexError(f"index {bad} is out of bounds for dimension {d} with size {n}")
     idx = [where(t < 0, t + y.shape[d], t) for d, t in zip(dims, idx)]
-    idx = list(broadcast_tensors(*idx)) if len(idx) > 1 else idx
+    if len(idx) > 1:
+        try:
+            idx = list(broadcast_tensors(*idx))
+        except RuntimeError:
+            raise IndexError("shape mismatch: indexing tensors could not be broadcast together with shapes "
+                             + ", ".join(str(list(t.shape)) for t in idx)) from None
     bshape = tuple(idx[0].shape)
     rest = [d for d in range(y.ndim) if d not in dims]
     yp = permute(y, dims + rest)

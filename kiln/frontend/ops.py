@@ -73,13 +73,28 @@ def _shape_of(x):
     return tuple(x.shape) if isinstance(x, Tensor) else ()
 
 
+def _broadcast_error(shapes) -> RuntimeError:
+    """PyTorch's message for shapes that do not broadcast, naming the first mismatching dim."""
+    nd = builtins.max(len(s) for s in shapes)
+    names = "abcdefgh"
+    for i in range(nd - 1, -1, -1):
+        sizes = [(k, s[i - (nd - len(s))]) for k, s in enumerate(shapes) if i - (nd - len(s)) >= 0]
+        big = [(k, n) for k, n in sizes if n != 1]
+        for (k0, n0), (k1, n1) in zip(big, big[1:]):
+            if n0 != n1:
+                return RuntimeError(
+                    f"The size of tensor {names[k0]} ({n0}) must match the size of tensor {names[k1]} ({n1}) at "
+                    f"non-singleton dimension {i}; shapes {' and '.join(str(tuple(s)) for s in shapes)} "
+                    "cannot be broadcast")
+    return RuntimeError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast")
+
+
 def _broadcast_operands(*xs):
+    shapes = [_shape_of(x) for x in xs]
     try:
-        return broadcast_shapes(*(_shape_of(x) for x in xs))
-    except ValueError as e:
-        shapes = [_shape_of(x) for x in xs]
-        raise RuntimeError(f"The size of tensor a {shapes[0]} must match the size of tensor b {shapes[1]}: {e}") \
-            from None
+        return broadcast_shapes(*shapes)
+    except ValueError:
+        raise _broadcast_error(shapes) from None
 
 
 def _binary(name: str, a, b, dtype: DType | None = None, float_result: bool = False) -> Tensor:
@@ -125,7 +140,13 @@ def _dims(dim, ndim: int, empty_means_all: bool = True) -> tuple[int, ...]:
 # elementwise arithmetic
 # ======================================================================================
 
+def _check_alpha(input, other, alpha) -> None:
+    if isinstance(alpha, float) and not _promote(input, other).is_floating_point:
+        raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
+
+
 def add(input, other, *, alpha=1) -> Tensor:
+    _check_alpha(input, other, alpha)
     if alpha != 1:
         other = mul(other, alpha)
     if _promote(input, other).is_bool:
@@ -134,6 +155,7 @@ def add(input, other, *, alpha=1) -> Tensor:
 
 
 def sub(input, other, *, alpha=1) -> Tensor:
+    _check_alpha(input, other, alpha)
     if alpha != 1:
         other = mul(other, alpha)
     if _promote(input, other).is_bool:
@@ -856,11 +878,27 @@ def t(input: Tensor) -> Tensor:
     return input if input.ndim < 2 else transpose(input, 0, 1)
 
 
-def movedim(input: Tensor, source: int, destination: int) -> Tensor:
-    s, d = _norm_dim(source, input.ndim), _norm_dim(destination, input.ndim)
-    perm = [i for i in range(input.ndim) if i != s]
-    perm.insert(d, s)
+def movedim(input: Tensor, source, destination) -> Tensor:
+    src = tuple(source) if isinstance(source, (list, tuple)) else (source,)
+    dst = tuple(destination) if isinstance(destination, (list, tuple)) else (destination,)
+    if len(src) != len(dst):
+        raise RuntimeError(f"movedim: Invalid source or destination dims: source ({list(src)} dims) should "
+                           f"contain the same number of dims as destination ({list(dst)} dims)")
+    s = [_norm_dim(d, input.ndim) for d in src]
+    d = [_norm_dim(d, input.ndim) for d in dst]
+    if len(set(s)) != len(s):
+        raise RuntimeError(f"movedim: repeated dim in `source` ({list(src)})")
+    if len(set(d)) != len(d):
+        raise RuntimeError(f"movedim: repeated dim in `destination` ({list(dst)})")
+    perm = [-1] * input.ndim
+    for a, b in zip(s, d):
+        perm[b] = a
+    rest = iter(i for i in range(input.ndim) if i not in s)
+    perm = [p if p >= 0 else next(rest) for p in perm]
     return permute(input, perm)
+
+
+moveaxis = movedim
 
 
 def squeeze(input: Tensor, dim=None) -> Tensor:
@@ -1098,6 +1136,9 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         raise RuntimeError("matmul is not implemented for bool tensors")
     squeeze_a = a.ndim == 1
     squeeze_b = b.ndim == 1
+    if squeeze_a and squeeze_b and a.shape[0] != b.shape[0]:
+        raise RuntimeError(f"inconsistent tensor size, expected tensor [{a.shape[0]}] and src [{b.shape[0]}] to have "
+                           f"the same number of elements, but got {a.shape[0]} and {b.shape[0]} elements respectively")
     if squeeze_a:
         a = reshape(a, (1, a.shape[0]))
     if squeeze_b:
@@ -1105,7 +1146,11 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     if a.shape[-1] != b.shape[-2]:
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({a.shape[-2]}x{a.shape[-1]} and "
                            f"{b.shape[-2]}x{b.shape[-1]})")
-    batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    try:
+        batch = broadcast_shapes(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    except ValueError:
+        raise RuntimeError(f"matmul: batch dimensions {tuple(a.shape[:-2])} and {tuple(b.shape[:-2])} of shapes "
+                           f"{tuple(input.shape)} and {tuple(other.shape)} cannot be broadcast") from None
     a = _bcast(a, batch + tuple(a.shape[-2:]))
     b = _bcast(b, batch + tuple(b.shape[-2:]))
     out = apply("matmul", a, b)
