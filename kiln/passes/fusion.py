@@ -290,6 +290,16 @@ class _Planner:
             return 1.0
         return max(k.factor.get(id(u), 1.0) * self._ratio(n, u, k) for u in us)
 
+    def _row_numels(self, domain: tuple[int, ...]) -> set[int]:
+        """Output sizes an elementwise kernel over `domain` may write: the domain, or one value per row
+        of a reduction over `domain` (such a kernel becomes a row kernel once that reduction joins)."""
+        out = {_numel(domain)}
+        for S, R in self.red_domains:
+            if tuple(S) == tuple(domain):
+                red = _numel([S[a] for a in R])
+                out.add(_numel(S) // red if red else 0)
+        return out
+
     def _downstream(self, n: Node, k: _K) -> list[Node]:
         """Members of `k` that depend on `n` through a chain of members."""
         out, seen, stack = [], set(), list(self._users_in(n, k))
@@ -392,7 +402,7 @@ class _Planner:
         if f > 1.0 + 1e-9 and n.op in EXPENSIVE:
             return f"{n.op} would be recomputed {f:g}x through a broadcast"
         if materialized:
-            if k.kind == "elementwise" and _numel(n.shape) != _numel(k.domain):
+            if k.kind == "elementwise" and _numel(n.shape) not in self._row_numels(k.domain):
                 return f"output {list(n.shape)} cannot be written from the kernel's loop over {list(k.domain)}"
             if k.kind == "reduction" and _numel(n.shape) not in (_numel(k.domain), k.row_numel):
                 return (f"output {list(n.shape)} is neither full-shaped nor one value per row of the reduction "

@@ -1,0 +1,241 @@
+"""The fusion plan: IR text in, kernel assignment (and plan text) out; semantics via run_plan."""
+import textwrap
+
+import numpy as np
+
+from kiln.passes import plan_fusion, run_plan
+from kiln.runtime.interpreter import run_graph
+from passes_helpers import ir
+
+
+def assignment(plan) -> dict[str, int]:
+    """value name -> kernel id for the nodes each kernel computes for itself."""
+    out = {}
+    for k in plan.kernels:
+        rec = {id(n) for n in k.recomputed}
+        for n in k.nodes:
+            if id(n) not in rec:
+                out[n.name] = k.id
+    return out
+
+
+def check_semantics(g, seed=0):
+    plan = plan_fusion(g)
+    plan.check()
+    rng = np.random.default_rng(seed)
+    args = [rng.standard_normal(n.shape).astype(n.dtype.np_dtype) if n.dtype.is_floating_point
+            else rng.integers(0, 2, n.shape).astype(n.dtype.np_dtype) for n in g.inputs]
+    for a, b in zip(run_graph(g, args), run_plan(plan, args)):
+        np.testing.assert_array_equal(a, b)
+    return plan
+
+
+SOFTMAX = """
+    graph softmax(%x: f32[4,8]) {
+      %0: f32[4,1] = reduce_max(%x) {axes=(1,), keepdims=True}
+      %1: f32[4,8] = broadcast_to(%0) {shape=(4, 8)}
+      %2: f32[4,8] = sub(%x, %1)
+      %3: f32[4,8] = exp(%2)
+      %4: f32[4,1] = reduce_sum(%3) {axes=(1,), keepdims=True}
+      %5: f32[4,8] = broadcast_to(%4) {shape=(4, 8)}
+      %6: f32[4,8] = div(%3, %5)
+      return (%6)
+    }"""
+
+
+def test_softmax_is_one_row_kernel_and_plan_text():
+    plan = check_semantics(ir(SOFTMAX))
+    assert str(plan) == textwrap.dedent("""\
+        fusion plan for graph softmax: 7 nodes -> 1 kernels
+        kernel 0 [reduction] domain=[4,8] reduce_axes=(1,)
+          inputs:  %x: f32[4,8]
+            %0: f32[4,1] = reduce_max(%x) {axes=(1,), keepdims=True}
+            %1: f32[4,8] = broadcast_to(%0) {shape=(4, 8)}
+            %2: f32[4,8] = sub(%x, %1)
+            %3: f32[4,8] = exp(%2)
+            %4: f32[4,1] = reduce_sum(%3) {axes=(1,), keepdims=True}
+            %5: f32[4,8] = broadcast_to(%4) {shape=(4, 8)}
+            %6: f32[4,8] = div(%3, %5)
+          outputs: %6 (graph output)
+        boundaries (values read from memory, and why they were not fused):
+          %x (graph input) -> kernel 0: graph input
+        """)
+
+
+def test_elementwise_chain_with_broadcast_of_input_is_one_kernel():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,3], %b: f32[3]) {
+          %bb: f32[4,3] = broadcast_to(%b) {shape=(4, 3)}
+          %t: f32[3,4] = permute(%x) {perm=(1, 0)}
+          %u: f32[4,3] = permute(%t) {perm=(1, 0)}
+          %a: f32[4,3] = add(%u, %bb)
+          %e: f32[4,3] = exp(%a)
+          %n: f32[4,3] = neg(%e)
+          return (%n)
+        }"""))
+    assert len(plan.kernels) == 1 and plan.kernels[0].kind == "elementwise"
+
+
+def test_expensive_op_is_not_recomputed_through_broadcast():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,3], %b: f32[3]) {
+          %e: f32[3] = exp(%b)
+          %m: f32[3] = neg(%e)
+          %bb: f32[4,3] = broadcast_to(%m) {shape=(4, 3)}
+          %a: f32[4,3] = add(%x, %bb)
+          return (%a)
+        }"""))
+    a = assignment(plan)
+    assert a["m"] == a["a"] != a["e"]  # cheap neg recomputed per element, exp computed once
+    reasons = [b.reason for b in plan.boundaries if b.value.name == "e"]
+    assert reasons == ["exp would be recomputed 4x through a broadcast"]
+
+
+def test_matmul_epilogue_and_view_prologue():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8], %w: f32[16,8], %b: f32[16]) {
+          %wt: f32[8,16] = permute(%w) {perm=(1, 0)}
+          %m: f32[4,16] = matmul(%x, %wt)
+          %bb: f32[4,16] = broadcast_to(%b) {shape=(4, 16)}
+          %y: f32[4,16] = add(%m, %bb)
+          %z: f32[4,16] = constant() {dtype=f32, shape=(4, 16), value=0.0}
+          %c: b1[4,16] = gt(%y, %z)
+          %r: f32[4,16] = select(%c, %y, %z)
+          return (%r)
+        }"""))
+    assert len(plan.kernels) == 1
+    k = plan.kernels[0]
+    assert k.kind == "matmul" and k.anchor.name == "m" and [o.name for o in k.outputs] == ["r"]
+
+
+def test_reduction_output_feeding_matmul_is_a_boundary():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8,3], %w: f32[8,5]) {
+          %s: f32[4,8] = reduce_sum(%x) {axes=(2,), keepdims=False}
+          %m: f32[4,5] = matmul(%s, %w)
+          %t: f32[4,5] = tanh(%m)
+          return (%t)
+        }"""))
+    a = assignment(plan)
+    assert a["s"] != a["m"] == a["t"]
+    assert [b.reason for b in plan.boundaries if b.value.name == "s"] == ["reduction output used by a matmul"]
+
+
+def test_multiple_consumers_materialised_once():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8], %w: f32[8,8]) {
+          %e: f32[4,8] = exp(%x)
+          %m1: f32[4,8] = matmul(%e, %w)
+          %s: f32[4,1] = reduce_sum(%e) {axes=(1,), keepdims=True}
+          return (%m1, %s)
+        }"""))
+    a = assignment(plan)
+    assert a["e"] == a["s"] != a["m1"]
+    k_e = plan.kernels[a["e"]]
+    assert {o.name for o in k_e.outputs} == {"e", "s"}
+
+
+def test_movement_after_reduction_starts_a_new_kernel():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8]) {
+          %s: f32[4] = reduce_sum(%x) {axes=(1,), keepdims=False}
+          %r: f32[2,2] = reshape(%s) {shape=(2, 2)}
+          %p: f32[2,2] = permute(%r) {perm=(1, 0)}
+          %q: f32[2,2] = neg(%p)
+          return (%q)
+        }"""))
+    a = assignment(plan)
+    assert a["s"] != a["q"]
+    assert any("would read other rows" in b.reason or "across rows" in b.reason for b in plan.boundaries)
+
+
+def test_scatter_consumers_start_new_kernel_and_constants_are_recomputed():
+    plan = check_semantics(ir("""
+        graph f(%i: i64[4,1], %g: f32[4,1], %x: f32[4,3]) {
+          %z: f32[4,3] = constant() {dtype=f32, shape=(4, 3), value=0.0}
+          %n: f32[4,1] = neg(%g)
+          %s: f32[4,3] = scatter_add(%z, %i, %n) {axis=1}
+          %y: f32[4,3] = add(%s, %x)
+          %w: f32[4,3] = add(%y, %z)
+          return (%w)
+        }"""))
+    a = assignment(plan)
+    assert a["n"] == a["s"] != a["y"] == a["w"]
+    assert plan.kernels[a["s"]].kind == "scatter"
+    assert sum(1 for k in plan.kernels for n in k.recomputed if n.name == "z") == 2
+    assert [b.reason for b in plan.boundaries if b.value.name == "s"] == [
+        "scatter_add output is complete only after every update: its consumers start a new kernel"]
+
+
+def test_cross_entropy_forward_and_backward_kernel_counts():
+    g = ir("""
+        graph ce(%logits: f32[4,3], %y: i64[4,1]) {
+          %0: f32[4,1] = reduce_max(%logits) {axes=(1,), keepdims=True}
+          %1: f32[4,3] = broadcast_to(%0) {shape=(4, 3)}
+          %2: f32[4,3] = sub(%logits, %1)
+          %3: f32[4,3] = exp(%2)
+          %4: f32[4,1] = reduce_sum(%3) {axes=(1,), keepdims=True}
+          %5: f32[4,1] = log(%4)
+          %6: f32[4,3] = broadcast_to(%5) {shape=(4, 3)}
+          %7: f32[4,3] = sub(%2, %6)
+          %8: f32[4,1] = gather(%7, %y) {axis=1}
+          %9: f32[] = reduce_sum(%8) {axes=(0, 1), keepdims=False}
+          %10: f32[] = constant() {dtype=f32, shape=(), value=-0.25}
+          %11: f32[] = mul(%9, %10)
+          %12: f32[4,3] = exp(%7)
+          %13: f32[4,3] = constant() {dtype=f32, shape=(4, 3), value=0.0}
+          %14: f32[4,1] = constant() {dtype=f32, shape=(4, 1), value=1.0}
+          %15: f32[4,3] = scatter(%13, %y, %14) {axis=1}
+          %16: f32[4,3] = sub(%12, %15)
+          %17: f32[4,3] = constant() {dtype=f32, shape=(4, 3), value=0.25}
+          %18: f32[4,3] = mul(%16, %17)
+          return (%11, %18)
+        }""")
+    plan = check_semantics(g)
+    a = assignment(plan)
+    fwd = {a[n] for n in "0 1 2 3 4 5 6 7 8 9 11".split()}
+    bwd = {a[n] for n in ("12", "15", "16", "18")}
+    assert len(fwd) <= 2 and len(bwd) <= 2 and len(plan.kernels) <= 4
+
+
+def test_layer_norm_is_one_kernel():
+    plan = check_semantics(ir("""
+        graph ln(%x: f32[4,8], %w: f32[8], %b: f32[8]) {
+          %0: f32[4,1] = reduce_sum(%x) {axes=(1,), keepdims=True}
+          %1: f32[4,1] = constant() {dtype=f32, shape=(4, 1), value=0.125}
+          %2: f32[4,1] = mul(%0, %1)
+          %3: f32[4,8] = broadcast_to(%2) {shape=(4, 8)}
+          %4: f32[4,8] = sub(%x, %3)
+          %5: f32[4,8] = mul(%4, %4)
+          %6: f32[4,1] = reduce_sum(%5) {axes=(1,), keepdims=True}
+          %7: f32[4,1] = mul(%6, %1)
+          %8: f32[4,1] = constant() {dtype=f32, shape=(4, 1), value=1e-05}
+          %9: f32[4,1] = add(%7, %8)
+          %10: f32[4,1] = rsqrt(%9)
+          %11: f32[4,8] = broadcast_to(%10) {shape=(4, 8)}
+          %12: f32[4,8] = mul(%4, %11)
+          %13: f32[4,8] = broadcast_to(%w) {shape=(4, 8)}
+          %14: f32[4,8] = mul(%12, %13)
+          %15: f32[4,8] = broadcast_to(%b) {shape=(4, 8)}
+          %16: f32[4,8] = add(%14, %15)
+          return (%16, %2, %10)
+        }"""))
+    assert len(plan.kernels) == 1
+    assert {o.name for o in plan.kernels[0].outputs} == {"16", "2", "10"}
+
+
+def test_graph_output_that_is_an_input_and_dead_nodes():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[3]) {
+          %d: f32[3] = exp(%x)
+          %c: f32[3] = constant() {dtype=f32, shape=(3,), value=1.0}
+          return (%x, %c)
+        }"""))
+    assert sorted(assignment(plan)) == ["c", "d"]
+
+
+def test_kernel_of():
+    g = ir(SOFTMAX)
+    plan = plan_fusion(g)
+    assert plan.kernel_of(g.nodes[3]) is plan.kernels[0]
+    assert plan.kernel_of(g.inputs[0]) is None
