@@ -1,0 +1,222 @@
+"""Every layer against PyTorch: same weights (via state_dict), forward, input and parameter gradients."""
+import numpy as np
+import pytest
+
+import kiln
+import kiln.nn as nn
+from nn_compare import check_module, close, copy_weights, k
+
+torch = pytest.importorskip("torch")
+tnn = torch.nn
+
+rng = np.random.default_rng(0)
+
+
+def r(*shape, dtype=np.float32):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+# (name, torch factory, kiln factory, input shapes)
+CASES = [
+    ("linear", lambda m: m.Linear(5, 3), [(4, 5)]),
+    ("linear_3d_nobias", lambda m: m.Linear(5, 3, bias=False), [(2, 4, 5)]),
+    ("linear_1d_input", lambda m: m.Linear(5, 3), [(5,)]),
+    ("bilinear", lambda m: m.Bilinear(3, 4, 2), [(5, 3), (5, 4)]),
+    ("conv1d", lambda m: m.Conv1d(3, 4, 3, stride=2, padding=1), [(2, 3, 9)]),
+    ("conv1d_same_dilated", lambda m: m.Conv1d(2, 4, 4, padding="same", dilation=2), [(2, 2, 10)]),
+    ("conv2d", lambda m: m.Conv2d(3, 6, 3, padding=1), [(2, 3, 7, 6)]),
+    ("conv2d_stride_pad_tuple", lambda m: m.Conv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)), [(2, 3, 8, 7)]),
+    ("conv2d_groups_dilation", lambda m: m.Conv2d(4, 6, 3, dilation=2, groups=2, bias=False), [(2, 4, 9, 9)]),
+    ("conv2d_depthwise", lambda m: m.Conv2d(4, 8, 3, groups=4, padding=1, stride=2), [(2, 4, 7, 7)]),
+    ("conv2d_valid", lambda m: m.Conv2d(2, 3, 2, padding="valid"), [(1, 2, 5, 5)]),
+    ("conv2d_same_even", lambda m: m.Conv2d(2, 3, (4, 3), padding="same"), [(2, 2, 6, 5)]),
+    ("conv2d_reflect", lambda m: m.Conv2d(2, 3, 3, padding=1, padding_mode="reflect"), [(2, 2, 5, 6)]),
+    ("conv2d_circular", lambda m: m.Conv2d(2, 3, 3, padding=2, padding_mode="circular"), [(2, 2, 5, 6)]),
+    ("conv2d_replicate", lambda m: m.Conv2d(2, 3, 3, padding=1, padding_mode="replicate"), [(2, 2, 5, 6)]),
+    ("conv2d_unbatched", lambda m: m.Conv2d(3, 2, 3), [(3, 5, 5)]),
+    ("conv3d", lambda m: m.Conv3d(2, 3, 2, stride=(1, 2, 1), padding=1), [(1, 2, 4, 5, 4)]),
+    ("maxpool2d", lambda m: m.MaxPool2d(2, 2), [(2, 3, 8, 8)]),
+    ("maxpool2d_overlap_pad", lambda m: m.MaxPool2d(3, stride=2, padding=1), [(2, 3, 7, 8)]),
+    ("maxpool2d_ceil_dil", lambda m: m.MaxPool2d(2, stride=2, dilation=2, ceil_mode=True), [(1, 2, 9, 8)]),
+    ("maxpool2d_odd", lambda m: m.MaxPool2d(2), [(2, 2, 7, 5)]),
+    ("maxpool1d", lambda m: m.MaxPool1d(3, stride=2, padding=1), [(2, 3, 10)]),
+    ("avgpool2d", lambda m: m.AvgPool2d(2), [(2, 3, 8, 8)]),
+    ("avgpool2d_pad_ceil", lambda m: m.AvgPool2d(3, stride=2, padding=1, ceil_mode=True), [(2, 2, 8, 7)]),
+    ("avgpool2d_no_pad_count", lambda m: m.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+     [(2, 2, 7, 7)]),
+    ("avgpool2d_divisor", lambda m: m.AvgPool2d(2, divisor_override=3), [(1, 2, 6, 6)]),
+    ("avgpool1d", lambda m: m.AvgPool1d(3, stride=2, padding=1), [(2, 3, 9)]),
+    ("adaptiveavg_divisible", lambda m: m.AdaptiveAvgPool2d((2, 3)), [(2, 3, 8, 9)]),
+    ("adaptiveavg_uneven", lambda m: m.AdaptiveAvgPool2d((3, 4)), [(2, 3, 7, 10)]),
+    ("adaptiveavg_none", lambda m: m.AdaptiveAvgPool2d((None, 1)), [(2, 3, 5, 6)]),
+    ("adaptiveavg_1", lambda m: m.AdaptiveAvgPool2d(1), [(2, 3, 5, 6)]),
+    ("adaptiveavg1d", lambda m: m.AdaptiveAvgPool1d(4), [(2, 3, 11)]),
+    ("layernorm", lambda m: m.LayerNorm(6), [(3, 4, 6)]),
+    ("layernorm_2d_shape", lambda m: m.LayerNorm((4, 6), elementwise_affine=True), [(3, 4, 6)]),
+    ("layernorm_noaffine", lambda m: m.LayerNorm(6, elementwise_affine=False), [(3, 6)]),
+    ("groupnorm", lambda m: m.GroupNorm(2, 6), [(3, 6, 4, 4)]),
+    ("flatten", lambda m: m.Flatten(), [(2, 3, 4, 5)]),
+    ("flatten_range", lambda m: m.Flatten(0, 1), [(2, 3, 4)]),
+    ("unflatten", lambda m: m.Unflatten(1, (2, 3)), [(4, 6)]),
+    ("identity", lambda m: m.Identity(3, foo=1), [(2, 3)]),
+    ("relu", lambda m: m.ReLU(), [(3, 7)]),
+    ("relu6", lambda m: m.ReLU6(), [(3, 7)]),
+    ("leaky_relu", lambda m: m.LeakyReLU(0.2), [(3, 7)]),
+    ("elu", lambda m: m.ELU(0.7), [(3, 7)]),
+    ("selu", lambda m: m.SELU(), [(3, 7)]),
+    ("celu", lambda m: m.CELU(1.3), [(3, 7)]),
+    ("gelu", lambda m: m.GELU(), [(3, 7)]),
+    ("gelu_tanh", lambda m: m.GELU(approximate="tanh"), [(3, 7)]),
+    ("silu", lambda m: m.SiLU(), [(3, 7)]),
+    ("mish", lambda m: m.Mish(), [(3, 7)]),
+    ("sigmoid", lambda m: m.Sigmoid(), [(3, 7)]),
+    ("tanh", lambda m: m.Tanh(), [(3, 7)]),
+    ("softplus", lambda m: m.Softplus(beta=2.0, threshold=3.0), [(3, 7)]),
+    ("softsign", lambda m: m.Softsign(), [(3, 7)]),
+    ("hardtanh", lambda m: m.Hardtanh(-0.5, 0.8), [(3, 7)]),
+    ("hardsigmoid", lambda m: m.Hardsigmoid(), [(3, 7)]),
+    ("hardswish", lambda m: m.Hardswish(), [(3, 7)]),
+    ("logsigmoid", lambda m: m.LogSigmoid(), [(3, 7)]),
+    ("tanhshrink", lambda m: m.Tanhshrink(), [(3, 7)]),
+    ("threshold", lambda m: m.Threshold(0.1, 20.0), [(3, 7)]),
+    ("glu", lambda m: m.GLU(), [(3, 8)]),
+    ("softmax", lambda m: m.Softmax(dim=1), [(3, 7)]),
+    ("softmax_last", lambda m: m.Softmax(dim=-1), [(2, 3, 7)]),
+    ("softmin", lambda m: m.Softmin(dim=0), [(3, 7)]),
+    ("log_softmax", lambda m: m.LogSoftmax(dim=1), [(3, 7)]),
+    ("prelu", lambda m: m.PReLU(3), [(2, 3, 4)]),
+    ("sequential", lambda m: m.Sequential(m.Linear(4, 8), m.ReLU(), m.Linear(8, 3), m.Tanh()), [(5, 4)]),
+]
+
+
+@pytest.mark.parametrize("name,factory,shapes", CASES, ids=[c[0] for c in CASES])
+def test_layer_matches_torch(name, factory, shapes):
+    tmod, kmod = factory(tnn), factory(nn)
+    check_module(torch, tmod, kmod, *(r(*s) for s in shapes))
+
+
+@pytest.mark.parametrize("cls,shape", [("BatchNorm1d", (6, 4)), ("BatchNorm1d", (5, 4, 3)),
+                                       ("BatchNorm2d", (4, 3, 5, 5))])
+def test_batchnorm_train_then_eval(cls, shape):
+    c = shape[1]
+    tmod, kmod = getattr(tnn, cls)(c, momentum=0.2), getattr(nn, cls)(c, momentum=0.2)
+    with torch.no_grad():
+        tmod.weight.uniform_(0.5, 1.5)
+        tmod.bias.uniform_(-0.5, 0.5)
+    # training mode: batch statistics (forward and gradients), running stats updated
+    check_module(torch, tmod, kmod, r(*shape) * 2 + 1)
+    for step in range(2):
+        x = r(*shape) * 2 + 1
+        tmod(torch.tensor(x))
+        kmod(kiln.from_numpy(x))
+    for key in ("running_mean", "running_var"):
+        close(getattr(kmod, key), getattr(tmod, key), what=key)
+    assert int(kmod.num_batches_tracked) == int(tmod.num_batches_tracked) == 3
+    tmod.eval()
+    kmod.eval()
+    x = r(*shape)
+    t_out, k_out = tmod(torch.tensor(x)), kmod(kiln.from_numpy(x))
+    close(k_out, t_out, what="eval forward")
+    assert int(kmod.num_batches_tracked) == 3  # eval does not count batches
+
+
+def test_batchnorm_cumulative_average_and_no_tracking():
+    tmod, kmod = tnn.BatchNorm1d(3, momentum=None), nn.BatchNorm1d(3, momentum=None)
+    for _ in range(3):
+        x = r(8, 3)
+        tmod(torch.tensor(x))
+        kmod(kiln.from_numpy(x))
+    close(kmod.running_mean, tmod.running_mean)
+    close(kmod.running_var, tmod.running_var)
+    tmod, kmod = tnn.BatchNorm2d(3, affine=False, track_running_stats=False), \
+        nn.BatchNorm2d(3, affine=False, track_running_stats=False)
+    assert list(kmod.state_dict()) == list(tmod.state_dict()) == []
+    tmod.eval()
+    kmod.eval()
+    check_module(torch, tmod, kmod, r(2, 3, 4, 4))
+
+
+def test_batchnorm_state_dict_keys():
+    t, kk = tnn.BatchNorm2d(4), nn.BatchNorm2d(4)
+    assert list(kk.state_dict()) == list(t.state_dict())
+    assert kk.num_batches_tracked.dtype == kiln.int64
+
+
+def test_embedding_matches_torch_with_padding_idx():
+    tmod, kmod = tnn.Embedding(10, 4, padding_idx=2), nn.Embedding(10, 4, padding_idx=2)
+    assert np.all(kmod.weight.detach().numpy()[2] == 0)
+    copy_weights(tmod, kmod)
+    with torch.no_grad():
+        tmod.weight[2] = 0.5  # a non-zero padding row is still looked up but gets no gradient
+    kmod.load_state_dict(tmod.state_dict())
+    idx = np.array([[1, 2, 3], [2, 9, 1]], dtype=np.int64)
+    t_out, k_out = tmod(torch.tensor(idx)), kmod(kiln.from_numpy(idx))
+    close(k_out, t_out)
+    ct = r(2, 3, 4)
+    (t_out * torch.tensor(ct)).sum().backward()
+    (k_out * kiln.from_numpy(ct)).sum().backward()
+    close(kmod.weight.grad, tmod.weight.grad)
+    assert np.all(kmod.weight.grad.numpy()[2] == 0)
+
+
+def test_embedding_from_pretrained_and_max_norm():
+    w = r(5, 3) * 3
+    t = tnn.Embedding.from_pretrained(torch.tensor(w), max_norm=1.0)
+    kk = nn.Embedding.from_pretrained(kiln.from_numpy(w), max_norm=1.0)
+    assert not kk.weight.requires_grad
+    idx = np.array([0, 3, 3], dtype=np.int64)
+    close(kk(kiln.from_numpy(idx)), t(torch.tensor(idx)), rtol=1e-5)
+    close(kk.weight, t.weight, rtol=1e-5)  # rows looked up were renormalised in place
+
+
+def test_dropout_train_eval():
+    kiln.manual_seed(0)
+    d = nn.Dropout(0.3)
+    x = kiln.ones(200, 100)
+    y = d(x).numpy()
+    kept = y != 0
+    assert 0.66 < kept.mean() < 0.74
+    np.testing.assert_allclose(y[kept], 1 / 0.7, rtol=1e-6)
+    d.eval()
+    assert np.array_equal(d(x).numpy(), x.numpy())
+    d2 = nn.Dropout2d(0.5)
+    z = d2(kiln.ones(4, 50, 3, 3)).numpy()
+    per_channel = z.reshape(4, 50, 9)
+    assert np.all((per_channel == 0).all(-1) | (per_channel == 2).all(-1))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        nn.Dropout(1.5)
+
+
+def test_dropout_gradient_masks():
+    kiln.manual_seed(1)
+    x = kiln.randn(50, 20, requires_grad=True)
+    y = nn.functional.dropout(x, 0.5, training=True)
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy() != 0, y.detach().numpy() != 0)
+
+
+def test_multihead_attention_matches_torch():
+    for batch_first in (False, True):
+        t = tnn.MultiheadAttention(8, 2, batch_first=batch_first)
+        kk = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+        assert list(kk.state_dict()) == list(t.state_dict())
+        q, kv = (r(3, 5, 8), r(3, 4, 8)) if batch_first else (r(5, 3, 8), r(4, 3, 8))
+        mask = np.zeros((3, 4), dtype=bool)
+        mask[0, -1] = True
+        copy_weights(t, kk)
+        to, tw = t(torch.tensor(q), torch.tensor(kv), torch.tensor(kv), key_padding_mask=torch.tensor(mask))
+        ko, kw = kk(kiln.from_numpy(q), kiln.from_numpy(kv), kiln.from_numpy(kv),
+                    key_padding_mask=kiln.from_numpy(mask))
+        close(ko, to)
+        close(kw, tw)
+        (to ** 2).sum().backward()
+        (ko ** 2).sum().backward()
+        for name, p in t.named_parameters():
+            close(dict(kk.named_parameters())[name].grad, p.grad, what=name)
+
+
+def test_float64_modules():
+    tmod = tnn.Sequential(tnn.Conv2d(2, 3, 3), tnn.ReLU(), tnn.Flatten(), tnn.Linear(3 * 4 * 4, 2)).double()
+    kmod = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).double()
+    assert kmod[0].weight.dtype == kiln.float64
+    check_module(torch, tmod, kmod, r(2, 2, 6, 6, dtype=np.float64), rtol=1e-12)
