@@ -67,8 +67,42 @@ def _dtype_of(k):
     return dt.from_numpy_dtype(np.asarray(k).dtype) if np.asarray(k).dtype.kind != "i" else dt.int64
 
 
+def _is_bool_scalar(k) -> bool:
+    if isinstance(k, (bool, np.bool_)):
+        return True
+    if isinstance(k, Tensor):
+        return k.dtype.is_bool and k.ndim == 0
+    return isinstance(k, np.ndarray) and k.dtype == np.bool_ and k.ndim == 0
+
+
+def _bool_scalars(x: Tensor, items: list):
+    """PyTorch's x[True] / x[False]: a new dim of size 1, indexed by [0] (True) or [] (False)."""
+    from .creation import tensor
+    from .ops import unsqueeze
+    out, dim = [], 0
+    for k in items:
+        if _is_bool_scalar(k):
+            if isinstance(k, Tensor) and k.is_tracer:
+                raise IndexError("indexing with a 0-d bool tensor inside kiln.compile is not supported "
+                                 "(the result's shape would depend on its value); use kiln.where")
+            x = unsqueeze(x, dim)
+            out.append(tensor([0] if bool(k) else [], dtype=dt.int64))
+            dim += 1
+        elif k is None:
+            out.append(k)
+        elif isinstance(k, (Tensor, np.ndarray)) and _dtype_of(k).is_bool:
+            out.append(k)
+            dim += np.ndim(k) if isinstance(k, np.ndarray) else k.ndim
+        else:
+            out.append(k)
+            dim += 1
+    return x, out
+
+
 def getitem(x: Tensor, key) -> Tensor:
     items = _expand_key(x, key)
+    if any(_is_bool_scalar(k) for k in items):
+        x, items = _bool_scalars(x, items)
     # pass 1: basic indexing. Ints become slices (dim kept for now); Nones add dims.
     starts, stops, steps, shape_after = [], [], [], []
     dim = 0
@@ -236,6 +270,10 @@ def setitem(x: Tensor, key, value) -> None:
     v = _prep(value, x.dtype, tuple(pos.shape)) if not isinstance(value, Tensor) else None
     if v is None:
         from .ops import expand
+        if value.ndim > pos.ndim:  # PyTorch drops leading size-1 dims of the value
+            lead = value.ndim - pos.ndim
+            if all(s == 1 for s in value.shape[:lead]):
+                value = reshape(value, tuple(value.shape[lead:]))
         try:
             v = expand(_cast(value, x.dtype), tuple(pos.shape))
         except RuntimeError:

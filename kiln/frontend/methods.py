@@ -24,18 +24,37 @@ for _name in _SAME:
 # In-place variants: compute out of place, then assign into self (version bump, autograd rebase).
 _INPLACE = """add sub mul div pow neg abs sign exp log log1p sqrt rsqrt sin cos tanh sigmoid floor ceil trunc round
 relu clamp clip clamp_min clamp_max lerp addcmul addcdiv masked_fill scatter scatter_add remainder floor_divide
-square reciprocal erf t transpose squeeze unsqueeze logical_not""".split()
+square reciprocal erf logical_not""".split()
+
+# In-place ops that would change the tensor's shape: kiln keeps a tensor's shape fixed (traces rely on it).
+_SHAPE_CHANGING = "t transpose squeeze unsqueeze swapaxes swapdims".split()
 
 
 def _make_inplace(fn):
     def method(self, *args, **kwargs):
-        return self._assign_(fn(self, *args, **kwargs))
+        result = fn(self, *args, **kwargs)
+        if result.dtype.category > self.dtype.category:  # PyTorch: no float -> int or int -> bool in place
+            raise RuntimeError(f"result type {result.dtype.name} can't be cast to the desired output type "
+                               f"{self.dtype.name} (in-place {fn.__name__}_)")
+        return self._assign_(result)
     method.__name__ = fn.__name__ + "_"
     return method
 
 
 for _name in _INPLACE:
     setattr(Tensor, _name + "_", _make_inplace(getattr(ops, _name)))
+
+
+def _make_shape_changing(name):
+    def method(self, *args, **kwargs):
+        raise NotImplementedError(f"{name}_() changes the tensor's shape in place, which kiln does not support; "
+                                  f"use the out-of-place form instead: x = x.{name}(...)")
+    method.__name__ = name + "_"
+    return method
+
+
+for _name in _SHAPE_CHANGING:
+    setattr(Tensor, _name + "_", _make_shape_changing(_name))
 
 
 def _zero_(self):

@@ -148,7 +148,7 @@ def _check_alpha(input, other, alpha) -> None:
 def add(input, other, *, alpha=1) -> Tensor:
     _check_alpha(input, other, alpha)
     if alpha != 1:
-        other = mul(other, alpha)
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     if _promote(input, other).is_bool:
         return logical_or(input, other)
     return _binary("add", input, other)
@@ -157,7 +157,7 @@ def add(input, other, *, alpha=1) -> Tensor:
 def sub(input, other, *, alpha=1) -> Tensor:
     _check_alpha(input, other, alpha)
     if alpha != 1:
-        other = mul(other, alpha)
+        other = mul(other, alpha) if isinstance(other, Tensor) else other * alpha
     if _promote(input, other).is_bool:
         raise RuntimeError("Subtraction, the `-` operator, with two bool tensors is not supported. "
                            "Use the `^` or `logical_xor()` operator instead.")
