@@ -3,18 +3,16 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..frontend.ops import maximum
 from ..frontend.tensor import Tensor
 from ..ir import dtypes as dt
-from .optimizer import Optimizer, ParamGroup, _check_lr, _Scalars
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
 
 
-def _lerp_(t: Tensor, end: Tensor, weight: Tensor, weight_value: float) -> None:
-    """t.lerp_(end, weight) with PyTorch's two formulas (chosen by the weight's value when traced)."""
+def lerp(start: Any, end: Any, weight: Any, one_minus_weight: Any, weight_value: float) -> Any:
+    """start + weight * (end - start) with PyTorch's two formulas (picked by the weight's value when traced)."""
     if weight_value < 0.5:
-        t.add_((end - t) * weight)
-    else:
-        t.copy_(end - (end - t) * (1 - weight))
+        return start + (end - start) * weight
+    return end - (end - start) * one_minus_weight
 
 
 class Adam(Optimizer):
@@ -53,33 +51,40 @@ class Adam(Optimizer):
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = self._zeros_like(p)
 
-    def _update_group(self, group: ParamGroup, params: list[Tensor], hp: _Scalars) -> None:
-        beta1, beta2 = hp("betas", index=0), hp("betas", index=1)
+    def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
+        beta1, beta2 = ops.hp64("betas", 0), ops.hp64("betas", 1)
+        f64 = dt.float64
         for p in params:
             d = p.dtype
             state = self.state[p]
-            grad = p.grad if not group["maximize"] else -p.grad
-            exp_avg, exp_avg_sq, step_t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-            step_t.add_(1)
+            param = ops.val(p)
+            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
+            step = ops.val(state["step"]) + 1
+            ops.assign(state["step"], step)
             if group["weight_decay"] != 0:
                 if group["decoupled_weight_decay"]:
-                    p.mul_(hp.derived("1-lr*wd", d, lambda: 1 - hp("lr") * hp("weight_decay")))
+                    param = param * ops.derived("1-lr*wd", d, lambda: 1 - ops.hp64("lr") * ops.hp64("weight_decay"))
+                    ops.assign(p, param)
                 else:
-                    grad = grad + p * hp("weight_decay", d)
-            _lerp_(exp_avg, grad, hp.derived("1-beta1", d, lambda: 1 - beta1), 1 - group["betas"][0])
-            exp_avg_sq.mul_(hp("betas", d, 1)).add_(grad * grad * hp.derived("1-beta2", d, lambda: 1 - beta2))
-            step = step_t.to(dt.float64)
-            bias_correction1 = 1 - beta1 ** step
-            bias_correction2 = 1 - beta2 ** step
-            step_size = (hp("lr") / bias_correction1).to(d)
-            bias_correction2_sqrt = bias_correction2.sqrt().to(d)
+                    grad = grad + param * ops.hp("weight_decay", d)
+            exp_avg = lerp(ops.val(state["exp_avg"]), grad, ops.derived("1-beta1", d, lambda: 1 - beta1),
+                           ops.hp("betas", d, 0), 1 - group["betas"][0])
+            ops.assign(state["exp_avg"], exp_avg)
+            exp_avg_sq = ops.val(state["exp_avg_sq"]) * ops.hp("betas", d, 1) \
+                + grad * grad * ops.derived("1-beta2", d, lambda: 1 - beta2)
+            ops.assign(state["exp_avg_sq"], exp_avg_sq)
+            step64 = ops.cast(step, f64)
+            bias_correction1 = 1 - beta1 ** step64
+            bias_correction2 = 1 - beta2 ** step64
+            step_size = ops.cast(ops.hp64("lr") / bias_correction1, d)
+            bias_correction2_sqrt = ops.cast(ops.sqrt(bias_correction2), d)
             if group["amsgrad"]:
-                mx = state["max_exp_avg_sq"]
-                mx.copy_(maximum(mx, exp_avg_sq))
-                denom = mx.sqrt() / bias_correction2_sqrt + hp("eps", d)
+                max_sq = ops.maximum(ops.val(state["max_exp_avg_sq"]), exp_avg_sq)
+                ops.assign(state["max_exp_avg_sq"], max_sq)
+                denom = ops.sqrt(max_sq) / bias_correction2_sqrt + ops.hp("eps", d)
             else:
-                denom = exp_avg_sq.sqrt() / bias_correction2_sqrt + hp("eps", d)
-            p.sub_(exp_avg / denom * step_size)
+                denom = ops.sqrt(exp_avg_sq) / bias_correction2_sqrt + ops.hp("eps", d)
+            ops.assign(p, param - exp_avg / denom * step_size)
 
 
 class AdamW(Adam):

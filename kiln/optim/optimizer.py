@@ -145,46 +145,112 @@ class ParamGroup(dict):
             raise KeyError(f"param group has no numeric hyperparameter {key!r}") from None
 
 
-class _Scalars:
-    """Per-step cache of hyperparameter tensors cast to a parameter's dtype (one cast per step)."""
+class UpdateOps:
+    """What the update formulas are written against: one formula, two ways to run it.
+
+    Values are kiln Tensors (`TensorOps`: used while tracing, so the update becomes graph
+    nodes) or numpy arrays (`NumpyOps`: eager steps, without kiln's per-op dispatch cost).
+    Both apply the same numpy ufuncs in the same order on the same dtypes, so eager and
+    compiled steps agree; hyperparameters are read from the group's 0-d float64 tensors,
+    cast to the parameter dtype (as PyTorch casts Python scalars), and derived scalars such
+    as `1 - beta` are computed in float64 first.
+    """
 
     def __init__(self, group: ParamGroup):
         self.group = group
-        self._cache: dict[tuple, Tensor] = {}
+        self._cache: dict[tuple, Any] = {}
 
-    def __call__(self, key: str, dtype=None, index: int | None = None) -> Tensor:
+    def hp(self, key: str, dtype, index: int | None = None) -> Any:
+        """Hyperparameter `key` (element `index` of a tuple option) cast to `dtype`, once per step."""
         ck = (key, index, dtype)
-        t = self._cache.get(ck)
-        if t is None:
-            t = self.group.hparam(key)
-            if index is not None:
-                t = t[index]
-            if dtype is not None and t.dtype != dtype:
-                t = t.to(dtype)
-            self._cache[ck] = t
+        v = self._cache.get(ck)
+        if v is None:
+            v = self._cache[ck] = self.cast(self.hp64(key, index), dtype)
+        return v
+
+    def derived(self, name: str, dtype, fn: Callable[[], Any]) -> Any:
+        """A float64 value computed from hyperparameters by `fn`, cast to `dtype`, once per step."""
+        ck = ("derived", name, dtype)
+        v = self._cache.get(ck)
+        if v is None:
+            v = self._cache[ck] = self.cast(fn(), dtype)
+        return v
+
+    def _hp_tensor(self, key: str, index: int | None) -> Tensor:
+        t = self.group.hparam(key)
+        return t[index] if index is not None else t
+
+    # interface: val, hp64, cast, sqrt, maximum, where, assign
+
+
+class TensorOps(UpdateOps):
+    """Run the formulas with kiln tensor ops (traced inside kiln.compile)."""
+
+    def val(self, t: Tensor) -> Tensor:
         return t
 
-    def derived(self, name: str, dtype, fn: Callable[[], Tensor]) -> Tensor:
-        """A value computed (in float64) from hyperparameters, then cast to `dtype`, cached."""
-        ck = ("derived", name, dtype)
-        t = self._cache.get(ck)
-        if t is None:
-            t = fn()
-            if dtype is not None and t.dtype != dtype:
-                t = t.to(dtype)
-            self._cache[ck] = t
-        return t
+    def hp64(self, key: str, index: int | None = None) -> Tensor:
+        return self._hp_tensor(key, index)
+
+    def cast(self, x: Tensor, dtype) -> Tensor:
+        return x.to(dtype)
+
+    def sqrt(self, x: Tensor) -> Tensor:
+        return x.sqrt()
+
+    def maximum(self, a: Tensor, b: Tensor) -> Tensor:
+        from ..frontend.ops import maximum
+        return maximum(a, b)
+
+    def where(self, cond: Tensor, a: Any, b: Any) -> Tensor:
+        from ..frontend.ops import where
+        return where(cond, a, b)
+
+    def assign(self, t: Tensor, value: Tensor) -> None:
+        t.copy_(value)
+
+
+class NumpyOps(UpdateOps):
+    """Run the formulas directly on the tensors' numpy arrays (eager steps)."""
+
+    def val(self, t: Tensor) -> np.ndarray:
+        return t._cell.value
+
+    def hp64(self, key: str, index: int | None = None) -> np.float64:
+        return np.float64(self._hp_tensor(key, index)._cell.value)
+
+    def cast(self, x: Any, dtype) -> Any:
+        npd = dtype.np_dtype
+        if isinstance(x, np.ndarray) and x.ndim > 0:
+            return x.astype(npd, copy=False)
+        return npd.type(x)
+
+    def sqrt(self, x: Any) -> Any:
+        return np.sqrt(x)
+
+    def maximum(self, a: Any, b: Any) -> Any:
+        return np.maximum(a, b)
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any:
+        return np.where(cond, a, b)
+
+    def assign(self, t: Tensor, value: Any) -> None:
+        np.copyto(t._cell.value, value, casting="unsafe")
+        t._vc[0] += 1
 
 
 class Optimizer:
     """Base class: holds param groups and per-parameter state; subclasses implement `_update_group`.
 
-    Subclasses set `_tensor_hparams` (the numeric options mirrored as tensors) and
-    `_state_keys(group)`; `_init_state(p, group, state)` fills state on a parameter's
-    first step.
+    Subclasses set `_tensor_hparams` (the numeric options mirrored as tensors), fill state
+    in `_init_state(p, group, state)` (a parameter's first step) and implement
+    `_update_group(group, params, ops)` once against `UpdateOps`.
     """
 
     _tensor_hparams: tuple[str, ...] = ("lr",)
+    #: Eager steps run the update formulas on numpy arrays (NumpyOps); set False to run them
+    #: with kiln tensor ops (TensorOps, what a trace records) also when eager.
+    _eager_numpy: bool = True
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -277,13 +343,15 @@ class Optimizer:
                             self._init_state(p, group, state)
                         if state:  # stateless updates (plain SGD) keep no entry, as in PyTorch
                             self.state[p] = state
-                self._update_group(group, params, _Scalars(group))
+                ops = NumpyOps(group) if active_trace() is None and self._eager_numpy else TensorOps(group)
+                self._update_group(group, params, ops)
         return loss
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict[str, Any]) -> None:
         """Create the state tensors of parameter `p` (runs eagerly, once)."""
 
-    def _update_group(self, group: ParamGroup, params: list[Tensor], hp: _Scalars) -> None:
+    def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
+        """Update `params` (those with a gradient) in place, with formulas written against `ops`."""
         raise NotImplementedError
 
     @staticmethod

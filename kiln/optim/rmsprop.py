@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..frontend.tensor import Tensor
-from .adam import _lerp_
-from .optimizer import Optimizer, ParamGroup, _check_lr, _Scalars
+from .adam import lerp
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
 
 
 class RMSprop(Optimizer):
@@ -40,27 +40,29 @@ class RMSprop(Optimizer):
         if group["centered"]:
             state["grad_avg"] = self._zeros_like(p)
 
-    def _update_group(self, group: ParamGroup, params: list[Tensor], hp: _Scalars) -> None:
+    def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d = p.dtype
             state = self.state[p]
-            grad = p.grad if not group["maximize"] else -p.grad
-            square_avg = state["square_avg"]
-            state["step"].add_(1)
+            param = ops.val(p)
+            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
+            ops.assign(state["step"], ops.val(state["step"]) + 1)
             if group["weight_decay"] != 0:
-                grad = grad + p * hp("weight_decay", d)
-            one_minus_alpha = hp.derived("1-alpha", d, lambda: 1 - hp("alpha"))
-            square_avg.mul_(hp("alpha", d)).add_(grad * grad * one_minus_alpha)
+                grad = grad + param * ops.hp("weight_decay", d)
+            one_minus_alpha = ops.derived("1-alpha", d, lambda: 1 - ops.hp64("alpha"))
+            square_avg = ops.val(state["square_avg"]) * ops.hp("alpha", d) + grad * grad * one_minus_alpha
+            ops.assign(state["square_avg"], square_avg)
             if group["centered"]:
-                grad_avg = state["grad_avg"]
-                _lerp_(grad_avg, grad, one_minus_alpha, 1 - group["alpha"])
-                avg = (square_avg - grad_avg * grad_avg).sqrt()
+                grad_avg = lerp(ops.val(state["grad_avg"]), grad, one_minus_alpha, ops.hp("alpha", d),
+                                1 - group["alpha"])
+                ops.assign(state["grad_avg"], grad_avg)
+                avg = ops.sqrt(square_avg - grad_avg * grad_avg)
             else:
-                avg = square_avg.sqrt()
-            avg = avg + hp("eps", d)
+                avg = ops.sqrt(square_avg)
+            avg = avg + ops.hp("eps", d)
             if group["momentum"] > 0:
-                buf = state["momentum_buffer"]
-                buf.mul_(hp("momentum", d)).add_(grad / avg)
-                p.sub_(buf * hp("lr", d))
+                buf = ops.val(state["momentum_buffer"]) * ops.hp("momentum", d) + grad / avg
+                ops.assign(state["momentum_buffer"], buf)
+                ops.assign(p, param - buf * ops.hp("lr", d))
             else:
-                p.sub_(grad / avg * hp("lr", d))
+                ops.assign(p, param - grad / avg * ops.hp("lr", d))

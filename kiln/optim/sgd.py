@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..frontend.ops import where
 from ..frontend.tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, _check_lr, _Scalars
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
 
 
 class SGD(Optimizer):
@@ -43,27 +42,27 @@ class SGD(Optimizer):
             if group["dampening"] != 0:
                 state["step"] = self._step_tensor()
 
-    def _update_group(self, group: ParamGroup, params: list[Tensor], hp: _Scalars) -> None:
+    def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         momentum_on = group["momentum"] != 0
         for p in params:
             d = p.dtype
-            grad = p.grad if not group["maximize"] else -p.grad
+            param = ops.val(p)
+            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
             if group["weight_decay"] != 0:
-                grad = grad + p * hp("weight_decay", d)
+                grad = grad + param * ops.hp("weight_decay", d)
             if momentum_on:
                 state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:  # momentum switched on after the state was created
-                    buf = state["momentum_buffer"] = self._zeros_like(p)
-                step = state.get("step")
-                if step is None:
-                    coef = hp.derived("1-dampening", d, lambda: 1 - hp("dampening"))
-                else:
-                    coef = where(step == 0, 1.0, 1 - hp("dampening")).to(d)
-                    step.add_(1)
-                buf.mul_(hp("momentum", d)).add_(grad * coef)
-                if group["nesterov"]:
-                    grad = grad + buf * hp("momentum", d)
-                else:
-                    grad = buf
-            p.sub_(grad * hp("lr", d))
+                if state.get("momentum_buffer") is None:  # momentum switched on after the state was created
+                    state["momentum_buffer"] = self._zeros_like(p)
+                buf_t = state["momentum_buffer"]
+                step_t = state.get("step")
+                if step_t is None:
+                    coef = ops.derived("1-dampening", d, lambda: 1 - ops.hp64("dampening"))
+                else:  # first step: buf = grad exactly (the buffer starts at zero)
+                    step = ops.val(step_t)
+                    coef = ops.cast(ops.where(step == 0, 1.0, 1 - ops.hp64("dampening")), d)
+                    ops.assign(step_t, step + 1)
+                buf = ops.val(buf_t) * ops.hp("momentum", d) + grad * coef
+                ops.assign(buf_t, buf)
+                grad = grad + buf * ops.hp("momentum", d) if group["nesterov"] else buf
+            ops.assign(p, param - grad * ops.hp("lr", d))

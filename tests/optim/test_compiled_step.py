@@ -138,3 +138,26 @@ def test_load_state_dict_updates_compiled_step_in_place():
     step()  # lr is now 0: parameters must not move, and no retrace happens
     assert kiln.equal(w, before)
     assert step.cache_info().misses == 1
+
+
+@pytest.mark.parametrize("case", CONFIGS, ids=_ids)
+def test_numpy_and_tensor_update_paths_agree_exactly(case):
+    """Eager steps run the formulas on numpy arrays; traces run them as kiln ops: same numbers, bit for bit."""
+    name, kw = case
+    results = []
+    for eager_numpy in (True, False):
+        w, b = kiln_params()
+        opt = getattr(optim, name)([w, b], **kw)
+        opt._eager_numpy = eager_numpy
+        for _ in range(5):
+            opt.zero_grad()
+            kiln_loss(w, b).backward()
+            opt.step()
+        results.append(([w.detach().numpy().copy(), b.detach().numpy().copy()], _state_arrays(opt)))
+    (p1, s1), (p2, s2) = results
+    for a, c in zip(p1, p2):
+        np.testing.assert_array_equal(a, c)
+    assert s1.keys() == s2.keys()
+    for k in s1:
+        np.testing.assert_array_equal(s1[k], s2[k], err_msg=str(k))
+        assert s1[k].dtype == s2[k].dtype and s1[k].shape == s2[k].shape
