@@ -140,7 +140,28 @@ RULES: list[Rule] = [
          lambda n: n.inputs[0] if _reduce_axes(n) and all(n.inputs[0].shape[a] == 1 for a in _reduce_axes(n))
          else None, lambda rw, n, x: rw.emit("reshape", [x], shape=n.shape),
          "reduction over axes of size 1 -> reshape"),
+    Rule("scatter-one-hot", ("scatter", "scatter_add"), lambda n: _one_index_per_row(n),
+         lambda rw, n, m: _scatter_as_select(rw, n),
+         "scatter with one index per row -> select(iota == index, update, x): elementwise, so it fuses"),
 ]
+
+
+def _one_index_per_row(n: Node):
+    """Match a scatter whose index has size 1 along `axis` and covers `x` in every other dim."""
+    x, idx = n.inputs[0], n.inputs[1]
+    ax = n.attrs["axis"]
+    ok = idx.shape[ax] == 1 and all(idx.shape[d] == x.shape[d] for d in range(x.ndim) if d != ax)
+    return True if ok else None
+
+
+def _scatter_as_select(rw: "Rewriter", n: Node) -> Node:
+    x, idx, src = n.inputs
+    pos = rw.emit("iota", [], shape=x.shape, axis=n.attrs["axis"], dtype=idx.dtype)
+    hit = rw.emit("eq", [pos, rw.emit("broadcast_to", [idx], shape=x.shape)])
+    upd = rw.emit("broadcast_to", [src], shape=x.shape)
+    if n.op == "scatter_add":
+        upd = rw.emit("add", [x, upd])
+    return rw.emit("select", [hit, upd, x])
 
 
 class Rewriter:

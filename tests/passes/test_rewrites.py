@@ -1,16 +1,16 @@
 """The rewrite table: one IR-in / IR-out case per rule (a new rule needs a new case here)."""
 import pytest
 
-from kiln.passes import dce, rewrite
+from kiln.passes import cse, dce, rewrite
 from kiln.passes.rewrites import RULES, Rewriter
 from passes_helpers import assert_pass, assert_unchanged, ir
 
 
 def simplify(g):
-    return dce(rewrite(g))
+    return dce(cse(rewrite(g)))
 
 
-# rule name -> (input IR, expected IR after rewrite + dce)
+# rule name -> (input IR, expected IR after rewrite, cse and dce)
 CASES = {
     "mul-one": ("""
         graph f(%x: f32[3]) {
@@ -29,8 +29,8 @@ CASES = {
           return (%a)
         }""", """
         graph f(%x: i32[3]) {
-          %0: i32[3] = constant() {dtype=i32, shape=(3,), value=0}
-          return (%0)
+          %z: i32[3] = constant() {dtype=i32, shape=(3,), value=0}
+          return (%z)
         }"""),
     "add-zero": ("""
         graph f(%x: f32[3]) {
@@ -273,6 +273,24 @@ CASES = {
           %0: f32[4] = reshape(%x) {shape=(4,)}
           return (%0, %x)
         }"""),
+    "scatter-one-hot": ("""
+        graph f(%x: f32[2,3], %i: i64[2,1], %s: f32[2,1]) {
+          %a: f32[2,3] = scatter_add(%x, %i, %s) {axis=1}
+          %z: f32[2,3] = constant() {dtype=f32, shape=(2, 3), value=0.0}
+          %b: f32[2,3] = scatter(%z, %i, %s) {axis=1}
+          return (%a, %b)
+        }""", """
+        graph f(%x: f32[2,3], %i: i64[2,1], %s: f32[2,1]) {
+          %0: i64[2,3] = iota() {axis=1, dtype=i64, shape=(2, 3)}
+          %1: i64[2,3] = broadcast_to(%i) {shape=(2, 3)}
+          %2: b1[2,3] = eq(%0, %1)
+          %3: f32[2,3] = broadcast_to(%s) {shape=(2, 3)}
+          %4: f32[2,3] = add(%x, %3)
+          %5: f32[2,3] = select(%2, %4, %x)
+          %z: f32[2,3] = constant() {dtype=f32, shape=(2, 3), value=0.0}
+          %10: f32[2,3] = select(%2, %3, %z)
+          return (%5, %10)
+        }"""),
 }
 
 
@@ -324,6 +342,11 @@ NOT_REWRITTEN = {
         graph f(%x: f32[3]) {
           %two: f32[3] = constant() {dtype=f32, shape=(3,), value=2.0}
           %a: f32[3] = mul(%x, %two)
+          return (%a)
+        }""",
+    "scatter with two indices per row": """
+        graph f(%x: f32[2,3], %i: i64[2,2], %s: f32[2,2]) {
+          %a: f32[2,3] = scatter_add(%x, %i, %s) {axis=1}
           return (%a)
         }""",
     "non-splat constant is not broadcast-folded": """
