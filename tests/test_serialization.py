@@ -233,3 +233,22 @@ def test_text_mode_file_object_is_rejected(tmp_path):
     kiln.save({"a": kiln.ones(1)}, p)
     with open(p, "r", encoding="latin-1") as fh, pytest.raises(TypeError, match="binary"):
         kiln.load(fh)
+
+
+def test_nn_module_state_dict_round_trip(tmp_path):
+    nn = pytest.importorskip("kiln.nn")
+    kiln.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 5 * 5, 3))
+    model(kiln.randn(2, 3, 5, 5))  # update BatchNorm running stats
+    model.eval()
+    path = tmp_path / "model.kiln"
+    kiln.save(model.state_dict(), path)
+    other = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 5 * 5, 3))
+    other.load_state_dict(kiln.load(path))
+    other.eval()
+    x = kiln.randn(2, 3, 5, 5)
+    with kiln.no_grad():
+        assert kiln.equal(model(x), other(x))
+    assert list(kiln.load(path)) == list(model.state_dict())
