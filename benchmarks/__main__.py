@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{w}: {REGISTRY[w].description}")
     m = report["machine"]
     print(f"machine: {m.get('cpu')} x{m.get('cpu_count')}, python {m['python']}, numpy {m['numpy']}, "
-          f"torch {m.get('torch')} ({m.get('torch_threads')} threads), kiln {m['kiln']} @ {m.get('git_commit')}")
+          f"torch {m.get('torch')} ({m.get('torch_threads')} threads), kiln {m['kiln']} @ {m.get('git_commit')}; "
+          f"load average before/after {m.get('loadavg_before')} / {m.get('loadavg_after')}")
     print(format_table(report["results"]))
     path = args.json or os.path.join(_HERE, "results", "quick.json" if q else "latest.json")
     if path != "-":

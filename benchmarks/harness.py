@@ -97,6 +97,14 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def _loadavg() -> list[float] | None:
+    """1/5/15-minute load averages: other work on the machine inflates medians (mins are more robust)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def add_ratios(results: list[dict[str, Any]]) -> None:
     """ratio = column time / torch eager time, same workload, same run (>1: slower than PyTorch eager)."""
     base = {r["workload"]: r for r in results if r["column"] == BASELINE and r.get("status") == "ok"}
@@ -134,6 +142,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 def run_suite(workloads: list[str], columns: list[str], *, quick: bool, warmup: int, repeats: int, min_time: float,
               max_seconds: float, compile_timeout: float, log=print) -> dict[str, Any]:
     kw = dict(quick=quick, warmup=warmup, repeats=repeats, min_time=min_time, max_seconds=max_seconds)
+    load_before = _loadavg()
     results = []
     for w in workloads:
         for c in COLUMNS:
@@ -149,5 +158,6 @@ def run_suite(workloads: list[str], columns: list[str], *, quick: bool, warmup: 
             results.append(rec)
     add_ratios(results)
     return {"suite": "kiln benchmarks", "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine_info(), "settings": dict(kw, compile_timeout=compile_timeout),
+            "machine": dict(machine_info(), loadavg_before=load_before, loadavg_after=_loadavg()),
+            "settings": dict(kw, compile_timeout=compile_timeout),
             "workloads": {w: REGISTRY[w].description for w in workloads}, "results": results}
