@@ -75,6 +75,17 @@ def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(s for s in shape if s != 1)
 
 
+def is_free(n: Node, free_ids: set[int]) -> bool:
+    """May `n` be recomputed in every kernel that uses it? Constants and iota; views of values in
+    `free_ids` (graph inputs and free nodes: index arithmetic); and scalar (one-element) elementwise or
+    movement ops, which a kernel computes once, outside its loops."""
+    if n.op in ("constant", "iota"):
+        return True
+    if n.numel == 1 and _kind(n) in (ELEMENTWISE, MOVEMENT):
+        return True
+    return n.op in VIEW_OPS and all(id(i) in free_ids for i in n.inputs)
+
+
 @dataclass
 class Kernel:
     """One kernel: `nodes` in topological order (including `recomputed` copies)."""
@@ -147,7 +158,7 @@ class FusionPlan:
         for k in self.kernels:
             rec = {id(n) for n in k.recomputed}
             for n in k.recomputed:
-                assert n.op == "constant" or n.op == "iota" or n.op in VIEW_OPS, \
+                assert n.op in ("constant", "iota") or n.op in VIEW_OPS or n.numel == 1, \
                     f"%{n.name} ({n.op}) recomputed in kernel {k.id} but it is not free"
             for n in k.nodes:
                 if id(n) not in rec:
@@ -218,11 +229,12 @@ class _Planner:
         self.kernels: list[_K] = []
         self.rejected: dict[tuple[int, int], str] = {}
         self.red_domains = {reduce_domain(n) for n in graph.nodes if _kind(n) == REDUCTION}
+        free = set(self.input_ids)
         self.cheap: set[int] = set()
         for n in graph.nodes:
-            if n.op in ("constant", "iota") or (n.op in VIEW_OPS and all(
-                    id(i) in self.input_ids or id(i) in self.cheap for i in n.inputs)):
+            if is_free(n, free):
                 self.cheap.add(id(n))
+                free.add(id(n))
 
     # -- helpers ------------------------------------------------------------------------------
     def _new(self, n: Node) -> _K:
@@ -399,7 +411,7 @@ class _Planner:
             if materialized and tuple(n.shape) != tuple(k.anchor.shape):
                 return f"output {list(n.shape)} cannot be written by a {k.kind} epilogue over {list(k.anchor.shape)}"
         f = self._factor(n, k)
-        if f > 1.0 + 1e-9 and n.op in EXPENSIVE:
+        if f > 1.0 + 1e-9 and n.op in EXPENSIVE and n.numel > 1:  # a scalar is computed once, hoisted
             return f"{n.op} would be recomputed {f:g}x through a broadcast"
         if materialized:
             if k.kind == "elementwise" and _numel(n.shape) not in self._row_numels(k.domain):

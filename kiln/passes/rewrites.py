@@ -33,6 +33,7 @@ class Rule:
     match: Callable[[Node], Any]
     replace: Callable[["Rewriter", Node, Any], Node]
     doc: str = ""
+    guard: Callable[["Rewriter", Node, Any], bool] | None = None  # extra condition needing the rewriter
 
 
 # -- matcher helpers ---------------------------------------------------------------------
@@ -140,10 +141,21 @@ RULES: list[Rule] = [
          lambda n: n.inputs[0] if _reduce_axes(n) and all(n.inputs[0].shape[a] == 1 for a in _reduce_axes(n))
          else None, lambda rw, n, x: rw.emit("reshape", [x], shape=n.shape),
          "reduction over axes of size 1 -> reshape"),
+    Rule("transpose-matmul", ("permute",),
+         lambda n: n.inputs[0] if n.inputs[0].op == "matmul" and _swaps_last2(n) else None,
+         lambda rw, n, m: rw.emit("matmul", [rw.emit("permute", [m.inputs[1]], perm=n.attrs["perm"]),
+                                             rw.emit("permute", [m.inputs[0]], perm=n.attrs["perm"])]),
+         "(a @ b)^T -> b^T @ a^T when the matmul has no other use: the transposes usually cancel, "
+         "and the result can take an elementwise epilogue", guard=lambda rw, n, m: rw.single_use(m)),
     Rule("scatter-one-hot", ("scatter", "scatter_add"), lambda n: _one_index_per_row(n),
          lambda rw, n, m: _scatter_as_select(rw, n),
          "scatter with one index per row -> select(iota == index, update, x): elementwise, so it fuses"),
 ]
+
+
+def _swaps_last2(n: Node) -> bool:
+    nd = n.ndim
+    return nd >= 2 and tuple(n.attrs["perm"]) == tuple(range(nd - 2)) + (nd - 1, nd - 2)
 
 
 def _one_index_per_row(n: Node):
@@ -177,6 +189,14 @@ class Rewriter:
                 self.by_op.setdefault(op, []).append(r)
         self.fired: dict[str, int] = {}
         self._depth = 0
+        self._users = graph.users()
+        self._outputs = {id(o) for o in graph.outputs}
+        self._origin: dict[int, Node] = {}  # new node -> the source node it copies
+
+    def single_use(self, node: Node) -> bool:
+        """True if `node` copies a source node with exactly one user and that is not a graph output."""
+        old = self._origin.get(id(node))
+        return old is not None and len(self._users.get(old, [])) == 1 and id(old) not in self._outputs
 
     def const(self, value, shape, dtype) -> Node:
         return self.emit("constant", [], value=value, shape=tuple(shape), dtype=dtype)
@@ -189,7 +209,7 @@ class Rewriter:
         if self._depth < self.MAX_DEPTH:
             for rule in self.by_op.get(op, ()):
                 m = rule.match(cand)
-                if m is None:
+                if m is None or (rule.guard is not None and not rule.guard(self, cand, m)):
                     continue
                 self._depth += 1
                 try:
@@ -206,7 +226,11 @@ class Rewriter:
     def run(self) -> Graph:
         b = self.builder
         for n in b.src.nodes:
-            b.env[id(n)] = self.emit(n.op, b.mapped_inputs(n), _name=n.name, _loc=n.loc, **n.attrs)
+            count = len(b.graph.nodes)
+            new = self.emit(n.op, b.mapped_inputs(n), _name=n.name, _loc=n.loc, **n.attrs)
+            if len(b.graph.nodes) == count + 1 and b.graph.nodes[-1] is new and new.op == n.op:
+                self._origin[id(new)] = n
+            b.env[id(n)] = new
         return b.finish()
 
 

@@ -273,6 +273,18 @@ CASES = {
           %0: f32[4] = reshape(%x) {shape=(4,)}
           return (%0, %x)
         }"""),
+    "transpose-matmul": ("""
+        graph f(%x: f32[4,8], %g: f32[4,3]) {
+          %xt: f32[8,4] = permute(%x) {perm=(1, 0)}
+          %m: f32[8,3] = matmul(%xt, %g)
+          %t: f32[3,8] = permute(%m) {perm=(1, 0)}
+          return (%t)
+        }""", """
+        graph f(%x: f32[4,8], %g: f32[4,3]) {
+          %0: f32[3,4] = permute(%g) {perm=(1, 0)}
+          %1: f32[3,8] = matmul(%0, %x)
+          return (%1)
+        }"""),
     "scatter-one-hot": ("""
         graph f(%x: f32[2,3], %i: i64[2,1], %s: f32[2,1]) {
           %a: f32[2,3] = scatter_add(%x, %i, %s) {axis=1}
@@ -348,6 +360,12 @@ NOT_REWRITTEN = {
         graph f(%x: f32[2,3], %i: i64[2,2], %s: f32[2,2]) {
           %a: f32[2,3] = scatter_add(%x, %i, %s) {axis=1}
           return (%a)
+        }""",
+    "transposed matmul that has another use": """
+        graph f(%x: f32[4,8], %g: f32[8,3]) {
+          %m: f32[4,3] = matmul(%x, %g)
+          %t: f32[3,4] = permute(%m) {perm=(1, 0)}
+          return (%t, %m)
         }""",
     "non-splat constant is not broadcast-folded": """
         graph f(%x: f32[3]) {
