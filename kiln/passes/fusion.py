@@ -391,6 +391,8 @@ class _Planner:
             return self._row_check(n, k, S, R)
         # elementwise, movement, creation, random, gather
         us = self._users_in(n, k)
+        if n.numel == 1 and kind in (ELEMENTWISE, MOVEMENT, CREATION):
+            materialized = False  # a scalar is computed once outside the kernel's loops and written once
         if k.kind in ("matmul", "conv", "scatter"):
             anchor = k.anchor
             pro = any(u is anchor or id(u) in k.prologue for u in us)
