@@ -123,18 +123,32 @@ def plan_memory(graph: Graph, plan: FusionPlan | None = None, donate: Iterable[s
     buffers: list[Buffer] = []
     holder: dict[int, int] = {}  # value id -> buffer id
     free: list[int] = []
+    refs: dict[int, int] = {}  # buffer id -> number of live values in it
+    cur = [0]  # allocated bytes held by live values
+
+    def hold(bid: int) -> None:
+        refs[bid] = refs.get(bid, 0) + 1
+        if refs[bid] == 1 and buffers[bid].origin == "alloc":
+            cur[0] += buffers[bid].size
+
+    def drop(bid: int) -> None:
+        refs[bid] -= 1
+        if refs[bid] == 0 and buffers[bid].origin == "alloc":
+            cur[0] -= buffers[bid].size
+
     for nid, n in val.items():
         if first[nid] == -1:  # donated input: its buffer exists from the start
             buffers.append(Buffer(len(buffers), nbytes(n), f"input %{n.name}"))
             holder[nid] = buffers[-1].id
+            hold(holder[nid])
+    dying: dict[int, list[int]] = {}
+    for nid in val:
+        if last.get(nid, end) < end:
+            dying.setdefault(last[nid], []).append(nid)
     inplace_pairs: list[tuple[str, str]] = []
     step_bytes: list[int] = []
-    released: set[int] = set()
+    released: set[int] = set()  # values whose buffer went to an in-place output
     for s, (_, writes, reads, members) in enumerate(steps):
-        for nid, bid in list(holder.items()):  # free buffers of values dead before this step
-            if last.get(nid, end) < s and nid not in released:
-                released.add(nid)
-                free.append(bid)
         taken: set[int] = set()
         for o in writes:
             need = nbytes(o)
@@ -158,8 +172,13 @@ def plan_memory(graph: Graph, plan: FusionPlan | None = None, donate: Iterable[s
                     bid = buffers[-1].id
             taken.add(bid)
             holder[id(o)] = bid
-        live = {holder[nid] for nid in holder if first[nid] <= s <= last.get(nid, end)}
-        step_bytes.append(sum(buffers[b].size for b in live if buffers[b].origin == "alloc"))
+            hold(bid)
+        step_bytes.append(cur[0])
+        for nid in dying.get(s, ()):  # values read for the last time here: their buffers become free
+            if nid in holder:
+                drop(holder[nid])
+                if nid not in released:
+                    free.append(holder[nid])
     naive = sum(nbytes(n) for nid, n in val.items() if first[nid] >= 0)
     return MemoryPlan(buffers, {val[nid].name: bid for nid, bid in holder.items()},
                       {val[nid].name: (first[nid], last.get(nid, end)) for nid in holder},
