@@ -271,7 +271,6 @@ def test_pipeline_preserves_results(g, seed):
     got = run_graph(opt, args)
     for k, (a, b) in enumerate(zip(ref, got)):
         _close(a, b, f"output {k}\n{g}\n{opt}")
-    assert len(opt.nodes) <= len(g.nodes)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
