@@ -338,6 +338,10 @@ class _Planner:
                 if reduce_domain(v) != (tuple(S), tuple(R)):
                     return f"{v.op} %{v.name} reduces a value computed from this reduction"
                 continue
+            if v.op == "gather" and all(i is v.inputs[1] for i in via):
+                if _numel(v.shape) not in (full, row):  # an index computed per position: elementwise-like
+                    return f"%{v.name} has {_numel(v.shape)} elements, neither full ({full}) nor one per row ({row})"
+                continue
             if v.op == "gather" and via and via[0] is v.inputs[0]:
                 ax = v.attrs["axis"]
                 idx = v.inputs[1]

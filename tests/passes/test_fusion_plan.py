@@ -239,3 +239,19 @@ def test_kernel_of():
     plan = plan_fusion(g)
     assert plan.kernel_of(g.nodes[3]) is plan.kernels[0]
     assert plan.kernel_of(g.inputs[0]) is None
+
+
+def test_maxpool_argmax_gather_is_one_row_kernel():
+    plan = check_semantics(ir("""
+        graph pool(%x: f32[2,3,4,4]) {
+          %z: f32[2,3,4,4] = constant() {dtype=f32, shape=(2, 3, 4, 4), value=0.0}
+          %r: f32[2,3,4,4] = maximum(%x, %z)
+          %a: f32[2,3,2,2,2,2] = reshape(%r) {shape=(2, 3, 2, 2, 2, 2)}
+          %b: f32[2,3,2,2,2,2] = permute(%a) {perm=(0, 1, 2, 4, 3, 5)}
+          %c: f32[2,3,2,2,4] = reshape(%b) {shape=(2, 3, 2, 2, 4)}
+          %i: i64[2,3,2,2,1] = argmax(%c) {axis=4, keepdims=True}
+          %g: f32[2,3,2,2,1] = gather(%c, %i) {axis=4}
+          %o: f32[2,3,2,2] = reshape(%g) {shape=(2, 3, 2, 2)}
+          return (%o, %i)
+        }"""))
+    assert len(plan.kernels) == 1 and plan.kernels[0].kind == "reduction"
