@@ -110,6 +110,9 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
     """Apply primitive `name` to tensors: eager numpy, or a new node in the active trace."""
     prim = get_primitive(name)
     trace = active_trace()
+    for a in args:
+        if a._base is not None and a._view_synced != a._vc[0]:
+            a._resync_view()
     if trace is None:
         for a in args:
             if a._cell.trace is not None:
@@ -118,10 +121,11 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
         arr = prim.impl(*[a._cell.value for a in args], **attrs)
         out = Tensor._make(arr, None)
         if prim.kind == MOVEMENT and len(args) == 1 and np.may_share_memory(arr, args[0]._cell.value):
-            out._vc = args[0]._vc
-            out._base = args[0]._base if args[0]._base is not None else args[0]
+            _mark_view(out, args[0], name, attrs)
     else:
         out = trace.emit(prim, args, attrs)
+        if prim.kind == MOVEMENT and len(args) == 1:
+            _mark_view(out, args[0], name, attrs)
     if prim.vjp is not None and is_grad_enabled():
         for a in args:
             if a._requires_grad:
@@ -130,6 +134,21 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
                     out._requires_grad = True
                 break
     return out
+
+
+def _mark_view(out: "Tensor", src: "Tensor", name: str, attrs: dict) -> None:
+    """Record that `out` is a view of `src`'s root base (shared version counter, replayable chain)."""
+    out._vc = src._vc
+    out._base = src._base if src._base is not None else src
+    out._view_chain = src._view_chain + ((name, attrs),)
+    out._view_synced = src._vc[0]
+
+
+def _replay(base: "Tensor", chain) -> "Tensor":
+    v = base
+    for name, attrs in chain:
+        v = apply(name, v, **attrs)
+    return v
 
 
 class Tensor:
@@ -146,6 +165,8 @@ class Tensor:
         t._cell = _Cell(value, trace)
         t._vc = [0]
         t._base = None
+        t._view_chain = ()
+        t._view_synced = 0
         t._requires_grad = False
         t._grad_fn = None
         t._output_nr = 0
@@ -273,9 +294,8 @@ class Tensor:
         if arr.size == 0:
             body = "[]" if arr.ndim == 1 else f"[], size={tuple(arr.shape)}"
         else:
-            integral = arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr) & (arr == np.round(arr))))
-            body = np.array2string(arr, separator=", ", prefix="tensor(", threshold=1000, precision=4,
-                                   floatmode="maxprec" if integral else "fixed")
+            from .printing import format_array
+            body = format_array(arr)
         d = self.dtype
         if d not in (dt.float32, dt.int64, dt.bool_):
             extras.append(f"dtype=kiln.{d.name}")
@@ -392,6 +412,8 @@ class Tensor:
         t._cell = self._cell
         t._vc = self._vc
         t._base = self._base
+        t._view_chain = self._view_chain
+        t._view_synced = self._view_synced
         return t
 
     def detach_(self) -> "Tensor":
@@ -418,10 +440,46 @@ class Tensor:
         if tuple(result.shape) != tuple(self.shape):
             raise RuntimeError(f"output with shape {list(self.shape)} doesn't match the broadcast shape "
                                f"{list(result.shape)}")
-        if (is_grad_enabled() and result._requires_grad and self._base is not None
-                and (self._base._requires_grad or self._base._grad_fn is not None)):
-            raise RuntimeError("in-place update of a view of a tensor that requires grad is not supported by "
-                               "kiln's autograd; update the base tensor (e.g. with __setitem__) instead")
+        if self._base is not None and is_grad_enabled() and self._base._grad_fn is None and self._base._requires_grad:
+            raise RuntimeError("a view of a leaf Variable that requires grad is being used in an in-place operation.")
+
+    def _assign_through_base(self, result: "Tensor") -> "Tensor":
+        """In-place update of a view: scatter the new values into the base, then re-derive the view.
+
+        This keeps autograd (the base's history gains a scatter) and tracing (the base is
+        rebound) right, as PyTorch's view+inplace handling does.
+        """
+        from ..ir import dtypes as _dt
+        base = self._base
+        for name, attrs in self._view_chain:
+            if name == "broadcast_to":
+                raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers "
+                                   "to a single memory location (it is an expanded view). Please clone() the tensor "
+                                   "before performing the operation.")
+        n = base.numel()
+        with no_grad():
+            iota = apply("iota", shape=(n,), axis=0, dtype=_dt.int64)
+            pos = _replay(apply("reshape", iota, shape=tuple(base.shape)), self._view_chain)
+            pos = apply("reshape", pos, shape=(pos.numel(),))
+        flat = apply("reshape", base, shape=(n,))
+        vals = apply("reshape", result, shape=(result.numel(),))
+        new = apply("scatter", flat, pos, vals, axis=0)
+        base._assign_(apply("reshape", new, shape=tuple(base.shape)))
+        self._resync_view()
+        return self
+
+    def _resync_view(self) -> None:
+        """Re-derive this view from its base after the base changed (value when traced, history always)."""
+        base = self._base
+        if self._cell.trace is None and active_trace() is None and not (base._requires_grad and is_grad_enabled()):
+            self._view_synced = self._vc[0]  # eager memory is shared: nothing to re-derive
+            return
+        v = _replay(base, self._view_chain)
+        self._cell.value = v._cell.value
+        self._cell.trace = v._cell.trace
+        self._grad_fn, self._output_nr = v._grad_fn, v._output_nr
+        self._requires_grad = v._requires_grad
+        self._view_synced = self._vc[0]
 
     def _assign_value(self, new) -> None:
         """Replace this tensor's value by `new` (ndarray, or a traced Tensor) in place, bumping the version."""
@@ -446,6 +504,10 @@ class Tensor:
         self._check_inplace(result)
         if result.dtype != self.dtype:
             result = apply("cast", result, dtype=self.dtype)
+        base = self._base
+        if base is not None and (active_trace() is not None or (
+                is_grad_enabled() and (result._requires_grad or base._requires_grad))):
+            return self._assign_through_base(result)
         self._assign_value(result if result._cell.trace is not None or active_trace() else result._cell.value)
         if result._requires_grad and is_grad_enabled():
             self._grad_fn = result._grad_fn

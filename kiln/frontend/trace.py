@@ -52,6 +52,8 @@ class Trace:
         return Tensor._make(node, self)
 
     def node_of(self, t: Tensor) -> Node:
+        if t._base is not None and t._view_synced != t._vc[0]:
+            t._resync_view()  # its base was updated in place since this view was made
         cell = t._cell
         if cell.trace is self:
             return cell.value

@@ -148,3 +148,37 @@ def test_grad_fn_names():
     x = kiln.ones(2, requires_grad=True)
     assert (x.exp()).grad_fn.name() == "ExpBackward0"
     assert "grad_fn=<MulBackward0>" in repr(x * 2)
+
+
+def test_inplace_on_views_rebases_the_base():
+    x = kiln.zeros(2, 3, requires_grad=True)
+    y = x * 1
+    y[:, 0] += 1  # in place on a view of a non-leaf
+    (y * kiln.arange(6.0).reshape(2, 3)).sum().backward()
+    assert y[:, 0].tolist() == [1.0, 1.0]
+    assert x.grad.tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    w = kiln.ones(3, requires_grad=True)
+    with pytest.raises(RuntimeError, match="a view of a leaf Variable that requires grad"):
+        w[0:2].mul_(2)
+    with kiln.no_grad():
+        w[0:2].mul_(2)
+    assert w.tolist() == [2.0, 2.0, 1.0]
+
+
+def test_views_see_base_updates_inside_compile():
+    @kiln.compile
+    def f(a):
+        b = a.clone()
+        row = b[1]
+        flat = b.reshape(-1)
+        b.add_(1)
+        row.mul_(10)
+        return b, row, flat
+
+    a = kiln.arange(6.0).reshape(2, 3)
+    b, row, flat = f(a)
+    eb = a.clone()
+    erow, eflat = eb[1], eb.reshape(-1)
+    eb.add_(1)
+    erow.mul_(10)
+    assert b.tolist() == eb.tolist() and row.tolist() == erow.tolist() and flat.tolist() == eflat.tolist()

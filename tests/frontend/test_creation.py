@@ -412,20 +412,14 @@ def test_repr_grad_fn_names_the_op():
     assert repr(x + 1) == "tensor([2., 2.], grad_fn=<AddBackward0>)"
 
 
-@pytest.mark.xfail(reason="tensor.py repr (lead-owned): scientific notation prints '1.e+10' instead of PyTorch's "
-                          "'1.0000e+10'", strict=True)
 def test_repr_scientific_like_torch():
     assert repr(kiln.tensor([1e10, 1.0])) == "tensor([1.0000e+10, 1.0000e+00])"
 
 
-@pytest.mark.xfail(reason="tensor.py repr (lead-owned): nan/inf make floats print in fixed mode "
-                          "('tensor([   nan,    inf, 1.0000])' vs PyTorch's 'tensor([nan, inf, 1.])')", strict=True)
 def test_repr_nan_inf_like_torch():
     assert repr(kiln.tensor([float("nan"), float("inf"), 1.0])) == "tensor([nan, inf, 1.])"
 
 
-@pytest.mark.xfail(reason="tensor.py repr (lead-owned): an all-True bool tensor pads like numpy "
-                          "('tensor([ True])' vs PyTorch's 'tensor([True])')", strict=True)
 def test_repr_all_true_like_torch():
     assert repr(kiln.tensor([True])) == "tensor([True])"
 

@@ -275,8 +275,6 @@ def test_inplace_errors():
         kiln.zeros(2, 3).unsqueeze_(0)
 
 
-@pytest.mark.xfail(reason="kiln/frontend/tensor.py (lead-owned) _check_inplace refuses in-place updates of a view of "
-                          "a tensor that requires grad; PyTorch rebases the view's history", strict=True)
 def test_inplace_on_view_of_non_leaf_requiring_grad():
     w = kiln.ones(2, 3, requires_grad=True)
     y = w * 1
