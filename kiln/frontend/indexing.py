@@ -262,10 +262,15 @@ def setitem(x: Tensor, key, value) -> None:
     """x[key] = value, as an out-of-place scatter assigned back into x."""
     from .creation import arange
     n = x.numel()
-    if active_trace() is None and not _has_tensor(key):
-        pos_np = np.arange(n, dtype=np.int64).reshape(tuple(x.shape))[_np_key(key)]
-        pos = Tensor._make(np.require(pos_np, requirements="C"))
-    else:
+    pos = None
+    if active_trace() is None and _is_basic(key):
+        # fast path: numpy and PyTorch agree on basic keys (errors are re-raised by getitem below)
+        try:
+            pos_np = np.arange(n, dtype=np.int64).reshape(tuple(x.shape))[key]
+            pos = Tensor._make(np.require(pos_np, requirements="C"))
+        except (IndexError, TypeError, ValueError):
+            pos = None
+    if pos is None:
         pos = getitem(reshape(arange(n), tuple(x.shape)), key)
     v = _prep(value, x.dtype, tuple(pos.shape)) if not isinstance(value, Tensor) else None
     if v is None:
@@ -284,14 +289,8 @@ def setitem(x: Tensor, key, value) -> None:
     x._assign_(reshape(new, tuple(x.shape)))
 
 
-def _has_tensor(key) -> bool:
+def _is_basic(key) -> bool:
+    """Only ints, slices, None and Ellipsis (no bools, lists, arrays or tensors)."""
     key = key if isinstance(key, tuple) else (key,)
-    return any(isinstance(k, Tensor) for k in key)
-
-
-def _np_key(key):
-    if isinstance(key, tuple):
-        return tuple(_np_key(k) for k in key)
-    if isinstance(key, list):
-        return np.asarray(key)
-    return key
+    return all(k is None or k is Ellipsis or isinstance(k, slice) or
+               (isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))) for k in key)

@@ -133,7 +133,8 @@ def _dims(dim, ndim: int, empty_means_all: bool = True) -> tuple[int, ...]:
         if len(set(ds)) != len(ds):
             raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
         return ds if ndim > 0 else ()
-    return (_norm_dim(dim, ndim),) if ndim > 0 else ()
+    d = _norm_dim(dim, ndim)  # checks the range even for 0-d tensors (where only -1 and 0 are valid)
+    return (d,) if ndim > 0 else ()
 
 
 # ======================================================================================

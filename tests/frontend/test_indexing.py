@@ -199,8 +199,11 @@ def test_setitem_vs_numpy(key):
         assert x._vc[0] == version + 1
 
 
-@pytest.mark.parametrize("key", SET_KEYS + [(0, I(0, 2)), (0, A[0, :, 0, 0] > 10, 1), (True,)],
-                         ids=_ids(SET_KEYS + [(0, I(0, 2)), (0, A[0, :, 0, 0] > 10, 1), (True,)]))
+SET_TORCH_ONLY = [(0, I(0, 2)), (0, A[0, :, 0, 0] > 10, 1), (True,), (0, slice(None), [1, 2], [0, 4]),
+                  (1, [2, 0]), (False, 0), (0, [True, False, True]), (slice(None), 1, [[0], [3]], [1, 2])]
+
+
+@pytest.mark.parametrize("key", SET_KEYS + SET_TORCH_ONLY, ids=_ids(SET_KEYS + SET_TORCH_ONLY))
 def test_setitem_vs_torch(key):
     torch = pytest.importorskip("torch")
     key = _tuple(key)
