@@ -469,8 +469,97 @@ class _Planner:
                 if o is not placed:
                     placed.succ.add(o)
 
+    # -- sibling merging ------------------------------------------------------------------------
+    def _external_inputs(self, k: _K) -> set[int]:
+        return {id(i) for m in k.members.values() for i in m.inputs if id(i) not in k.members}
+
+    def _merge(self, a: _K, b: _K) -> None:
+        """Fold kernel `b` into `a` (the caller checked that neither depends on the other)."""
+        primary = {nid for nid in a.members if nid not in a.dups} | {nid for nid in b.members if nid not in b.dups}
+        a.members.update(b.members)
+        a.dups = (a.dups | b.dups) - primary
+        a.prologue |= b.prologue
+        a.factor.update(b.factor)
+        a.first = min(a.first, b.first)
+        a.succ |= {x for x in b.succ if x is not a}
+        for x in self.kernels:
+            if b in x.succ:
+                x.succ.discard(b)
+                if x is not a:
+                    x.succ.add(a)
+        for nid in b.members:
+            ks = self.kof[nid]
+            self.kof[nid] = [a if k is b else k for k in ks if k is not b or a not in ks]
+        self.kernels.remove(b)
+
+    def merge_siblings(self) -> None:
+        """Merge independent kernels of the same kind and loop (elementwise over one domain, or
+        reductions over one (S, R)) that read a common input: one pass over it instead of two."""
+        merged = True
+        while merged:
+            merged = False
+            groups: dict[tuple, list[_K]] = {}
+            for k in self.kernels:
+                if k.kind in ("elementwise", "reduction"):
+                    groups.setdefault((k.kind, tuple(k.domain), k.raxes), []).append(k)
+            for ks in groups.values():
+                ins = {k.uid: self._external_inputs(k) for k in ks}
+                for i, a in enumerate(ks):
+                    for b in ks[i + 1:]:
+                        if ins[a.uid] & ins[b.uid] and not self._reaches(a, b) and not self._reaches(b, a):
+                            self._merge(a, b)
+                            merged = True
+                            break
+                    if merged:
+                        break
+                if merged:
+                    break
+
+    def _sink_fits(self, b: _K, a: _K) -> bool:
+        """May elementwise kernel `b`, which only writes graph outputs, run at the end of `a`?"""
+        n_b = _numel(b.domain)
+        if n_b == 1 and all(m.numel == 1 for m in b.members.values()):
+            return True  # scalars: computed once after a's loops
+        union = _K(-1, a.kind, a.domain)
+        union.raxes, union.anchor = a.raxes, a.anchor
+        union.members = {**a.members, **b.members}
+        union.dups = (a.dups | b.dups) - {nid for nid in union.members if nid not in a.dups and nid not in b.dups}
+        if a.kind == "elementwise":
+            return n_b == _numel(a.domain)
+        if a.kind == "reduction":
+            if n_b not in (_numel(a.domain), a.row_numel):
+                return False
+            reds = [m for m in a.members.values() if _kind(m) == REDUCTION]
+            return all(self._row_check(q, union, a.domain, a.raxes) is None for q in reds)
+        if a.kind in ("matmul", "conv"):
+            return tuple(b.domain) == tuple(a.anchor.shape) and all(
+                _kind(v) == ELEMENTWISE and v.shape == a.anchor.shape for v in self._downstream(a.anchor, union))
+        return False
+
+    def merge_sinks(self) -> None:
+        """Fold each elementwise kernel that only writes graph outputs (an optimizer's running
+        statistics, a step counter) into the one kernel it reads from, when that kernel's loop
+        can compute it."""
+        for b in list(self.kernels):
+            if b.kind != "elementwise" or b.succ or any(
+                    id(u) not in b.members for nid, m in b.members.items() if nid not in b.dups
+                    for u in self.users.get(m, [])):
+                continue
+            srcs = {k.uid: k for nid in self._external_inputs(b) for k in self.kof.get(nid, [])
+                    if nid not in self.input_ids and nid not in k.dups}
+            srcs.pop(b.uid, None)
+            if not srcs and len(self.kernels) > 1 and all(m.numel == 1 for m in b.members.values()):
+                a = min((k for k in self.kernels if k is not b), key=lambda k: k.first)
+                self._merge(a, b)  # scalars of graph inputs only (a step counter): any kernel computes them
+            elif len(srcs) == 1:
+                a = next(iter(srcs.values()))
+                if self._sink_fits(b, a):
+                    self._merge(a, b)
+
     def plan(self) -> FusionPlan:
         self.run()
+        self.merge_siblings()
+        self.merge_sinks()
         # topological order of kernels (Kahn), ties broken by graph position
         indeg = {k.uid: 0 for k in self.kernels}
         for k in self.kernels:

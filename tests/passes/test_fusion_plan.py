@@ -255,3 +255,36 @@ def test_maxpool_argmax_gather_is_one_row_kernel():
           return (%o, %i)
         }"""))
     assert len(plan.kernels) == 1 and plan.kernels[0].kind == "reduction"
+
+
+def test_independent_reductions_over_one_loop_share_a_kernel():
+    plan = check_semantics(ir("""
+        graph stats(%x: f32[8,16]) {
+          %s: f32[16] = reduce_sum(%x) {axes=(0,), keepdims=False}
+          %q: f32[8,16] = mul(%x, %x)
+          %ss: f32[16] = reduce_sum(%q) {axes=(0,), keepdims=False}
+          %m: f32[16] = reduce_max(%x) {axes=(0,), keepdims=False}
+          return (%s, %ss, %m)
+        }"""))
+    assert len(plan.kernels) == 1
+    assert {o.name for o in plan.kernels[0].outputs} == {"s", "ss", "m"}
+
+
+def test_output_only_updates_join_their_producer():
+    # running-statistics style update of a reduction result, and a step counter
+    plan = check_semantics(ir("""
+        graph bn(%x: f32[8,4], %run: f32[4], %step: i64[]) {
+          %s: f32[1,4] = reduce_sum(%x) {axes=(0,), keepdims=True}
+          %c: f32[1,4] = constant() {dtype=f32, shape=(1, 4), value=0.125}
+          %mean: f32[1,4] = mul(%s, %c)
+          %b: f32[8,4] = broadcast_to(%mean) {shape=(8, 4)}
+          %y: f32[8,4] = sub(%x, %b)
+          %r: f32[4] = reshape(%mean) {shape=(4,)}
+          %k: f32[4] = constant() {dtype=f32, shape=(4,), value=0.9}
+          %o: f32[4] = mul(%run, %k)
+          %n: f32[4] = add(%o, %r)
+          %one: i64[] = constant() {dtype=i64, shape=(), value=1}
+          %st: i64[] = add(%step, %one)
+          return (%y, %n, %st)
+        }"""))
+    assert len(plan.kernels) == 1 and plan.kernels[0].kind == "reduction"
