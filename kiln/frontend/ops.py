@@ -269,7 +269,12 @@ def abs(input: Tensor) -> Tensor:
 
 
 def sign(input: Tensor) -> Tensor:
-    return input if input.dtype.is_bool else apply("sign", input)
+    if input.dtype.is_bool:
+        return input
+    out = apply("sign", input)
+    if input.dtype.is_floating_point:  # torch.sign(nan) is 0
+        out = where(isnan(input), full_const(0, (), input.dtype), out)
+    return out
 
 
 def exp(input) -> Tensor:
@@ -362,7 +367,7 @@ def round(input: Tensor) -> Tensor:
 def relu(input: Tensor) -> Tensor:
     if input.dtype.is_bool:
         raise RuntimeError("Boolean inputs not supported for relu")
-    return where(input > 0, input, full_const(0, (), input.dtype))
+    return where(le(input, 0), full_const(0, (), input.dtype), input)  # relu(nan) is nan, like torch
 
 
 def relu6(input: Tensor) -> Tensor:

@@ -411,3 +411,25 @@ def test_where_single_argument_is_nonzero():
     r, k = kiln.where(c)
     assert_same(r, np.array([0, 1]))
     assert_same(k, np.array([0, 1]))
+
+
+SPECIAL = np.array([np.nan, np.inf, -np.inf, 0.0, 1e-30, -1e30, 88.0, -88.0, 1000.0], dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", ["exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu",
+                                  "abs", "neg", "sign", "erf", "floor", "ceil", "round", "trunc", "isnan", "isinf",
+                                  "isfinite"])
+def test_special_values_vs_torch(name):
+    torch = pytest.importorskip("torch")
+    with np.errstate(all="ignore"):
+        expect = getattr(torch, name)(torch.from_numpy(SPECIAL.copy()))
+    assert_same(getattr(kiln, name)(kiln.tensor(SPECIAL)), expect)
+
+
+def test_nan_handling_numpy():
+    x = kiln.tensor([np.nan, -1.0, 2.0])
+    assert_same(kiln.relu(x), np.array([np.nan, 0.0, 2.0], dtype=np.float32))  # nan passes through relu
+    assert_same(kiln.sign(x), np.array([0.0, -1.0, 1.0], dtype=np.float32))  # torch.sign(nan) == 0
+    assert_same(kiln.clamp(x, 0, 1), np.array([np.nan, 0.0, 1.0], dtype=np.float32))
+    assert_same(x == x, np.array([False, True, True]))
+    assert_same(kiln.isnan(x), np.array([True, False, False]))
