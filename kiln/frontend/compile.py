@@ -100,7 +100,7 @@ class CompiledFunction:
     def graph_for(self, *args, **kwargs) -> Graph:
         """The graph this function runs for these arguments (traced now if not cached)."""
         entry, _ = self._lookup(args, kwargs, count=False)
-        return entry.graph
+        return entry.graph if entry.autograd is None else entry.autograd.forward
 
     # -- internals ---------------------------------------------------------------------------
     def _lookup(self, args, kwargs, count: bool = True):
@@ -209,7 +209,7 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
 
 
 def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
-                   autograd: bool = True) -> CompiledEntry:
+                   autograd: bool = True, optimize: bool = True) -> CompiledEntry:
     """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention).
 
     With `autograd` and grad mode on, outputs that depend on inputs requiring grad get a
@@ -264,6 +264,8 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     if os.environ.get("KILN_VERIFY"):
         check_graph(trace.graph)
     _dump(trace.graph, name)
+    if optimize:
+        entry.graph = optimize_graph(trace.graph, name)
     if autograd and is_grad_enabled() and not trace.ran_backward:
         _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"])
     return entry
@@ -283,13 +285,14 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     if not diff:
         return
     joint = vjp_graph(g, wrt, outputs=diff)
-    entry.autograd = split_joint(joint, len(g.inputs), len(g.outputs))
-    entry.wrt, entry.diff_outputs = wrt, diff
+    split = split_joint(joint, len(g.inputs), len(g.outputs))
     if os.environ.get("KILN_VERIFY"):
-        check_graph(entry.autograd.forward)
-        check_graph(entry.autograd.backward)
-    _dump(entry.autograd.forward, entry.graph.name + "_fwd")
-    _dump(entry.autograd.backward, entry.graph.name + "_bwd")
+        check_graph(split.forward)
+        check_graph(split.backward)
+    split.forward = optimize_graph(split.forward, g.name + "_fwd")
+    split.backward = optimize_graph(split.backward, g.name + "_bwd")
+    entry.autograd = split
+    entry.wrt, entry.diff_outputs = wrt, diff
 
 
 def check_graph(graph: Graph) -> None:
@@ -324,6 +327,20 @@ def _sanitize(name: str) -> str:
     return re.sub(r"\W", "_", name).strip("_") or "fn"
 
 
+def optimize_graph(graph: Graph, name: str) -> Graph:
+    """Run the pass pipeline; with KILN_DUMP set, every pass's graph and the plans are dumped,
+    numbered after the files already written."""
+    from ..passes import default_pipeline
+    if os.environ.get("KILN_PASSES", "1") == "0":
+        return graph
+    d = os.environ.get("KILN_DUMP") or None
+    report = default_pipeline().run_report(graph, dump_dir=d, start=_dump_counter[0] + 1, prefix=f"{name}-",
+                                           plans=False)
+    if d:
+        _dump_counter[0] = report.next_index - 1
+    return report.graph
+
+
 def _dump(graph: Graph, name: str) -> None:
     d = os.environ.get("KILN_DUMP")
     if not d:
@@ -349,5 +366,6 @@ def compile(fn: Callable | None = None, **options) -> Any:
 def make_graph(fn: Callable) -> Callable[..., Graph]:
     """Like `jax.make_jaxpr`: `kiln.make_graph(fn)(*args)` returns the traced Graph without running it."""
     def build(*args, **kwargs) -> Graph:
-        return trace_function(fn, args, kwargs, name=_sanitize(getattr(fn, "__name__", "main"))).graph
+        return trace_function(fn, args, kwargs, name=_sanitize(getattr(fn, "__name__", "main")),
+                              autograd=False, optimize=False).graph
     return build

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..passes.autodiff import split_joint, vjp_graph
-from .compile import CompiledEntry, CompiledFunction, finish_call, trace_function
+from .compile import CompiledEntry, CompiledFunction, finish_call, optimize_graph, trace_function
 from .pytree import tree_flatten
 from .tensor import Tensor
 
@@ -51,7 +51,7 @@ class GradFunction(CompiledFunction):
                             "use kiln.vjp for non-scalar outputs")
         wrt = [_tensor_leaf_index(args, a) for a in self._argnums()]
         n_out = len(entry.graph.outputs)
-        entry.graph = vjp_graph(entry.graph, wrt, outputs=[idx], seed_ones=True)
+        entry.graph = optimize_graph(vjp_graph(entry.graph, wrt, outputs=[idx], seed_ones=True), self.name)
         entry.wrt = wrt
         entry.diff_outputs = [n_out]  # where the gradients start
         return entry
@@ -97,6 +97,8 @@ def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     user = [v for kind, v in entry.out_leaves if kind == "out"]
     joint = vjp_graph(g, list(range(len(primals))), outputs=user)
     split = split_joint(joint, len(g.inputs), len(g.outputs))
+    split.forward = optimize_graph(split.forward, g.name + "_fwd")
+    split.backward = optimize_graph(split.backward, g.name + "_bwd")
     arrays = [p._cell.value for p in primals] + [t._cell.value for t in entry.captured]
     results = run_graph(split.forward, arrays)
     out, by_index = finish_call(entry, list(primals), results[:split.n_outputs])

@@ -161,10 +161,19 @@ def test_make_graph_does_not_run_and_kiln_dump(tmp_path, monkeypatch):
     g = kiln.make_graph(f)(kiln.ones(4))
     assert [n.op for n in g.nodes] == ["constant", "mul", "tanh"]
     assert len(calls) == 1
+    assert sorted(os.listdir(tmp_path)) == ["001-f-traced.txt"]
     kiln.compile(f)(kiln.ones(4))
     files = sorted(os.listdir(tmp_path))
-    assert len(files) == 2 and all(fn.endswith("-f-traced.txt") for fn in files)
-    assert parse_graph((tmp_path / files[-1]).read_text()) == g
+    assert files[1] == "002-f-traced.txt"
+    assert parse_graph((tmp_path / files[1]).read_text()) == g
+    # then the graph after every pass, numbered in pipeline order, the plans and a summary
+    rest = files[2:]
+    assert [int(fn[:3]) for fn in rest] == list(range(3, 3 + len(rest)))
+    assert rest[0] == "003-f-dce.txt" and rest[-1] == f"{2 + len(rest):03d}-f-summary.txt"
+    assert any(fn.endswith("-f-fusion-plan.txt") for fn in rest) and any(fn.endswith("-memory-plan.txt") for fn in rest)
+    for fn in rest:
+        if not fn.endswith(("plan.txt", "summary.txt")):
+            parse_graph((tmp_path / fn).read_text())
 
 
 def test_pytree_arguments_and_outputs():
