@@ -24,7 +24,7 @@ for _name in _SAME:
 # In-place variants: compute out of place, then assign into self (version bump, autograd rebase).
 _INPLACE = """add sub mul div pow neg abs sign exp log log1p sqrt rsqrt sin cos tanh sigmoid floor ceil trunc round
 relu clamp clip clamp_min clamp_max lerp addcmul addcdiv masked_fill scatter scatter_add remainder floor_divide
-square reciprocal erf logical_not""".split()
+square reciprocal erf logical_not logical_and logical_or logical_xor""".split()
 
 # In-place ops that would change the tensor's shape: kiln keeps a tensor's shape fixed (traces rely on it).
 _SHAPE_CHANGING = "t transpose squeeze unsqueeze swapaxes swapdims".split()
@@ -208,6 +208,21 @@ Tensor.__iadd__ = _iadd
 Tensor.__isub__ = lambda a, b: a.sub_(b)
 Tensor.__imul__ = lambda a, b: a.mul_(b)
 Tensor.__itruediv__ = lambda a, b: a.div_(b)
+Tensor.__ifloordiv__ = lambda a, b: a.floor_divide_(b)
+Tensor.__imod__ = lambda a, b: a.remainder_(b)
+Tensor.__ipow__ = lambda a, b: a.pow_(b)
+
+
+def _bitwise_inplace(name):
+    def fn(self, other):
+        return ops._bitwise(name, self, other)
+    fn.__name__ = "bitwise_" + name.split("_")[1]
+    return _make_inplace(fn)
+
+
+Tensor.__iand__ = _bitwise_inplace("logical_and")
+Tensor.__ior__ = _bitwise_inplace("logical_or")
+Tensor.__ixor__ = _bitwise_inplace("logical_xor")
 
 
 def _iter(self):

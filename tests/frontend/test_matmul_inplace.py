@@ -281,3 +281,26 @@ def test_inplace_on_view_of_non_leaf_requiring_grad():
     y[0].mul_(2)
     y.sum().backward()
     assert w.grad.tolist() == [[2.0, 2.0, 2.0], [1.0, 1.0, 1.0]]
+
+
+def test_augmented_assignment_is_in_place_like_torch():
+    x = kiln.tensor([5, 6, 7])
+    alias = x
+    x //= 2
+    x %= 2
+    x **= 2
+    assert alias is x and x.tolist() == [0, 1, 1]
+    m = kiln.tensor([True, False, True])
+    alias = m
+    m &= kiln.tensor([True, True, False])
+    m |= kiln.tensor([False, True, False])
+    m ^= True
+    assert alias is m and m.tolist() == [False, False, True]
+    f = kiln.tensor([5.0, 6.0])
+    view = f[:1]
+    f //= 2
+    assert view.tolist() == [2.0]
+    y = kiln.ones(2, 2)
+    z = y
+    y @= kiln.ones(2, 2) * 2  # like torch, @= rebinds (no in-place matmul)
+    assert z.tolist() == [[1.0, 1.0], [1.0, 1.0]] and y.tolist() == [[4.0, 4.0], [4.0, 4.0]]
