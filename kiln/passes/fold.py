@@ -27,7 +27,10 @@ def _fold_value(n: Node, ins: list[Node]) -> dict | None:
     if all(is_splat(i) for i in ins):
         if prim.kind == ELEMENTWISE:
             scalars = [np.asarray(splat_value(i), dtype=i.dtype.np_dtype) for i in ins]
-            r = prim.impl(*scalars, **n.attrs)
+            try:
+                r = prim.impl(*scalars, **n.attrs)
+            except Exception:
+                return None
             return constant_attrs(np.broadcast_to(r, n.shape), n.dtype, MAX_LITERAL)
         if n.op in _SPLAT_PRESERVING or (n.op == "pad" and _same(n.attrs["value"], splat_value(ins[0]), n)):
             v = np.asarray(splat_value(ins[0]), dtype=n.dtype.np_dtype)
@@ -36,7 +39,7 @@ def _fold_value(n: Node, ins: list[Node]) -> dict | None:
         return None
     try:
         r = prim.impl(*(constant_array(i) for i in ins), **n.attrs)
-    except (IndexError, ValueError):  # e.g. an out-of-range gather index: leave it for run time
+    except Exception:  # e.g. an out-of-range gather index: the error belongs to run time, not to folding
         return None
     return constant_attrs(np.asarray(r).reshape(n.shape), n.dtype, MAX_LITERAL)
 

@@ -113,3 +113,13 @@ def test_fold_out_of_range_gather_is_left_for_run_time():
           %g: f32[1] = gather(%a, %i) {axis=0}
           return (%g)
         }""")
+
+
+def test_fold_leaves_impl_errors_for_run_time():
+    assert_unchanged(fold, """
+        graph f() {
+          %a: i64[2] = constant() {dtype=i64, shape=(2,), value=[2, 3]}
+          %b: i64[2] = constant() {dtype=i64, shape=(2,), value=-1}
+          %c: i64[2] = pow(%a, %b)
+          return (%c)
+        }""")
