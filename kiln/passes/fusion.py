@@ -119,13 +119,19 @@ class FusionPlan:
     graph: Graph
     kernels: list[Kernel]
     boundaries: list[Boundary]
+    _index: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def kernel_of(self, node: Node) -> Kernel | None:
-        """The kernel that computes (and, if needed, writes) `node`; None for graph inputs."""
-        for k in self.kernels:
-            if any(n is node for n in k.nodes) and not any(n is node for n in k.recomputed):
-                return k
-        return None
+        """The kernel that computes `node` (a recomputed free node: the first that does); None for inputs."""
+        if self._index is None:
+            self._index = {}
+            for k in self.kernels:
+                rec = {id(n) for n in k.recomputed}
+                self._index.update({id(n): k for n in k.nodes if id(n) not in rec})
+            for k in self.kernels:
+                for n in k.recomputed:
+                    self._index.setdefault(id(n), k)
+        return self._index.get(id(node))
 
     def __len__(self) -> int:
         return len(self.kernels)

@@ -63,8 +63,11 @@ class MemoryPlan:
     def __str__(self) -> str:
         lines = [f"memory plan: {len(self.assignment)} values in {self.num_buffers} buffers; "
                  f"peak {self.peak_bytes} bytes, allocated {self.total_bytes} bytes, naive {self.naive_bytes} bytes"]
+        by_buffer: dict[int, list[str]] = {}
+        for v, bid in self.assignment.items():
+            by_buffer.setdefault(bid, []).append(v)
         for b in self.buffers:
-            vals = [v for v, bid in self.assignment.items() if bid == b.id]
+            vals = by_buffer.get(b.id, [])
             lines.append(f"  buffer {b.id} ({b.size} bytes, {b.origin}): "
                          + ", ".join(f"%{v}@{self.lifetimes[v][0]}..{self.lifetimes[v][1]}" for v in vals))
         for out, inp in self.inplace:

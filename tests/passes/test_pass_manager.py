@@ -111,3 +111,12 @@ def test_input_graph_is_not_mutated():
     text = str(g)
     optimize(g)
     assert str(g) == text
+
+
+def test_dumped_graphs_parse_back(tmp_path):
+    from kiln.ir import parse_graph
+    report = default_pipeline().run_report(ir(SRC), dump_dir=str(tmp_path))
+    dumps = sorted(f for f in os.listdir(tmp_path) if not f.endswith(("plan.txt", "summary.txt")))
+    assert len(dumps) == len(report.records)
+    with open(tmp_path / dumps[-1]) as f:
+        assert parse_graph(f.read()) == report.graph
