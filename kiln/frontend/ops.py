@@ -639,7 +639,11 @@ def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = F
 
 
 def std(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    v = var(input, dim, unbiased, keepdim, correction=correction)
+    # sqrt's gradient is infinite at 0; like PyTorch, a zero std gets a zero gradient (double-where trick)
+    zero = eq(v, 0)
+    z = full_const(0, (), v.dtype)
+    return where(zero, z, sqrt(where(zero, full_const(1, (), v.dtype), v)))
 
 
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):

@@ -228,3 +228,55 @@ def test_max_ties_split_gradient_like_torch():
         fn(kiln, k).sum().backward()
         fn(torch, t).sum().backward()
         np.testing.assert_allclose(k.grad.numpy(), t.grad.numpy())
+
+
+EDGE_CASES = {
+    "sqrt_at_0": (lambda m, x: x.sqrt().sum(), [0.0, 4.0]),
+    "abs_at_0": (lambda m, x: x.abs().sum(), [0.0, -4.0]),
+    "pow_base_0": (lambda m, x: (x ** 2.5).sum(), [0.0, 4.0]),
+    "pow_exponent_grad_base_0": (lambda m, x: m.pow(m.tensor([0.0, 2.0], dtype=m.float64), x).sum(), [2.0, 3.0]),
+    "clamp_at_bounds": (lambda m, x: x.clamp(0.0, 1.0).sum(), [0.0, 1.0, 0.5, 2.0]),
+    "relu_at_0": (lambda m, x: m.relu(x).sum(), [0.0, 1.0]),
+    "logsumexp_neg_inf": (lambda m, x: m.logsumexp(x, 0), [-np.inf, 0.0, 1.0]),
+    "softmax_neg_inf": (lambda m, x: (m.softmax(x, 0) * m.tensor([1.0, 2.0, 3.0], dtype=m.float64)).sum(),
+                        [-np.inf, 0.0, 1.0]),
+    "min_ties": (lambda m, x: x.min(), [1.0, 1.0, 2.0]),
+    "minimum_ties": (lambda m, x: m.minimum(x, m.ones_like(x)).sum(), [1.0, 0.0, 2.0]),
+    "std_of_constant": (lambda m, x: x.std(), [1.0, 1.0, 1.0]),
+    "std_dim_one_constant_row": (lambda m, x: x.reshape(2, 3).std(1).sum(), [1.0, 2.0, 4.0, 3.0, 3.0, 3.0]),
+    "where_nan_in_other_branch": (lambda m, x: m.where(x > 0, x, m.log(x)).sum(), [-1.0, 2.0]),
+    "sigmoid_saturated": (lambda m, x: m.sigmoid(x).sum(), [-800.0, 800.0]),
+    "tanh_saturated": (lambda m, x: m.tanh(x).sum(), [-800.0, 800.0]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_CASES))
+def test_grad_edge_cases_vs_torch(name):
+    torch = pytest.importorskip("torch")
+    fn, data = EDGE_CASES[name]
+    grads = []
+    for m in (torch, kiln):
+        x = m.tensor(data, dtype=m.float64, requires_grad=True)
+        with np.errstate(all="ignore"):
+            fn(m, x).backward()
+        grads.append(x.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12, equal_nan=True)
+
+
+def test_std_of_constant_has_zero_gradient():
+    x = kiln.tensor([2.0, 2.0, 2.0], dtype=kiln.float64, requires_grad=True)
+    s = x.std()
+    assert s.item() == 0.0
+    s.backward()
+    assert x.grad.tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.xfail(reason="kiln/ir/primitives.py (lead-owned): reduce_prod's VJP is g*out/x, which is nan at x == 0; "
+                          "PyTorch gives the product of the other elements", strict=True)
+def test_prod_gradient_with_zeros():
+    x = kiln.tensor([0.0, 2.0, 3.0], dtype=kiln.float64, requires_grad=True)
+    x.prod().backward()
+    assert x.grad.tolist() == [6.0, 0.0, 0.0]
+    y = kiln.tensor([0.0, 2.0, 0.0], dtype=kiln.float64, requires_grad=True)
+    y.prod().backward()
+    assert y.grad.tolist() == [0.0, 0.0, 0.0]
