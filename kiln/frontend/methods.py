@@ -15,7 +15,7 @@ maximum minimum clamp clip clamp_min clamp_max lerp addcmul addcdiv eq ne lt le 
 greater_equal not_equal logical_and logical_or logical_xor logical_not isnan isinf isfinite masked_fill nonzero
 sum mean var std prod amax amin max min argmax argmin all any logsumexp softmax log_softmax cumsum reshape view
 view_as reshape_as permute transpose swapaxes swapdims t movedim squeeze unsqueeze expand expand_as broadcast_to
-flatten unflatten contiguous clone split chunk unbind narrow flip repeat tril triu matmul mm bmm mv dot outer
+flatten unflatten contiguous clone split chunk unbind narrow flip repeat tril triu matmul mm bmm mv dot outer moveaxis
 gather scatter scatter_add index_select take_along_dim allclose equal""".split()
 
 for _name in _SAME:

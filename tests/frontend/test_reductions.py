@@ -129,7 +129,12 @@ def test_mean_var_std_options():
     with pytest.raises(RuntimeError, match="std and var only support floating point"):
         kiln.var(kiln.tensor([1, 2]))
     v, m = kiln.var_mean(x, 1)
-    assert_same(v, np.var(a, axis=1, ddof=1)) and assert_same(m, a.mean(1))
+    assert_same(v, np.var(a, axis=1, ddof=1))
+    assert_same(m, a.mean(1))
+    s, m = kiln.std_mean(x, 0, keepdim=True)
+    assert_same(s, np.std(a, axis=0, ddof=1, keepdims=True))
+    assert_same(m, a.mean(0, keepdims=True))
+    assert kiln.is_floating_point(x) and not kiln.is_floating_point(kiln.tensor([1]))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "int32", "int64"])

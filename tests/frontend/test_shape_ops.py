@@ -67,6 +67,7 @@ CASES = {
     "movedim": (lambda m, x: x.movedim(0, 2), lambda a: np.moveaxis(a, 0, 2)),
     "movedim-neg": (lambda m, x: m.movedim(x, -1, 0), lambda a: np.moveaxis(a, -1, 0)),
     "movedim-tuple": (lambda m, x: m.movedim(x, (0, 1), (2, 0)), lambda a: np.moveaxis(a, (0, 1), (2, 0))),
+    "moveaxis": (lambda m, x: x.moveaxis(-1, 1), lambda a: np.moveaxis(a, -1, 1)),
     "repeat": (lambda m, x: x.repeat(2, 1, 3), lambda a: np.tile(a, (2, 1, 3))),
     "repeat-more": (lambda m, x: x.repeat(2, 1, 1, 2), lambda a: np.tile(a, (2, 1, 1, 2))),
     "repeat-tuple": (lambda m, x: x.repeat((1, 2, 1)), lambda a: np.tile(a, (1, 2, 1))),
