@@ -100,9 +100,6 @@ class ParamGroup(dict):
         super().__delitem__(key)
         self._hp.pop(key, None)
 
-    def __reduce__(self):
-        return (dict, (dict(self),))
-
     def __copy__(self) -> "ParamGroup":
         g = ParamGroup(tensor_keys=self._tensor_keys)
         g.update(self)
@@ -451,6 +448,3 @@ class Optimizer:
                     lines.append(f"    {k}: {g[k]}")
         lines.append(")")
         return "\n".join(lines)
-
-    def __getstate__(self):
-        raise TypeError("kiln optimizers are not picklable; save optimizer.state_dict() with kiln.save")
