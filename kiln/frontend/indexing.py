@@ -26,6 +26,8 @@ def _to_index_tensor(k) -> Tensor:
         return k
     if isinstance(k, bool):
         return tensor(k)
+    if isinstance(k, list) and not k:
+        return tensor(np.zeros(0, dtype=np.int64))  # x[[]] selects nothing (an empty long index, as in torch)
     return tensor(np.asarray(k) if not isinstance(k, np.ndarray) else k)
 
 

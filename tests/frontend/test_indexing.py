@@ -109,6 +109,24 @@ def test_basic_slicing_returns_views():
     assert (x.numpy()[1, :, ::2] == -1).all() and (x.numpy()[0] != -1).all()
 
 
+def test_empty_and_zero_dim_keys():
+    x = kiln.ones(3, 2)
+    assert x[[]].shape == (0, 2)
+    assert x[kiln.tensor([], dtype=kiln.int64)].shape == (0, 2)
+    y = kiln.ones(3)
+    y[[]] = 5.0
+    assert y.tolist() == [1.0, 1.0, 1.0]
+    s = kiln.tensor(3.0)
+    assert s[()].shape == () and s[None].shape == (1,) and s[...].shape == () and s[None, ..., None].shape == (1, 1)
+    assert s[kiln.tensor(True)].shape == (1,)
+    s[...] = 5.0
+    assert s.item() == 5.0
+    with pytest.raises(IndexError, match="too many indices for tensor of dimension 0"):
+        s[0]
+    z = kiln.ones(0, 2)
+    assert z[:, 1].shape == (0,) and z[z > 0].shape == (0,)
+
+
 def test_index_dtypes():
     x = kiln.tensor(A)
     assert_same(x[kiln.tensor([0, 1], dtype=kiln.int32)], A[[0, 1]])
