@@ -385,3 +385,56 @@ def test_gather_scatter_errors():
         x.scatter_add(1, kiln.tensor([[0, -1]]), kiln.ones(1, 2))
     with pytest.raises(RuntimeError, match=r"Expected index \(1, 3\) to be smaller than src \(1, 2\)"):
         x.scatter(1, kiln.tensor([[0, 1, 2]]), kiln.ones(1, 2))
+
+
+# ---------------------------------------------------------------------------------- gradients through indexing
+@pytest.mark.parametrize("key", BASIC_KEYS + ADVANCED_KEYS + MASK_KEYS, ids=_ids(BASIC_KEYS + ADVANCED_KEYS + MASK_KEYS))
+def test_getitem_gradient_numpy(key):
+    """d/dx sum(x[key] * c) scatters c back, adding where an element is picked repeatedly (np.add.at)."""
+    key = _tuple(key)
+    npkey = tuple(np.asarray(k) if isinstance(k, list) else k for k in key)
+    a = A.astype(np.float64)
+    x = kiln.tensor(a, requires_grad=True)
+    y = x[_conv(key, kiln)]
+    cot = np.random.default_rng(0).standard_normal(tuple(y.shape))
+    (y * kiln.tensor(cot)).sum().backward()
+    expect = np.zeros_like(a)
+    np.add.at(expect, npkey, cot)
+    assert_same(x.grad, expect)
+
+
+@pytest.mark.parametrize("key", BASIC_KEYS + ADVANCED_KEYS + MASK_KEYS + TORCH_ONLY_KEYS,
+                         ids=_ids(BASIC_KEYS + ADVANCED_KEYS + MASK_KEYS + TORCH_ONLY_KEYS))
+def test_getitem_gradient_vs_torch(key):
+    torch = pytest.importorskip("torch")
+    key = _tuple(key)
+    a = A.astype(np.float64)
+    t, k = torch.tensor(a, requires_grad=True), kiln.tensor(a, requires_grad=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ty = t[_conv(key, torch)]
+    cot = np.random.default_rng(0).standard_normal(tuple(ty.shape))
+    (ty * torch.tensor(cot)).sum().backward()
+    (k[_conv(key, kiln)] * kiln.tensor(cot)).sum().backward()
+    assert_same(k.grad, t.grad)
+
+
+@pytest.mark.parametrize("key", SET_KEYS + SET_TORCH_ONLY, ids=_ids(SET_KEYS + SET_TORCH_ONLY))
+def test_setitem_gradient_vs_torch(key):
+    """x * 2 with y[key] = v * 3: gradients reach x (outside the key) and v (summed over broadcasting)."""
+    torch = pytest.importorskip("torch")
+    key = _tuple(key)
+    a = A.astype(np.float64)
+    shape = tuple(torch.from_numpy(a)[_conv(key, torch)].shape)
+    vnp = np.random.default_rng(1).standard_normal(shape[-1:] if shape else ())
+    cot = np.random.default_rng(2).standard_normal(a.shape)
+    grads = []
+    for m in (torch, kiln):
+        x = m.tensor(a, requires_grad=True)
+        v = m.tensor(vnp, requires_grad=True)
+        y = x * 2
+        y[_conv(key, m)] = v * 3
+        (y * m.tensor(cot)).sum().backward()
+        grads.append((x.grad, v.grad))
+    assert_same(grads[1][0], grads[0][0])
+    assert_same(grads[1][1], grads[0][1])
