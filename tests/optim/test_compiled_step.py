@@ -1,6 +1,8 @@
 """A whole training step (zero_grad, backward, step) compiled with kiln.compile matches eager, step for step."""
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -161,3 +163,24 @@ def test_numpy_and_tensor_update_paths_agree_exactly(case):
     for k in s1:
         np.testing.assert_array_equal(s1[k], s2[k], err_msg=str(k))
         assert s1[k].dtype == s2[k].dtype and s1[k].shape == s2[k].shape
+
+
+def test_compiling_step_alone_warns_about_captured_gradients():
+    """Compiling only opt.step() captures the .grad tensors; with set_to_none=False that is correct."""
+    results = []
+    for compiled in (False, True):
+        w, b = kiln_params()
+        opt = optim.Adam([w, b], lr=0.05)
+        step = opt.step
+        if compiled:
+            step = kiln.compile(opt.step)
+        for _ in range(4):
+            opt.zero_grad(set_to_none=False)
+            kiln_loss(w, b).backward()
+            if compiled:
+                with pytest.warns(RuntimeWarning, match="set_to_none=False") if _ == 0 else contextlib.nullcontext():
+                    step()
+            else:
+                step()
+        results.append(w.detach().numpy().copy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-7)
