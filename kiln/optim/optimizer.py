@@ -11,6 +11,8 @@ Compile-friendliness (see docs/training.md):
   step sees a scheduler's new learning rate without retracing.
 * The update runs the same Python code on every step; first-step differences are
   tensor math, never a Python branch on state values.
+* Each update formula is written once against `UpdateOps`: `TensorOps` runs it as kiln
+  ops (what a trace records), `NumpyOps` runs it directly on the arrays for eager steps.
 """
 from __future__ import annotations
 
