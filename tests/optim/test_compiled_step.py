@@ -184,3 +184,37 @@ def test_compiling_step_alone_warns_about_captured_gradients():
                 step()
         results.append(w.detach().numpy().copy())
     np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.05, momentum=0.9)), ("Adam", dict(lr=0.01))])
+def test_compiled_nn_training_step_matches_eager(name, kw):
+    nn = pytest.importorskip("kiln.nn")
+    F = pytest.importorskip("kiln.nn.functional")
+
+    def run(compiled):
+        kiln.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+        opt = getattr(optim, name)(model.parameters(), **kw)
+        sched = StepLR(opt, step_size=2, gamma=0.5)
+        x, y = kiln.tensor(X), kiln.tensor(np.arange(16) % 3)
+
+        def step(x, y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = kiln.compile(step) if compiled else step
+        losses = []
+        for _ in range(5):
+            losses.append(float(fn(x, y)))
+            sched.step()
+        return losses, [p.detach().numpy().copy() for p in model.parameters()], fn
+
+    le, pe, _ = run(False)
+    lc, pc, fn = run(True)
+    np.testing.assert_allclose(lc, le, rtol=1e-6)
+    for a, b in zip(pc, pe):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert fn.cache_info().misses == 1
