@@ -257,3 +257,44 @@ def test_reduction_dim_errors():
         kiln.max(kiln.zeros(0))
     with pytest.raises(RuntimeError, match="cannot reduce over axis 0 of size 0"):
         kiln.argmax(kiln.zeros(0, 3), 0)
+
+
+# ---------------------------------------------------------------------------------- property test
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@st.composite
+def _reduction_cases(draw):
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=4))
+    nd = len(shape)
+    kind = draw(st.sampled_from(["none", "int", "tuple"])) if nd else "none"
+    if kind == "none":
+        dim = None
+    elif kind == "int":
+        dim = draw(st.integers(-nd, nd - 1))
+    else:
+        dims = draw(st.lists(st.integers(0, nd - 1), min_size=1, max_size=nd, unique=True))
+        dim = tuple(d - nd if draw(st.booleans()) else d for d in dims)
+    op = draw(st.sampled_from(["sum", "mean", "var", "std", "amax", "amin", "logsumexp", "prod", "all", "any"]))
+    return shape, dim, draw(st.booleans()), op, draw(st.sampled_from(DTYPE_NAMES))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_reduction_cases())
+def test_reduction_property_vs_torch(case):
+    torch = pytest.importorskip("torch")
+    shape, dim, keepdim, op, dtype = case
+    a = random_array(shape, dtype, np.random.default_rng(0))
+    args, kw = ((), {}) if dim is None else ((dim,), {"keepdim": keepdim})
+    if op == "logsumexp" and dim is None:
+        args, kw = (tuple(range(len(shape))),), {"keepdim": keepdim}
+    if op == "prod" and isinstance(dim, tuple):
+        args = (dim[0],)  # torch.prod takes one dim
+    try:
+        expect = getattr(torch, op)(torch.from_numpy(np.array(a)), *args, **kw)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return  # an input torch rejects (e.g. mean of ints): covered by the error tests
+    got = getattr(kiln, op)(kiln.tensor(a), *args, **kw)
+    assert_same(got, expect, **(dict(rtol=1e-2, atol=1e-2) if dtype == "float16" else dict(rtol=1e-5, atol=1e-6)))
