@@ -1003,6 +1003,11 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
     # PyTorch skips legacy empty 1-D tensors
+    for k, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"expected a sequence of Tensors, but element {k} is {type(t).__name__}")
+        if t.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {k}) cannot be concatenated")
     nonempty = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or tensors[:1]
     d0 = nonempty[0].ndim
     d = _norm_dim(dim, d0)
@@ -1231,6 +1236,8 @@ def _check_index(index: Tensor, name: str) -> Tensor:
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     index = _check_index(index, "gather")
     d = _norm_dim(dim, input.ndim)
+    if input.ndim == 0 and index.ndim == 0:  # torch allows gathering from a 0-d tensor with a 0-d index
+        return reshape(gather(reshape(input, (1,)), 0, reshape(index, (1,))), ())
     return apply("gather", input, index, axis=d)
 
 

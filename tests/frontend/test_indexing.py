@@ -365,6 +365,10 @@ def test_gather_scatter_index_select_vs_torch():
                         torch.scatter(ta, dim, tu, torch.from_numpy(su)))
 
 
+def test_gather_zero_dim():
+    assert_same(kiln.gather(kiln.tensor(2.5), 0, kiln.tensor(0)), np.array(2.5, dtype=np.float32))
+
+
 def test_gather_scatter_errors():
     x = kiln.ones(2, 3)
     with pytest.raises(IndexError, match="index 3 is out of bounds for dimension 1 with size 3"):

@@ -214,6 +214,10 @@ def test_shape_op_errors():
         kiln.cat([x, kiln.ones(2, 4)])
     with pytest.raises(RuntimeError, match="Tensors must have same number of dimensions: got 2 and 1"):
         kiln.cat([x, kiln.ones(2)])
+    with pytest.raises(RuntimeError, match=r"zero-dimensional tensor \(at position 1\) cannot be concatenated"):
+        kiln.cat([kiln.ones(1), kiln.tensor(1.0)])
+    with pytest.raises(TypeError, match="element 1 is list"):
+        kiln.cat([kiln.ones(1), [1.0]])
     with pytest.raises(RuntimeError, match="expected a non-empty list of Tensors"):
         kiln.cat([])
     with pytest.raises(IndexError, match="but got 2"):
