@@ -597,14 +597,23 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
 # activations
 # ======================================================================================
 
-relu = K.relu
 sigmoid = K.sigmoid
 tanh = K.tanh
-silu = K.silu
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0); the gradient at 0 is 0, as PyTorch."""
+    return input.relu_() if inplace else K.relu(input)
 
 
 def relu_(input: Tensor) -> Tensor:
     return input.relu_()
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    out = K.silu(input)
+    return input._assign_(out) if inplace else out
 
 
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:

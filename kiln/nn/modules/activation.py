@@ -24,7 +24,7 @@ class _Inplace(Module):
 
 class ReLU(_Inplace):
     def forward(self, input):
-        return input.relu_() if self.inplace else F.relu(input)
+        return F.relu(input, self.inplace)
 
 
 class ReLU6(_Inplace):
@@ -34,8 +34,7 @@ class ReLU6(_Inplace):
 
 class SiLU(_Inplace):
     def forward(self, input):
-        out = F.silu(input)
-        return input._assign_(out) if self.inplace else out
+        return F.silu(input, self.inplace)
 
 
 class Mish(_Inplace):
