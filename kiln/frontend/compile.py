@@ -43,7 +43,7 @@ class CompiledEntry:
 
     graph: Graph
     n_args: int  # explicit tensor arguments (first graph inputs)
-    captured: list[Tensor]  # lifted tensors read at call time (graph inputs after the arguments)
+    captured_get: list[Callable[[], Any]]  # read the lifted tensors at call time (graph inputs after the arguments)
     out_spec: Any
     out_leaves: list[Any]  # per output leaf: ("out", k) graph output index, or ("const", value)
     mutations: list[tuple[int, int]]  # (graph output index, lifted index) write-backs
@@ -55,8 +55,13 @@ class CompiledEntry:
 
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
 
+    def captured_now(self) -> list[Tensor]:
+        """The captured tensors as of now (e.g. a parameter's current `.grad` object)."""
+        return [get() for get in self.captured_get]
+
     def guards_hold(self) -> bool:
-        return (all((tuple(t.shape), t.dtype) == sig for t, sig in zip(self.captured, self.captured_sig))
+        return (all(t is not None and (tuple(t.shape), t.dtype) == sig
+                    for t, sig in zip(self.captured_now(), self.captured_sig))
                 and all(read() == value for read, value in self.guards))
 
 
@@ -131,13 +136,14 @@ class CompiledFunction:
     def _run(self, entry: CompiledEntry, leaves):
         from ..runtime.interpreter import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
-        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured]
+        captured = entry.captured_now()
+        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         if entry.autograd is None:
             return finish_call(entry, tensors, run_graph(entry.graph, arrays))[0]
         split = entry.autograd
         results = run_graph(split.forward, arrays)
         out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
-        lifted = tensors + entry.captured
+        lifted = tensors + captured
         node = CompiledBackward(self.name, split.backward, results[split.n_outputs:],
                                 [_edge(lifted[k]) for k in entry.wrt],
                                 [(by_index[k].shape, by_index[k].dtype) for k in entry.diff_outputs])
@@ -192,7 +198,7 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     """Write back mutations and `.grad` assignments, then build the user's outputs.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    lifted = arg_tensors + entry.captured
+    lifted = arg_tensors + entry.captured_now()
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
@@ -259,7 +265,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
             raise RuntimeError("a .grad assigned inside kiln.compile must be computed inside the function")
     trace.graph.set_outputs(out_nodes)
     captured = [t for t, *_ in trace.lifted[n_args:]]
-    entry = CompiledEntry(trace.graph, n_args, captured, out_spec, out_leaves, mutations, grad_sets,
+    entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
                           [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards)
     if os.environ.get("KILN_VERIFY"):
         check_graph(trace.graph)

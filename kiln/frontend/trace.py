@@ -35,6 +35,8 @@ class Trace:
     def __init__(self, name: str = "main"):
         self.graph = Graph(name)
         self.lifted: list[tuple[Tensor, Node, Any, Any]] = []  # (tensor, input node, saved value, saved grad_fn)
+        self.sources: list[Callable[[], Any]] = []  # per lifted tensor: how a later call finds it
+        self._grad_of: dict[int, Tensor] = {}  # id(grad tensor) -> the tensor whose .grad it was
         self.grad_writes: dict[int, tuple[Tensor, Any]] = {}  # id -> (tensor, .grad before the trace)
         self.active = True
         self.ran_backward = False  # the traced code called backward(): its outputs are not differentiated again
@@ -68,6 +70,9 @@ class Trace:
             name = f"c{sum(1 for n in self.graph.inputs if n.name.startswith('c'))}"
         node = self.graph.add_input(t.shape, t.dtype, name=name)
         self.lifted.append((t, node, t._cell.value, t._grad_fn))
+        owner = self._grad_of.get(id(t))
+        # a `.grad` is found through its owner at call time: backward() replaces grad objects
+        self.sources.append((lambda o=owner: o._grad) if owner is not None else (lambda t=t: t))
         t._cell.value = node
         t._cell.trace = self
         t._grad_fn = None
@@ -94,6 +99,8 @@ class Trace:
         """Reading `t.grad` before the trace assigned it: specialise on whether it was None at entry."""
         if id(t) in self.grad_writes or id(t) in self._grad_guarded:
             return
+        if t._grad is not None and t._grad._cell.trace is None:
+            self._grad_of[id(t._grad)] = t
         self._grad_guarded.add(id(t))
         import weakref
         ref = weakref.ref(t)

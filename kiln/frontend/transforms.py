@@ -59,7 +59,7 @@ class GradFunction(CompiledFunction):
     def _run(self, entry: CompiledEntry, leaves):
         from ..runtime.interpreter import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
-        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured]
+        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured_now()]
         results = run_graph(entry.graph, arrays)
         n_out = entry.diff_outputs[0]
         out, _ = finish_call(entry, tensors, results[:n_out])
@@ -99,7 +99,7 @@ def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     split = split_joint(joint, len(g.inputs), len(g.outputs))
     split.forward = optimize_graph(split.forward, g.name + "_fwd")
     split.backward = optimize_graph(split.backward, g.name + "_bwd")
-    arrays = [p._cell.value for p in primals] + [t._cell.value for t in entry.captured]
+    arrays = [p._cell.value for p in primals] + [t._cell.value for t in entry.captured_now()]
     results = run_graph(split.forward, arrays)
     out, by_index = finish_call(entry, list(primals), results[:split.n_outputs])
     saved = results[split.n_outputs:]

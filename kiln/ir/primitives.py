@@ -118,7 +118,7 @@ _erf_ufunc = np.frompyfunc(math.erf, 1, 1)
 
 
 def _erf_impl(x):
-    return _erf_ufunc(x.astype(np.float64)).astype(np.float64)
+    return np.asarray(_erf_ufunc(x.astype(np.float64)), dtype=np.float64)
 
 
 def _g_times(fn):

@@ -262,3 +262,24 @@ def test_gradient_accumulation_across_compiled_calls():
     accumulate(x)
     assert w.grad.tolist() == [3.0, 6.0, 9.0]
     assert accumulate.cache_info().misses == 2
+
+
+def test_grads_computed_outside_are_read_through_their_owner():
+    """backward() outside the compiled function makes new .grad objects each step; the
+    compiled update must read the current ones, not the ones seen while tracing."""
+    import warnings
+    w = kiln.ones(3, requires_grad=True)
+
+    @kiln.compile
+    def update():
+        with kiln.no_grad():
+            w.sub_(w.grad * 0.5)
+
+    for k in range(3):
+        w.grad = None
+        (w * kiln.tensor([1.0, 2.0, 3.0]) * (k + 1)).sum().backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            update()
+    assert w.tolist() == [1 - 0.5 * 6, 1 - 1.0 * 6, 1 - 1.5 * 6]
+    assert update.cache_info().misses == 1
