@@ -132,3 +132,17 @@ def test_compiled_step_equals_eager_with_dropout_and_batchnorm():
     m_eager.eval()
     fwd = kiln.compile(lambda x: m_comp(x))
     np.testing.assert_allclose(fwd(x).detach().numpy(), m_eager(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_train_eval_switch_retraces_compiled_forward():
+    m = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+    x = kiln.randn(6, 4)
+    f = kiln.compile(lambda x: m(x))
+    with kiln.no_grad():
+        f(x)
+        m.eval()
+        np.testing.assert_allclose(f(x).numpy(), m(x).numpy(), rtol=1e-6)
+        m.train()
+        f(x)
+    info = f.cache_info()
+    assert (info.misses, info.hits) == (2, 1)

@@ -11,6 +11,8 @@ from ...frontend.autograd import no_grad
 from ...frontend.tensor import Tensor, _Cell, _check_device
 from ...ir import dtypes as dt
 from ..parameter import Buffer, Parameter
+from ...frontend.tensor import active_trace as _active_trace
+from ...frontend.trace import guard_attr as _guard_attr
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -210,6 +212,8 @@ class Module:
 
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        if _active_trace() is not None:
+            _guard_attr(self, "training")  # a compiled function retraces when train()/eval() changes
         for hook in list(self._forward_pre_hooks.values()):
             res = hook(self, args)
             if res is not None:
