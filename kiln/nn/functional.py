@@ -19,7 +19,8 @@ from ..frontend.tensor import Tensor, active_trace, apply
 from ..ir import dtypes as dt
 
 __all__ = [
-    "linear", "bilinear", "conv1d", "conv2d", "conv3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+    "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "interpolate", "upsample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
@@ -198,6 +199,71 @@ def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
            groups: int = 1) -> Tensor:
     """3-D convolution over (N, C_in, D, H, W)."""
     return _convnd(3, "conv3d", input, weight, bias, stride, padding, dilation, groups)
+
+
+def _conv_transposend(n: int, fn: str, input, weight, bias, stride, padding, output_padding, groups,
+                      dilation) -> Tensor:
+    """Transposed convolution as a stride-1 `conv` of the stride-dilated, padded input with the flipped kernel."""
+    _check_tensor(input, "input", fn)
+    _check_tensor(weight, "weight", fn)
+    if weight.ndim != n + 2:
+        raise RuntimeError(f"{fn}: weight must have {n + 2} dimensions (in_channels, out_channels/groups, "
+                           f"{n} kernel dims), got shape {list(weight.shape)}")
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {fn}, but got input of "
+                           f"size: {list(input.shape)}")
+    unbatched = input.ndim == n + 1
+    x = K.unsqueeze(input, 0) if unbatched else input
+    if x.shape[1] != weight.shape[0]:
+        raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
+                           f"to have {weight.shape[0]} channels, but got {x.shape[1]} channels instead")
+    if weight.shape[0] % groups:
+        raise RuntimeError(f"{fn}: in_channels ({weight.shape[0]}) must be divisible by groups ({groups})")
+    if x.dtype != weight.dtype:
+        raise RuntimeError(f"{fn}: Input type ({x.dtype.name}) and weight type ({weight.dtype.name}) should be "
+                           "the same")
+    st, pd = _ntuple(stride, n, "stride"), _ntuple(padding, n, "padding")
+    op, dl = _ntuple(output_padding, n, "output_padding"), _ntuple(dilation, n, "dilation")
+    for o, s_, d in zip(op, st, dl):
+        if o >= s_ and o >= d:
+            raise RuntimeError(f"{fn}: output padding must be smaller than either stride or dilation, but got "
+                               f"output_padding={op}, stride={st}, dilation={dl}")
+    ks = tuple(weight.shape[2:])
+    cin, cout_g = weight.shape[0], weight.shape[1]
+    lo = tuple(d * (k - 1) - p for d, k, p in zip(dl, ks, pd))
+    hi = tuple(l + o for l, o in zip(lo, op))
+    xd = apply("pad", x, lo=(0, 0) + tuple(builtins.max(v, 0) for v in lo),
+               hi=(0, 0) + tuple(builtins.max(v, 0) for v in hi), interior=(0, 0) + tuple(s_ - 1 for s_ in st),
+               value=0.0)
+    if any(v < 0 for v in lo + hi):
+        starts = (0, 0) + tuple(builtins.max(-v, 0) for v in lo)
+        stops = tuple(xd.shape[:2]) + tuple(sz - builtins.max(-v, 0) for sz, v in zip(xd.shape[2:], hi))
+        xd = apply("slice", xd, starts=starts, stops=stops, steps=(1,) * (n + 2))
+    w = K.reshape(weight, (groups, cin // groups, cout_g) + ks)
+    w = K.permute(w, (0, 2, 1) + tuple(range(3, 3 + n)))
+    w = K.reshape(w, (groups * cout_g, cin // groups) + ks)
+    w = K.flip(w, tuple(range(2, 2 + n))) if builtins.any(k > 1 for k in ks) else w
+    out = apply("conv", xd, w, strides=(1,) * n, padding=((0, 0),) * n, dilation=dl, groups=int(groups))
+    if bias is not None:
+        out = K.add(out, K.reshape(bias, (1, -1) + (1,) * n))
+    return K.squeeze(out, 0) if unbatched else out
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed 1-D convolution; weight (C_in, C_out/groups, kL)."""
+    return _conv_transposend(1, "conv_transpose1d", input, weight, bias, stride, padding, output_padding, groups,
+                             dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Transposed 2-D convolution (the gradient of conv2d w.r.t. its input); weight (C_in, C_out/groups, kH, kW)."""
+    return _conv_transposend(2, "conv_transpose2d", input, weight, bias, stride, padding, output_padding, groups,
+                             dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    return _conv_transposend(3, "conv_transpose3d", input, weight, bias, stride, padding, output_padding, groups,
+                             dilation)
 
 
 # ======================================================================================
@@ -417,6 +483,132 @@ def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
     return _adaptive_avg(3, "adaptive_avg_pool3d", input, output_size)
 
 
+def _adaptive_max(n, fn, input, output_size, return_indices):
+    _check_tensor(input, "input", fn)
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got input of size: {list(input.shape)}")
+    x = K.unsqueeze(input, 0) if input.ndim == n + 1 else input
+    spatial = tuple(x.shape[2:])
+    if isinstance(output_size, (list, tuple)):
+        osz = tuple(s if o is None else int(o) for o, s in zip(output_size, spatial))
+    else:
+        osz = (int(output_size),) * n
+    if builtins.all(s % o == 0 for s, o in zip(spatial, osz)):
+        ks = tuple(s // o for s, o in zip(spatial, osz))
+        res = _max_pool(n, fn, x, ks, ks, 0, 1, False, return_indices)
+    else:
+        # windows [floor(i*S/O), ceil((i+1)*S/O)) differ in size: one max per output cell
+        ranges = [[((i * s) // o, -(-((i + 1) * s) // o)) for i in range(o)] for s, o in zip(spatial, osz)]
+        vals, idxs = [], []
+        for cell in itertools.product(*ranges):
+            starts = (0, 0) + tuple(a for a, _ in cell)
+            stops = tuple(x.shape[:2]) + tuple(b for _, b in cell)
+            win = apply("slice", x, starts=starts, stops=stops, steps=(1,) * (n + 2))
+            flat = K.reshape(win, tuple(x.shape[:2]) + (-1,))
+            k = apply("argmax", flat, axis=2, keepdims=True)
+            vals.append(apply("gather", flat, k, axis=2))
+            if return_indices:
+                widths = tuple(b - a for a, b in cell)
+                pos = None
+                rest = math.prod(widths)
+                for d in range(n):
+                    rest //= widths[d]
+                    kd = K.add(K.remainder(K.floor_divide(k, rest), widths[d]), cell[d][0])
+                    term = K.mul(kd, math.prod(spatial[d + 1:]))
+                    pos = term if pos is None else K.add(pos, term)
+                idxs.append(pos)
+        res = K.reshape(K.cat(vals, 2), tuple(x.shape[:2]) + osz)
+        if return_indices:
+            res = (res, K.reshape(K.cat(idxs, 2), tuple(x.shape[:2]) + osz))
+    if input.ndim == n + 1:
+        res = tuple(K.squeeze(r, 0) for r in res) if return_indices else K.squeeze(res, 0)
+    return res
+
+
+def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False):
+    return _adaptive_max(1, "adaptive_max_pool1d", input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    """Max pooling to a fixed output size, with PyTorch's window boundaries."""
+    return _adaptive_max(2, "adaptive_max_pool2d", input, output_size, return_indices)
+
+
+# ======================================================================================
+# resampling
+# ======================================================================================
+
+def _interp_matrix(n_in: int, n_out: int, scale: float | None, align_corners: bool, mode: str,
+                   dtype) -> np.ndarray:
+    """(n_out, n_in) weights of 1-D linear interpolation, or of nearest / nearest-exact selection."""
+    a = np.zeros((n_out, n_in), dtype=np.float64)
+    i = np.arange(n_out, dtype=np.float64)
+    if mode in ("nearest", "nearest-exact"):
+        r = (1.0 / scale) if scale else n_in / n_out
+        src = np.floor((i + 0.5) * r) if mode == "nearest-exact" else np.floor(i * r)
+        src = np.minimum(src.astype(np.int64), n_in - 1)
+        a[np.arange(n_out), src] = 1.0
+        return a.astype(dtype)
+    if align_corners:
+        src = i * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out)
+    else:
+        r = (1.0 / scale) if scale else n_in / n_out
+        src = np.maximum((i + 0.5) * r - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = src - i0
+    np.add.at(a, (np.arange(n_out), i0), 1.0 - w1)
+    np.add.at(a, (np.arange(n_out), i1), w1)
+    return a.astype(dtype)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
+                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+    """Resize the spatial dims of (N, C, *S): nearest, nearest-exact, linear, bilinear, trilinear."""
+    _check_tensor(input, "input", "interpolate")
+    n = input.ndim - 2
+    if n < 1:
+        raise ValueError(f"interpolate: expected input of shape (N, C, *spatial), got {list(input.shape)}")
+    modes = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "trilinear": 3}
+    if mode not in modes:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; use one of {sorted(modes)}")
+    if modes[mode] is not None and modes[mode] != n:
+        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs {modes[mode] + 2}D input")
+    if align_corners is not None and modes[mode] is None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                         "bicubic | trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported by kiln")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("only one of size or scale_factor should be defined")
+    spatial = tuple(input.shape[2:])
+    if size is not None:
+        out = _ntuple(size, n, "size")
+        scales = (None,) * n
+    else:
+        sf = tuple(float(v) for v in scale_factor) if isinstance(scale_factor, (list, tuple)) \
+            else (float(scale_factor),) * n
+        if len(sf) != n:
+            raise ValueError(f"interpolate: scale_factor needs {n} entries, got {sf}")
+        out = tuple(int(math.floor(s * f)) for s, f in zip(spatial, sf))
+        scales = (None,) * n if recompute_scale_factor else sf
+    x = input
+    for d in range(n):
+        if out[d] == spatial[d] and scales[d] in (None, 1.0):
+            continue
+        a = _interp_matrix(spatial[d], out[d], scales[d], bool(align_corners), mode, x.dtype.np_dtype)
+        ax = 2 + d
+        xm = K.movedim(x, ax, -1)
+        lead = tuple(xm.shape[:-1])
+        y = K.matmul(K.reshape(xm, (-1, spatial[d])), _const(np.ascontiguousarray(a.T)))
+        x = K.movedim(K.reshape(y, lead + (out[d],)), -1, ax)
+    return x if x is not input else K.clone(input)
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
 # ======================================================================================
 # normalisation
 # ======================================================================================
@@ -497,6 +689,34 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     d = K.sub(x, mean)
     var = K.mean(K.mul(d, d), -1, keepdim=True)
     y = K.reshape(K.mul(d, K.rsqrt(K.add(var, eps))), tuple(input.shape))
+    bshape = (1, c) + (1,) * (input.ndim - 2)
+    if weight is not None:
+        y = K.mul(y, K.reshape(weight, bshape))
+    if bias is not None:
+        y = K.add(y, K.reshape(bias, bshape))
+    return y
+
+
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each (sample, channel) over its spatial dims."""
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    axes = tuple(range(2, input.ndim))
+    mean = K.mean(input, axes, keepdim=True)
+    d = K.sub(input, mean)
+    var = K.mean(K.mul(d, d), axes, keepdim=True)
+    y = K.mul(d, K.rsqrt(K.add(var, eps)))
+    c = input.shape[1]
+    if running_mean is not None and running_var is not None:
+        count = math.prod(input.shape[2:])
+        with no_grad():
+            bm = K.mean(K.reshape(mean, (input.shape[0], c)), 0)
+            bv = K.mean(K.reshape(var, (input.shape[0], c)), 0)
+            running_mean.copy_(K.add(K.mul(running_mean, 1 - momentum), K.mul(bm, momentum)))
+            running_var.copy_(K.add(K.mul(running_var, 1 - momentum),
+                                    K.mul(bv, momentum * count / builtins.max(count - 1, 1))))
     bshape = (1, c) + (1,) * (input.ndim - 2)
     if weight is not None:
         y = K.mul(y, K.reshape(weight, bshape))

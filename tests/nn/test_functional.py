@@ -166,3 +166,48 @@ def test_clip_grad_norm_and_value():
     assert tuple(vec.shape) == (15,)
     nn.utils.vector_to_parameters(vec * 0 + 1, km.parameters())
     assert np.all(km.bias.detach().numpy() == 1)
+
+
+@pytest.mark.parametrize("kw", [dict(size=(9, 11), mode="bilinear"), dict(scale_factor=2, mode="bilinear",
+                                                                          align_corners=True),
+                                dict(scale_factor=1.7, mode="nearest"), dict(size=(3, 4), mode="nearest-exact"),
+                                dict(size=(10, 3), mode="bilinear"), dict(scale_factor=0.5, mode="bilinear")])
+def test_interpolate(kw):
+    _grad_pair(lambda a: F.interpolate(a, **kw), lambda a: TF.interpolate(a, **kw), r(2, 3, 7, 5))
+
+
+def test_interpolate_errors():
+    with pytest.raises(ValueError, match="only one of size or scale_factor"):
+        F.interpolate(kiln.zeros(1, 1, 4, 4))
+    with pytest.raises(NotImplementedError, match="bilinear mode needs 4D input"):
+        F.interpolate(kiln.zeros(1, 1, 4), scale_factor=2, mode="bilinear")
+    with pytest.raises(ValueError, match="align_corners option"):
+        F.interpolate(kiln.zeros(1, 1, 4), scale_factor=2, align_corners=True)
+
+
+def test_conv_transpose_output_size_and_adaptive_max_indices():
+    t = torch.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    k = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    k.load_state_dict(t.state_dict())
+    x = r(1, 2, 4, 4)
+    close(k(kiln.from_numpy(x), output_size=(8, 8)), t(torch.tensor(x), output_size=(8, 8)))
+    with pytest.raises(ValueError, match="valid sizes range from 7 to 8"):
+        k(kiln.from_numpy(x), output_size=(9, 9))
+    x = r(2, 3, 7, 10)
+    kv, ki = F.adaptive_max_pool2d(kiln.from_numpy(x), (3, 4), return_indices=True)
+    tv, ti = TF.adaptive_max_pool2d(torch.tensor(x), (3, 4), return_indices=True)
+    np.testing.assert_array_equal(kv.numpy(), tv.numpy())
+    np.testing.assert_array_equal(ki.numpy(), ti.numpy())
+
+
+def test_instance_norm_running_stats():
+    t = torch.nn.InstanceNorm2d(3, track_running_stats=True)
+    k = nn.InstanceNorm2d(3, track_running_stats=True)
+    assert list(k.state_dict()) == list(t.state_dict())
+    x = r(4, 3, 5, 5) * 2 + 1
+    close(k(kiln.from_numpy(x)), t(torch.tensor(x)))
+    close(k.running_mean, t.running_mean)
+    close(k.running_var, t.running_var)
+    k.eval()
+    t.eval()
+    close(k(kiln.from_numpy(x)), t(torch.tensor(x)))

@@ -117,3 +117,76 @@ class Conv2d(_ConvNd):
 class Conv3d(_ConvNd):
     """3-D convolution over (N, C_in, D, H, W)."""
     _n = 3
+
+
+class _ConvTransposeNd(_ConvNd):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", device=None,
+                 dtype=None):
+        if padding_mode != "zeros":
+            raise ValueError(f'Only "zeros" padding mode is supported for {type(self).__name__}')
+        if isinstance(padding, str):
+            raise ValueError(f"{type(self).__name__}: string padding is not supported for transposed convolutions")
+        # the weight is (in_channels, out_channels // groups, *kernel): build it as _ConvNd with swapped channels
+        super().__init__(out_channels, in_channels, kernel_size, stride, padding, dilation, groups, False,
+                         padding_mode, device, dtype)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.transposed = True
+        self.output_padding = F._ntuple(output_padding, self._n, "output_padding")
+        if bias:
+            from ...frontend.creation import empty
+            self.bias = Parameter(empty((out_channels,), dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def _output_padding(self, input, output_size):
+        if output_size is None:
+            return self.output_padding
+        n = self._n
+        output_size = tuple(output_size)[-n:]
+        if len(output_size) != n:
+            raise ValueError(f"output_size must have {n} or {n + 2} elements (got {len(output_size)})")
+        res = []
+        for d in range(n):
+            size = input.shape[input.ndim - n + d]
+            min_size = (size - 1) * self.stride[d] - 2 * self.padding[d] + self.dilation[d] * (self.kernel_size[d] - 1) + 1
+            max_size = min_size + self.stride[d] - 1
+            if not min_size <= output_size[d] <= max_size:
+                raise ValueError(f"requested an output size of {output_size}, but valid sizes range from {min_size} "
+                                 f"to {max_size} (for an input of {list(input.shape[2:])})")
+            res.append(output_size[d] - min_size)
+        return tuple(res)
+
+    def forward(self, input, output_size=None):
+        n = self._n
+        if input.ndim not in (n + 1, n + 2):
+            raise RuntimeError(f"{type(self).__name__}: expected {n + 1}D (unbatched) or {n + 2}D (batched) input, "
+                               f"got input of shape {list(input.shape)}")
+        c = input.shape[0 if input.ndim == n + 1 else 1]
+        if c != self.in_channels:
+            raise RuntimeError(f"{type(self).__name__}(in_channels={self.in_channels}): expected input"
+                               f"{list(input.shape)} to have {self.in_channels} channels, but got {c} channels "
+                               "instead")
+        fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
+        return fn(input, self.weight, self.bias, self.stride, self.padding, self._output_padding(input, output_size),
+                  self.groups, self.dilation)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        if self.output_padding != (0,) * self._n:
+            s += f", output_padding={self.output_padding}"
+        return s
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    _n = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """Transposed 2-D convolution ("deconvolution"); weight (in_channels, out_channels/groups, kH, kW)."""
+    _n = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    _n = 3
