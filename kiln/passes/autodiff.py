@@ -13,29 +13,8 @@ from typing import Sequence
 from ..ir.graph import Graph, Node
 from ..ir.primitives import MOVEMENT, get_primitive
 from ..ir.ruleops import RuleOps
-
-
-class _Builder:
-    """Binds primitives into `graph`, typing each new node with its shape rule."""
-
-    def __init__(self, graph: Graph):
-        self.graph = graph
-
-    def __call__(self, name: str, *args: Node, **attrs) -> Node:
-        shape, dtype = get_primitive(name).abstract_eval(args, attrs)
-        return self.graph.add_node(name, args, attrs, shape, dtype)
-
-
-def copy_graph(graph: Graph, name: str | None = None) -> tuple[Graph, dict[Node, Node]]:
-    """A structural copy of `graph` and the old-node -> new-node map."""
-    g = Graph(name or graph.name)
-    env: dict[Node, Node] = {}
-    for n in graph.inputs:
-        env[n] = g.add_input(n.shape, n.dtype, name=n.name)
-    for n in graph.nodes:
-        env[n] = g.add_node(n.op, [env[i] for i in n.inputs], n.attrs, n.shape, n.dtype, name=n.name, loc=n.loc)
-    g.set_outputs([env[o] for o in graph.outputs])
-    return g, env
+from .builder import GraphBuilder
+from .dce import dce
 
 
 def _active(graph: Graph, wrt: Sequence[Node], outs: Sequence[Node]) -> set[Node]:
@@ -61,8 +40,14 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], outputs: Sequence[int] | None = 
     With `seed_ones`, the differentiated outputs must be scalars and are seeded with 1.
     """
     outputs = list(range(len(graph.outputs))) if outputs is None else list(outputs)
-    g, env = copy_graph(graph, graph.name + "_vjp")
-    bind = _Builder(g)
+    b = GraphBuilder(graph)
+    b.graph.name = graph.name + "_vjp"
+    for n in graph.nodes:
+        b.copy(n)
+    g = b.finish()
+
+    def bind(name: str, *args: Node, **attrs) -> Node:
+        return b.emit(name, args, attrs)
     ops = RuleOps(bind)
     wrt_nodes = [g.inputs[k] for k in wrt]
     for k in wrt:
@@ -98,17 +83,7 @@ def vjp_graph(graph: Graph, wrt: Sequence[int], outputs: Sequence[int] | None = 
                 accumulate(i, ct)
     grads = [cts[w] if w in cts else ops.zeros_like(w) for w in wrt_nodes]
     g.set_outputs(list(g.outputs) + grads)
-    return prune(g)
-
-
-def prune(graph: Graph) -> Graph:
-    """Drop nodes that no output depends on (keeps every input)."""
-    live = set(graph.outputs)
-    for n in reversed(graph.nodes):
-        if n in live:
-            live.update(n.inputs)
-    graph.nodes = [n for n in graph.nodes if n in live]
-    return graph
+    return dce(g)
 
 
 @dataclass
@@ -165,7 +140,7 @@ def split_joint(joint: Graph, n_inputs: int, n_outputs: int) -> SplitGraphs:
             env[n] = fwd.add_node(n.op, [env[i] for i in n.inputs], n.attrs, n.shape, n.dtype, name=n.name, loc=n.loc)
     fwd_saved = [env[n] for n in saved]
     fwd.set_outputs([env[o] for o in joint.outputs[:n_outputs]] + fwd_saved)
-    prune(fwd)
+    fwd = dce(fwd)
     bwd = Graph(joint.name.replace("_vjp", "") + "_bwd")
     benv: dict[Node, Node] = {}
     for n in saved:
