@@ -234,3 +234,39 @@ def test_float64_modules():
     kmod = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).double()
     assert kmod[0].weight.dtype == kiln.float64
     check_module(torch, tmod, kmod, r(2, 2, 6, 6, dtype=np.float64), rtol=1e-12)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_transformer_encoder_decoder_match_torch(norm_first, batch_first):
+    kw = dict(dim_feedforward=16, dropout=0.0, batch_first=batch_first, norm_first=norm_first)
+    t_enc = tnn.TransformerEncoder(tnn.TransformerEncoderLayer(8, 2, **kw), 2, norm=tnn.LayerNorm(8),
+                                   enable_nested_tensor=False)
+    k_enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, **kw), 2, norm=nn.LayerNorm(8))
+    t_dec = tnn.TransformerDecoder(tnn.TransformerDecoderLayer(8, 2, activation="gelu", **kw), 2)
+    k_dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, activation="gelu", **kw), 2)
+    assert list(k_enc.state_dict()) == list(t_enc.state_dict())
+    assert list(k_dec.state_dict()) == list(t_dec.state_dict())
+    copy_weights(t_enc, k_enc)
+    copy_weights(t_dec, k_dec)
+    src, tgt = (r(3, 5, 8), r(3, 4, 8)) if batch_first else (r(5, 3, 8), r(4, 3, 8))
+    pad = np.zeros((3, 5), dtype=bool)
+    pad[1, -2:] = True
+    causal = np.triu(np.full((4, 4), -np.inf, dtype=np.float32), 1)
+    tsrc, ksrc = torch.tensor(src, requires_grad=True), kiln.from_numpy(src).requires_grad_(True)
+    t_mem = t_enc(tsrc, src_key_padding_mask=torch.tensor(pad))
+    k_mem = k_enc(ksrc, src_key_padding_mask=kiln.from_numpy(pad))
+    close(k_mem, t_mem, what="encoder")
+    t_out = t_dec(torch.tensor(tgt), t_mem, tgt_mask=torch.tensor(causal),
+                  memory_key_padding_mask=torch.tensor(pad))
+    k_out = k_dec(kiln.from_numpy(tgt), k_mem, tgt_mask=kiln.from_numpy(causal),
+                  memory_key_padding_mask=kiln.from_numpy(pad))
+    close(k_out, t_out, what="decoder")
+    ct = r(*t_out.shape)  # a random cotangent (sum of squares of layer-normed outputs is nearly constant)
+    (t_out * torch.tensor(ct)).sum().backward()
+    (k_out * kiln.from_numpy(ct)).sum().backward()
+    close(ksrc.grad, tsrc.grad, what="src grad")
+    for tm, km in ((t_enc, k_enc), (t_dec, k_dec)):
+        kp = dict(km.named_parameters())
+        for name, p in tm.named_parameters():
+            close(kp[name].grad, p.grad, what=name)
