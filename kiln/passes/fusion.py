@@ -597,8 +597,8 @@ class _Planner:
                 for i in m.inputs:
                     if id(i) not in k.members and all(i is not x for x in ins):
                         ins.append(i)
-            outs = [m for m in nodes if id(m) not in k.dups and (
-                id(m) in self.outputs or any(id(u) not in k.members for u in self.users.get(m, [])))]
+            outs = [m for m in nodes if id(m) not in k.dups and (id(m) in self.outputs or any(
+                kk is not k for u in self.users.get(m, []) for kk in self.kof.get(id(u), [])))]
             for i in ins:
                 src = primary.get(id(i))
                 if src is None:

@@ -288,3 +288,19 @@ def test_output_only_updates_join_their_producer():
           return (%y, %n, %st)
         }"""))
     assert len(plan.kernels) == 1 and plan.kernels[0].kind == "reduction"
+
+
+def test_scalar_recomputed_in_two_kernels_keeps_its_input_written():
+    # %c is a free scalar recomputed in both consumer kernels; %m must then be written by its kernel
+    plan = check_semantics(ir("""
+        graph f(%a: f32[1,2], %b: f32[2,1]) {
+          %m: f32[1,1] = matmul(%a, %b)
+          %z: f32[1,1] = constant() {dtype=f32, shape=(1, 1), value=0.0}
+          %c: b1[1,1] = ne(%m, %z)
+          %d: b1[1,1] = logical_and(%c, %c)
+          %e: i64[1,1] = cast(%c) {dtype=i64}
+          %s: i64[1] = reduce_sum(%e) {axes=(0,), keepdims=False}
+          return (%d, %s)
+        }"""))
+    k = plan.kernel_of(plan.graph.nodes[0])
+    assert [o.name for o in k.outputs if o.name == "m"] == ["m"] or len(plan.kernels) == 1
