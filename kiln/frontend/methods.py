@@ -232,3 +232,23 @@ def _iter(self):
 
 
 Tensor.__iter__ = _iter
+
+
+def _contains(self, element):
+    if not isinstance(element, (Tensor, int, float, bool, np.number, np.bool_)):
+        raise RuntimeError(f"Tensor.__contains__ only supports Tensor or scalar, but you passed in a "
+                           f"{type(element).__name__}.")
+    return bool(ops.any(ops.eq(self, element)))
+
+
+def _format(self, spec):
+    if self.ndim == 0 and self._cell.trace is None:
+        return format(self.item(), spec)
+    if spec:
+        raise TypeError("unsupported format string passed to Tensor.__format__")
+    return repr(self)
+
+
+Tensor.__contains__ = _contains
+Tensor.__format__ = _format
+Tensor.__reversed__ = lambda self: self if self.ndim == 0 else ops.flip(self, 0)

@@ -428,3 +428,19 @@ def test_dtype_name_helper_agrees():
     # sanity check of the helper the other tests rely on
     assert dtype_name(kiln.ones(1, dtype=kiln.bool)) == "bool"
     assert dtype_name(np.zeros(1, dtype=np.float16)) == "float16"
+
+
+def test_python_protocols_like_torch():
+    t = kiln.tensor([[1, 2], [3, 4]])
+    assert 2 in t and 7 not in t and kiln.tensor([1, 2]) in t
+    assert f"{kiln.tensor(2.5):.3f}" == "2.500"
+    assert f"{kiln.tensor([1.0, 2.0])}" == "tensor([1., 2.])"
+    with pytest.raises(TypeError, match="unsupported format string"):
+        f"{kiln.tensor([1.0, 2.0]):.2f}"
+    assert [v.item() for v in reversed(kiln.tensor([1, 2, 3]))] == [3, 2, 1]
+    assert reversed(t).tolist() == [[3, 4], [1, 2]]
+    assert [row.tolist() for row in t] == [[1, 2], [3, 4]]
+    assert len(t) == 2 and hash(t) == hash(t)
+    assert [0, 1, 2][kiln.tensor(1)] == 1  # __index__
+    with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
+        iter(kiln.tensor(1.0))
