@@ -117,7 +117,8 @@ def test_nn_mlp_sgd_momentum_training_step():
     step(x, y)  # the first step creates the momentum buffers eagerly
     entry = trace_function(step, (x, y), {}, name="step", autograd=False, optimize=False)
     g = entry.graph
-    arrays = [x.numpy(), y.numpy()] + [t.detach().numpy() for t in entry.captured]
+    captured = entry.captured_now() if hasattr(entry, "captured_now") else entry.captured
+    arrays = [x.numpy(), y.numpy()] + [t.detach().numpy() for t in captured]
     report = default_pipeline().run_report(g, verify=True)
     report.fusion.check()
     ref = run_graph(g, arrays)
