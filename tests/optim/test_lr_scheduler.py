@@ -19,6 +19,8 @@ SCHEDULERS = [
     ("CosineAnnealingLR", dict(T_max=5)),
     ("CosineAnnealingLR", dict(T_max=4, eta_min=0.01)),
     ("LambdaLR", dict(lr_lambda=lambda e: 1.0 / (e + 1))),
+    ("LinearLR", dict(start_factor=0.25, total_iters=4)),
+    ("LinearLR", dict(start_factor=0.5, end_factor=0.1, total_iters=3)),
 ]
 
 
@@ -84,3 +86,19 @@ def test_closed_form_epoch_argument():
 def test_scheduler_requires_optimizer():
     with pytest.raises(TypeError):
         kls.StepLR(object(), step_size=1)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(mode="max", factor=0.5, patience=1, threshold_mode="abs", cooldown=1),
+                                dict(patience=0, min_lr=0.02, threshold=0.1)])
+def test_reduce_lr_on_plateau_matches_torch(kw):
+    kopt, topt = _pair(groups=2)
+    ks = kls.ReduceLROnPlateau(kopt, **kw)
+    ts = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.96, 0.5, 0.5, 0.51, 0.52, 0.53, 0.2, 0.3, 0.3, 0.3] * 2
+    for m in metrics:
+        ks.step(kiln.tensor(m, dtype=kiln.float64))  # a float32 metric would round 0.9 below 0.9
+        ts.step(m)
+        assert ks.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
+    assert ks.num_bad_epochs == ts.num_bad_epochs and ks.best == ts.best
+    sd = ks.state_dict()
+    assert "optimizer" not in sd and sd["best"] == ts.state_dict()["best"]
