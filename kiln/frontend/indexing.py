@@ -66,7 +66,12 @@ def _expand_key(x: Tensor, key) -> list:
 def _dtype_of(k):
     if isinstance(k, Tensor):
         return k.dtype
-    return dt.from_numpy_dtype(np.asarray(k).dtype) if np.asarray(k).dtype.kind != "i" else dt.int64
+    kind = np.asarray(k).dtype.kind
+    if kind in "iu":
+        return dt.int64  # numpy integer arrays of any width index like int64 ones
+    if kind == "b":
+        return dt.bool_
+    raise IndexError(f"arrays used as indices must be of integer or boolean type, got {np.asarray(k).dtype}")
 
 
 def _is_bool_scalar(k) -> bool:

@@ -133,6 +133,12 @@ def test_index_dtypes():
     assert_same(x[:, kiln.tensor([True, False, True])], A[:, [True, False, True]])
     assert_same(x[kiln.tensor(1)], A[1])  # 0-d integer tensor acts like an int
     assert_same(x[np.int64(1), np.int32(2)], A[1, 2])
+    assert_same(x[np.array([1, 0], dtype=np.uint8)], A[[1, 0]])  # numpy integer arrays of any width
+    assert_same(x[:, np.array([2], dtype=np.int16)], A[:, [2]])
+    with pytest.raises(IndexError, match="arrays used as indices must be of integer or boolean type, got float64"):
+        x[np.array([0.5])]
+    with pytest.raises(IndexError, match="tensors used as indices must be long, int or bool tensors"):
+        x[[0.5]]
 
 
 @pytest.mark.parametrize("dtype", DTYPE_NAMES)
