@@ -120,3 +120,13 @@ def test_dumped_graphs_parse_back(tmp_path):
     assert len(dumps) == len(report.records)
     with open(tmp_path / dumps[-1]) as f:
         assert parse_graph(f.read()) == report.graph
+
+
+def test_command_line(tmp_path, capsys):
+    from kiln.passes.__main__ import main
+    src = tmp_path / "g.txt"
+    src.write_text(str(ir(SRC)))
+    assert main([str(src)]) == 0
+    out = capsys.readouterr().out
+    assert "fusion plan for graph f: 3 nodes -> 1 kernels" in out and "pipeline summary" in out
+    assert "memory plan:" in out
