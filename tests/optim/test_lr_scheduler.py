@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 import kiln
@@ -96,7 +98,7 @@ def test_reduce_lr_on_plateau_matches_torch(kw):
     ts = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kw)
     metrics = [1.0, 0.9, 0.95, 0.95, 0.96, 0.5, 0.5, 0.51, 0.52, 0.53, 0.2, 0.3, 0.3, 0.3] * 2
     for m in metrics:
-        ks.step(kiln.tensor(m, dtype=kiln.float64))  # a float32 metric would round 0.9 below 0.9
+        ks.step(kiln.tensor(np.float64(m)))  # a float32 metric would round 0.9 below 0.9
         ts.step(m)
         assert ks.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12)
     assert ks.num_bad_epochs == ts.num_bad_epochs and ks.best == ts.best

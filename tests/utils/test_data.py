@@ -79,6 +79,11 @@ def test_collate_dicts_tuples_numbers_strings_arrays():
     assert batch["pair"][1].tolist() == [[0, 0], [1, -1], [2, -2]]
 
 
+def test_collate_floats_keep_float64_precision():
+    out = default_collate([0.1, 0.2, 1 / 3])
+    assert out.dtype == kiln.float64 and out.tolist() == [0.1, 0.2, 1 / 3]
+
+
 def test_collate_namedtuple_and_errors():
     P = namedtuple("P", "a b")
     out = default_collate([P(1, 2.0), P(3, 4.0)])

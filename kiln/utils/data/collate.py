@@ -69,8 +69,8 @@ def default_collate(batch: Sequence[Any]) -> Any:
     if isinstance(elem, bool):
         return tensor(list(batch))
     if isinstance(elem, float):
-        from ...ir import dtypes as dt
-        return tensor(list(batch), dtype=dt.float64)
+        # via a float64 array: kiln.tensor(list_of_floats, dtype=float64) rounds through float32 first
+        return tensor(np.asarray(batch, dtype=np.float64))
     if isinstance(elem, int):
         return tensor(list(batch))
     if isinstance(elem, (str, bytes)):
