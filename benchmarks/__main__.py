@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {m.get('torch')} ({m.get('torch_threads')} threads), kiln {m['kiln']} @ {m.get('git_commit')}; "
           f"load average before/after {m.get('loadavg_before')} / {m.get('loadavg_after')}")
     print(format_table(report["results"]))
+    loads = [l[0] for l in (m.get("loadavg_before"), m.get("loadavg_after")) if l]
+    if loads and m.get("cpu_count") and max(loads) > 0.5 * m["cpu_count"]:
+        print(f"\nwarning: the machine was busy (1-min load average up to {max(loads):.1f} on {m['cpu_count']} "
+              "cores): other processes share the CPU, so these timings (medians especially) are unreliable")
     path = args.json or os.path.join(_HERE, "results", "quick.json" if q else "latest.json")
     if path != "-":
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
