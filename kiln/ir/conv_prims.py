@@ -77,6 +77,9 @@ def _conv_rule(avals, strides, padding, dilation, groups):
 
 
 def _conv_impl(x, w, strides, padding, dilation, groups):
+    # the VJP hands over permuted views; windows of a non-contiguous array gather with poor locality
+    # (measured 300x slower for conv1's weight gradient), so copy to C order first
+    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w)
     nsp = x.ndim - 2
     n, c = x.shape[:2]
     oc = w.shape[0]
