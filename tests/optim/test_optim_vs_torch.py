@@ -1,7 +1,6 @@
 """Each optimizer's 10-step trajectory (parameters and state) matches PyTorch's to 1e-5 relative."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import kiln
