@@ -444,3 +444,17 @@ def test_python_protocols_like_torch():
     assert [0, 1, 2][kiln.tensor(1)] == 1  # __index__
     with pytest.raises(TypeError, match="iteration over a 0-d tensor"):
         iter(kiln.tensor(1.0))
+
+
+def test_inplace_random_initialisers_statistics():
+    kiln.manual_seed(3)
+    u = kiln.empty(100_000).uniform_(-1, 2).numpy()
+    assert u.min() >= -1 and u.max() < 2 and abs(u.mean() - 0.5) < 0.02
+    n = kiln.empty(100_000, dtype=kiln.float64).normal_(3, 2)
+    assert n.dtype is kiln.float64
+    assert abs(n.numpy().mean() - 3) < 0.03 and abs(n.numpy().std() - 2) < 0.03
+    b = kiln.empty(100_000).bernoulli_(0.3).numpy()
+    assert set(np.unique(b)) == {0.0, 1.0} and abs(b.mean() - 0.3) < 0.01
+    p = kiln.bernoulli(kiln.full((100_000,), 0.25))
+    assert p.dtype is kiln.float32 and abs(p.mean().item() - 0.25) < 0.01
+    assert sorted(kiln.randperm(10).tolist()) == list(range(10))
