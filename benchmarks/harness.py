@@ -5,6 +5,7 @@ import json
 import math
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -55,15 +56,23 @@ def measure_in_subprocess(workload: str, column: str, *, timeout: float, **kw) -
     """Run `measure` in a child process with a wall-clock limit (for torch.compile's long warm-up)."""
     args = [sys.executable, "-m", "benchmarks.worker", workload, column, json.dumps(kw)]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # Own session, so a timeout also ends the compiler's helper processes (the whole group).
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=root)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
         return {"workload": workload, "column": column, "status": "skipped",
                 "reason": f"time box of {timeout:.0f}s exceeded (warm-up + timing); raise --compile-timeout"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         return {"workload": workload, "column": column, "status": "error",
-                "reason": f"worker exited with {proc.returncode}: {proc.stderr.strip()[-500:]}"}
+                "reason": f"worker exited with {proc.returncode}: {stderr.strip()[-500:]}"}
     return json.loads(lines[-1])
 
 
