@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -1070,10 +1071,18 @@ def _check_same_size(input: Tensor, target: Tensor, fn: str) -> None:
                          f"({list(input.shape)}) is not supported. Please ensure they have the same size.")
 
 
+def _warn_broadcast(input: Tensor, target: Tensor, fn: str) -> None:
+    if tuple(input.shape) != tuple(target.shape):
+        warnings.warn(f"{fn}: Using a target size ({list(target.shape)}) that is different to the input size "
+                      f"({list(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
+                      "Please ensure they have the same size.", stacklevel=3)
+
+
 def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
              weight: Tensor | None = None) -> Tensor:
     """Squared error, (input - target)^2, reduced."""
     reduction = _reduction(reduction, size_average, reduce)
+    _warn_broadcast(input, target, "mse_loss")
     d = K.sub(input, target)
     loss = K.mul(d, d)
     if weight is not None:
@@ -1085,6 +1094,7 @@ def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduc
             weight: Tensor | None = None) -> Tensor:
     """Absolute error |input - target|, reduced."""
     reduction = _reduction(reduction, size_average, reduce)
+    _warn_broadcast(input, target, "l1_loss")
     loss = K.abs(K.sub(input, target))
     if weight is not None:
         loss = K.mul(loss, weight)

@@ -177,3 +177,8 @@ def test_legacy_size_average_reduce():
           TF.mse_loss(torch.tensor(x), torch.tensor(y), reduction="sum"))
     close(F.mse_loss(kiln.from_numpy(x), kiln.from_numpy(y), reduce=False),
           TF.mse_loss(torch.tensor(x), torch.tensor(y), reduction="none"))
+
+
+def test_regression_loss_warns_on_broadcast():
+    with pytest.warns(UserWarning, match="different to the input size"):
+        F.mse_loss(kiln.randn(4, 1), kiln.randn(4))
