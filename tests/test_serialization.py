@@ -168,6 +168,17 @@ def test_truncated_file(tmp_path, cut):
     assert isinstance(e.value, RuntimeError)
 
 
+@pytest.mark.parametrize("cut", [5, 20, -3])
+def test_truncated_file_object(tmp_path, cut):
+    buf = io.BytesIO()
+    kiln.save({"w": kiln.randn(4, 4)}, buf)
+    data = buf.getvalue()
+    damaged = io.BytesIO(data[:cut] if cut >= 0 else data[:cut])
+    damaged.name = "in-memory.kiln"
+    with pytest.raises(SerializationError, match="in-memory.kiln"):
+        kiln.load(damaged)
+
+
 def test_foreign_files(tmp_path):
     rng = np.random.default_rng(0)
     for data in [rng.bytes(1000), b"hello world, not a checkpoint", b"\x00" * 64]:

@@ -157,7 +157,12 @@ def _fail(name: str, what: str) -> SerializationError:
     return SerializationError(f"kiln.load: {name!r} {what}")
 
 
-def _read(f: Any, name: str) -> bytes:
+def _read_head(f: Any, name: str) -> tuple[bytes, int, Any]:
+    """(the leading bytes that hold the safetensors header, total size, source for safetensors).
+
+    Paths read only the header here (safetensors then reads the tensors itself, without a
+    second whole-file copy); file objects are read whole.
+    """
     if isinstance(f, (str, os.PathLike)):
         path = os.fspath(f)
         if not os.path.exists(path):
@@ -165,15 +170,24 @@ def _read(f: Any, name: str) -> bytes:
         if os.path.isdir(path):
             raise _fail(path, "is a directory, not a kiln checkpoint file")
         try:
+            total = os.path.getsize(path)
             with open(path, "rb") as fh:
-                return fh.read()
+                head = fh.read(8)
+                if len(head) == 8 and head[:4] != b"PK\x03\x04":
+                    (n,) = struct.unpack("<Q", head)
+                    if n <= total - 8:
+                        head += fh.read(n)
+                    else:
+                        head += fh.read(64)
         except OSError as e:
             raise _fail(path, f"could not be read: {e}") from e
+        return head, total, path
     if hasattr(f, "read"):
         data = f.read()
         if isinstance(data, str):
             raise TypeError("kiln.load: the file object must be opened in binary mode ('rb')")
-        return bytes(data)
+        data = bytes(data)
+        return data, len(data), data
     raise TypeError(f"kiln.load: f must be a path or a binary file object, got {type(f).__name__}")
 
 
@@ -193,27 +207,31 @@ _ST_DTYPES = {"F16", "F32", "F64", "I32", "I64", "BOOL", "BF16", "I8", "I16", "U
               "F8_E5M2"}
 
 
-def _parse_header(data: bytes, name: str) -> dict:
-    """Check the safetensors framing ourselves so damage gives a precise message."""
+def _parse_header(data: bytes, total: int, name: str) -> dict:
+    """Check the safetensors framing ourselves so damage gives a precise message.
+
+    `data` starts at the beginning of the file and holds at least the header when the file
+    is intact; `total` is the file's size in bytes.
+    """
     foreign = _foreign_kind(data)
     if foreign:
         raise _fail(name, foreign)
-    if len(data) < 8:
-        raise _fail(name, f"is not a kiln checkpoint: it is only {len(data)} bytes long (empty or truncated)")
+    if total < 8:
+        raise _fail(name, f"is not a kiln checkpoint: it is only {total} bytes long (empty or truncated)")
     (n,) = struct.unpack("<Q", data[:8])
     if n == 0 or data[8:9] != b"{":
         raise _fail(name, "is not a kiln checkpoint (kiln writes safetensors files; this one has no safetensors "
                           "header)")
-    if 8 + n > len(data):
+    if 8 + n > total or 8 + n > len(data):
         raise _fail(name, f"is truncated or corrupt: its safetensors header claims {n} bytes but only "
-                          f"{len(data) - 8} follow")
+                          f"{total - 8} follow")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise _fail(name, "is corrupt or not a kiln checkpoint: its safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise _fail(name, "is corrupt: its safetensors header is not a JSON object")
-    body = len(data) - 8 - n
+    body = total - 8 - n
     end = 0
     for key, info in header.items():
         if key == "__metadata__":
@@ -310,11 +328,11 @@ def load(f: PathOrFile, map_location: Any = None, pickle_module: Any = None, *, 
         raise SerializationError(f"kiln.load: map_location={map_location!r} is not supported; kiln tensors load "
                                  "on the CPU")
     name = _file_name(f)
-    data = _read(f, name)
-    header = _parse_header(data, name)
+    head, total, source = _read_head(f, name)
+    header = _parse_header(head, total, name)
     import safetensors.numpy as stnp
     try:
-        arrays = stnp.load(data)
+        arrays = stnp.load_file(source) if isinstance(source, str) else stnp.load(source)
     except Exception as e:  # safetensors raises its own SafetensorError for framing problems
         raise _fail(name, f"is corrupt: safetensors could not read it ({e})") from None
     meta = header.get("__metadata__") or {}
