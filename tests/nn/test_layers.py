@@ -100,7 +100,7 @@ CASES = [
     ("log_softmax", lambda m: m.LogSoftmax(dim=1), [(3, 7)]),
     ("prelu", lambda m: m.PReLU(3), [(2, 3, 4)]),
     ("sequential", lambda m: m.Sequential(m.Linear(4, 8), m.ReLU(), m.Linear(8, 3), m.Tanh()), [(5, 4)]),
-    ("sequential_inplace_act", lambda m: m.Sequential(m.Conv2d(2, 3, 3), m.BatchNorm2d(3), m.ReLU(inplace=True),
+    ("sequential_inplace_act", lambda m: m.Sequential(m.Conv2d(2, 3, 3, bias=False), m.BatchNorm2d(3), m.ReLU(inplace=True),
                                                       m.Flatten(), m.Linear(27, 4), m.LeakyReLU(0.1, inplace=True)),
      [(2, 2, 5, 5)]),
 ]
