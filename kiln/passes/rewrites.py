@@ -18,6 +18,7 @@ tests/passes/test_rewrites.py.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -147,6 +148,12 @@ RULES: list[Rule] = [
                                              rw.emit("permute", [m.inputs[0]], perm=n.attrs["perm"])]),
          "(a @ b)^T -> b^T @ a^T when the matmul has no other use: the transposes usually cancel, "
          "and the result can take an elementwise epilogue", guard=lambda rw, n, m: rw.single_use(m)),
+    Rule("pad-into-conv", ("conv",), lambda n: _zero_spatial_pad(n.inputs[0]),
+         lambda rw, n, p: rw.emit("conv", [p.inputs[0], n.inputs[1]], strides=n.attrs["strides"],
+                                  dilation=n.attrs["dilation"], groups=n.attrs["groups"],
+                                  padding=tuple((a + lo, b + hi) for (a, b), lo, hi in zip(
+                                      n.attrs["padding"], p.attrs["lo"][2:], p.attrs["hi"][2:]))),
+         "conv(pad(x, zeros on spatial dims), w) -> conv(x, w) with the padding in conv's own padding"),
     Rule("scatter-one-hot", ("scatter", "scatter_add"), lambda n: _one_index_per_row(n),
          lambda rw, n, m: _scatter_as_select(rw, n),
          "scatter with one index per row -> select(iota == index, update, x): elementwise, so it fuses"),
@@ -156,6 +163,14 @@ RULES: list[Rule] = [
 def _swaps_last2(n: Node) -> bool:
     nd = n.ndim
     return nd >= 2 and tuple(n.attrs["perm"]) == tuple(range(nd - 2)) + (nd - 1, nd - 2)
+
+
+def _zero_spatial_pad(x: Node) -> Node | None:
+    """`x` if it is a zero pad (no interior padding) of only the spatial dims of a conv input."""
+    if x.op != "pad" or any(x.attrs["interior"]) or any(x.attrs["lo"][:2]) or any(x.attrs["hi"][:2]):
+        return None
+    v = x.attrs["value"]
+    return x if v == 0 and not (isinstance(v, float) and math.copysign(1.0, v) < 0) else None
 
 
 def _one_index_per_row(n: Node):

@@ -1,8 +1,10 @@
 """The rewrite table: one IR-in / IR-out case per rule (a new rule needs a new case here)."""
+import numpy as np
 import pytest
 
 from kiln.passes import cse, dce, rewrite
 from kiln.passes.rewrites import RULES, Rewriter
+from kiln.runtime.interpreter import run_graph
 from passes_helpers import assert_pass, assert_unchanged, ir
 
 
@@ -285,6 +287,16 @@ CASES = {
           %1: f32[3,8] = matmul(%0, %x)
           return (%1)
         }"""),
+    "pad-into-conv": ("""
+        graph f(%x: f32[2,3,8,8], %w: f32[4,3,3,3]) {
+          %p: f32[2,3,10,12] = pad(%x) {hi=(0, 0, 1, 2), interior=(0, 0, 0, 0), lo=(0, 0, 1, 2), value=0.0}
+          %c: f32[2,4,10,10] = conv(%p, %w) {dilation=(1, 1), groups=1, padding=((1, 1), (0, 0)), strides=(1, 1)}
+          return (%c)
+        }""", """
+        graph f(%x: f32[2,3,8,8], %w: f32[4,3,3,3]) {
+          %0: f32[2,4,10,10] = conv(%x, %w) {dilation=(1, 1), groups=1, padding=((2, 2), (2, 2)), strides=(1, 1)}
+          return (%0)
+        }"""),
     "scatter-one-hot": ("""
         graph f(%x: f32[2,3], %i: i64[2,1], %s: f32[2,1]) {
           %a: f32[2,3] = scatter_add(%x, %i, %s) {axis=1}
@@ -318,6 +330,19 @@ def test_rule(rule):
     rw.run()
     assert rule in rw.fired, f"rule {rule} did not fire; fired: {rw.fired}"
     assert_pass(simplify, src, expected)
+    # and the rewrite computes the same values (positive floats, so log/exp stay finite)
+    g = ir(src)
+    rng = np.random.default_rng(0)
+    args = []
+    for n in g.inputs:
+        if n.dtype.is_floating_point:
+            args.append(rng.uniform(0.5, 2.0, n.shape).astype(n.dtype.np_dtype))
+        elif n.dtype.is_bool:
+            args.append(rng.integers(0, 2, n.shape).astype(bool))
+        else:  # integers double as valid indices for the scatter cases
+            args.append(rng.integers(0, 2, n.shape).astype(n.dtype.np_dtype))
+    for a, b in zip(run_graph(g, args), run_graph(simplify(g), args)):
+        np.testing.assert_allclose(b, a, rtol=1e-6)
 
 
 NOT_REWRITTEN = {
@@ -366,6 +391,12 @@ NOT_REWRITTEN = {
           %m: f32[4,3] = matmul(%x, %g)
           %t: f32[3,4] = permute(%m) {perm=(1, 0)}
           return (%t, %m)
+        }""",
+    "pad with a non-zero value is not conv padding": """
+        graph f(%x: f32[1,1,4,4], %w: f32[1,1,3,3]) {
+          %p: f32[1,1,6,6] = pad(%x) {hi=(0, 0, 1, 1), interior=(0, 0, 0, 0), lo=(0, 0, 1, 1), value=1.0}
+          %c: f32[1,1,4,4] = conv(%p, %w) {dilation=(1, 1), groups=1, padding=((0, 0), (0, 0)), strides=(1, 1)}
+          return (%c)
         }""",
     "non-splat constant is not broadcast-folded": """
         graph f(%x: f32[3]) {
