@@ -365,3 +365,21 @@ def test_compiled_cnn_training_step_matches_eager():
         losses[mode] = [float(fn(x, y).detach()) for _ in range(4)]
     np.testing.assert_allclose(losses["compiled"], losses["eager"], rtol=1e-5)
     assert losses["eager"][-1] < losses["eager"][0]
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_compiled_batchnorm_updates_running_stats_like_eager(momentum):
+    def build():
+        kiln.manual_seed(0)
+        return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=momentum))
+
+    xs = [kiln.randn(6, 3) for _ in range(3)]
+    eager, comp = build(), build()
+    f = kiln.compile(lambda x: comp(x).sum())
+    for x in xs:
+        e = eager(x).sum()
+        c = f(x)
+        np.testing.assert_allclose(c.detach().numpy(), e.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for key in ("running_mean", "running_var"):
+        np.testing.assert_allclose(getattr(comp[1], key).numpy(), getattr(eager[1], key).numpy(), rtol=1e-5)
+    assert int(comp[1].num_batches_tracked) == 3

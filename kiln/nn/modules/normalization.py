@@ -68,7 +68,11 @@ class _BatchNorm(Module):
         if training and self.track_running_stats and self.num_batches_tracked is not None:
             with no_grad():
                 self.num_batches_tracked.add_(1)
-            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            if self.momentum is None:  # cumulative moving average
+                if self.num_batches_tracked.is_tracer:  # inside kiln.compile: keep it a tensor
+                    factor = 1.0 / self.num_batches_tracked.to(self.running_mean.dtype)
+                else:
+                    factor = 1.0 / float(self.num_batches_tracked)
         bn_training = True if training else (self.running_mean is None and self.running_var is None)
         use_stats = not training or self.track_running_stats
         return F.batch_norm(input, self.running_mean if use_stats else None, self.running_var if use_stats else None,
