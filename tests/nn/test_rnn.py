@@ -140,3 +140,22 @@ def test_lstm_dropout_between_layers_only_in_training():
     m.train()
     c = m(x)[0].detach().numpy()
     assert not np.allclose(a, c)
+
+
+def test_recurrent_layers_compile():
+    kiln.manual_seed(0)
+    lstm = nn.LSTM(3, 4, 2, batch_first=True)
+    x = kiln.randn(2, 5, 3)
+    f = kiln.compile(lambda x: lstm(x)[0].sum())
+    c = f(x)
+    e = lstm(x)[0].sum()
+    np.testing.assert_allclose(c.detach().numpy(), e.detach().numpy(), rtol=1e-5)
+    c.backward()
+    g = lstm.weight_hh_l1.grad.numpy().copy()
+    lstm.zero_grad()
+    e.backward()
+    np.testing.assert_allclose(g, lstm.weight_hh_l1.grad.numpy(), rtol=1e-5, atol=1e-7)
+    model = nn.Sequential(nn.Embedding(10, 4, padding_idx=0), nn.GRU(4, 4, batch_first=True))
+    idx = kiln.tensor([[1, 0, 3], [4, 5, 0]])
+    f2 = kiln.compile(lambda i: model(i)[1].sum())
+    np.testing.assert_allclose(f2(idx).detach().numpy(), model(idx)[1].sum().detach().numpy(), rtol=1e-5)
