@@ -172,3 +172,27 @@ def mlp(column: str, quick: bool) -> Prepared:
                  "of 3x32x32, CrossEntropyLoss, SGD(lr=0.001, momentum=0.9): one training step")
 def cnn(column: str, quick: bool) -> Prepared:
     return _classification_step(column, make_cnn, (64, 3, 32, 32), lr=0.001, momentum=0.9)
+
+
+@register("loader", "DataLoader epoch: TensorDataset of 10,000 x 784 float32 + int64 labels, batch 64, shuffle "
+                    "with a seeded generator (157 batches); time per epoch")
+def loader(column: str, quick: bool) -> Prepared:
+    if column.endswith("compile"):
+        raise Skip("not applicable (data loading runs outside compiled code)")
+    if column.startswith("kiln"):
+        import kiln as T
+        from kiln.utils.data import DataLoader, TensorDataset
+    else:
+        T = _torch()
+        from torch.utils.data import DataLoader, TensorDataset
+    rng = np.random.default_rng(0)
+    x = T.tensor(rng.standard_normal((10_000, 784)).astype(np.float32))
+    y = T.tensor(rng.integers(0, 10, 10_000).astype(np.int64))
+    dl = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, generator=T.Generator().manual_seed(0))
+
+    def epoch():
+        n = 0
+        for xb, yb in dl:
+            n += xb.shape[0]
+        return n
+    return Prepared(step=epoch, loss_of=float, notes=["'first_loss' is the number of samples seen"])

@@ -184,3 +184,11 @@ def test_fast_tensor_dataset_path_matches_generic_collate():
     slow = list(DataLoader(ds, batch_size=4, shuffle=True, generator=g2, collate_fn=lambda s: default_collate(s)))
     for f, s in zip(fast, slow):
         assert all(kiln.equal(a, b) for a, b in zip(f, s))
+
+
+def test_tensor_dataset_batches_keep_autograd_for_tensors_that_require_grad():
+    x = kiln.randn(6, 2, requires_grad=True)
+    xb, yb = next(iter(DataLoader(TensorDataset(x, kiln.arange(6)), batch_size=4)))
+    assert xb.requires_grad and not yb.requires_grad
+    xb.sum().backward()
+    assert x.grad.tolist() == [[1.0, 1.0]] * 4 + [[0.0, 0.0]] * 2

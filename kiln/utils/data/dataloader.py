@@ -3,11 +3,23 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
+
+from ...frontend.tensor import Tensor
 from .collate import default_collate, default_convert
 from .dataset import Dataset, IterableDataset, TensorDataset
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 __all__ = ["DataLoader"]
+
+
+def _take_rows(t: Tensor, indices: list[int]) -> Tensor:
+    """t[indices] along dim 0: numpy's take for plain eager data, kiln's index_select otherwise (autograd)."""
+    if not t.requires_grad and not t.is_tracer:
+        return Tensor._make(np.take(t._cell.value, np.asarray(indices, dtype=np.int64), axis=0))
+    from ...frontend.creation import tensor
+    from ...frontend.ops import index_select
+    return index_select(t, 0, tensor(indices))
 
 
 class DataLoader:
@@ -88,9 +100,7 @@ class DataLoader:
         ds = self.dataset
         if type(ds) is TensorDataset and self.collate_fn is default_collate:
             # One gather per tensor instead of len(indices) indexings and a stack (same result).
-            from ...frontend.creation import tensor
-            idx = tensor(indices)
-            return [t[idx] for t in ds.tensors]
+            return [_take_rows(t, indices) for t in ds.tensors]
         if hasattr(ds, "__getitems__"):
             samples = ds.__getitems__(indices)
         else:
