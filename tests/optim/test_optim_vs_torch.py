@@ -191,3 +191,23 @@ def test_load_torch_state_dict_then_continue():
             opt.step()
     for a, b in zip(kw_, tw_):
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("name,kw", [("Adam", dict(lr=0.01, amsgrad=True)),
+                                     ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1)),
+                                     ("RMSprop", dict(lr=0.01, centered=True, alpha=0.3, momentum=0.2))])
+def test_float64_parameters_match_torch_tightly(name, kw):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    w0, x = rng.standard_normal((5, 3)), rng.standard_normal((8, 5))
+    kw_, tw = kiln.tensor(w0, requires_grad=True), torch.tensor(w0, requires_grad=True)
+    ko, to = getattr(optim, name)([kw_], **kw), getattr(torch.optim, name)([tw], **kw)
+    for _ in range(10):
+        ko.zero_grad()
+        ((kiln.tensor(x) @ kw_).tanh() ** 2).sum().backward()
+        ko.step()
+        to.zero_grad()
+        ((torch.tensor(x) @ tw).tanh() ** 2).sum().backward()
+        to.step()
+    assert kw_.dtype == kiln.float64 and ko.state[kw_]["step" if name != "SGD" else "momentum_buffer"].ndim >= 0
+    np.testing.assert_allclose(kw_.detach().numpy(), tw.detach().numpy(), rtol=1e-12, atol=1e-13)
