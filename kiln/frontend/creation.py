@@ -71,6 +71,8 @@ _SUPPORTED_NP = {np.dtype(d) for d in (np.float16, np.float32, np.float64, np.in
 def _np_dtype_of_array(npd: np.dtype) -> np.dtype:
     """kiln's dtype for numpy data of dtype `npd`: supported dtypes as is; other ints and floats widened."""
     npd = np.dtype(npd)
+    if npd.byteorder not in "=|":  # non-native byte order: same values, converted to native on copy
+        npd = npd.newbyteorder("=")
     if npd in _SUPPORTED_NP:
         return npd
     if npd.kind in "iu":

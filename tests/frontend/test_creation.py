@@ -96,6 +96,9 @@ def test_unsupported_numpy_dtypes():
         assert t.dtype is kiln.int64
         assert t.tolist() == [1, 2, 255 if npd in (np.uint8, np.uint16, np.uint32) else 7]
     assert kiln.tensor(np.array([1.5], dtype=np.longdouble)).dtype is kiln.float64
+    big_endian = np.array([1.5, -2.0], dtype=">f4")
+    assert_same(kiln.tensor(big_endian), np.array([1.5, -2.0], dtype=np.float32))
+    assert kiln.as_tensor(big_endian).dtype is kiln.float32
     with pytest.raises(TypeError, match="complex64"):
         kiln.tensor(np.array([1 + 2j], dtype=np.complex64))
     with pytest.raises(TypeError, match="uint64"):
