@@ -110,15 +110,28 @@ def _promote_np(a: np.dtype | None, b: np.dtype | None) -> np.dtype | None:
     return dt.result_type((da, dt.TENSOR), (db, dt.TENSOR)).np_dtype
 
 
+_PY_NUMBERS = (bool, int, float)
+
+
 def _infer_dtype(data) -> np.dtype | None:
     """PyTorch's dtype inference over nested sequences (None: no elements)."""
     if not isinstance(data, (list, tuple)):
         return _leaf_dtype(data)
     kinds = set(map(type, data))
-    if len(kinds) == 1 and next(iter(kinds)) in (float, int, bool):
-        return _leaf_dtype(data[0])  # fast path for flat lists of one Python type
+    if kinds and kinds <= set(_PY_NUMBERS):  # fast path: flat Python numbers
+        out = None
+        for t in kinds:
+            out = _promote_np(out, _leaf_dtype(t()))
+        return out
     out = None
+    seen = set()
     for x in data:
+        t = type(x)
+        key = t if t in _PY_NUMBERS else (x.dtype if isinstance(x, np.generic) else None)
+        if key is not None:
+            if key in seen:  # a leaf's dtype depends only on its type: look each kind up once
+                continue
+            seen.add(key)
         out = _promote_np(out, _infer_dtype(x))
     return out
 
@@ -128,6 +141,8 @@ def _to_plain(data):
     if isinstance(data, Tensor):
         return data._concrete("kiln.tensor(tensor)")
     if isinstance(data, (list, tuple)):
+        if not any(issubclass(k, (Tensor, list, tuple)) for k in set(map(type, data))):
+            return data  # no tensors or sequences inside: nothing to replace
         return [_to_plain(x) for x in data]
     return data
 
