@@ -383,3 +383,15 @@ def test_compiled_batchnorm_updates_running_stats_like_eager(momentum):
     for key in ("running_mean", "running_var"):
         np.testing.assert_allclose(getattr(comp[1], key).numpy(), getattr(eager[1], key).numpy(), rtol=1e-5)
     assert int(comp[1].num_batches_tracked) == 3
+
+
+def test_batchnorm_loads_checkpoint_without_num_batches_tracked():
+    bn = nn.BatchNorm1d(3)
+    with kiln.no_grad():
+        bn.num_batches_tracked.fill_(5)
+    sd = {k: v for k, v in nn.BatchNorm1d(3).state_dict().items() if k != "num_batches_tracked"}
+    bn.load_state_dict(sd)
+    assert int(bn.num_batches_tracked) == 0
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    sd = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert model.load_state_dict(sd).missing_keys == []

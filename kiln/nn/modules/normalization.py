@@ -53,6 +53,14 @@ class _BatchNorm(Module):
             if self.bias is not None:
                 init.zeros_(self.bias)
 
+    def _load_from_state_dict(self, state_dict, prefix, strict, missing_keys, unexpected_keys, error_msgs):
+        # checkpoints from before PyTorch 0.4.1 have no num_batches_tracked; PyTorch fills in 0
+        key = prefix + "num_batches_tracked"
+        if self.track_running_stats and key not in state_dict and prefix + "running_mean" in state_dict:
+            state_dict = dict(state_dict)
+            state_dict[key] = tensor(0, dtype=dt.int64)
+        super()._load_from_state_dict(state_dict, prefix, strict, missing_keys, unexpected_keys, error_msgs)
+
     def _check_input_dim(self, input) -> None:
         if input.ndim not in self._ranks:
             want = " or ".join(f"{r}D" for r in self._ranks)
