@@ -268,6 +268,9 @@ def _finish_basic(y: Tensor, x: Tensor, out_items, adv) -> Tensor:
 def setitem(x: Tensor, key, value) -> None:
     """x[key] = value, as an out-of-place scatter assigned back into x."""
     from .creation import arange
+    if not isinstance(value, (Tensor, int, float, bool, np.number, np.bool_)):
+        raise TypeError(f"can't assign a {type(value).__name__} to a kiln tensor; assign a tensor or a Python "
+                        "number (e.g. kiln.tensor(value))")
     n = x.numel()
     pos = None
     if active_trace() is None and _is_basic(key):

@@ -276,6 +276,10 @@ def test_setitem_errors():
         x[0, 5] = 1.0
     with pytest.raises(IndexError, match="index 2 is out of bounds for dimension 0"):
         x[kiln.tensor([2])] = 1.0
+    with pytest.raises(TypeError, match="can't assign a list to a kiln tensor"):
+        x[0] = [1.0, 2.0, 3.0]
+    with pytest.raises(TypeError, match="can't assign a ndarray to a kiln tensor"):
+        x[0] = np.ones(3)
     w = kiln.ones(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="leaf Variable that requires grad is being used in an in-place operation"):
         w[0] = 2.0
