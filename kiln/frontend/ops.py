@@ -1297,3 +1297,27 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(tensor._concrete("one_hot without num_classes").max()) + 1
     from .creation import arange
     return _cast(eq(unsqueeze(tensor, -1), arange(num_classes)), dt.int64)
+
+
+# ======================================================================================
+# `axis=` as an alias of `dim=` (PyTorch accepts it wherever numpy users would write it)
+# ======================================================================================
+
+def _accept_axis(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "axis" in kwargs:
+            if "dim" in kwargs:
+                raise TypeError(f"{fn.__name__}() got both 'dim' and its alias 'axis'")
+            kwargs["dim"] = kwargs.pop("axis")
+        return fn(*args, **kwargs)
+    return wrapper
+
+
+for _name in ("sum mean var std prod amax amin argmax argmin max min softmax log_softmax logsumexp all any squeeze "
+              "unsqueeze cumsum cat stack chunk unbind index_select gather narrow var_mean std_mean").split():
+    globals()[_name] = _accept_axis(globals()[_name])
+concat = concatenate = cat
+del _name

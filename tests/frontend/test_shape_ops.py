@@ -241,3 +241,21 @@ def test_shape_op_errors():
         kiln.movedim(x, (0, 1), (0,))
     with pytest.raises(TypeError, match="shape entries must be ints"):
         x.reshape(2.0, 3)
+
+
+def test_axis_is_an_alias_of_dim_like_torch():
+    a = np.arange(6.0, dtype=np.float32).reshape(2, 3)
+    x = kiln.tensor(a)
+    assert_same(x.sum(axis=1), a.sum(axis=1))
+    assert_same(kiln.mean(x, axis=0, keepdim=True), a.mean(axis=0, keepdims=True))
+    assert_same(x.amax(axis=1), a.max(axis=1))
+    assert_same(x.argmin(axis=0), a.argmin(axis=0))
+    assert_same(x.max(axis=1).values, a.max(axis=1))
+    assert_same(kiln.softmax(x, axis=1), np.exp(a) / np.exp(a).sum(1, keepdims=True))
+    assert_same(kiln.cat([x, x], axis=1), np.concatenate([a, a], axis=1))
+    assert_same(kiln.stack([x, x], axis=1), np.stack([a, a], axis=1))
+    assert_same(x.unsqueeze(axis=0), a[None])
+    assert_same(x.index_select(axis=1, index=kiln.tensor([2, 0])), a[:, [2, 0]])
+    assert_same(kiln.all(x > 0, axis=1), (a > 0).all(axis=1))
+    with pytest.raises(TypeError, match="got both 'dim' and its alias 'axis'"):
+        x.sum(dim=0, axis=1)
