@@ -196,7 +196,8 @@ class _Gen:
             self.const(d(shapes), d(st.sampled_from([F32, I64, B1])))
         else:  # identity patterns for the rewrite table
             p = d(st.sampled_from(["mul1", "add0", "negneg", "reshape2", "permute2", "bcast-splat", "select-same",
-                                   "cast-roundtrip", "int-mul0", "int-sub-self"]))
+                                   "cast-roundtrip", "int-mul0", "int-sub-self", "pad-conv", "matmul-t",
+                                   "one-hot"]))
             if p == "mul1" and not x.dtype.is_bool:
                 self.add("mul", [x, self.add("constant", [], value=1, shape=x.shape, dtype=x.dtype)])
             elif p == "add0" and not x.dtype.is_bool:
@@ -217,6 +218,22 @@ class _Gen:
                 self.add("select", [self.as_bool(x), x, x])
             elif p == "cast-roundtrip" and x.dtype == F32:
                 self.add("cast", [self.add("cast", [x], dtype=F64)], dtype=F32)
+            elif p == "pad-conv":
+                x = self.input((1, d(st.integers(1, 2)), d(st.integers(2, 4))), F32)
+                lo, hi = d(st.integers(0, 2)), d(st.integers(0, 2))
+                xp = self.add("pad", [x], lo=(0, 0, lo), hi=(0, 0, hi), interior=(0, 0, 0), value=0.0)
+                w = self.operand((2, x.shape[1], d(st.integers(1, 2))), F32)
+                self.add("conv", [xp, w], strides=(1,), padding=((d(st.integers(0, 1)), 0),), dilation=(1,),
+                         groups=1)
+            elif p == "matmul-t" and x.ndim >= 2 and x.dtype.is_floating_point:
+                y = self.operand(x.shape[:-2] + (x.shape[-1], d(st.integers(1, 3))), x.dtype)
+                m = self.add("matmul", [x, y])
+                self.add("permute", [m], perm=tuple(range(x.ndim - 2)) + (x.ndim - 1, x.ndim - 2))
+            elif p == "one-hot" and x.ndim == 2 and x.numel and not x.dtype.is_bool:
+                vals = d(st.lists(st.integers(0, x.shape[1] - 1), min_size=x.shape[0], max_size=x.shape[0]))
+                idx = self.add("constant", [], value=vals, shape=(x.shape[0], 1), dtype=I64)
+                src = self.operand((x.shape[0], 1), x.dtype)
+                self.add(d(st.sampled_from(["scatter", "scatter_add"])), [x, idx, src], axis=1)
             elif p in ("int-mul0", "int-sub-self") and x.dtype == I64:
                 if p == "int-mul0":
                     self.add("mul", [x, self.add("constant", [], value=0, shape=x.shape, dtype=I64)])

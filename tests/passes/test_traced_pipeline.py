@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kiln
-from kiln.passes import default_pipeline, optimize, plan_fusion, run_plan
+from kiln.passes import default_pipeline, optimize, run_plan
 from kiln.runtime.interpreter import run_graph
 
 
