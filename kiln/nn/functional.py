@@ -28,7 +28,9 @@ __all__ = [
     "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
     "glu", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "kl_div", "one_hot", "pad", "scaled_dot_product_attention",
+    "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss",
+    "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss",
+    "cosine_embedding_loss", "triplet_margin_loss", "one_hot", "pad", "scaled_dot_product_attention",
 ]
 
 
@@ -1170,6 +1172,118 @@ def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduct
     if red == "batchmean":
         return K.div(K.sum(loss), float(input.shape[0]) if input.ndim else 1.0)
     return _reduce(loss, red)
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, size_average=None,
+                     eps: float = 1e-8, reduce=None, reduction: str = "mean") -> Tensor:
+    """Poisson negative log-likelihood (Stirling term added for target > 1 when `full`)."""
+    reduction = _reduction(reduction, size_average, reduce)
+    if log_input:
+        loss = K.sub(K.exp(input), K.mul(target, input))
+    else:
+        loss = K.sub(input, K.mul(target, K.log(K.add(input, eps))))
+    if full:
+        safe = K.where(K.gt(target, 1), target, K.full_const(2.0, (), target.dtype))
+        stirling = K.add(K.sub(K.mul(safe, K.log(safe)), safe), K.mul(K.log(K.mul(safe, 2 * math.pi)), 0.5))
+        loss = K.add(loss, K.where(K.gt(target, 1), stirling, _zero(stirling)))
+    return _reduce(loss, reduction)
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """0.5 * (log(max(var, eps)) + (input - target)^2 / max(var, eps)) (+ 0.5 log(2 pi) when `full`)."""
+    reduction = _reduction(reduction)
+    if not isinstance(var, Tensor):
+        var = K.full_const(float(var), tuple(input.shape), input.dtype)
+    if var.ndim == input.ndim - 1 and tuple(var.shape) == tuple(input.shape[:-1]):
+        var = K.unsqueeze(var, -1)
+    v = K.clamp_min(var.detach(), eps)
+    v = K.add(var, K.sub(v, var.detach()))  # clamp the value, keep var's gradient (as PyTorch's no_grad clamp_)
+    d = K.sub(input, target)
+    loss = K.mul(K.add(K.log(v), K.div(K.mul(d, d), v)), 0.5)
+    if full:
+        loss = K.add(loss, 0.5 * math.log(2 * math.pi))
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
+                        reduce=None, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    loss = K.clamp_min(K.add(K.mul(K.neg(target), K.sub(input1, input2)), margin), 0.0)
+    return _reduce(loss, reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None, reduce=None,
+                         reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    zero = _zero(input)
+    margin_clamp = K.clamp_min(K.rsub(input, margin), 0.0)
+    loss = K.add(K.where(K.ne(target, 1), margin_clamp, zero), K.where(K.ne(target, -1), input, zero))
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                     reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    return _reduce(K.softplus(K.neg(K.mul(target, input))), reduction)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                                reduce=None, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    loss = K.neg(K.add(K.mul(target, K.logsigmoid(input)), K.mul(K.rsub(target, 1.0), K.logsigmoid(K.neg(input)))))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    loss = K.mean(loss, -1)
+    return _reduce(loss, reduction)
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                      size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """Multi-class hinge loss: sum_{j != y} max(0, margin - x_y + x_j)^p / C."""
+    reduction = _reduction(reduction, size_average, reduce)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    x = input if input.ndim == 2 else K.unsqueeze(input, 0)
+    t = K.reshape(K._cast(target, dt.int64), (-1, 1))
+    c = x.shape[1]
+    xy = K.gather(x, 1, t)
+    h = K.clamp_min(K.add(K.sub(x, xy), margin), 0.0)
+    if p == 2:
+        h = K.mul(h, h)
+    if weight is not None:
+        h = K.mul(h, K.index_select(weight, 0, K.reshape(t, (-1,))).unsqueeze(1))
+    from ..frontend.creation import arange
+    not_y = K.ne(K.unsqueeze(arange(c), 0), t)
+    loss = K.div(K.sum(K.where(not_y, h, _zero(h)), 1), float(c))
+    if input.ndim == 1:
+        loss = K.squeeze(loss, 0)
+    return _reduce(loss, reduction)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
+                          reduce=None, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    eps = 1e-12
+    dot = K.sum(K.mul(input1, input2), -1)
+    m1 = K.add(K.sum(K.mul(input1, input1), -1), eps)
+    m2 = K.add(K.sum(K.mul(input2, input2), -1), eps)
+    cos = K.div(dot, K.sqrt(K.mul(m1, m2)))
+    zero = _zero(cos)
+    pos = K.where(K.eq(target, 1), K.rsub(cos, 1.0), zero)
+    neg = K.where(K.eq(target, -1), K.clamp_min(K.sub(cos, margin), 0.0), zero)
+    return _reduce(K.add(pos, neg), reduction)
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
+                        eps: float = 1e-6, swap: bool = False, size_average=None, reduce=None,
+                        reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_neg = K.minimum(d_neg, pairwise_distance(positive, negative, p, eps))
+    return _reduce(K.clamp_min(K.add(K.sub(d_pos, d_neg), margin), 0.0), reduction)
 
 
 # ======================================================================================

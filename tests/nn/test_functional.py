@@ -211,3 +211,18 @@ def test_instance_norm_running_stats():
     k.eval()
     t.eval()
     close(k(kiln.from_numpy(x)), t(torch.tensor(x)))
+
+
+def test_pad_sequence():
+    seqs = [r(3, 2), r(5, 2), r(1, 2)]
+    for batch_first in (False, True):
+        for side in ("right", "left"):
+            k = nn.utils.rnn.pad_sequence([kiln.from_numpy(a) for a in seqs], batch_first=batch_first,
+                                          padding_value=-1.0, padding_side=side)
+            t = torch.nn.utils.rnn.pad_sequence([torch.tensor(a) for a in seqs], batch_first=batch_first,
+                                                padding_value=-1.0, padding_side=side)
+            np.testing.assert_array_equal(k.numpy(), t.numpy())
+    back = nn.utils.rnn.unpad_sequence(nn.utils.rnn.pad_sequence([kiln.from_numpy(a) for a in seqs]),
+                                       kiln.tensor([3, 5, 1]))
+    for a, b in zip(back, seqs):
+        np.testing.assert_array_equal(a.numpy(), b)

@@ -69,6 +69,13 @@ CASES = [
     ("layernorm_2d_shape", lambda m: m.LayerNorm((4, 6), elementwise_affine=True), [(3, 4, 6)]),
     ("layernorm_noaffine", lambda m: m.LayerNorm(6, elementwise_affine=False), [(3, 6)]),
     ("groupnorm", lambda m: m.GroupNorm(2, 6), [(3, 6, 4, 4)]),
+    ("zeropad2d", lambda m: m.ZeroPad2d((1, 2, 0, 1)), [(2, 3, 4, 5)]),
+    ("constantpad1d", lambda m: m.ConstantPad1d(2, 1.5), [(2, 3, 4)]),
+    ("reflectionpad2d", lambda m: m.ReflectionPad2d(2), [(2, 3, 4, 5)]),
+    ("replicationpad1d", lambda m: m.ReplicationPad1d((3, 1)), [(2, 3, 4)]),
+    ("circularpad2d", lambda m: m.CircularPad2d(1), [(2, 3, 4, 5)]),
+    ("cosine_similarity", lambda m: m.CosineSimilarity(dim=1), [(4, 6), (4, 6)]),
+    ("pairwise_distance", lambda m: m.PairwiseDistance(p=1.5), [(4, 6), (4, 6)]),
     ("flatten", lambda m: m.Flatten(), [(2, 3, 4, 5)]),
     ("flatten_range", lambda m: m.Flatten(0, 1), [(2, 3, 4)]),
     ("unflatten", lambda m: m.Unflatten(1, (2, 3)), [(4, 6)]),
@@ -109,6 +116,7 @@ CASES = [
 @pytest.mark.parametrize("name,factory,shapes", CASES, ids=[c[0] for c in CASES])
 def test_layer_matches_torch(name, factory, shapes):
     tmod, kmod = factory(tnn), factory(nn)
+    assert repr(kmod) == repr(tmod)
     check_module(torch, tmod, kmod, *(r(*s) for s in shapes))
 
 

@@ -182,3 +182,46 @@ def test_legacy_size_average_reduce():
 def test_regression_loss_warns_on_broadcast():
     with pytest.warns(UserWarning, match="different to the input size"):
         F.mse_loss(kiln.randn(4, 1), kiln.randn(4))
+
+
+def _pm1(*shape):
+    return np.where(rng.uniform(size=shape) > 0.5, 1.0, -1.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_more_losses(reduction):
+    red = {"reduction": reduction}
+    x, y = r(5, 4), r(5, 4)
+    _compare(F.poisson_nll_loss, TF.poisson_nll_loss, x, (np.abs(y) * 3,), red, red)
+    _compare(lambda a, t: F.poisson_nll_loss(a, t, log_input=False, full=True, reduction=reduction),
+             lambda a, t: TF.poisson_nll_loss(a, t, log_input=False, full=True, reduction=reduction),
+             np.abs(x) + 0.1, (np.round(np.abs(y) * 3),))
+    var = np.abs(r(5, 4)) + 0.1
+    _compare(lambda a, t: F.gaussian_nll_loss(a, t, kiln.from_numpy(var), full=True, reduction=reduction),
+             lambda a, t: TF.gaussian_nll_loss(a, t, torch.tensor(var), full=True, reduction=reduction), x, (y,))
+    a1, a2, tgt = r(6), r(6), _pm1(6)
+    _compare(lambda a, b, t: F.margin_ranking_loss(a, b, t, margin=0.2, reduction=reduction),
+             lambda a, b, t: TF.margin_ranking_loss(a, b, t, margin=0.2, reduction=reduction), a1, (a2, tgt))
+    _compare(F.hinge_embedding_loss, TF.hinge_embedding_loss, x, (_pm1(5, 4),), red, red)
+    _compare(F.soft_margin_loss, TF.soft_margin_loss, x, (_pm1(5, 4),), red, red)
+    w = rng.uniform(0.5, 2, size=4).astype(np.float32)
+    _compare(F.multilabel_soft_margin_loss, TF.multilabel_soft_margin_loss, x,
+             ((rng.uniform(size=(5, 4)) > 0.5).astype(np.float32),),
+             {**red, "weight": kiln.from_numpy(w)}, {**red, "weight": torch.tensor(w)})
+    cls = rng.integers(0, 4, size=5).astype(np.int64)
+    for p in (1, 2):
+        _compare(F.multi_margin_loss, TF.multi_margin_loss, x, (cls,), {**red, "p": p, "weight": kiln.from_numpy(w)},
+                 {**red, "p": p, "weight": torch.tensor(w)})
+    _compare(lambda a, b, t: F.cosine_embedding_loss(a, b, t, margin=0.1, reduction=reduction),
+             lambda a, b, t: TF.cosine_embedding_loss(a, b, t, margin=0.1, reduction=reduction), x, (y, _pm1(5)))
+    _compare(lambda a, b, c: F.triplet_margin_loss(a, b, c, swap=True, reduction=reduction),
+             lambda a, b, c: TF.triplet_margin_loss(a, b, c, swap=True, reduction=reduction), x, (y, r(5, 4)))
+
+
+def test_more_loss_modules_state_and_repr():
+    for name in ("PoissonNLLLoss", "MarginRankingLoss", "HingeEmbeddingLoss", "SoftMarginLoss",
+                 "MultiLabelSoftMarginLoss", "MultiMarginLoss", "CosineEmbeddingLoss", "TripletMarginLoss"):
+        assert list(getattr(nn, name)().state_dict()) == list(getattr(torch.nn, name)().state_dict())
+    x, y, var = r(3, 2), r(3, 2), np.abs(r(3, 2)) + 0.5
+    close(nn.GaussianNLLLoss()(kiln.from_numpy(x), kiln.from_numpy(y), kiln.from_numpy(var)),
+          torch.nn.GaussianNLLLoss()(torch.tensor(x), torch.tensor(y), torch.tensor(var)))

@@ -152,3 +152,73 @@ class UpsamplingNearest2d(Upsample):
 class UpsamplingBilinear2d(Upsample):
     def __init__(self, size=None, scale_factor=None):
         super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
+
+
+class _PadNd(Module):
+    _n = 0
+    _mode = "constant"
+
+    def __init__(self, padding, value: float = 0.0):
+        super().__init__()
+        self.padding = F._ntuple(padding, 2 * self._n, "padding")
+        self.value = value
+
+    def forward(self, input):
+        if self._mode == "constant":
+            return F.pad(input, self.padding, "constant", self.value)
+        return F.pad(input, self.padding, self._mode)
+
+    def extra_repr(self) -> str:
+        return f"padding={self.padding}, value={self.value}" if self._mode == "constant" else f"{self.padding}"
+
+
+def _pad_class(name: str, n: int, mode: str, doc: str):
+    if mode == "constant" and name.startswith("Zero"):
+        def __init__(self, padding):
+            _PadNd.__init__(self, padding, 0.0)
+
+        def extra_repr(self) -> str:
+            return f"{self.padding}"
+        body = {"__init__": __init__, "extra_repr": extra_repr}
+    elif mode == "constant":
+        body = {}
+    else:
+        def __init__(self, padding):
+            _PadNd.__init__(self, padding)
+        body = {"__init__": __init__}
+    return type(name, (_PadNd,), {"_n": n, "_mode": mode, "__doc__": doc, **body})
+
+
+ZeroPad1d = _pad_class("ZeroPad1d", 1, "constant", "Pad the last dim with zeros.")
+ZeroPad2d = _pad_class("ZeroPad2d", 2, "constant", "Pad the last two dims with zeros (left, right, top, bottom).")
+ZeroPad3d = _pad_class("ZeroPad3d", 3, "constant", "Pad the last three dims with zeros.")
+ConstantPad1d = _pad_class("ConstantPad1d", 1, "constant", "Pad the last dim with `value`.")
+ConstantPad2d = _pad_class("ConstantPad2d", 2, "constant", "Pad the last two dims with `value`.")
+ConstantPad3d = _pad_class("ConstantPad3d", 3, "constant", "Pad the last three dims with `value`.")
+ReflectionPad1d = _pad_class("ReflectionPad1d", 1, "reflect", "Reflect-pad the last dim.")
+ReflectionPad2d = _pad_class("ReflectionPad2d", 2, "reflect", "Reflect-pad the last two dims.")
+ReflectionPad3d = _pad_class("ReflectionPad3d", 3, "reflect", "Reflect-pad the last three dims.")
+ReplicationPad1d = _pad_class("ReplicationPad1d", 1, "replicate", "Edge-pad the last dim.")
+ReplicationPad2d = _pad_class("ReplicationPad2d", 2, "replicate", "Edge-pad the last two dims.")
+ReplicationPad3d = _pad_class("ReplicationPad3d", 3, "replicate", "Edge-pad the last three dims.")
+CircularPad1d = _pad_class("CircularPad1d", 1, "circular", "Wrap-pad the last dim.")
+CircularPad2d = _pad_class("CircularPad2d", 2, "circular", "Wrap-pad the last two dims.")
+CircularPad3d = _pad_class("CircularPad3d", 3, "circular", "Wrap-pad the last three dims.")
+
+
+class CosineSimilarity(Module):
+    def __init__(self, dim: int = 1, eps: float = 1e-8):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+
+    def forward(self, x1, x2):
+        return F.cosine_similarity(x1, x2, self.dim, self.eps)
+
+
+class PairwiseDistance(Module):
+    def __init__(self, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+        super().__init__()
+        self.norm, self.eps, self.keepdim = p, eps, keepdim
+
+    def forward(self, x1, x2):
+        return F.pairwise_distance(x1, x2, self.norm, self.eps, self.keepdim)

@@ -8,8 +8,9 @@ from ...frontend import ops as K
 from ...frontend.autograd import no_grad
 from ...frontend.creation import tensor
 from ...frontend.tensor import Tensor
+from . import rnn  # noqa: F401
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters", "rnn"]
 
 
 def _params(parameters) -> list[Tensor]:
