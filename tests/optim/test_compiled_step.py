@@ -20,6 +20,7 @@ CONFIGS = [
     ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
     ("AdamW", dict(lr=0.01)),
     ("RMSprop", dict(lr=0.01)),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01)),
     ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01)),
 ]
 

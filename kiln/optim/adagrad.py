@@ -1,0 +1,67 @@
+"""Adagrad, following torch.optim.Adagrad's single-tensor formulas."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..frontend import trace as _trace
+from ..frontend.tensor import Tensor
+from ..ir import dtypes as dt
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+
+
+class Adagrad(Optimizer):
+    """Adagrad: `sum += g^2`; `p -= clr * g / (sqrt(sum) + eps)` with `clr = lr / (1 + (step - 1) * lr_decay)`.
+
+    As in PyTorch, the state (`step`, `sum` filled with `initial_accumulator_value`) is
+    created for every parameter in the constructor.
+    """
+
+    _tensor_hparams = ("lr", "lr_decay", "eps", "weight_decay")
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, foreach: bool | None = None, *,
+                 maximize: bool = False, differentiable: bool = False, fused: bool | None = None):
+        _check_lr(lr)
+        if not 0.0 <= lr_decay:
+            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if not 0.0 <= weight_decay:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if not 0.0 <= initial_accumulator_value:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        if not 0.0 <= eps:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        if differentiable:
+            raise ValueError("differentiable=True is not supported by kiln's Adagrad")
+        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            for p in group["params"]:
+                state: dict[str, Any] = {}
+                self._init_state(p, group, state)
+                self.state[p] = state
+
+    def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
+        state["step"] = self._step_tensor()
+        with _trace.suspended():
+            state["sum"] = Tensor._make(np.full(tuple(p.shape), group["initial_accumulator_value"],
+                                                dtype=p.dtype.np_dtype))
+
+    def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
+        for p in params:
+            d = p.dtype
+            state = self.state[p]
+            param = ops.val(p)
+            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
+            step = ops.val(state["step"]) + 1
+            ops.assign(state["step"], step)
+            if group["weight_decay"] != 0:
+                grad = grad + param * ops.hp("weight_decay", d)
+            clr = ops.cast(ops.hp64("lr") / (1 + (ops.cast(step, dt.float64) - 1) * ops.hp64("lr_decay")), d)
+            state_sum = ops.val(state["sum"]) + grad * grad
+            ops.assign(state["sum"], state_sum)
+            std = ops.sqrt(state_sum) + ops.hp("eps", d)
+            ops.assign(p, param - grad / std * clr)
