@@ -263,7 +263,7 @@ class Optimizer:
         param_groups = list(params)
         if len(param_groups) == 0:
             raise ValueError("optimizer got an empty parameter list")
-        if not isinstance(param_groups[0], dict):
+        if not isinstance(param_groups[0], dict):  # tensors, or (name, tensor) pairs from named_parameters()
             param_groups = [{"params": param_groups}]
         for g in param_groups:
             self.add_param_group(g)
@@ -274,6 +274,7 @@ class Optimizer:
         if not isinstance(param_group, dict):
             raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
         params = param_group["params"]
+        names = None
         if isinstance(params, Tensor):
             params = [params]
         elif isinstance(params, set):
@@ -281,12 +282,17 @@ class Optimizer:
                             "of tensors in sets will change between runs. Please use a list instead.")
         else:
             params = list(params)
+        if params and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in params):
+            names = [n for n, _ in params]  # named_parameters(): kept as 'param_names', as PyTorch does
+            params = [p for _, p in params]
         for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
             if not p.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
         group = ParamGroup(tensor_keys=self._tensor_hparams)
+        if names is not None:
+            group["param_names"] = names
         for k, v in param_group.items():
             if k != "params":
                 group[k] = v

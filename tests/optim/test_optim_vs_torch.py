@@ -216,3 +216,12 @@ def test_float64_parameters_match_torch_tightly(name, kw):
     for key, value in ko.state[kw_].items():  # floating state follows the parameter; step stays float32
         assert value.dtype == (kiln.float32 if key == "step" else kiln.float64), key
     np.testing.assert_allclose(kw_.detach().numpy(), tw.detach().numpy(), rtol=1e-12, atol=1e-13)
+
+
+def test_named_parameters_are_accepted_like_torch():
+    kw_, tw_ = kiln_params(), torch_params(torch)
+    kopt = optim.SGD([("w", kw_[0]), ("b", kw_[1])], lr=0.1)
+    topt = torch.optim.SGD([("w", tw_[0]), ("b", tw_[1])], lr=0.1)
+    kg, tg = kopt.state_dict()["param_groups"][0], topt.state_dict()["param_groups"][0]
+    assert kg["param_names"] == tg["param_names"] == ["w", "b"]
+    assert kopt.param_groups[0]["params"][0] is kw_[0]
