@@ -667,11 +667,26 @@ def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     return _cast(_reduce("reduce_prod", _accumulate_wide(input), dim, keepdim), out_dtype)
 
 
+def _check_nonempty(name: str, x: Tensor, dim) -> None:
+    """PyTorch's errors for max/min-like reductions over nothing."""
+    if dim is None or (isinstance(dim, (list, tuple)) and not dim):
+        if x.numel() == 0:
+            exc = IndexError if name.startswith("arg") else RuntimeError  # (PyTorch's choice of classes)
+            raise exc(f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
+                      "Specify the reduction dim with the 'dim' argument.")
+        return
+    for a in _dims(dim, x.ndim):
+        if x.shape[a] == 0:
+            raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size.")
+
+
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    _check_nonempty("amax", input, dim)
     return _cast(_reduce("reduce_max", _no_bool(input), dim, keepdim), input.dtype)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
+    _check_nonempty("amin", input, dim)
     return _cast(_reduce("reduce_min", _no_bool(input), dim, keepdim), input.dtype)
 
 
@@ -686,10 +701,8 @@ max_return_types = MinMax
 def _extreme(name, argname, input, dim, keepdim):
     if isinstance(dim, Tensor):
         return maximum(input, dim) if name == "reduce_max" else minimum(input, dim)
+    _check_nonempty(name[7:], input, dim)
     if dim is None:
-        if input.numel() == 0:
-            raise RuntimeError(f"{name[7:]}(): Expected reduction dim to be specified for input.numel() == 0. "
-                               "Specify the reduction dim with the 'dim' argument.")
         out = _reduce(name, _no_bool(input), None, False)
         return _cast(out, input.dtype)
     d = _norm_dim(dim, input.ndim)
@@ -721,6 +734,7 @@ def _no_bool_arg(name: str, x: Tensor) -> Tensor:
 
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     x = _no_bool_arg("argmax", input)
+    _check_nonempty("argmax", x, dim)
     if dim is None:
         r = apply("argmax", reshape(x, (-1,)), axis=0, keepdims=False)
         return reshape(r, (1,) * input.ndim) if keepdim else r
@@ -730,6 +744,7 @@ def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     x = _no_bool_arg("argmin", input)
+    _check_nonempty("argmin", x, dim)
     if dim is None:
         r = apply("argmin", reshape(x, (-1,)), axis=0, keepdims=False)
         return reshape(r, (1,) * input.ndim) if keepdim else r
@@ -763,8 +778,11 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     out_dtype = input.dtype
     x = _accumulate_wide(input)
     axes = _dims(dim, x.ndim)
-    m = amax(x, axes, keepdim=True).detach()
-    m = where(isinf(m), full_const(0.0, (), m.dtype), m)
+    if builtins.any(x.shape[a] == 0 for a in axes):  # log of an empty sum: -inf
+        m = full_const(0.0, _reduced_shape(x, axes, True), x.dtype)
+    else:
+        m = amax(x, axes, keepdim=True).detach()
+        m = where(isinf(m), full_const(0.0, (), m.dtype), m)
     s = sum(exp(sub(x, m)), axes, keepdim=True)
     out = add(log(s), m)
     return _cast(out if keepdim else _squeeze_dims(out, axes), out_dtype)
@@ -778,6 +796,8 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     out_dtype = input.dtype
     x = _accumulate_wide(input)
     d = _norm_dim(dim, x.ndim) if x.ndim else ()
+    if x.ndim and x.shape[d] == 0:
+        return _cast(clone(x), out_dtype)  # softmax over an empty dim is empty
     m = amax(x, d, keepdim=True).detach()
     e = exp(sub(x, m))
     return _cast(div(e, sum(e, d, keepdim=True)), out_dtype)
@@ -791,6 +811,8 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     out_dtype = input.dtype
     x = _accumulate_wide(input)
     d = _norm_dim(dim, x.ndim) if x.ndim else ()
+    if x.ndim and x.shape[d] == 0:
+        return _cast(clone(x), out_dtype)
     return _cast(sub(x, logsumexp(x, d, keepdim=True)), out_dtype)
 
 

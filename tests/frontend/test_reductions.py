@@ -257,8 +257,25 @@ def test_reduction_dim_errors():
         kiln.softmax(x, 1.0)
     with pytest.raises(RuntimeError, match="Expected reduction dim to be specified for input.numel\\(\\) == 0"):
         kiln.max(kiln.zeros(0))
-    with pytest.raises(RuntimeError, match="cannot reduce over axis 0 of size 0"):
+    with pytest.raises(IndexError, match="argmax\\(\\): Expected reduction dim 0 to have non-zero size"):
         kiln.argmax(kiln.zeros(0, 3), 0)
+    with pytest.raises(IndexError, match="max\\(\\): Expected reduction dim 1 to have non-zero size"):
+        kiln.max(kiln.zeros(2, 0), 1)
+    with pytest.raises(IndexError, match="amin\\(\\): Expected reduction dim 0 to have non-zero size"):
+        kiln.amin(kiln.zeros(0, 3), 0)
+    with pytest.raises(RuntimeError, match="amax\\(\\): Expected reduction dim to be specified"):
+        kiln.amax(kiln.zeros(0, 3))
+
+
+def test_reductions_over_empty_dims_like_torch():
+    e = kiln.zeros(0, 3)
+    assert_same(e.sum(0), np.zeros(3, dtype=np.float32))
+    assert_same(e.prod(0), np.ones(3, dtype=np.float32))
+    assert_same(e.mean(0), np.full(3, np.nan, dtype=np.float32))
+    assert_same(e.logsumexp(0), np.full(3, -np.inf, dtype=np.float32))
+    assert e.softmax(0).shape == (0, 3) and kiln.zeros(3, 0).log_softmax(1).shape == (3, 0)
+    assert_same(e.amax(1), np.zeros(0, dtype=np.float32))
+    assert e.max(1).values.shape == (0,) and e.max(1).indices.dtype is kiln.int64
 
 
 # ---------------------------------------------------------------------------------- property test
