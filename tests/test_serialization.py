@@ -52,6 +52,7 @@ def _sample():
         "big_int": 2 ** 70,
         "np": np.arange(4, dtype=np.int64),
         "dtype": kiln.float64,
+        "device": kiln.device("cpu"),
         "ordered": OrderedDict(b=1, a=2),
         "counter": Counter([3, 3, 5]),
     }

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 
 from ..ir import dtypes as dt
-from .tensor import Tensor
+from .tensor import Tensor, device
 
 __all__ = ["save", "load", "SerializationError", "CheckpointNotFoundError"]
 
@@ -83,6 +83,8 @@ class _Encoder:
             return {"type": "float", "value": repr(float(obj))}
         if isinstance(obj, dt.DType):
             return {"type": "dtype", "value": obj.name}
+        if isinstance(obj, device):
+            return {"type": "device", "value": str(obj)}
         if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
             return {"type": "tuple", "items": [self.encode(v, depth + 1) for v in obj]}
         if isinstance(obj, list):
@@ -291,6 +293,8 @@ class _Decoder:
                 return float(node["value"])
             if kind == "dtype":
                 return dt.get_dtype(node["value"])
+            if kind == "device":
+                return device(str(node["value"]))
             if kind in ("list", "tuple"):
                 items = node["items"]
                 if not isinstance(items, list):
