@@ -192,3 +192,23 @@ def test_tensor_dataset_batches_keep_autograd_for_tensors_that_require_grad():
     assert xb.requires_grad and not yb.requires_grad
     xb.sum().backward()
     assert x.grad.tolist() == [[1.0, 1.0]] * 4 + [[0.0, 0.0]] * 2
+
+
+def test_weighted_random_sampler_distribution_and_errors():
+    from kiln.utils.data import WeightedRandomSampler
+    s = WeightedRandomSampler([1.0, 0.0, 3.0, 6.0], 20000, generator=kiln.Generator().manual_seed(0))
+    freq = np.bincount(list(s), minlength=4) / 20000
+    np.testing.assert_allclose(freq, [0.1, 0.0, 0.3, 0.6], atol=0.02)
+    assert freq[1] == 0 and len(s) == 20000
+    picks = list(WeightedRandomSampler(kiln.tensor([1.0, 0.0, 3.0, 6.0]), 3, replacement=False,
+                                       generator=kiln.Generator().manual_seed(1)))
+    assert sorted(picks) == [0, 2, 3]
+    a = list(WeightedRandomSampler([1, 2, 3], 10, generator=kiln.Generator().manual_seed(5)))
+    b = list(WeightedRandomSampler([1, 2, 3], 10, generator=kiln.Generator().manual_seed(5)))
+    assert a == b
+    with pytest.raises(ValueError):
+        WeightedRandomSampler([-1.0, 2.0], 3)
+    with pytest.raises(RuntimeError):
+        WeightedRandomSampler([1.0, 0.0], 2, replacement=False)
+    dl = DataLoader(_tds(4), batch_size=5, sampler=WeightedRandomSampler([0, 0, 1, 0], 5))
+    assert next(iter(dl))[1].tolist() == [2] * 5

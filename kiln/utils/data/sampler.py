@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Sequence, Sized
 
-__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler"]
+__all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
+           "BatchSampler"]
 
 
 class Sampler:
@@ -90,6 +91,53 @@ class SubsetRandomSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """`num_samples` indices drawn with probability proportional to `weights` (with or without replacement).
+
+    Uses the generator's uniform stream: inverse-CDF draws with replacement, and
+    Efraimidis-Spirakis keys `u ** (1 / w)` (largest first) without. The distribution is
+    PyTorch's; the exact indices differ, since kiln's random stream is its own.
+    """
+
+    def __init__(self, weights: Sequence[float], num_samples: int, replacement: bool = True, generator: Any = None):
+        import numpy as np
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got num_samples={num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"replacement should be a boolean value, but got replacement={replacement}")
+        w = np.asarray(weights.tolist() if hasattr(weights, "tolist") else list(weights), dtype=np.float64)
+        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("weights must be a non-empty 1-D sequence of non-negative, finite numbers with a "
+                             "positive sum")
+        if not replacement and num_samples > int(np.count_nonzero(w)):
+            raise RuntimeError("cannot sample more indices than there are non-zero weights without replacement")
+        self.weights = w
+        self.num_samples = num_samples
+        self.replacement = replacement
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        import numpy as np
+
+        from ...frontend.creation import rand
+        from ...ir import dtypes as dt
+        gen = _new_seed_generator(self.generator)
+        n = self.weights.size
+        if self.replacement:
+            u = rand(self.num_samples, generator=gen, dtype=dt.float64).numpy()
+            cdf = np.cumsum(self.weights)
+            idx = np.searchsorted(cdf, u * cdf[-1], side="right")
+            yield from np.minimum(idx, n - 1).tolist()
+            return
+        u = rand(n, generator=gen, dtype=dt.float64).numpy()
+        with np.errstate(divide="ignore"):
+            keys = np.where(self.weights > 0, np.log(np.maximum(u, 1e-300)) / self.weights, -np.inf)
+        yield from np.argsort(-keys, kind="stable")[: self.num_samples].tolist()
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 class BatchSampler(Sampler):
