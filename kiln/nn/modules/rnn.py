@@ -19,29 +19,66 @@ from .module import Module
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
+def _gates(x, h, w_ih, w_hh, b_ih, b_hh):
+    return K.add(F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh))
+
+
 def _rnn_cell(x, h, w_ih, w_hh, b_ih, b_hh, relu: bool):
-    pre = K.add(F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh))
+    pre = _gates(x, h, w_ih, w_hh, b_ih, b_hh)
     return F.relu(pre) if relu else K.tanh(pre)
 
 
-def _lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
-    gates = K.add(F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh))
+def _lstm_update(gates, c):
     i, f, g, o = K.chunk(gates, 4, -1)
     i, f, g, o = K.sigmoid(i), K.sigmoid(f), K.tanh(g), K.sigmoid(o)
     c = K.add(K.mul(f, c), K.mul(i, g))
-    h = K.mul(o, K.tanh(c))
-    return h, c
+    return K.mul(o, K.tanh(c)), c
 
 
-def _gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
-    gi = F.linear(x, w_ih, b_ih)
-    gh = F.linear(h, w_hh, b_hh)
+def _lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    return _lstm_update(_gates(x, h, w_ih, w_hh, b_ih, b_hh), c)
+
+
+def _gru_update(gi, gh, h):
     i_r, i_z, i_n = K.chunk(gi, 3, -1)
     h_r, h_z, h_n = K.chunk(gh, 3, -1)
     r = K.sigmoid(K.add(i_r, h_r))
     z = K.sigmoid(K.add(i_z, h_z))
     n = K.tanh(K.add(i_n, K.mul(r, h_n)))
     return K.add(n, K.mul(z, K.sub(h, n)))
+
+
+def _gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
+    return _gru_update(F.linear(x, w_ih, b_ih), F.linear(h, w_hh, b_hh), h)
+
+
+class _Step:
+    """One direction of one layer, with the weights transposed (and LSTM/RNN biases summed) once per call."""
+
+    def __init__(self, mode, w_ih, w_hh, b_ih, b_hh, batch):
+        self.mode = mode
+        self.w_ih_t, self.w_hh_t = K.t(w_ih), K.t(w_hh)
+        gate = w_ih.shape[0]
+        if mode == "GRU":  # the hidden bias sits inside r * (W_hn h + b_hn): keep the two biases apart
+            self.b_ih = None if b_ih is None else K.expand(b_ih, (batch, gate))
+            self.b_hh = None if b_hh is None else K.expand(b_hh, (batch, gate))
+        else:
+            b = None if b_ih is None else K.add(b_ih, b_hh)
+            self.b = None if b is None else K.expand(b, (batch, gate))
+
+    def __call__(self, x, h, c):
+        xi = K.matmul(x, self.w_ih_t)
+        hh = K.matmul(h, self.w_hh_t)
+        if self.mode == "GRU":
+            if self.b_ih is not None:
+                xi, hh = K.add(xi, self.b_ih), K.add(hh, self.b_hh)
+            return _gru_update(xi, hh, h), None
+        pre = K.add(xi, hh)
+        if self.b is not None:
+            pre = K.add(pre, self.b)
+        if self.mode == "LSTM":
+            return _lstm_update(pre, c)
+        return (F.relu(pre) if self.mode == "RNN_RELU" else K.tanh(pre)), None
 
 
 class RNNBase(Module):
@@ -175,23 +212,16 @@ class RNNBase(Module):
         c0s = K.unbind(c0, 0) if is_lstm else None
         layer_in = list(K.unbind(x, 0))
         hn, cn = [], []
-        relu = self.mode == "RNN_RELU"
         for layer in range(self.num_layers):
             dir_outs = []
             for d in range(ndir):
-                w_ih, w_hh, b_ih, b_hh = self._layer_params(layer, d)
+                step = _Step(self.mode, *self._layer_params(layer, d), B)
                 k = layer * ndir + d
                 h = h0s[k]
                 c = c0s[k] if is_lstm else None
                 outs = [None] * T
                 for t in (range(T) if d == 0 else range(T - 1, -1, -1)):
-                    xt = layer_in[t]
-                    if is_lstm:
-                        h, c = _lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh)
-                    elif self.mode == "GRU":
-                        h = _gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh)
-                    else:
-                        h = _rnn_cell(xt, h, w_ih, w_hh, b_ih, b_hh, relu)
+                    h, c = step(layer_in[t], h, c)
                     outs[t] = h
                 dir_outs.append(outs)
                 hn.append(h)
