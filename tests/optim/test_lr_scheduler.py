@@ -104,3 +104,25 @@ def test_reduce_lr_on_plateau_matches_torch(kw):
     assert ks.num_bad_epochs == ts.num_bad_epochs and ks.best == ts.best
     sd = ks.state_dict()
     assert "optimizer" not in sd and sd["best"] == ts.state_dict()["best"]
+
+
+@pytest.mark.parametrize("milestones", [[3], [1], [2, 5]])
+def test_sequential_lr_matches_torch(milestones):
+    kopt, topt = _pair(groups=2)
+
+    def build(mod, opt):
+        scheds = [mod.LinearLR(opt, start_factor=0.1, total_iters=3), mod.CosineAnnealingLR(opt, T_max=6)]
+        if len(milestones) == 2:
+            scheds.append(mod.StepLR(opt, step_size=2, gamma=0.5))
+        return mod.SequentialLR(opt, scheds, milestones=milestones)
+
+    ks, ts = build(kls, kopt), build(torch.optim.lr_scheduler, topt)
+    for epoch in range(12):
+        assert ks.get_last_lr() == pytest.approx(ts.get_last_lr(), rel=1e-12, abs=1e-15), epoch
+        assert [g["lr"] for g in kopt.param_groups] == pytest.approx([g["lr"] for g in topt.param_groups],
+                                                                       rel=1e-12, abs=1e-15)
+        kopt.step()
+        topt.step()
+        ks.step()
+        ts.step()
+    assert len(ks.state_dict()["_schedulers"]) == len(ts.state_dict()["_schedulers"])
