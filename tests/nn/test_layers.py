@@ -281,3 +281,15 @@ def test_transformer_encoder_decoder_match_torch(norm_first, batch_first):
         kp = dict(km.named_parameters())
         for name, p in tm.named_parameters():
             close(kp[name].grad, p.grad, what=name)
+
+
+def test_full_transformer_matches_torch():
+    kw = dict(d_model=8, nhead=2, num_encoder_layers=2, num_decoder_layers=1, dim_feedforward=16, dropout=0.0,
+              batch_first=True)
+    t, k = tnn.Transformer(**kw), nn.Transformer(**kw)
+    assert list(k.state_dict()) == list(t.state_dict())
+    w = k.encoder.layers[0].linear1.weight.detach().numpy()  # xavier-uniform initialised
+    assert np.abs(w).max() <= np.sqrt(6 / (8 + 16)) * (1 + 1e-6)
+    mask = nn.Transformer.generate_square_subsequent_mask(4)
+    np.testing.assert_array_equal(mask.numpy(), tnn.Transformer.generate_square_subsequent_mask(4).numpy())
+    check_module(torch, t, k, r(2, 5, 8), r(2, 4, 8))
