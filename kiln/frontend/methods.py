@@ -149,6 +149,8 @@ def _cuda(self, *a, **k):
 
 
 Tensor.cuda = _cuda
+Tensor.itemsize = property(lambda self: self.dtype.itemsize)
+Tensor.nbytes = property(lambda self: self.numel() * self.dtype.itemsize)
 Tensor.T = property(lambda self: ops.permute(self, tuple(reversed(range(self.ndim)))))
 Tensor.mT = property(lambda self: ops.transpose(self, -2, -1))
 Tensor.new_zeros = lambda self, *size, dtype=None, **k: ops.full_const(0, ops._shape_arg(size), dt.get_dtype(dtype) if dtype else self.dtype)
