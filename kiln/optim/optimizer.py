@@ -16,7 +16,6 @@ Compile-friendliness (see docs/training.md):
 """
 from __future__ import annotations
 
-import warnings
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
@@ -251,7 +250,6 @@ class Optimizer:
     #: Eager steps run the update formulas on numpy arrays (NumpyOps); set False to run them
     #: with kiln tensor ops (TensorOps, what a trace records) also when eager.
     _eager_numpy: bool = True
-    _warned_eager_grads: bool = False
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -343,16 +341,6 @@ class Optimizer:
                 params = [p for p in group["params"] if p.grad is not None]
                 if not params:
                     continue
-                if active_trace() is not None and not self._warned_eager_grads and \
-                        any(not p.grad.is_tracer for p in params):
-                    self._warned_eager_grads = True
-                    warnings.warn(
-                        f"{type(self).__name__}.step() is being compiled with gradients computed outside the "
-                        "compiled function: kiln.compile captures each p.grad tensor object as it is now, so the "
-                        "compiled step stays correct only if the same .grad tensors are updated in place between "
-                        "calls (zero_grad(set_to_none=False)). With zero_grad() (set_to_none=True) each backward "
-                        "makes new .grad tensors and the compiled step would read stale ones: compile "
-                        "zero_grad + backward + step together instead.", RuntimeWarning, stacklevel=3)
                 for p in params:
                     if not self.state.get(p):
                         state: dict[str, Any] = {}
