@@ -62,7 +62,7 @@ def get_dtype(spec) -> DType:
     if spec is int:
         return int64
     if spec is float:
-        return float32
+        return float64  # as PyTorch: the Python type float names double precision
     try:
         npd = np.dtype(spec)
     except TypeError:

@@ -309,10 +309,18 @@ def _maxmin_vjp(ops, g, inputs, out, axes, keepdims):
 
 
 def _prod_vjp(ops, g, inputs, out, axes, keepdims):
+    """d prod / dx_i = product of the others: out / x_i without zeros; with exactly one zero in a
+    slice only that position gets the product of the rest; with two or more, all get 0."""
     x = inputs[0]
-    o = ops.expand_reduced(out, x.shape, axes, keepdims)
-    gx = ops.expand_reduced(g, x.shape, axes, keepdims)
-    return (ops.div(ops.mul(gx, o), x),)
+    zero, one = ops.zeros_like(x), ops.full_like(1, x)
+    is_zero = ops.eq(x, zero)
+    safe = ops.select(is_zero, one, x)
+    prod_nz = ops.expand_reduced(ops.reduce_prod(safe, axes=axes, keepdims=keepdims), x.shape, axes, keepdims)
+    n_zero = ops.expand_reduced(ops.reduce_sum(ops.cast(is_zero, x.dtype), axes=axes, keepdims=keepdims),
+                                x.shape, axes, keepdims)
+    others = ops.select(ops.eq(n_zero, zero), ops.div(prod_nz, safe),
+                        ops.select(ops.logical_and(ops.eq(n_zero, one), is_zero), prod_nz, zero))
+    return (ops.mul(ops.expand_reduced(g, x.shape, axes, keepdims), others),)
 
 
 def _reduce_impl(fn):
@@ -729,7 +737,7 @@ _SAVES = {
     "rsqrt": "o", "sin": "i", "cos": "i", "tanh": "o", "logistic": "o", "erf": "i",
     "add": "", "sub": "", "mul": "i", "div": "1o", "floor_divide": "", "pow": "io",
     "maximum": "i", "minimum": "i", "select": "0", "cast": "",
-    "reduce_sum": "", "reduce_max": "io", "reduce_min": "io", "reduce_prod": "io",
+    "reduce_sum": "", "reduce_max": "io", "reduce_min": "io", "reduce_prod": "i",
     "reshape": "", "permute": "", "broadcast_to": "", "slice": "", "pad": "", "concat": "",
     "gather": "1", "scatter_add": "1", "scatter": "1", "matmul": "i", "remainder": "i",
 }

@@ -271,8 +271,6 @@ def test_std_of_constant_has_zero_gradient():
     assert x.grad.tolist() == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.xfail(reason="kiln/ir/primitives.py (lead-owned): reduce_prod's VJP is g*out/x, which is nan at x == 0; "
-                          "PyTorch gives the product of the other elements", strict=True)
 def test_prod_gradient_with_zeros():
     x = kiln.tensor([0.0, 2.0, 3.0], dtype=kiln.float64, requires_grad=True)
     x.prod().backward()
