@@ -197,6 +197,11 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
                         "kiln.tensor(array) to copy it with a conversion")
     if active_trace() is not None:
         return _constant_tensor(ndarray)
+    if not ndarray.flags.writeable:
+        import warnings
+        warnings.warn("The given NumPy array is not writable; the tensor shares its memory, so in-place operations "
+                      "on it will fail. Copy the array (or use kiln.tensor(array)) to get a writable tensor.",
+                      UserWarning, stacklevel=2)
     return Tensor._make(ndarray)
 
 

@@ -129,6 +129,11 @@ def test_from_numpy_shares_memory():
     assert t.numpy() is a or np.shares_memory(t.numpy(), a)
     with pytest.raises(TypeError, match="expected np.ndarray"):
         kiln.from_numpy([1, 2])
+    ro = np.ones(3)
+    ro.flags.writeable = False
+    with pytest.warns(UserWarning, match="not writable"):
+        r = kiln.from_numpy(ro)
+    assert r.tolist() == [1.0, 1.0, 1.0]
 
 
 def test_as_tensor():
