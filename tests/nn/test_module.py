@@ -395,3 +395,20 @@ def test_batchnorm_loads_checkpoint_without_num_batches_tracked():
     model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
     sd = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert model.load_state_dict(sd).missing_keys == []
+
+
+def test_module_compile_in_place():
+    kiln.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    x = kiln.randn(2, 1, 6, 6)
+    eager = model(x)
+    eager.sum().backward()
+    grads = [p.grad.numpy().copy() for p in model.parameters()]
+    model.zero_grad()
+    assert model.compile() is None
+    out = model(x)
+    np.testing.assert_allclose(out.detach().numpy(), eager.detach().numpy(), rtol=1e-5)
+    out.sum().backward()
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-7)
+    assert "_compiled_forward" not in model.state_dict()

@@ -218,12 +218,24 @@ class Module:
             res = hook(self, args)
             if res is not None:
                 args = res if isinstance(res, tuple) else (res,)
-        out = self.forward(*args, **kwargs)
+        compiled = self.__dict__.get("_compiled_forward")
+        out = compiled(*args, **kwargs) if compiled is not None else self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             res = hook(self, args, out)
             if res is not None:
                 out = res
         return out
+
+    def compile(self, *args, **kwargs) -> None:
+        """Compile this module's forward in place with `kiln.compile` (as `torch.nn.Module.compile`).
+
+        Later calls run the traced graph (retraced per input signature and on train/eval
+        changes); parameters stay ordinary tensors, so optimizers and state dicts are unaffected.
+        Keyword options go to `kiln.compile`; PyTorch's positional options are ignored.
+        """
+        from ...frontend.compile import compile as _compile
+        opts = {k: v for k, v in kwargs.items() if k in ("recompile_limit", "name")}
+        object.__setattr__(self, "_compiled_forward", _compile(self.forward, **opts))
 
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         """`hook(module, args, output)` runs after forward; a non-None return replaces the output."""
