@@ -76,14 +76,14 @@ def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
 
 
 def is_free(n: Node, free_ids: set[int]) -> bool:
-    """May `n` be recomputed in every kernel that uses it? Constants and iota; views of values in
-    `free_ids` (graph inputs and free nodes: index arithmetic); and scalar (one-element) elementwise or
-    movement ops, which a kernel computes once, outside its loops."""
+    """May `n` be recomputed in every kernel that uses it? Constants and iota; views
+    (reshape/permute/broadcast/slice: index arithmetic on a value each kernel reads); and scalar
+    (one-element) elementwise or movement ops, which a kernel computes once, outside its loops."""
     if n.op in ("constant", "iota"):
         return True
     if n.numel == 1 and _kind(n) in (ELEMENTWISE, MOVEMENT):
         return True
-    return n.op in VIEW_OPS and all(id(i) in free_ids for i in n.inputs)
+    return n.op in VIEW_OPS
 
 
 @dataclass
@@ -323,7 +323,7 @@ class _Planner:
         out, seen, stack = [], set(), list(self._users_in(n, k))
         while stack:
             u = stack.pop()
-            if id(u) in seen or id(u) in k.dups:
+            if id(u) in seen:
                 continue
             seen.add(id(u))
             out.append(u)
