@@ -16,11 +16,13 @@ may contain:
   complete only after every update, so its consumers start a new kernel.
 
 A node used by several kernels is computed once, in the earliest kernel that may hold
-it, and written to memory ("materialised"); constants and views of graph inputs are
-instead recomputed in every kernel that uses them (bounded recomputation: they cost no
-arithmetic). An expensive elementwise op (exp, log, div, ...) never joins a kernel
-where a broadcast would recompute it more than once per element it produces.
-Every boundary records why it was placed. `run_plan` evaluates a plan kernel by
+it, and written to memory ("materialised"); constants, iota, views and scalars are
+instead recomputed in every kernel that uses them (bounded recomputation: index
+arithmetic, or one evaluation outside the loops). An expensive elementwise op (exp,
+log, div, ...) never joins a kernel where a broadcast would recompute it more than once
+per element it produces. After the walk, independent kernels over the same loop that
+read a common input are merged, and output-only elementwise kernels fold into their
+producer. Every boundary records why it was placed. `run_plan` evaluates a plan kernel by
 kernel with the primitives' numpy impls, to check that fusion preserves semantics.
 """
 from __future__ import annotations
@@ -75,7 +77,7 @@ def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(s for s in shape if s != 1)
 
 
-def is_free(n: Node, free_ids: set[int]) -> bool:
+def is_free(n: Node) -> bool:
     """May `n` be recomputed in every kernel that uses it? Constants and iota; views
     (reshape/permute/broadcast/slice: index arithmetic on a value each kernel reads); and scalar
     (one-element) elementwise or movement ops, which a kernel computes once, outside its loops."""
@@ -235,12 +237,7 @@ class _Planner:
         self.kernels: list[_K] = []
         self.rejected: dict[tuple[int, int], str] = {}
         self.red_domains = {reduce_domain(n) for n in graph.nodes if _kind(n) == REDUCTION}
-        free = set(self.input_ids)
-        self.cheap: set[int] = set()
-        for n in graph.nodes:
-            if is_free(n, free):
-                self.cheap.add(id(n))
-                free.add(id(n))
+        self.cheap = {id(n) for n in graph.nodes if is_free(n)}
 
     # -- helpers ------------------------------------------------------------------------------
     def _new(self, n: Node) -> _K:
