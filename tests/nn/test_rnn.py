@@ -159,3 +159,52 @@ def test_recurrent_layers_compile():
     idx = kiln.tensor([[1, 0, 3], [4, 5, 0]])
     f2 = kiln.compile(lambda i: model(i)[1].sum())
     np.testing.assert_allclose(f2(idx).detach().numpy(), model(idx)[1].sum().detach().numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+def test_packed_sequences_match_torch(cls, enforce_sorted):
+    from torch.nn.utils.rnn import pack_padded_sequence as t_pack, pad_packed_sequence as t_pad
+    from kiln.nn.utils.rnn import pack_padded_sequence as k_pack, pad_packed_sequence as k_pad
+    lengths = [6, 4, 4, 1] if enforce_sorted else [3, 6, 1, 4]
+    cfg = dict(num_layers=2, bidirectional=True, batch_first=True)
+    tmod, kmod = getattr(tnn, cls)(4, 5, **cfg), getattr(nn, cls)(4, 5, **cfg)
+    copy_weights(tmod, kmod)
+    x = r(4, 6, 4)
+    h0 = r(4, 4, 5)
+    tx, kx = torch.tensor(x, requires_grad=True), kiln.from_numpy(x).requires_grad_(True)
+    th, kh = torch.tensor(h0, requires_grad=True), kiln.from_numpy(h0).requires_grad_(True)
+    t_hx = (th, th * 0.5) if cls == "LSTM" else th
+    k_hx = (kh, kh * 0.5) if cls == "LSTM" else kh
+    t_out, t_state = tmod(t_pack(tx, lengths, batch_first=True, enforce_sorted=enforce_sorted), t_hx)
+    k_out, k_state = kmod(k_pack(kx, lengths, batch_first=True, enforce_sorted=enforce_sorted), k_hx)
+    close(k_out.data, t_out.data, what="packed output")
+    assert k_out.batch_sizes.tolist() == t_out.batch_sizes.tolist()
+    t_h = t_state[0] if cls == "LSTM" else t_state
+    k_h = k_state[0] if cls == "LSTM" else k_state
+    close(k_h, t_h, what="h_n")
+    if cls == "LSTM":
+        close(k_state[1], t_state[1], what="c_n")
+    t_pad_out, t_len = t_pad(t_out, batch_first=True)
+    k_pad_out, k_len = k_pad(k_out, batch_first=True)
+    close(k_pad_out, t_pad_out, what="padded output")
+    assert k_len.tolist() == t_len.tolist() == lengths
+    ct, cth = r(*t_pad_out.shape), r(*t_h.shape)
+    ((t_pad_out * torch.tensor(ct)).sum() + (t_h * torch.tensor(cth)).sum()).backward()
+    ((k_pad_out * kiln.from_numpy(ct)).sum() + (k_h * kiln.from_numpy(cth)).sum()).backward()
+    close(kx.grad, tx.grad, what="input grad")
+    close(kh.grad, th.grad, what="h0 grad")
+    kp = dict(kmod.named_parameters())
+    for name, p in tmod.named_parameters():
+        close(kp[name].grad, p.grad, what=name)
+
+
+def test_pack_utilities_round_trip():
+    from kiln.nn.utils.rnn import pack_sequence, unpack_sequence
+    seqs = [kiln.from_numpy(r(n, 2)) for n in (2, 5, 3)]
+    packed = pack_sequence(seqs, enforce_sorted=False)
+    assert packed.batch_sizes.tolist() == [3, 3, 2, 1, 1]
+    for a, b in zip(unpack_sequence(packed), seqs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(RuntimeError, match="sorted in decreasing order"):
+        pack_sequence(seqs)

@@ -14,6 +14,7 @@ from ...frontend.tensor import Tensor
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
+from ..utils.rnn import PackedSequence, pad_packed_sequence
 from .module import Module
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
@@ -163,8 +164,7 @@ class RNNBase(Module):
     def _check_input(self, input: Tensor) -> bool:
         name = type(self).__name__
         if not isinstance(input, Tensor):
-            raise TypeError(f"{name}: input must be a Tensor (PackedSequence is not supported by kiln), got "
-                            f"{type(input).__name__}")
+            raise TypeError(f"{name}: input must be a Tensor or a PackedSequence, got {type(input).__name__}")
         if input.ndim not in (2, 3):
             raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.ndim}D input instead")
         if input.shape[-1] != self.input_size:
@@ -176,13 +176,28 @@ class RNNBase(Module):
         if tuple(h.shape) != expected:
             raise RuntimeError(f"Expected {what} size {expected}, got {list(h.shape)}")
 
-    def _run(self, input: Tensor, hx):
-        """Returns (output (T, B, D*H) or batch-first, [h_n per layer/dir], [c_n ...] for LSTM)."""
-        batched = self._check_input(input)
-        if batched:
-            x = K.transpose(input, 0, 1) if self.batch_first else input  # (T, B, I)
+    def _run(self, input, hx):
+        """Returns (output (T, B, D*H) or batch-first or packed, h_n, c_n (LSTM) or None)."""
+        packed = isinstance(input, PackedSequence)
+        masks = None
+        if packed:
+            x, lengths = pad_packed_sequence(input._replace(unsorted_indices=None))  # (T, B, I), sorted order
+            if x.shape[-1] != self.input_size:
+                raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got "
+                                   f"{x.shape[-1]}")
+            lens = lengths.numpy()
+            masks = [Tensor._make((t < lens).reshape(-1, 1)) for t in range(x.shape[0])]
+            if hx is not None and input.sorted_indices is not None:  # hx comes in the caller's batch order
+                order = input.sorted_indices
+                hx = tuple(K.index_select(h, 1, order) for h in hx) if isinstance(hx, (tuple, list)) else \
+                    K.index_select(hx, 1, order)
+            batched = True
         else:
-            x = K.unsqueeze(input, 1)  # unbatched (T, I) -> (T, 1, I); batch_first does not apply
+            batched = self._check_input(input)
+            if batched:
+                x = K.transpose(input, 0, 1) if self.batch_first else input  # (T, B, I)
+            else:
+                x = K.unsqueeze(input, 1)  # unbatched (T, I) -> (T, 1, I); batch_first does not apply
         T, B = x.shape[0], x.shape[1]
         ndir = 2 if self.bidirectional else 1
         H = self.hidden_size
@@ -221,7 +236,11 @@ class RNNBase(Module):
                 c = c0s[k] if is_lstm else None
                 outs = [None] * T
                 for t in (range(T) if d == 0 else range(T - 1, -1, -1)):
-                    h, c = step(layer_in[t], h, c)
+                    h_new, c_new = step(layer_in[t], h, c)
+                    if masks is not None:  # finished sequences keep their state (reverse: not started yet)
+                        h_new = K.where(masks[t], h_new, h)
+                        c_new = K.where(masks[t], c_new, c) if is_lstm else None
+                    h, c = h_new, c_new
                     outs[t] = h
                 dir_outs.append(outs)
                 hn.append(h)
@@ -230,9 +249,17 @@ class RNNBase(Module):
             layer_in = dir_outs[0] if ndir == 1 else [K.cat([a, b], -1) for a, b in zip(*dir_outs)]
             if self.dropout and layer < self.num_layers - 1 and self._guarded_training() and layer < self.num_layers - 1:
                 layer_in = [F.dropout(v, self.dropout, True) for v in layer_in]
-        out = K.stack(layer_in, 0)  # (T, B, D*H)
         h_n = K.stack(hn, 0)
         c_n = K.stack(cn, 0) if is_lstm else None
+        if packed:
+            bs = input.batch_sizes.tolist()
+            out = PackedSequence(K.cat([v[:b] for v, b in zip(layer_in, bs)], 0), input.batch_sizes,
+                                 input.sorted_indices, input.unsorted_indices)
+            if input.unsorted_indices is not None:
+                h_n = K.index_select(h_n, 1, input.unsorted_indices)
+                c_n = K.index_select(c_n, 1, input.unsorted_indices) if is_lstm else None
+            return out, h_n, c_n
+        out = K.stack(layer_in, 0)  # (T, B, D*H)
         if not batched:
             out, h_n = K.squeeze(out, 1), K.squeeze(h_n, 1)
             c_n = K.squeeze(c_n, 1) if is_lstm else None
