@@ -495,28 +495,57 @@ class _Planner:
             self.kof[nid] = [a if k is b else k for k in ks if k is not b or a not in ks]
         self.kernels.remove(b)
 
+    def _descendants(self) -> dict[int, int]:
+        """Bitsets (by position in self.kernels) of the kernels each kernel reaches."""
+        bit = {k.uid: 1 << i for i, k in enumerate(self.kernels)}
+        indeg = {k.uid: 0 for k in self.kernels}
+        for k in self.kernels:
+            for x in k.succ:
+                indeg[x.uid] += 1
+        order, ready = [], [k for k in self.kernels if indeg[k.uid] == 0]
+        while ready:
+            k = ready.pop()
+            order.append(k)
+            for x in k.succ:
+                indeg[x.uid] -= 1
+                if indeg[x.uid] == 0:
+                    ready.append(x)
+        desc: dict[int, int] = {}
+        for k in reversed(order):
+            d = 0
+            for x in k.succ:
+                d |= bit[x.uid] | desc[x.uid]
+            desc[k.uid] = d
+        return desc
+
     def merge_siblings(self) -> None:
         """Merge independent kernels of the same kind and loop (elementwise over one domain, or
         reductions over one (S, R)) that read a common input: one pass over it instead of two."""
-        merged = True
-        while merged:
-            merged = False
-            groups: dict[tuple, list[_K]] = {}
-            for k in self.kernels:
-                if k.kind in ("elementwise", "reduction"):
-                    groups.setdefault((k.kind, tuple(k.domain), k.raxes), []).append(k)
-            for ks in groups.values():
-                ins = {k.uid: self._external_inputs(k) for k in ks}
-                for i, a in enumerate(ks):
-                    for b in ks[i + 1:]:
-                        if ins[a.uid] & ins[b.uid] and not self._reaches(a, b) and not self._reaches(b, a):
-                            self._merge(a, b)
-                            merged = True
-                            break
-                    if merged:
-                        break
-                if merged:
+        groups: dict[tuple, list[_K]] = {}
+        for k in self.kernels:
+            if k.kind in ("elementwise", "reduction"):
+                groups.setdefault((k.kind, tuple(k.domain), k.raxes), []).append(k)
+        if all(len(ks) < 2 for ks in groups.values()):
+            return
+        desc = self._descendants()
+        memb = {k.uid: 1 << i for i, k in enumerate(self.kernels)}  # original kernels in each cluster
+        for ks in groups.values():
+            clusters: list[tuple[_K, set[int]]] = []
+            for b in ks:
+                ins_b = self._external_inputs(b)
+                for i, (a, ins_a) in enumerate(clusters):
+                    if not ins_a & ins_b or desc[a.uid] & memb[b.uid] or desc[b.uid] & memb[a.uid]:
+                        continue
+                    self._merge(a, b)
+                    memb[a.uid] |= memb.pop(b.uid)
+                    desc[a.uid] |= desc.pop(b.uid)
+                    for x in desc:  # whatever reached a or b now reaches all the merged kernel reaches
+                        if desc[x] & memb[a.uid]:
+                            desc[x] |= desc[a.uid] | memb[a.uid]
+                    clusters[i] = (a, ins_a | ins_b)
                     break
+                else:
+                    clusters.append((b, ins_b))
 
     def _sink_fits(self, b: _K, a: _K) -> bool:
         """May elementwise kernel `b`, which only writes graph outputs, run at the end of `a`?"""
