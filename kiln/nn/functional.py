@@ -23,7 +23,7 @@ __all__ = [
     "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "interpolate", "upsample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding",
+    "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
     "glu", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
@@ -823,6 +823,74 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
         keep = K.unsqueeze(K.ne(flat, padding_idx), 1)
         out = K.where(keep, out, out.detach())
     return K.reshape(out, tuple(input.shape) + (weight.shape[1],))
+
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm: float | None = None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False,
+                  per_sample_weights: Tensor | None = None, include_last_offset: bool = False,
+                  padding_idx: int | None = None) -> Tensor:
+    """Sum, mean or max of embedding rows per bag: bags are the rows of a 2-D `input`, or `offsets` into a 1-D one."""
+    _check_tensor(input, "input", "embedding_bag")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"mode has to be one of sum, mean or max, got {mode!r}")
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. per_sample_weights is only "
+                                  f"supported for mode='sum' (got mode='{mode}'). Please open a feature request")
+    if input.ndim == 2:
+        if offsets is not None:
+            raise ValueError("if input is 2D, then offsets has to be None, as input is treated is a mini-batch of "
+                             "fixed length sequences.")
+        nb, per = input.shape
+        bags = np.repeat(np.arange(nb), per)
+        flat_idx = K.reshape(input, (-1,))
+        psw = None if per_sample_weights is None else K.reshape(per_sample_weights, (-1,))
+    elif input.ndim == 1:
+        if offsets is None or offsets.ndim != 1:
+            raise ValueError("offsets has to be a 1D Tensor when input is 1D")
+        offs = np.asarray(offsets._concrete("embedding_bag offsets"), dtype=np.int64)
+        n = input.shape[0]
+        if offs.size and (offs[0] != 0 or np.any(np.diff(offs) < 0) or offs[-1] > n):
+            raise ValueError(f"embedding_bag: offsets must start at 0, be non-decreasing and stay within the input "
+                             f"length {n}, got {offs.tolist()}")
+        if include_last_offset:
+            offs = offs[:-1]
+        nb = offs.size
+        bags = np.searchsorted(offs, np.arange(n), side="right") - 1
+        flat_idx, psw = input, per_sample_weights
+    else:
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension {input.ndim}")
+    rows = embedding(flat_idx, weight, None, max_norm, norm_type)  # (N, D)
+    keep = np.ones(bags.shape, dtype=bool)
+    if padding_idx is not None:
+        keep = np.asarray(flat_idx._concrete("embedding_bag padding_idx"), dtype=np.int64) != (
+            padding_idx % weight.shape[0])
+    d = weight.shape[1]
+    if mode == "max":
+        counts = np.bincount(bags[keep], minlength=nb)
+        width = int(counts.max()) if counts.size and counts.max() > 0 else 1
+        slot = np.zeros((nb, width), dtype=np.int64)  # row index per (bag, position); padded slots -> -inf
+        valid = np.zeros((nb, width), dtype=bool)
+        fill = np.zeros(nb, dtype=np.int64)
+        for i in np.nonzero(keep)[0]:
+            b = bags[i]
+            slot[b, fill[b]] = i
+            valid[b, fill[b]] = True
+            fill[b] += 1
+        g = K.reshape(K.index_select(rows, 0, _const(slot.reshape(-1))), (nb, width, d))
+        g = K.where(_const(valid[:, :, None]), g, K.full_const(-math.inf, (), g.dtype))
+        best = K.gather(g, 1, K.unsqueeze(K.argmax(g, 1), 1))
+        out = K.squeeze(best, 1)
+        empty = _const((counts == 0)[:, None])
+        return K.where(empty, K.full_const(0.0, (), out.dtype), out)
+    sel = np.zeros((nb, bags.size), dtype=weight.dtype.np_dtype)
+    sel[bags[keep], np.nonzero(keep)[0]] = 1.0
+    if mode == "mean":
+        counts = sel.sum(1, keepdims=True)
+        sel = sel / np.maximum(counts, 1)
+    a = _const(sel)
+    if psw is not None:
+        a = K.mul(a, K.unsqueeze(K._cast(psw, a.dtype), 0))
+    return K.matmul(a, rows)
 
 
 # ======================================================================================

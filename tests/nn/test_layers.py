@@ -293,3 +293,34 @@ def test_full_transformer_matches_torch():
     mask = nn.Transformer.generate_square_subsequent_mask(4)
     np.testing.assert_array_equal(mask.numpy(), tnn.Transformer.generate_square_subsequent_mask(4).numpy())
     check_module(torch, t, k, r(2, 5, 8), r(2, 4, 8))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+@pytest.mark.parametrize("layout", ["2d", "offsets", "last_offset", "padding_idx", "weights"])
+def test_embedding_bag_matches_torch(mode, layout):
+    if layout == "weights" and mode != "sum":
+        pytest.skip("per_sample_weights needs mode='sum'")
+    kw = {"padding_idx": 1} if layout == "padding_idx" else {}
+    kw["include_last_offset"] = layout == "last_offset"
+    t, k = tnn.EmbeddingBag(10, 3, mode=mode, **kw), nn.EmbeddingBag(10, 3, mode=mode, **kw)
+    copy_weights(t, k)
+    args_t, args_k = {}, {}
+    if layout == "2d":
+        idx = rng.integers(0, 10, size=(4, 3))
+    else:
+        idx = np.array([1, 2, 4, 5, 4, 3, 2, 9, 1], dtype=np.int64)
+        offs = np.array([0, 4, 4, 7] + ([9] if layout == "last_offset" else []), dtype=np.int64)  # bag 1 is empty
+        args_t["offsets"], args_k["offsets"] = torch.tensor(offs), kiln.from_numpy(offs)
+    if layout == "weights":
+        w = rng.uniform(0.5, 2, size=idx.shape).astype(np.float32)
+        tw, kw_ = torch.tensor(w, requires_grad=True), kiln.from_numpy(w).requires_grad_(True)
+        args_t["per_sample_weights"], args_k["per_sample_weights"] = tw, kw_
+    t_out = t(torch.tensor(idx), **args_t)
+    k_out = k(kiln.from_numpy(idx), **args_k)
+    close(k_out, t_out)
+    ct = r(*t_out.shape)
+    (t_out * torch.tensor(ct)).sum().backward()
+    (k_out * kiln.from_numpy(ct)).sum().backward()
+    close(k.weight.grad, t.weight.grad, what="weight grad")
+    if layout == "weights":
+        close(kw_.grad, tw.grad, what="per_sample_weights grad")

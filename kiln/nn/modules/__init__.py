@@ -10,7 +10,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropy
                    MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
                    TripletMarginLoss)
 from .misc import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d, ConstantPad2d, ConstantPad3d,
-                   CosineSimilarity, Dropout, Dropout1d, Dropout2d, Dropout3d, Embedding, Flatten, PairwiseDistance,
+                   CosineSimilarity, Dropout, Dropout1d, Dropout2d, Dropout3d, Embedding, EmbeddingBag, Flatten, PairwiseDistance,
                    ReflectionPad1d, ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
                    ReplicationPad3d, Unflatten, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d, ZeroPad1d,
                    ZeroPad2d, ZeroPad3d)
