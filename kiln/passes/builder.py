@@ -51,7 +51,12 @@ class GraphBuilder:
     def copy(self, old: Node, inputs: Sequence[Node] | None = None) -> Node:
         """Re-emit `old` (same op, attrs, name) on mapped (or given) inputs and record the mapping."""
         ins = self.mapped_inputs(old) if inputs is None else list(inputs)
-        new = self.emit(old.op, ins, dict(old.attrs), name=old.name, loc=old.loc)
+        if all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(ins, old.inputs)) \
+                and len(ins) == len(old.inputs):  # same operand types: the type rule gives old's type
+            name = old.name if old.name not in self.graph._names else self.fresh_name()
+            new = self.graph.add_node(old.op, ins, dict(old.attrs), old.shape, old.dtype, name=name, loc=old.loc)
+        else:
+            new = self.emit(old.op, ins, dict(old.attrs), name=old.name, loc=old.loc)
         self.env[id(old)] = new
         return new
 

@@ -126,10 +126,10 @@ class Pipeline:
         index = [start]
         records: list[PassRecord] = []
 
-        def dump(name: str, text: str) -> None:
+        def dump(name: str, obj) -> None:
             if dump_dir:
                 with open(os.path.join(dump_dir, f"{index[0]:03d}-{prefix}{name}.txt"), "w") as f:
-                    f.write(text)
+                    f.write(obj if isinstance(obj, str) else str(obj))
             index[0] += 1
 
         def apply(p: Pass, g: Graph) -> Graph:
@@ -144,7 +144,7 @@ class Pipeline:
                 except VerificationError as e:
                     raise VerificationError(f"after pass {p.name!r}: {e}") from None
             records.append(PassRecord(index[0], p.name, len(g.nodes), len(out.nodes), dt, out is not g))
-            dump(p.name, str(out))
+            dump(p.name, out)
             return out
 
         if verify:
@@ -167,9 +167,9 @@ class Pipeline:
         fusion = memory = None
         if self.plans and (plans or dump_dir):
             fusion = plan_fusion(g)
-            dump("fusion-plan", str(fusion))
+            dump("fusion-plan", fusion)
             memory = plan_memory(g, fusion)
-            dump("memory-plan", str(memory))
+            dump("memory-plan", memory)
         report = PipelineReport(g, records, fusion, memory, nodes_in, index[0])
         if dump_dir:
             dump("summary", report.summary())
