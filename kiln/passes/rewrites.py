@@ -156,7 +156,8 @@ RULES: list[Rule] = [
          "conv(pad(x, zeros on spatial dims), w) -> conv(x, w) with the padding in conv's own padding"),
     Rule("scatter-one-hot", ("scatter", "scatter_add"), lambda n: _one_index_per_row(n),
          lambda rw, n, m: _scatter_as_select(rw, n),
-         "scatter with one index per row -> select(iota == index, update, x): elementwise, so it fuses"),
+         "scatter with one index per row -> select(iota == index, update, x): elementwise, so it fuses "
+         "(an out-of-range index, an error before, then updates nothing)"),
 ]
 
 
