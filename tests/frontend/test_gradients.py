@@ -172,6 +172,29 @@ def test_grad_vs_torch(name):
                                    err_msg=f"gradient of input {k}")
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_grad_low_precision_vs_torch(name, dtype):
+    """float32/float16 inputs: outputs and gradients have PyTorch's dtypes and values (loose tolerance)."""
+    torch = pytest.importorskip("torch")
+    fn, specs = CASES[name]
+    arrays = [a.astype(dtype) for a in _inputs(specs, seed=zlib.crc32(name.encode()) + 2)]
+    ks = [kiln.tensor(a, requires_grad=True) for a in arrays]
+    ts = [torch.tensor(a, requires_grad=True) for a in arrays]
+    kout, tout = fn(kiln, *ks), fn(torch, *ts)
+    assert kout.dtype.name == str(tout.dtype).replace("torch.", "")
+    cot = np.random.default_rng(0).standard_normal(tuple(tout.shape))
+    kout.backward(kiln.tensor(cot, dtype=kout.dtype))
+    tout.backward(torch.tensor(cot, dtype=tout.dtype))
+    tol = dict(rtol=2e-2, atol=2e-2) if dtype == "float16" else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(kout.detach().numpy().astype(np.float64), tout.detach().numpy().astype(np.float64),
+                               **tol)
+    for k, (kx, tx) in enumerate(zip(ks, ts)):
+        assert kx.grad.dtype.name == str(tx.grad.dtype).replace("torch.", ""), f"gradient dtype of input {k}"
+        np.testing.assert_allclose(kx.grad.numpy().astype(np.float64), tx.grad.numpy().astype(np.float64),
+                                   err_msg=f"gradient of input {k}", **tol)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_grad_vs_finite_differences(name):
     fn, specs = CASES[name]
