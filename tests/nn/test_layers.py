@@ -324,3 +324,32 @@ def test_embedding_bag_matches_torch(mode, layout):
     close(k.weight.grad, t.weight.grad, what="weight grad")
     if layout == "weights":
         close(kw_.grad, tw.grad, what="per_sample_weights grad")
+
+
+@pytest.mark.parametrize("opts", [dict(kdim=5, vdim=3), dict(add_bias_kv=True), dict(add_zero_attn=True),
+                                  dict(kdim=6, vdim=6, add_bias_kv=True, add_zero_attn=True, bias=False)],
+                         ids=["kvdim", "bias_kv", "zero_attn", "all"])
+def test_multihead_attention_options(opts):
+    t, kk = tnn.MultiheadAttention(8, 2, **opts), nn.MultiheadAttention(8, 2, **opts)
+    assert list(kk.state_dict()) == list(t.state_dict())
+    copy_weights(t, kk)
+    kd, vd = opts.get("kdim", 8), opts.get("vdim", 8)
+    q, key, val = r(4, 3, 8), r(5, 3, kd), r(5, 3, vd)
+    mask = np.zeros((3, 5), dtype=bool)
+    mask[2, 0] = True
+    amask = r(4, 5)
+    ins = [torch.tensor(a, requires_grad=True) for a in (q, key, val)]
+    kins = [kiln.from_numpy(a).requires_grad_(True) for a in (q, key, val)]
+    to, tw = t(*ins, key_padding_mask=torch.tensor(mask), attn_mask=torch.tensor(amask), average_attn_weights=False)
+    ko, kw = kk(*kins, key_padding_mask=kiln.from_numpy(mask), attn_mask=kiln.from_numpy(amask),
+                average_attn_weights=False)
+    close(ko, to)
+    close(kw, tw)
+    ct = r(*to.shape)
+    (to * torch.tensor(ct)).sum().backward()
+    (ko * kiln.from_numpy(ct)).sum().backward()
+    for a, b in zip(kins, ins):
+        close(a.grad, b.grad, what="input grad")
+    kp = dict(kk.named_parameters())
+    for name, p in t.named_parameters():
+        close(kp[name].grad, p.grad, what=name)

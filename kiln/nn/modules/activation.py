@@ -215,7 +215,8 @@ class PReLU(Module):
 
 
 class MultiheadAttention(Module):
-    """Multi-head attention with PyTorch's parameters (in_proj_weight/bias, out_proj) and call signature."""
+    """Multi-head attention with PyTorch's parameters (in_proj_weight/bias or q/k/v_proj_weight, out_proj,
+    bias_k/bias_v) and call signature; returns (output, averaged or per-head weights or None)."""
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim=None, vdim=None,
@@ -224,33 +225,58 @@ class MultiheadAttention(Module):
         if embed_dim <= 0 or num_heads <= 0:
             raise ValueError(f"embed_dim and num_heads must be greater than 0, got embed_dim={embed_dim} and "
                              f"num_heads={num_heads} instead")
-        if (kdim not in (None, embed_dim)) or (vdim not in (None, embed_dim)) or add_bias_kv or add_zero_attn:
-            raise NotImplementedError("MultiheadAttention: kdim/vdim != embed_dim, add_bias_kv and add_zero_attn "
-                                      "are not supported by kiln")
-        self.embed_dim, self.num_heads, self.dropout, self.batch_first = embed_dim, num_heads, dropout, batch_first
-        self.kdim = self.vdim = embed_dim
-        self._qkv_same_embed_dim = True
+        self.embed_dim = embed_dim
+        self.kdim = kdim if kdim is not None else embed_dim
+        self.vdim = vdim if vdim is not None else embed_dim
+        self._qkv_same_embed_dim = self.kdim == embed_dim and self.vdim == embed_dim
+        self.num_heads, self.dropout, self.batch_first = num_heads, dropout, batch_first
         self.head_dim = embed_dim // num_heads
         if self.head_dim * num_heads != embed_dim:
             raise AssertionError("embed_dim must be divisible by num_heads")
-        self.in_proj_weight = Parameter(empty((3 * embed_dim, embed_dim), dtype=dtype))
-        self.register_parameter("q_proj_weight", None)
-        self.register_parameter("k_proj_weight", None)
-        self.register_parameter("v_proj_weight", None)
+        if not self._qkv_same_embed_dim:
+            self.q_proj_weight = Parameter(empty((embed_dim, embed_dim), dtype=dtype))
+            self.k_proj_weight = Parameter(empty((embed_dim, self.kdim), dtype=dtype))
+            self.v_proj_weight = Parameter(empty((embed_dim, self.vdim), dtype=dtype))
+            self.register_parameter("in_proj_weight", None)
+        else:
+            self.in_proj_weight = Parameter(empty((3 * embed_dim, embed_dim), dtype=dtype))
+            self.register_parameter("q_proj_weight", None)
+            self.register_parameter("k_proj_weight", None)
+            self.register_parameter("v_proj_weight", None)
         if bias:
             self.in_proj_bias = Parameter(empty(3 * embed_dim, dtype=dtype))
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = Linear(embed_dim, embed_dim, bias=bias, dtype=dtype)
-        self.bias_k = self.bias_v = None
-        self.add_zero_attn = False
+        if add_bias_kv:
+            self.bias_k = Parameter(empty((1, 1, embed_dim), dtype=dtype))
+            self.bias_v = Parameter(empty((1, 1, embed_dim), dtype=dtype))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = add_zero_attn
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        init.xavier_uniform_(self.in_proj_weight)
+        if self._qkv_same_embed_dim:
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            init.xavier_uniform_(self.q_proj_weight)
+            init.xavier_uniform_(self.k_proj_weight)
+            init.xavier_uniform_(self.v_proj_weight)
         if self.in_proj_bias is not None:
             init.constant_(self.in_proj_bias, 0.0)
             init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+        if self.bias_v is not None:
+            init.xavier_normal_(self.bias_v)
+
+    @staticmethod
+    def _pad_mask(m):
+        """One more key position at the end of a mask: never masked."""
+        if m is None:
+            return None
+        return F.pad(m, (0, 1), value=False if m.dtype.is_bool else 0.0)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False):
@@ -262,24 +288,39 @@ class MultiheadAttention(Module):
         elif self.batch_first:
             query, key, value = (K.transpose(t, 0, 1) for t in (query, key, value))
         L, B, E = query.shape
-        S = key.shape[0]
         if E != self.embed_dim:
             raise AssertionError(f"was expecting embedding dimension of {self.embed_dim}, but got {E}")
-        w_q, w_k, w_v = K.chunk(self.in_proj_weight, 3, 0)
+        if key.shape[-1] != self.kdim or value.shape[-1] != self.vdim:
+            raise AssertionError(f"key/value feature sizes {key.shape[-1]}/{value.shape[-1]} do not match "
+                                 f"kdim/vdim {self.kdim}/{self.vdim}")
+        if self._qkv_same_embed_dim:
+            w_q, w_k, w_v = K.chunk(self.in_proj_weight, 3, 0)
+        else:
+            w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
         b_q = b_k = b_v = None
         if self.in_proj_bias is not None:
             b_q, b_k, b_v = K.chunk(self.in_proj_bias, 3, 0)
         h, d = self.num_heads, self.head_dim
-
-        def heads(x, w, b, n):  # (n, B, E) -> (B, h, n, d)
-            y = F.linear(x, w, b)
-            return K.permute(K.reshape(y, (n, B, h, d)), (1, 2, 0, 3))
-
-        q, k, v = heads(query, w_q, b_q, L), heads(key, w_k, b_k, S), heads(value, w_v, b_v, S)
-        scores = K.mul(K.matmul(q, K.transpose(k, -2, -1)), 1.0 / math.sqrt(d))  # (B, h, L, S)
+        q, k, v = F.linear(query, w_q, b_q), F.linear(key, w_k, b_k), F.linear(value, w_v, b_v)
         if is_causal and attn_mask is None:
             from ...frontend.creation import ones
-            attn_mask = K.logical_not(K.tril(ones(L, S, dtype=dt.bool_)))
+            attn_mask = K.logical_not(K.tril(ones(L, key.shape[0], dtype=dt.bool_)))
+        if self.bias_k is not None:
+            k = K.cat([k, K.expand(self.bias_k, (1, B, E))], 0)
+            v = K.cat([v, K.expand(self.bias_v, (1, B, E))], 0)
+            attn_mask, key_padding_mask = self._pad_mask(attn_mask), self._pad_mask(key_padding_mask)
+
+        def heads(y, n):  # (n, B, E) -> (B, h, n, d)
+            return K.permute(K.reshape(y, (n, B, h, d)), (1, 2, 0, 3))
+
+        S = k.shape[0]
+        q, k, v = heads(q, L), heads(k, S), heads(v, S)
+        if self.add_zero_attn:
+            zeros = K.full_const(0.0, (B, h, 1, d), k.dtype)
+            k, v = K.cat([k, zeros], 2), K.cat([v, zeros], 2)
+            attn_mask, key_padding_mask = self._pad_mask(attn_mask), self._pad_mask(key_padding_mask)
+            S += 1
+        scores = K.mul(K.matmul(q, K.transpose(k, -2, -1)), 1.0 / math.sqrt(d))  # (B, h, L, S)
         if attn_mask is not None:
             m = attn_mask if attn_mask.ndim == 2 else K.reshape(attn_mask, (B, h, L, S))
             scores = K.masked_fill(scores, m, -math.inf) if m.dtype.is_bool else K.add(scores, m)
