@@ -196,3 +196,27 @@ def loader(column: str, quick: bool) -> Prepared:
             n += xb.shape[0]
         return n
     return Prepared(step=epoch, loss_of=float, notes=["'first_loss' is the number of samples seen"])
+
+
+@register("adam", "Adam optimizer step alone (lr=1e-3) on the MLP's parameters (784x128, 128, 128x64, 64, 64x10, 10) "
+                  "with fixed gradients")
+def adam(column: str, quick: bool) -> Prepared:
+    if column.startswith("kiln"):
+        import kiln as T
+        import kiln.optim as optim
+    else:
+        T = _torch()
+        import torch.optim as optim
+    rng = np.random.default_rng(0)
+    shapes = [(128, 784), (128,), (64, 128), (64,), (10, 64), (10,)]
+    params = [T.tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True) for s in shapes]
+    for p in params:
+        p.grad = T.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32))
+    opt = optim.Adam(params, lr=1e-3)
+    step = T.compile(opt.step) if column.endswith("compile") else opt.step
+
+    def run():
+        step()
+        return params[0]
+    return Prepared(step=run, loss_of=lambda p: float(p.detach().sum().item()),
+                    notes=["'first_loss' is the sum of the first parameter after one step"])
