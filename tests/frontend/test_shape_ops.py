@@ -259,3 +259,26 @@ def test_axis_is_an_alias_of_dim_like_torch():
     assert_same(kiln.all(x > 0, axis=1), (a > 0).all(axis=1))
     with pytest.raises(TypeError, match="got both 'dim' and its alias 'axis'"):
         x.sum(dim=0, axis=1)
+
+
+@pytest.mark.parametrize("n", [1, 5, 256, 257, 1000])
+@pytest.mark.parametrize("dtype", ["float64", "float32", "int32", "bool"])
+def test_cumsum_short_and_long_dims(n, dtype):
+    a = random_array((2, n), dtype, np.random.default_rng(n))
+    want = np.cumsum(a.astype(np.float64 if dtype.startswith("float") else np.int64), axis=1)
+    got = kiln.tensor(a).cumsum(1)
+    assert_same(got, want.astype(dtype if dtype.startswith("float") else np.int64), rtol=1e-5, atol=1e-4)
+    assert_same(kiln.cumsum(kiln.tensor(a.T.copy()), dim=0), got.numpy().T)
+    traced = kiln.compile(lambda t: t.cumsum(-1))(kiln.tensor(a))
+    assert_same(traced, got)
+
+
+def test_cumsum_gradient_long_dim():
+    a = np.random.default_rng(0).standard_normal(600)
+    x = kiln.tensor(a, requires_grad=True)
+    (x.cumsum(0) ** 2).sum().backward()
+    c = np.cumsum(a)
+    expect = np.cumsum((2 * c)[::-1])[::-1]  # d/dx_i sum_j c_j^2 = sum_{j >= i} 2 c_j
+    np.testing.assert_allclose(x.grad.numpy(), expect, rtol=1e-10)
+    assert kiln.tensor(3.0).cumsum(0).item() == 3.0
+    assert_same(kiln.tensor([1, 2]).cumsum(0, dtype=kiln.float32), np.array([1.0, 3.0], dtype=np.float32))
