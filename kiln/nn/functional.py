@@ -797,8 +797,6 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
                            f"Long, Int; but got {input.dtype.name} instead (while checking arguments for embedding)")
     if weight.ndim != 2:
         raise RuntimeError(f"embedding: 'weight' must be 2-D, got shape {list(weight.shape)}")
-    if scale_grad_by_freq:
-        raise NotImplementedError("embedding: scale_grad_by_freq=True is not supported by kiln")
     num = weight.shape[0]
     if padding_idx is not None:
         if not -num <= padding_idx < num:
@@ -819,6 +817,16 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
             idx = K._bcast(K.unsqueeze(flat, 1), tuple(rows.shape))
             weight.copy_(K.scatter(weight, 0, idx, K.mul(rows, scale)))
     out = K.index_select(weight, 0, flat)
+    if scale_grad_by_freq and weight.requires_grad and flat.numel():
+        # divide each row's gradient by its index's count in this batch; the forward value is unchanged
+        if active_trace() is None:
+            arr = flat._cell.value
+            inv = _const((1.0 / np.bincount(arr, minlength=num)[arr]).astype(weight.dtype.np_dtype)[:, None])
+        else:
+            same = K._cast(K.eq(K.unsqueeze(flat, 1), K.unsqueeze(flat, 0)), weight.dtype)
+            inv = K.unsqueeze(K.div(1.0, K.sum(same, 1)), 1)
+        frozen = out.detach()
+        out = K.add(frozen, K.mul(K.sub(out, frozen), inv))
     if padding_idx is not None and weight.requires_grad:
         keep = K.unsqueeze(K.ne(flat, padding_idx), 1)
         out = K.where(keep, out, out.detach())

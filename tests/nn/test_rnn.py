@@ -208,3 +208,27 @@ def test_pack_utilities_round_trip():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(RuntimeError, match="sorted in decreasing order"):
         pack_sequence(seqs)
+
+
+@pytest.mark.parametrize("cfg", [dict(num_layers=2, proj_size=3), dict(num_layers=2, proj_size=2, bidirectional=True,
+                                                                        batch_first=True)])
+def test_lstm_proj_size_matches_torch(cfg):
+    B, T = 3, 5
+    x = r(B, T, 4) if cfg.get("batch_first") else r(T, B, 4)
+    ndir = 2 if cfg.get("bidirectional") else 1
+    hx = (r(2 * ndir, B, cfg["proj_size"]), r(2 * ndir, B, 5))
+    tmod, kmod, tx, kx, t_out, k_out = _run_pair("LSTM", cfg, x, hx)
+    assert repr(kmod) == repr(tmod)
+    (t_seq, (t_h, t_c)), (k_seq, (k_h, k_c)) = t_out, k_out
+    close(k_seq, t_seq, what="output")
+    close(k_h, t_h, what="h_n")
+    close(k_c, t_c, what="c_n")
+    ct = r(*t_seq.shape)
+    (t_seq * torch.tensor(ct)).sum().backward()
+    (k_seq * kiln.from_numpy(ct)).sum().backward()
+    close(kx.grad, tx.grad)
+    kp = dict(kmod.named_parameters())
+    for name, p in tmod.named_parameters():
+        close(kp[name].grad, p.grad, what=name)
+    with pytest.raises(ValueError, match="only supported for LSTM"):
+        nn.RNNBase("GRU", 4, 5, proj_size=2)

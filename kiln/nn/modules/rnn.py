@@ -56,9 +56,10 @@ def _gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
 class _Step:
     """One direction of one layer, with the weights transposed (and LSTM/RNN biases summed) once per call."""
 
-    def __init__(self, mode, w_ih, w_hh, b_ih, b_hh, batch):
+    def __init__(self, mode, w_ih, w_hh, b_ih, b_hh, w_hr, batch):
         self.mode = mode
         self.w_ih_t, self.w_hh_t = K.t(w_ih), K.t(w_hh)
+        self.w_hr_t = None if w_hr is None else K.t(w_hr)
         gate = w_ih.shape[0]
         if mode == "GRU":  # the hidden bias sits inside r * (W_hn h + b_hn): keep the two biases apart
             self.b_ih = None if b_ih is None else K.expand(b_ih, (batch, gate))
@@ -78,7 +79,8 @@ class _Step:
         if self.b is not None:
             pre = K.add(pre, self.b)
         if self.mode == "LSTM":
-            return _lstm_update(pre, c)
+            h, c = _lstm_update(pre, c)
+            return (h if self.w_hr_t is None else K.matmul(h, self.w_hr_t)), c
         return (F.relu(pre) if self.mode == "RNN_RELU" else K.tanh(pre)), None
 
 
@@ -99,23 +101,31 @@ class RNNBase(Module):
         if not 0 <= dropout <= 1 or isinstance(dropout, bool):
             raise ValueError("dropout should be a number in range [0, 1] representing the probability of an element "
                              "being zeroed")
-        if proj_size:
-            raise NotImplementedError(f"{name}: proj_size > 0 is not supported by kiln")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
         self.mode, self.input_size, self.hidden_size, self.num_layers = mode, input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.dropout = bias, batch_first, float(dropout)
         self.bidirectional, self.proj_size = bidirectional, proj_size
         ndir = 2 if bidirectional else 1
         gate = _GATES[mode] * hidden_size
+        real_hidden = proj_size if proj_size > 0 else hidden_size
         self._flat_weights_names = []
         for layer in range(num_layers):
             for d in range(ndir):
-                in_sz = input_size if layer == 0 else hidden_size * ndir
+                in_sz = input_size if layer == 0 else real_hidden * ndir
                 suffix = "_reverse" if d == 1 else ""
                 names = [f"weight_ih_l{layer}{suffix}", f"weight_hh_l{layer}{suffix}"]
-                shapes = [(gate, in_sz), (gate, hidden_size)]
+                shapes = [(gate, in_sz), (gate, real_hidden)]
                 if bias:
                     names += [f"bias_ih_l{layer}{suffix}", f"bias_hh_l{layer}{suffix}"]
                     shapes += [(gate,), (gate,)]
+                if proj_size > 0:
+                    names.append(f"weight_hr_l{layer}{suffix}")
+                    shapes.append((proj_size, hidden_size))
                 for n, s in zip(names, shapes):
                     setattr(self, n, Parameter(empty(s, dtype=dtype)))
                 self._flat_weights_names.extend(names)
@@ -127,7 +137,7 @@ class RNNBase(Module):
 
     @property
     def all_weights(self):
-        per = 4 if self.bias else 2
+        per = (4 if self.bias else 2) + (1 if self.proj_size else 0)
         w = self._flat_weights
         return [w[i:i + per] for i in range(0, len(w), per)]
 
@@ -141,6 +151,8 @@ class RNNBase(Module):
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.bias is not True:
@@ -159,7 +171,8 @@ class RNNBase(Module):
         w_hh = getattr(self, f"weight_hh_l{layer}{suffix}")
         b_ih = getattr(self, f"bias_ih_l{layer}{suffix}") if self.bias else None
         b_hh = getattr(self, f"bias_hh_l{layer}{suffix}") if self.bias else None
-        return w_ih, w_hh, b_ih, b_hh
+        w_hr = getattr(self, f"weight_hr_l{layer}{suffix}") if self.proj_size else None
+        return w_ih, w_hh, b_ih, b_hh, w_hr
 
     def _check_input(self, input: Tensor) -> bool:
         name = type(self).__name__
@@ -201,11 +214,13 @@ class RNNBase(Module):
         T, B = x.shape[0], x.shape[1]
         ndir = 2 if self.bidirectional else 1
         H = self.hidden_size
+        Hp = self.proj_size or H
         is_lstm = self.mode == "LSTM"
-        expected = (self.num_layers * ndir, B, H)
+        expected = (self.num_layers * ndir, B, Hp)
+        expected_c = (self.num_layers * ndir, B, H)
         if hx is None:
             h0 = zeros(expected, dtype=x.dtype)
-            c0 = zeros(expected, dtype=x.dtype) if is_lstm else None
+            c0 = zeros(expected_c, dtype=x.dtype) if is_lstm else None
         else:
             if is_lstm:
                 if not isinstance(hx, (tuple, list)) or len(hx) != 2:
@@ -214,15 +229,14 @@ class RNNBase(Module):
             else:
                 h0, c0 = hx, None
             if not batched:
-                exp_unbatched = (self.num_layers * ndir, H)
-                self._check_hidden(h0, exp_unbatched, "hidden")
+                self._check_hidden(h0, (self.num_layers * ndir, Hp), "hidden")
                 h0 = K.unsqueeze(h0, 1)
                 if is_lstm:
-                    self._check_hidden(c0, exp_unbatched, "cell")
+                    self._check_hidden(c0, (self.num_layers * ndir, H), "cell")
                     c0 = K.unsqueeze(c0, 1)
             self._check_hidden(h0, expected, "hidden")
             if is_lstm:
-                self._check_hidden(c0, expected, "cell")
+                self._check_hidden(c0, expected_c, "cell")
         h0s = K.unbind(h0, 0)
         c0s = K.unbind(c0, 0) if is_lstm else None
         layer_in = list(K.unbind(x, 0))
