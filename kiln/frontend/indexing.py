@@ -42,7 +42,7 @@ def _expand_key(x: Tensor, key) -> list:
         if isinstance(k, (Tensor, np.ndarray)) and _dtype_of(k).is_bool:
             consumed += max(np.ndim(k) if isinstance(k, np.ndarray) else k.ndim, 1) if not (
                 isinstance(k, Tensor) and k.ndim == 0) else 0
-        elif isinstance(k, bool):
+        elif isinstance(k, (bool, np.bool_)):
             continue
         else:
             consumed += 1
