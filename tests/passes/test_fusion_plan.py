@@ -304,3 +304,31 @@ def test_scalar_recomputed_in_two_kernels_keeps_its_input_written():
         }"""))
     k = plan.kernel_of(plan.graph.nodes[0])
     assert [o.name for o in k.outputs if o.name == "m"] == ["m"] or len(plan.kernels) == 1
+
+
+def test_dependent_same_loop_reductions_stay_apart():
+    # batch-norm backward shape: the second column sum needs the first one's result everywhere
+    plan = check_semantics(ir("""
+        graph f(%x: f32[8,4]) {
+          %s: f32[1,4] = reduce_sum(%x) {axes=(0,), keepdims=True}
+          %t: f32[] = reduce_sum(%s) {axes=(0, 1), keepdims=False}
+          %tb: f32[8,4] = broadcast_to(%t) {shape=(8, 4)}
+          %y: f32[8,4] = mul(%x, %tb)
+          %u: f32[4] = reduce_sum(%y) {axes=(0,), keepdims=False}
+          return (%u)
+        }"""))
+    a = assignment(plan)
+    assert a["s"] != a["u"] and len(plan.kernels) == 3
+
+
+def test_output_only_kernel_that_would_move_rows_is_not_folded():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8]) {
+          %s: f32[4] = reduce_sum(%x) {axes=(1,), keepdims=False}
+          %r: f32[2,2] = reshape(%s) {shape=(2, 2)}
+          %p: f32[2,2] = permute(%r) {perm=(1, 0)}
+          %e: f32[2,2] = exp(%p)
+          return (%e, %s)
+        }"""))
+    a = assignment(plan)
+    assert a["s"] != a["e"]
