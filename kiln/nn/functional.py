@@ -21,7 +21,7 @@ from ..ir import dtypes as dt
 
 __all__ = [
     "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "interpolate", "upsample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
@@ -394,6 +394,54 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
 def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
                return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def _max_unpool(n, fn, input, indices, kernel_size, stride, padding, output_size):
+    ks = _ntuple(kernel_size, n, "kernel_size")
+    st = ks if stride is None else _ntuple(stride, n, "stride")
+    pd = _ntuple(padding, n, "padding")
+    if input.ndim not in (n + 1, n + 2) or tuple(indices.shape) != tuple(input.shape):
+        raise RuntimeError(f"{fn}: expected a {n + 1}D or {n + 2}D input and indices of the same shape, got input "
+                           f"{list(input.shape)} and indices {list(indices.shape)}")
+    x = K.unsqueeze(input, 0) if input.ndim == n + 1 else input
+    idx = K.unsqueeze(indices, 0) if indices.ndim == n + 1 else indices
+    default = tuple((x.shape[2 + d] - 1) * st[d] - 2 * pd[d] + ks[d] for d in range(n))
+    if output_size is None:
+        out_sp = default
+    else:
+        out_sp = tuple(output_size)[-n:]
+        for d in range(n):
+            if not default[d] - st[d] < out_sp[d] < default[d] + st[d]:
+                raise ValueError(f"{fn}: invalid output_size {tuple(output_size)} (expected sizes near {default})")
+    nb, c = x.shape[:2]
+    plane = math.prod(out_sp)
+    flat_x = K.reshape(x, (nb, c, -1))
+    flat_i = K._cast(K.reshape(idx, (nb, c, -1)), dt.int64)
+    zeros = K.full_const(0, (nb, c, plane), x.dtype)
+    out = K.reshape(apply("scatter", zeros, flat_i, flat_x, axis=2), (nb, c) + out_sp)
+    return K.squeeze(out, 0) if input.ndim == n + 1 else out
+
+
+def max_unpool1d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    return _max_unpool(1, "max_unpool1d", input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """Partial inverse of max_pool2d: values placed at `indices` (from return_indices=True), zeros elsewhere."""
+    return _max_unpool(2, "max_unpool2d", input, indices, kernel_size, stride, padding, output_size)
+
+
+def lp_pool1d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    (k,) = _ntuple(kernel_size, 1, "kernel_size")
+    out = avg_pool1d(K.pow(input, norm_type), k, stride, 0, ceil_mode)
+    return K.pow(K.mul(K.mul(K.sign(out), K.relu(K.abs(out))), k), 1.0 / norm_type)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """(sum over each window of x^p)^(1/p)."""
+    kh, kw = _ntuple(kernel_size, 2, "kernel_size")
+    out = avg_pool2d(K.pow(input, norm_type), (kh, kw), stride, 0, ceil_mode)
+    return K.pow(K.mul(K.mul(K.sign(out), K.relu(K.abs(out))), kh * kw), 1.0 / norm_type)
 
 
 def _avg_divisor(spatial, ks, st, pd, outs, count_include_pad) -> np.ndarray:

@@ -49,6 +49,8 @@ CASES = [
     ("adaptivemax_uneven", lambda m: m.AdaptiveMaxPool2d((3, 4)), [(2, 3, 7, 10)]),
     ("instancenorm2d", lambda m: m.InstanceNorm2d(3, affine=True), [(2, 3, 5, 4)]),
     ("instancenorm1d", lambda m: m.InstanceNorm1d(3), [(2, 3, 7)]),
+    ("lppool2d", lambda m: m.LPPool2d(2, 3, stride=2), [(2, 3, 7, 8)]),
+    ("lppool1d", lambda m: m.LPPool1d(2, 3, ceil_mode=True), [(2, 3, 8)]),
     ("maxpool2d", lambda m: m.MaxPool2d(2, 2), [(2, 3, 8, 8)]),
     ("maxpool2d_overlap_pad", lambda m: m.MaxPool2d(3, stride=2, padding=1), [(2, 3, 7, 8)]),
     ("maxpool2d_ceil_dil", lambda m: m.MaxPool2d(2, stride=2, dilation=2, ceil_mode=True), [(1, 2, 9, 8)]),
@@ -378,3 +380,21 @@ def test_embedding_gradient_masking_inside_compile():
     k.weight.grad = None
     kiln.compile(lambda i: k(i).sum())(idx).backward()
     np.testing.assert_allclose(k.weight.grad.numpy(), eager)
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_max_unpool_matches_torch(n):
+    tp, kp = getattr(tnn, f"MaxPool{n}d")(2, return_indices=True), getattr(nn, f"MaxPool{n}d")(2, return_indices=True)
+    tu, ku = getattr(tnn, f"MaxUnpool{n}d")(2), getattr(nn, f"MaxUnpool{n}d")(2)
+    x = r(2, 3, 5) if n == 1 else r(2, 3, 5, 4)
+    tv, ti = tp(torch.tensor(x))
+    kv, ki = kp(kiln.from_numpy(x))
+    tvv = tv.detach().requires_grad_(True)
+    kvv = kv.detach().requires_grad_(True)
+    out_size = x.shape[2:]
+    t_out, k_out = tu(tvv, ti, output_size=out_size), ku(kvv, ki, output_size=out_size)
+    close(k_out, t_out)
+    ct = r(*t_out.shape)
+    (t_out * torch.tensor(ct)).sum().backward()
+    (k_out * kiln.from_numpy(ct)).sum().backward()
+    close(kvv.grad, tvv.grad)
