@@ -105,6 +105,19 @@ class Kernel:
     def __repr__(self) -> str:
         return f"<Kernel {self.id} {self.kind} {len(self.nodes)} nodes>"
 
+    def as_graph(self, name: str | None = None) -> Graph:
+        """This kernel as a standalone Graph: its inputs become graph inputs (same names and
+        types), its nodes are copied in order and its outputs are returned, e.g. for codegen."""
+        g = Graph(name or f"kernel{self.id}")
+        env: dict[int, Node] = {}
+        for i in self.inputs:
+            env[id(i)] = g.add_input(i.shape, i.dtype, name=i.name)
+        for n in self.nodes:
+            env[id(n)] = g.add_node(n.op, [env[id(i)] for i in n.inputs], dict(n.attrs), n.shape, n.dtype,
+                                    name=n.name, loc=n.loc)
+        g.set_outputs([env[id(o)] for o in self.outputs])
+        return g
+
 
 @dataclass
 class Boundary:

@@ -332,3 +332,15 @@ def test_output_only_kernel_that_would_move_rows_is_not_folded():
         }"""))
     a = assignment(plan)
     assert a["s"] != a["e"]
+
+
+def test_kernel_as_graph_is_a_standalone_verified_graph():
+    from kiln.ir import parse_graph, verify
+    g = ir(SOFTMAX.replace("return (%6)", "return (%6, %4)"))
+    plan = plan_fusion(g)
+    kg = plan.kernels[0].as_graph()
+    verify(kg)
+    assert parse_graph(str(kg)) == kg
+    assert [n.name for n in kg.inputs] == ["x"] and [o.name for o in kg.outputs] == ["4", "6"]
+    x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
+    np.testing.assert_array_equal(run_graph(kg, [x])[1], run_graph(g, [x])[0])

@@ -301,6 +301,8 @@ def test_fusion_plan_invariants_and_semantics(g, seed):
         plan = plan_fusion(graph)
         plan.check()
         str(plan)
+        for k in plan.kernels:
+            verify(k.as_graph())
         ref = run_graph(graph, args)
         for a, b in zip(ref, run_plan(plan, args)):
             np.testing.assert_array_equal(a, b)
