@@ -412,3 +412,19 @@ def test_module_compile_in_place():
     for p, g in zip(model.parameters(), grads):
         np.testing.assert_allclose(p.grad.numpy(), g, rtol=1e-5, atol=1e-7)
     assert "_compiled_forward" not in model.state_dict()
+
+
+def test_module_compile_retraces_when_forward_reads_training():
+    class Net(nn.Module):
+        def forward(self, x):
+            return F.dropout(x, 0.5, training=self.training)
+
+    net = Net()
+    net.compile()
+    x = kiln.ones(50, 20)
+    net.eval()
+    np.testing.assert_array_equal(net(x).numpy(), x.numpy())
+    net.train()
+    assert (net(x).numpy() == 0).any()
+    net.eval()
+    np.testing.assert_array_equal(net(x).numpy(), x.numpy())

@@ -235,7 +235,14 @@ class Module:
         """
         from ...frontend.compile import compile as _compile
         opts = {k: v for k, v in kwargs.items() if k in ("recompile_limit", "name")}
-        object.__setattr__(self, "_compiled_forward", _compile(self.forward, **opts))
+        forward = self.forward
+
+        def guarded_forward(*a, **k):
+            _guard_attr(self, "training")  # forward may read self.training directly
+            return forward(*a, **k)
+
+        guarded_forward.__name__ = f"{type(self).__name__}_forward"
+        object.__setattr__(self, "_compiled_forward", _compile(guarded_forward, **opts))
 
     def register_forward_hook(self, hook: Callable) -> RemovableHandle:
         """`hook(module, args, output)` runs after forward; a non-None return replaces the output."""
