@@ -428,3 +428,15 @@ def test_module_compile_retraces_when_forward_reads_training():
     assert (net(x).numpy() == 0).any()
     net.eval()
     np.testing.assert_array_equal(net(x).numpy(), x.numpy())
+
+
+def test_hook_options():
+    m = nn.Linear(2, 2)
+    order = []
+    m.register_forward_hook(lambda mod, a, o: order.append("second"))
+    m.register_forward_hook(lambda mod, a, o: order.append("first"), prepend=True)
+    m.register_forward_hook(lambda mod, a, kw, o: order.append(("kw", sorted(kw))), with_kwargs=True)
+    m.register_forward_pre_hook(lambda mod, a, kw: ((a[0] * 0,), kw), with_kwargs=True)
+    out = m(kiln.ones(1, 2))
+    assert order == ["first", "second", ("kw", [])]
+    np.testing.assert_allclose(out.detach().numpy(), m.bias.detach().numpy()[None])

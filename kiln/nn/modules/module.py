@@ -214,14 +214,22 @@ class Module:
     def __call__(self, *args, **kwargs):
         if _active_trace() is not None:
             _guard_attr(self, "training")  # a compiled function retraces when train()/eval() changes
-        for hook in list(self._forward_pre_hooks.values()):
-            res = hook(self, args)
-            if res is not None:
-                args = res if isinstance(res, tuple) else (res,)
+        for hook, with_kwargs in list(self._forward_pre_hooks.values()):
+            if with_kwargs:
+                res = hook(self, args, kwargs)
+                if res is not None:
+                    if not (isinstance(res, tuple) and len(res) == 2):
+                        raise RuntimeError("forward pre-hook must return None or a tuple of (new_args, new_kwargs), "
+                                           f"but got {res}.")
+                    args, kwargs = res
+            else:
+                res = hook(self, args)
+                if res is not None:
+                    args = res if isinstance(res, tuple) else (res,)
         compiled = self.__dict__.get("_compiled_forward")
         out = compiled(*args, **kwargs) if compiled is not None else self.forward(*args, **kwargs)
-        for hook in list(self._forward_hooks.values()):
-            res = hook(self, args, out)
+        for hook, with_kwargs in list(self._forward_hooks.values()):
+            res = hook(self, args, kwargs, out) if with_kwargs else hook(self, args, out)
             if res is not None:
                 out = res
         return out
@@ -244,17 +252,25 @@ class Module:
         guarded_forward.__name__ = f"{type(self).__name__}_forward"
         object.__setattr__(self, "_compiled_forward", _compile(guarded_forward, **opts))
 
-    def register_forward_hook(self, hook: Callable) -> RemovableHandle:
-        """`hook(module, args, output)` runs after forward; a non-None return replaces the output."""
-        h = RemovableHandle(self._forward_hooks)
-        self._forward_hooks[h.id] = hook
+    @staticmethod
+    def _add_hook(store: dict, hook: Callable, prepend: bool, with_kwargs: bool) -> RemovableHandle:
+        h = RemovableHandle(store)
+        store[h.id] = (hook, with_kwargs)
+        if prepend:
+            store.move_to_end(h.id, last=False)
         return h
 
-    def register_forward_pre_hook(self, hook: Callable) -> RemovableHandle:
-        """`hook(module, args)` runs before forward; a non-None return replaces the arguments."""
-        h = RemovableHandle(self._forward_pre_hooks)
-        self._forward_pre_hooks[h.id] = hook
-        return h
+    def register_forward_hook(self, hook: Callable, *, prepend: bool = False, with_kwargs: bool = False,
+                              always_call: bool = False) -> RemovableHandle:
+        """`hook(module, args, output)` (or `(module, args, kwargs, output)` with `with_kwargs`) runs after
+        forward; a non-None return replaces the output."""
+        return self._add_hook(self._forward_hooks, hook, prepend, with_kwargs)
+
+    def register_forward_pre_hook(self, hook: Callable, *, prepend: bool = False,
+                                  with_kwargs: bool = False) -> RemovableHandle:
+        """`hook(module, args)` runs before forward; a non-None return replaces the arguments (with
+        `with_kwargs`: `hook(module, args, kwargs)` returning `(args, kwargs)`)."""
+        return self._add_hook(self._forward_pre_hooks, hook, prepend, with_kwargs)
 
     # -- iteration -----------------------------------------------------------------------------
     def _named_members(self, get, prefix="", recurse=True, remove_duplicate=True):
