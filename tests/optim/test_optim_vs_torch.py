@@ -225,3 +225,23 @@ def test_named_parameters_are_accepted_like_torch():
     kg, tg = kopt.state_dict()["param_groups"][0], topt.state_dict()["param_groups"][0]
     assert kg["param_names"] == tg["param_names"] == ["w", "b"]
     assert kopt.param_groups[0]["params"][0] is kw_[0]
+
+
+def test_param_group_mirrors_numeric_options_in_place():
+    w, b = kiln_params()
+    opt = optim.Adam([w, b], lr=0.01, betas=(0.8, 0.9))
+    g = opt.param_groups[0]
+    lr_t, (b1_t, b2_t) = g.hparam("lr"), g.hparam("betas")
+    g["lr"] = 0.5
+    g.update(betas=(0.7, 0.95))
+    assert g.hparam("lr") is lr_t and float(lr_t) == 0.5  # same tensor object, new value
+    assert g.hparam("betas")[0] is b1_t and (float(b1_t), float(b2_t)) == (0.7, 0.95)
+    g["lr"] = kiln.tensor(0.25)
+    assert float(lr_t) == 0.25
+    assert g.setdefault("initial_lr", 0.3) == 0.3 and "initial_lr" in g
+    with pytest.raises(KeyError):
+        g.hparam("amsgrad")  # booleans are not mirrored
+    import copy
+    g2 = copy.deepcopy(g)
+    g2["lr"] = 1.0
+    assert float(lr_t) == 0.25 and float(g2.hparam("lr")) == 1.0
