@@ -348,7 +348,9 @@ class Optimizer:
                             self._init_state(p, group, state)
                         if state:  # stateless updates (plain SGD) keep no entry, as in PyTorch
                             self.state[p] = state
-                ops = NumpyOps(group) if active_trace() is None and self._eager_numpy else TensorOps(group)
+                eager_numpy = (self._eager_numpy and active_trace() is None
+                               and all(type(p._cell.value) is np.ndarray for p in params))  # CPU arrays only
+                ops = NumpyOps(group) if eager_numpy else TensorOps(group)
                 self._update_group(group, params, ops)
         return loss
 
