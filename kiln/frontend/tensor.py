@@ -167,6 +167,7 @@ class Tensor:
         t._base = None
         t._view_chain = ()
         t._view_synced = 0
+        t._detached = False  # a detach()/.data alias: inside a trace, reads go through stop_gradient
         t._requires_grad = False
         t._grad_fn = None
         t._output_nr = 0
@@ -414,6 +415,7 @@ class Tensor:
         t._base = self._base
         t._view_chain = self._view_chain
         t._view_synced = self._view_synced
+        t._detached = True
         return t
 
     def detach_(self) -> "Tensor":

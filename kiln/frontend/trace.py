@@ -42,6 +42,7 @@ class Trace:
         self.ran_backward = False  # the traced code called backward(): its outputs are not differentiated again
         self.guards: list[tuple[Callable[[], Any], Any]] = []  # Python state the trace specialised on
         self._grad_guarded: set[int] = set()
+        self._stop_cache: dict[int, Node] = {}
 
     # -- recording -------------------------------------------------------------------------
     def emit(self, prim, args, attrs) -> Tensor:
@@ -58,11 +59,20 @@ class Trace:
             t._resync_view()  # its base was updated in place since this view was made
         cell = t._cell
         if cell.trace is self:
-            return cell.value
+            return self._stopped(cell.value) if t._detached else cell.value
         if cell.trace is not None:
             raise RuntimeError("a tensor from another kiln.compile trace was used here; tensors created while "
                                "tracing must be returned from the compiled function, not stored")
-        return self.lift(t)
+        node = self.lift(t)
+        return self._stopped(node) if t._detached else node
+
+    def _stopped(self, node: Node) -> Node:
+        """`stop_gradient(node)`, made once per node, so graph autodiff sees detach()."""
+        stop = self._stop_cache.get(id(node))
+        if stop is None:
+            stop = self.graph.add_node("stop_gradient", [node], {}, node.shape, node.dtype, loc=user_location())
+            self._stop_cache[id(node)] = stop
+        return stop
 
     def lift(self, t: Tensor, name: str | None = None) -> Node:
         """Make eager tensor `t` a graph input for the rest of the trace (restored by `finish`)."""

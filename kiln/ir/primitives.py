@@ -147,6 +147,8 @@ _unary("erf", _erf_impl, _g_times(
     lambda ops, x, y: ops.scale(ops.exp(ops.neg(ops.mul(x, x))), 2.0 / math.sqrt(math.pi))))
 _unary("floor", np.floor, lambda ops, g, inputs, out: (ops.zeros_like(g),))
 _unary("logical_not", np.logical_not, None, float_only=False)
+_register("stop_gradient", ELEMENTWISE, lambda avals: (tuple(avals[0].shape), avals[0].dtype), lambda x: x, None, 1,
+          doc="identity whose gradient is zero: a value read through detach() / .data inside a trace")
 
 
 def _binary_rule(name, out_bool=False, kinds=None):

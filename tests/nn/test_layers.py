@@ -370,8 +370,6 @@ def test_embedding_scale_grad_by_freq():
     close(k.weight.grad, t.weight.grad)
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: Tensor.detach() inside kiln.compile does not stop gradients, "
-                                       "so padding_idx rows and scale_grad_by_freq get the eager-mode gradient only")
 def test_embedding_gradient_masking_inside_compile():
     k = nn.Embedding(6, 3, scale_grad_by_freq=True, padding_idx=0)
     idx = kiln.tensor([[1, 1, 2, 0], [5, 1, 2, 0]])

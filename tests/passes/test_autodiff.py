@@ -171,3 +171,18 @@ def test_compiled_function_inside_eager_autograd():
         loss.backward()
     with kiln.no_grad():
         assert f(x)[0].grad_fn is None
+
+
+def test_detach_stops_gradients_in_graph_autodiff():
+    x = kiln.tensor([1.0, 2.0, 3.0], dtype=kiln.float64)
+    g = kiln.grad(lambda x: (x * x.detach()).sum())(x)
+    assert g.tolist() == [1.0, 2.0, 3.0]
+    w = kiln.tensor([1.0, 2.0], requires_grad=True)
+
+    @kiln.compile
+    def f(w):
+        return (w * w.data).sum() + (w.detach() ** 2).sum()
+
+    f(w).backward()
+    assert w.grad.tolist() == [1.0, 2.0]
+    assert "stop_gradient" in str(kiln.make_graph(lambda x: x.detach() * x)(x))
