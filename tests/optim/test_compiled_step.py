@@ -214,3 +214,27 @@ def test_compiled_nn_training_step_matches_eager(name, kw):
     for a, b in zip(pc, pe):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     assert fn.cache_info().misses == 1
+
+
+def test_compiled_step_with_zero_grad_set_to_none_false():
+    """zero_grad(set_to_none=False) inside the compiled step zeroes the written-back .grad in place."""
+    def run(compiled):
+        w, b = kiln_params()
+        opt = optim.SGD([w, b], lr=0.05, momentum=0.9)
+
+        def step():
+            opt.zero_grad(set_to_none=False)
+            loss = kiln_loss(w, b)
+            loss.backward()
+            opt.step()
+            return loss
+
+        fn = kiln.compile(step) if compiled else step
+        losses = [float(fn()) for _ in range(5)]
+        return losses, w.detach().numpy().copy(), fn
+
+    le, we, _ = run(False)
+    lc, wc, fn = run(True)
+    np.testing.assert_allclose(lc, le, rtol=1e-6)
+    np.testing.assert_allclose(wc, we, rtol=1e-6, atol=1e-7)
+    assert fn.cache_info().misses <= 2  # the first call sees .grad None, later calls a tensor
