@@ -241,6 +241,8 @@ def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, c
     for k, (t, g) in enumerate(zip(roots, grads)):
         if not t.requires_grad:
             raise RuntimeError(f"element {k} of tensors does not require grad and does not have a grad_fn")
+        if g.dtype != t.dtype:  # PyTorch casts a given gradient to the output's dtype
+            g = apply("cast", g, dtype=t.dtype)
         e = _edge_of(t)
         root_nodes.append(e[0])
         send(e, g)

@@ -303,9 +303,6 @@ def test_prod_gradient_with_zeros():
     assert y.grad.tolist() == [0.0, 0.0, 0.0]
 
 
-@pytest.mark.xfail(reason="kiln/frontend/tensor.py / autograd.py (lead-owned): backward(gradient) does not cast the "
-                          "given gradient to the output's dtype as PyTorch does; a float32 gradient for a float64 "
-                          "output fails in the mul VJP with 'operand dtypes float32 and float64 differ'", strict=True)
 def test_backward_casts_gradient_to_output_dtype():
     x = kiln.tensor([1.0, 2.0], requires_grad=True)
     y = x.double() * x.double()
