@@ -16,7 +16,9 @@ greater_equal not_equal logical_and logical_or logical_xor logical_not isnan isi
 sum mean var std prod amax amin max min argmax argmin all any logsumexp softmax log_softmax cumsum reshape view
 view_as reshape_as permute transpose swapaxes swapdims t movedim squeeze unsqueeze expand expand_as broadcast_to
 flatten unflatten contiguous clone split chunk unbind narrow flip repeat tril triu matmul mm bmm mv dot outer moveaxis
-gather scatter scatter_add index_select take_along_dim allclose equal""".split()
+gather scatter scatter_add index_select take_along_dim allclose equal norm dist isclose masked_select diagonal diag
+trace roll tile index_add index_fill nan_to_num nansum count_nonzero fmod sinh cosh exp2 logaddexp xlogy frac hypot
+select tensor_split sort argsort topk""".split()
 
 for _name in _SAME:
     setattr(Tensor, _name, getattr(ops, _name))
@@ -24,7 +26,8 @@ for _name in _SAME:
 # In-place variants: compute out of place, then assign into self (version bump, autograd rebase).
 _INPLACE = """add sub mul div pow neg abs sign exp log log1p sqrt rsqrt sin cos tanh sigmoid floor ceil trunc round
 relu clamp clip clamp_min clamp_max lerp addcmul addcdiv masked_fill scatter scatter_add remainder floor_divide
-square reciprocal erf logical_not logical_and logical_or logical_xor""".split()
+square reciprocal erf logical_not logical_and logical_or logical_xor index_add index_fill nan_to_num fmod frac
+""".split()
 
 # In-place ops that would change the tensor's shape: kiln keeps a tensor's shape fixed (traces rely on it).
 _SHAPE_CHANGING = "t transpose squeeze unsqueeze swapaxes swapdims".split()

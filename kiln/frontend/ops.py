@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..ir import dtypes as dt
-from ..ir.dtypes import SCALAR, TENSOR, ZERODIM, DType, result_type, scalar_dtype
+from ..ir.dtypes import SCALAR, TENSOR, ZERODIM, DType, scalar_dtype
 from ..ir.primitives import broadcast_shapes
 from .tensor import Tensor, _norm_dim, apply
 
@@ -38,7 +38,7 @@ def _operand(x):
 
 
 def _promote(*xs) -> DType:
-    return result_type(*(_operand(x) for x in xs))
+    return dt.result_type(*(_operand(x) for x in xs))
 
 
 def full_const(value, shape, dtype: DType) -> Tensor:
@@ -428,7 +428,7 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
     if min is not None:
         d = _promote(input, min)
     if max is not None:
-        d = result_type(_operand(input), *( [_operand(min)] if min is not None else []), _operand(max))
+        d = dt.result_type(_operand(input), *( [_operand(min)] if min is not None else []), _operand(max))
     out = _cast(out, d)
     if min is not None:
         out = where(lt(out, min), _clamp_bound(min, d), out)
@@ -1059,7 +1059,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             if i != d and t.shape[i] != nonempty[0].shape[i]:
                 raise RuntimeError(f"Sizes of tensors must match except in dimension {d}. Expected size "
                                    f"{nonempty[0].shape[i]} but got size {t.shape[i]} for tensor number {k} in the list.")
-    dtype = result_type(*(_operand(t) for t in nonempty))
+    dtype = dt.result_type(*(_operand(t) for t in nonempty))
     parts = [_cast(t, dtype) for t in nonempty]
     if len(parts) == 1:
         return clone(parts[0])
@@ -1465,6 +1465,288 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         num_classes = int(tensor._concrete("one_hot without num_classes").max()) + 1
     from .creation import arange
     return _cast(eq(unsqueeze(tensor, -1), arange(num_classes)), dt.int64)
+
+
+# ======================================================================================
+# more of torch's functions, composed from the ops above
+# ======================================================================================
+
+def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    """torch.norm: vector p-norms over `dim` (all elements by default); 'fro' is the 2-norm."""
+    x = _cast(input, dt.get_dtype(dtype)) if dtype is not None else input
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"norm(): input dtype should be floating point, but got {x.dtype.name}")
+    if p == "fro" or p == 2:
+        s = sum(mul(x, x), dim, keepdim)
+        zero = eq(s, 0)  # a zero norm gets a zero gradient, as in torch
+        return where(zero, full_const(0, (), s.dtype), sqrt(where(zero, full_const(1, (), s.dtype), s)))
+    if p == math.inf or p == "inf":
+        return amax(abs(x), () if dim is None else dim, keepdim)
+    if p == -math.inf:
+        return amin(abs(x), () if dim is None else dim, keepdim)
+    if p == 1:
+        return sum(abs(x), dim, keepdim)
+    if p == 0:
+        return sum(_cast(ne(x, 0), x.dtype), dim, keepdim)
+    if isinstance(p, (int, float)):
+        return pow(sum(pow(abs(x), float(p)), dim, keepdim), 1.0 / p)
+    raise RuntimeError(f"norm(): unsupported norm type {p!r}")
+
+
+def dist(input: Tensor, other: Tensor, p=2) -> Tensor:
+    return norm(sub(input, other), p)
+
+
+def isclose(input: Tensor, other, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False) -> Tensor:
+    diff = abs(sub(input, other))
+    tol = add(mul(abs(other), rtol), atol) if isinstance(other, Tensor) else builtins.abs(other) * rtol + atol
+    close = logical_or(eq(input, other), le(diff, tol))
+    if equal_nan:
+        close = logical_or(close, logical_and(isnan(input), isnan(other) if isinstance(other, Tensor) else
+                                              other != other))
+    return close
+
+
+def masked_select(input: Tensor, mask: Tensor) -> Tensor:
+    x, m = broadcast_tensors(input, mask)
+    from .indexing import getitem
+    return getitem(x, m)
+
+
+def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
+    """The diagonal over dims (dim1, dim2), appended as the last dim (a view-like gather)."""
+    d1, d2 = _norm_dim(dim1, input.ndim), _norm_dim(dim2, input.ndim)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    x = movedim(input, (d1, d2), (-2, -1))
+    r, c = x.shape[-2], x.shape[-1]
+    n = builtins.max(0, builtins.min(r + builtins.min(offset, 0), c - builtins.max(offset, 0)))
+    from .creation import arange
+    rows = add(arange(n), builtins.max(-offset, 0))
+    cols = add(arange(n), builtins.max(offset, 0))
+    from .indexing import getitem
+    return getitem(x, (Ellipsis, rows, cols))
+
+
+def diag(input: Tensor, diagonal_: int = 0, **kwargs) -> Tensor:
+    k = kwargs.pop("diagonal", diagonal_)
+    if input.ndim == 2:
+        return diagonal(input, k)
+    if input.ndim != 1:
+        raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
+    m = input.shape[0]
+    n = m + builtins.abs(k)
+    from .creation import arange
+    i = unsqueeze(arange(n), 1)
+    j = unsqueeze(arange(n), 0)
+    pos = expand(i if k >= 0 else j, (n, n))  # which element of `input` lands at (i, j) on the diagonal
+    if m == 0:
+        return full_const(0, (n, n), input.dtype)
+    src = reshape(index_select(input, 0, reshape(clamp(pos, 0, m - 1), (-1,))), (n, n))
+    return where(eq(sub(j, i), k), src, full_const(0, (), input.dtype))
+
+
+def trace(input: Tensor) -> Tensor:
+    if input.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {input.ndim}")
+    return sum(diagonal(input))
+
+
+def roll(input: Tensor, shifts, dims=None) -> Tensor:
+    if dims is None:
+        return reshape(roll(reshape(input, (-1,)), shifts, 0), tuple(input.shape))
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims):
+        raise RuntimeError(f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}")
+    out = input
+    for sft, d in zip(shifts, dims):
+        d = _norm_dim(d, input.ndim)
+        n = input.shape[d]
+        if n == 0:
+            continue
+        k = sft % n
+        if k:
+            out = cat([_slice_dim(out, d, n - k, n), _slice_dim(out, d, 0, n - k)], d)
+    return out
+
+
+def tile(input: Tensor, dims) -> Tensor:
+    dims = tuple(dims)
+    if len(dims) < input.ndim:
+        dims = (1,) * (input.ndim - len(dims)) + dims
+    return repeat(input, *dims)
+
+
+def meshgrid(*tensors, indexing: str = "ij"):
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"torch.meshgrid: indexing must be one of \"xy\" or \"ij\", but received: {indexing}")
+    ts = list(tensors)
+    swap = indexing == "xy" and len(ts) >= 2
+    if swap:
+        ts[0], ts[1] = ts[1], ts[0]
+    shape = tuple(t.numel() for t in ts)
+    out = [expand(reshape(t, tuple(-1 if i == k else 1 for i in range(len(ts)))), shape) for k, t in enumerate(ts)]
+    if swap:
+        out[0], out[1] = out[1], out[0]
+    return tuple(out)
+
+
+def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1) -> Tensor:
+    index = _check_index(index, "index_add")
+    d = _norm_dim(dim, input.ndim)
+    src = _cast(source if alpha == 1 else mul(source, alpha), input.dtype)
+    if input.ndim == 0:
+        return add(input, sum(src))
+    idx_shape = tuple(index.shape[0] if i == d else 1 for i in range(input.ndim))
+    idx = _bcast(reshape(index, idx_shape), tuple(src.shape))
+    return apply("scatter_add", input, idx, src, axis=d)
+
+
+def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
+    index = _check_index(index, "index_fill")
+    d = _norm_dim(dim, input.ndim)
+    from .creation import arange
+    pos = reshape(arange(input.shape[d]), tuple(-1 if i == d else 1 for i in range(input.ndim)))
+    hit = any(eq(unsqueeze(pos, -1), reshape(index, (1,) * input.ndim + (-1,))), -1)
+    v = _cast(value, input.dtype) if isinstance(value, Tensor) else full_const(value, (), input.dtype)
+    return where(hit, v, input)
+
+
+def nan_to_num(input: Tensor, nan: float = 0.0, posinf=None, neginf=None) -> Tensor:
+    if not input.dtype.is_floating_point:
+        return clone(input)
+    info = np.finfo(input.dtype.np_dtype)
+    big = float(info.max) if posinf is None else posinf
+    small = float(info.min) if neginf is None else neginf
+    out = where(isnan(input), full_const(nan, (), input.dtype), input)
+    out = where(eq(out, math.inf), full_const(big, (), input.dtype), out)
+    return where(eq(out, -math.inf), full_const(small, (), input.dtype), out)
+
+
+def nansum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    x = where(isnan(input), full_const(0, (), input.dtype), input) if input.dtype.is_floating_point else input
+    return sum(x, dim, keepdim, dtype=dtype)
+
+
+def count_nonzero(input: Tensor, dim=None) -> Tensor:
+    return sum(_cast(ne(input, 0), dt.int64), dim)
+
+
+def fmod(input, other) -> Tensor:
+    """C-style remainder (sign of the dividend)."""
+    d = _promote(input, other)
+    if not d.is_floating_point:
+        _check_int_divisor(input, other)
+        return sub(input, mul(div(input, other, rounding_mode="trunc"), other))
+    q = div(input, other, rounding_mode="trunc")
+    return sub(input, mul(q, other))
+
+
+def sinh(input) -> Tensor:
+    x = _as_tensor(input)
+    x = x if x.dtype.is_floating_point else _cast(x, dt.float32)
+    return mul(sub(exp(x), exp(neg(x))), 0.5)
+
+
+def cosh(input) -> Tensor:
+    x = _as_tensor(input)
+    x = x if x.dtype.is_floating_point else _cast(x, dt.float32)
+    return mul(add(exp(x), exp(neg(x))), 0.5)
+
+
+def exp2(input) -> Tensor:
+    x = _as_tensor(input)
+    return exp(mul(x if x.dtype.is_floating_point else _cast(x, dt.float32), math.log(2.0)))
+
+
+def logaddexp(input: Tensor, other: Tensor) -> Tensor:
+    m = maximum(input, other)
+    m = where(isinf(m), full_const(0.0, (), m.dtype), m) if m.dtype.is_floating_point else m
+    return add(m, log(add(exp(sub(input, m)), exp(sub(other, m)))))
+
+
+def xlogy(input, other) -> Tensor:
+    x = input if isinstance(input, Tensor) else _as_tensor(input)
+    r = mul(x, log(other))
+    return where(logical_and(eq(x, 0), logical_not(isnan(other) if isinstance(other, Tensor) else
+                                                   _as_tensor(other) != _as_tensor(other))),
+                 full_const(0, (), r.dtype), r)
+
+
+def frac(input: Tensor) -> Tensor:
+    return sub(input, trunc(input))
+
+
+def hypot(input: Tensor, other: Tensor) -> Tensor:
+    return sqrt(add(mul(input, input), mul(other, other)))
+
+
+def select(input: Tensor, dim: int, index: int) -> Tensor:
+    d = _norm_dim(dim, input.ndim)
+    n = input.shape[d]
+    if not -n <= index < n:
+        raise IndexError(f"select(): index {index} out of range for tensor of size {list(input.shape)} at "
+                         f"dimension {d}")
+    return squeeze(_slice_dim(input, d, index % n, index % n + 1), d)
+
+
+def tensor_split(input: Tensor, indices_or_sections, dim: int = 0) -> tuple:
+    d = _norm_dim(dim, input.ndim)
+    n = input.shape[d]
+    if isinstance(indices_or_sections, int):
+        k = indices_or_sections
+        if k <= 0:
+            raise RuntimeError(f"number of sections must be larger than 0, got {k}")
+        base, extra = divmod(n, k)
+        sizes = [base + 1] * extra + [base] * (k - extra)
+        bounds = [builtins.sum(sizes[:i]) for i in range(k + 1)]
+    else:
+        cuts = [builtins.min(builtins.max(int(i), 0), n) for i in indices_or_sections]
+        bounds = [0] + cuts + [n]
+    return tuple(_slice_dim(input, d, a, builtins.max(a, b)) for a, b in zip(bounds[:-1], bounds[1:]))
+
+
+def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
+    """Values (differentiable, via gather) and indices; the order is computed eagerly like nonzero()."""
+    d = _norm_dim(dim, input.ndim) if input.ndim else 0
+    if input.ndim == 0:
+        return MinMax(clone(input), full_const(0, (), dt.int64))
+    arr = input._concrete("sort() (its permutation depends on the data)")
+    key = -arr.astype(np.float64) if descending and arr.dtype != np.bool_ else (~arr if descending else arr)
+    idx = np.argsort(key, axis=d, kind="stable")
+    from .creation import from_numpy
+    indices = from_numpy(np.ascontiguousarray(idx.astype(np.int64)))
+    return MinMax(gather(input, d, indices), indices)
+
+
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    return sort(input, dim, descending, stable)[1]
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    d = _norm_dim(dim, input.ndim) if input.ndim else 0
+    n = input.shape[d] if input.ndim else 1
+    if not 0 <= k <= n:
+        raise RuntimeError(f"selected index k out of range (k={k}, size {n} at dim {d})")
+    values, indices = sort(input, d, descending=largest)
+    if input.ndim == 0:
+        return MinMax(values, indices)
+    return MinMax(_slice_dim(values, d, 0, k), _slice_dim(indices, d, 0, k))
+
+
+def result_type(tensor1, tensor2) -> DType:
+    return _promote(tensor1, tensor2)
+
+
+def promote_types(type1, type2) -> DType:
+    return dt.result_type((dt.get_dtype(type1), TENSOR), (dt.get_dtype(type2), TENSOR))
+
+
+def can_cast(from_, to) -> bool:
+    return dt.get_dtype(from_).category <= dt.get_dtype(to).category
 
 
 # ======================================================================================
