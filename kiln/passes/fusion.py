@@ -11,7 +11,8 @@ may contain:
   e.g. softmax or layer norm in one kernel. A value computed from an in-kernel
   reduction may only move by unit-dim reshapes and the broadcast back over R.
 - `matmul` / `conv`: the anchor op, views (reshape/permute/broadcast/slice) and
-  constants as operand prologue, and an elementwise epilogue of the anchor's shape.
+  constants as operand prologue, and an epilogue of elementwise ops (and reshapes or
+  permutes: a bijective re-indexing) over the anchor's result.
 - `scatter`: a scatter/scatter_add with the producers of its updates; its output is
   complete only after every update, so its consumers start a new kernel.
 
@@ -41,6 +42,7 @@ VIEW_OPS = frozenset({"reshape", "permute", "broadcast_to", "slice"})
 EXPENSIVE = frozenset({"exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "logistic", "erf", "pow",
                        "div", "floor_divide", "remainder", "random_uniform"})
 SCATTERS = frozenset({"scatter", "scatter_add"})
+EPILOGUE_VIEWS = frozenset({"reshape", "permute"})  # bijective re-indexing of a matmul/conv result
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -389,11 +391,12 @@ class _Planner:
         if kind in (MATMUL, CONV):
             if k.kind != "elementwise":
                 return f"{n.op} output used by a {k.kind} kernel"
-            if tuple(k.domain) != tuple(n.shape):
+            if _numel(k.domain) != n.numel:
                 return f"{n.op} output {list(n.shape)} differs from the consumer kernel's domain {list(k.domain)}"
             for v in self._downstream(n, k):
-                if _kind(v) != ELEMENTWISE or v.shape != n.shape:
-                    return f"{v.op} %{v.name} cannot be part of a {n.op} epilogue (elementwise of its shape only)"
+                if v.op not in EPILOGUE_VIEWS and not (_kind(v) == ELEMENTWISE and v.numel == n.numel):
+                    return (f"{v.op} %{v.name} cannot be part of a {n.op} epilogue (elementwise ops and "
+                            "reshape/permute of its result only)")
             return None
         if kind == REDUCTION:
             S, R = reduce_domain(n)
@@ -430,7 +433,7 @@ class _Planner:
                 if materialized:
                     return f"multiple consumers: a {k.kind} operand view is not written"
                 return None
-            if materialized and tuple(n.shape) != tuple(k.anchor.shape):
+            if materialized and n.numel != k.anchor.numel:
                 return f"output {list(n.shape)} cannot be written by a {k.kind} epilogue over {list(k.anchor.shape)}"
         f = self._factor(n, k)
         if f > 1.0 + 1e-9 and n.op in EXPENSIVE and n.numel > 1:  # a scalar is computed once, hoisted
@@ -577,8 +580,9 @@ class _Planner:
             reds = [m for m in a.members.values() if _kind(m) == REDUCTION]
             return all(self._row_check(q, union, a.domain, a.raxes) is None for q in reds)
         if a.kind in ("matmul", "conv"):
-            return tuple(b.domain) == tuple(a.anchor.shape) and all(
-                _kind(v) == ELEMENTWISE and v.shape == a.anchor.shape for v in self._downstream(a.anchor, union))
+            return n_b == a.anchor.numel and all(
+                v.op in EPILOGUE_VIEWS or (_kind(v) == ELEMENTWISE and v.numel == a.anchor.numel)
+                for v in self._downstream(a.anchor, union))
         return False
 
     def merge_sinks(self) -> None:

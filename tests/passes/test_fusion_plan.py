@@ -344,3 +344,29 @@ def test_kernel_as_graph_is_a_standalone_verified_graph():
     assert [n.name for n in kg.inputs] == ["x"] and [o.name for o in kg.outputs] == ["4", "6"]
     x = np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32)
     np.testing.assert_array_equal(run_graph(kg, [x])[1], run_graph(g, [x])[0])
+
+
+def test_conv_epilogue_through_a_permute():
+    # a conv weight gradient comes out as (C_in, C_out, k); the SGD update runs in (C_out, C_in, k)
+    plan = check_semantics(ir("""
+        graph f(%x: f32[3,2,6], %g: f32[4,2,4], %w: f32[4,3,3]) {
+          %c: f32[3,4,3] = conv(%x, %g) {dilation=(1,), groups=1, padding=((0, 0),), strides=(1,)}
+          %t: f32[4,3,3] = permute(%c) {perm=(1, 0, 2)}
+          %lr: f32[4,3,3] = constant() {dtype=f32, shape=(4, 3, 3), value=0.1}
+          %s: f32[4,3,3] = mul(%t, %lr)
+          %n: f32[4,3,3] = sub(%w, %s)
+          return (%n, %t)
+        }"""))
+    assert len(plan.kernels) == 1 and plan.kernels[0].kind == "conv"
+    assert {o.name for o in plan.kernels[0].outputs} == {"n", "t"}
+
+
+def test_matmul_epilogue_cannot_broadcast_its_result():
+    plan = check_semantics(ir("""
+        graph f(%a: f32[4,3], %b: f32[3,1]) {
+          %m: f32[4,1] = matmul(%a, %b)
+          %bm: f32[4,5] = broadcast_to(%m) {shape=(4, 5)}
+          %e: f32[4,5] = neg(%bm)
+          return (%e)
+        }"""))
+    assert len(plan.kernels) == 2
