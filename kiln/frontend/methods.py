@@ -18,7 +18,8 @@ view_as reshape_as permute transpose swapaxes swapdims t movedim squeeze unsquee
 flatten unflatten contiguous clone split chunk unbind narrow flip repeat tril triu matmul mm bmm mv dot outer moveaxis
 gather scatter scatter_add index_select take_along_dim allclose equal norm dist isclose masked_select diagonal diag
 trace roll tile index_add index_fill nan_to_num nansum count_nonzero fmod sinh cosh exp2 logaddexp xlogy frac hypot
-select tensor_split sort argsort topk""".split()
+select tensor_split sort argsort topk cumprod logcumsumexp diff median unique bincount cross hsplit vsplit heaviside
+float_power rad2deg deg2rad baddbmm addbmm""".split()
 
 for _name in _SAME:
     setattr(Tensor, _name, getattr(ops, _name))

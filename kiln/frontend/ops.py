@@ -1737,6 +1737,174 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
     return MinMax(_slice_dim(values, d, 0, k), _slice_dim(indices, d, 0, k))
 
 
+def _scan(x: Tensor, d: int, combine, identity) -> Tensor:
+    """Inclusive log-step scan along dim `d` with an associative `combine` (pad with `identity`)."""
+    n, nd, k = x.shape[d], x.ndim, 1
+    while k < n:
+        lo = tuple(k if i == d else 0 for i in range(nd))
+        shifted = apply("pad", x, lo=lo, hi=(0,) * nd, interior=(0,) * nd, value=identity)
+        x = combine(x, _slice_dim(shifted, d, 0, n))
+        k *= 2
+    return x
+
+
+def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    out_dtype = dt.get_dtype(dtype) if dtype is not None else (
+        input.dtype if input.dtype.is_floating_point else dt.int64)
+    x = _cast(input, out_dtype)
+    if x.ndim == 0:
+        return clone(x)
+    return _scan(x, _norm_dim(dim, x.ndim), mul, 1.0 if out_dtype.is_floating_point else 1)
+
+
+def logcumsumexp(input: Tensor, dim: int) -> Tensor:
+    x = input if input.dtype.is_floating_point else _cast(input, dt.float32)
+    if x.ndim == 0:
+        return clone(x)
+    return _scan(x, _norm_dim(dim, x.ndim), logaddexp, -math.inf)
+
+
+def diff(input: Tensor, n: int = 1, dim: int = -1, prepend=None, append=None) -> Tensor:
+    d = _norm_dim(dim, input.ndim)
+    x = input
+    if prepend is not None or append is not None:
+        x = cat([t for t in (prepend, x, append) if t is not None], d)
+    for _ in range(n):
+        m = x.shape[d]
+        if m == 0:
+            break
+        a, b = _slice_dim(x, d, 1, m), _slice_dim(x, d, 0, m - 1)
+        x = logical_xor(a, b) if x.dtype.is_bool else sub(a, b)
+    return x
+
+
+def median(input: Tensor, dim=None, keepdim: bool = False):
+    """The lower median (as torch.median); with `dim`: (values, indices)."""
+    if dim is None:
+        flat = reshape(input, (-1,))
+        if flat.shape[0] == 0:
+            return full_const(math.nan, (), input.dtype)
+        values, _ = sort(flat)
+        return select(values, 0, (flat.shape[0] - 1) // 2)
+    d = _norm_dim(dim, input.ndim)
+    values, indices = sort(input, d, stable=True)
+    k = (input.shape[d] - 1) // 2
+    v, i = _slice_dim(values, d, k, k + 1), _slice_dim(indices, d, k, k + 1)
+    return MinMax(v, i) if keepdim else MinMax(squeeze(v, d), squeeze(i, d))
+
+
+def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False, return_counts: bool = False,
+           dim=None):
+    """Distinct values (computed eagerly, like nonzero(); the result's shape depends on the data)."""
+    if dim is not None:
+        raise NotImplementedError("unique(dim=...) is not supported; use unique() on the flattened tensor")
+    arr = input._concrete("unique() (its result's shape depends on the data)")
+    vals, inv, counts = np.unique(arr, return_inverse=True, return_counts=True)
+    from .creation import from_numpy
+    out = [from_numpy(np.ascontiguousarray(vals))]
+    if return_inverse:
+        out.append(from_numpy(np.ascontiguousarray(inv.reshape(arr.shape).astype(np.int64))))
+    if return_counts:
+        out.append(from_numpy(np.ascontiguousarray(counts.astype(np.int64))))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def bincount(input: Tensor, weights=None, minlength: int = 0) -> Tensor:
+    if input.ndim != 1 or not input.dtype.is_integer:
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    arr = input._concrete("bincount() (its length depends on the data)")
+    if arr.size and arr.min() < 0:
+        raise RuntimeError("bincount only supports 1-d non-negative integral inputs.")
+    n = builtins.max(int(arr.max()) + 1 if arr.size else 0, minlength)
+    if weights is None:
+        return scatter_add(full_const(0, (n,), dt.int64), 0, input, full_const(1, tuple(input.shape), dt.int64))
+    w = weights if weights.dtype.is_floating_point else _cast(weights, dt.float64)
+    return scatter_add(full_const(0, (n,), w.dtype), 0, input, w)
+
+
+def searchsorted(sorted_sequence: Tensor, values, *, right: bool = False, side=None, out_int32: bool = False):
+    """Insertion points, counted as comparisons (differentiable-free, traceable)."""
+    if side is not None:
+        right = side == "right"
+    v = values if isinstance(values, Tensor) else _as_tensor(values)
+    seq = sorted_sequence
+    if seq.ndim == 1:
+        cmp = (le if right else lt)(unsqueeze(seq, 0), unsqueeze(reshape(v, (-1,)), 1))
+        out = reshape(sum(_cast(cmp, dt.int64), 1), tuple(v.shape))
+    else:
+        cmp = (le if right else lt)(unsqueeze(seq, -2), unsqueeze(v, -1))
+        out = sum(_cast(cmp, dt.int64), -1)
+    return _cast(out, dt.int32) if out_int32 else out
+
+
+def bucketize(input, boundaries: Tensor, *, out_int32: bool = False, right: bool = False) -> Tensor:
+    return searchsorted(boundaries, input, right=right, out_int32=out_int32)
+
+
+def baddbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    p = bmm(batch1, batch2)
+    return add(input if beta == 1 else mul(input, beta), p if alpha == 1 else mul(p, alpha))
+
+
+def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    p = sum(bmm(batch1, batch2), 0)
+    return add(input if beta == 1 else mul(input, beta), p if alpha == 1 else mul(p, alpha))
+
+
+def cross(input: Tensor, other: Tensor, dim=None) -> Tensor:
+    a, b = broadcast_tensors(input, other)
+    if dim is None:
+        dim = next((i for i, s in enumerate(a.shape) if s == 3), None)
+        if dim is None:
+            raise RuntimeError("no dimension of size 3 in input")
+    d = _norm_dim(dim, a.ndim)
+    if a.shape[d] != 3:
+        raise RuntimeError(f"linalg.cross: inputs dimension {dim} must have length 3. Got {a.shape[d]} and "
+                           f"{b.shape[d]}")
+    a0, a1, a2 = unbind(a, d)
+    b0, b1, b2 = unbind(b, d)
+    return stack([sub(mul(a1, b2), mul(a2, b1)), sub(mul(a2, b0), mul(a0, b2)), sub(mul(a0, b1), mul(a1, b0))], d)
+
+
+def cdist(x1: Tensor, x2: Tensor, p: float = 2.0) -> Tensor:
+    if x1.shape[-1] != x2.shape[-1]:
+        raise RuntimeError(f"X1 and X2 must have the same number of columns. X1: {x1.shape[-1]} X2: {x2.shape[-1]}")
+    return norm(sub(unsqueeze(x1, -2), unsqueeze(x2, -3)), p, dim=-1)
+
+
+def hsplit(input: Tensor, indices_or_sections) -> tuple:
+    return tensor_split(input, indices_or_sections, 1 if input.ndim > 1 else 0)
+
+
+def vsplit(input: Tensor, indices_or_sections) -> tuple:
+    if input.ndim < 2:
+        raise RuntimeError(f"torch.vsplit requires a tensor with at least 2 dimension, but got a tensor with "
+                           f"{input.ndim} dimensions!")
+    return tensor_split(input, indices_or_sections, 0)
+
+
+def heaviside(input: Tensor, values: Tensor) -> Tensor:
+    one = full_const(1, (), input.dtype)
+    zero = full_const(0, (), input.dtype)
+    return where(eq(input, 0), _cast(values, input.dtype), where(gt(input, 0), one, zero))
+
+
+def float_power(input, exponent) -> Tensor:
+    a = _cast(input, dt.float64) if isinstance(input, Tensor) else float(input)
+    b = _cast(exponent, dt.float64) if isinstance(exponent, Tensor) else float(exponent)
+    if not isinstance(a, Tensor):
+        a = full_const(a, (), dt.float64)
+    return pow(a, b)
+
+
+def rad2deg(input: Tensor) -> Tensor:
+    return mul(input if input.dtype.is_floating_point else _cast(input, dt.float32), 180.0 / math.pi)
+
+
+def deg2rad(input: Tensor) -> Tensor:
+    return mul(input if input.dtype.is_floating_point else _cast(input, dt.float32), math.pi / 180.0)
+
+
 def result_type(tensor1, tensor2) -> DType:
     return _promote(tensor1, tensor2)
 

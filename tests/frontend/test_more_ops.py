@@ -59,6 +59,31 @@ CASES = {
     "topk_smallest": lambda m: m.tensor(B).topk(2, dim=0, largest=False),
     "sort_ties_stable": lambda m: m.sort(m.tensor([3, 1, 2, 1, 3]), stable=True),
     "sort_bool": lambda m: m.sort(m.tensor([True, False, True]), stable=True),
+    "cumprod": lambda m: m.cumprod(m.tensor(B), 1), "cumprod_int": lambda m: m.tensor([1, 2, 3, 4]).cumprod(0),
+    "logcumsumexp": lambda m: m.logcumsumexp(m.tensor(B), 1), "diff": lambda m: m.diff(m.tensor(B)),
+    "diff_n2_dim0": lambda m: m.diff(m.tensor(B), n=2, dim=0),
+    "diff_prepend": lambda m: m.diff(m.tensor(B), prepend=m.zeros(3, 1, dtype=m.float64)),
+    "diff_bool": lambda m: m.diff(m.tensor([True, False, False, True])),
+    "median": lambda m: m.median(m.tensor(B)), "median_dim": lambda m: m.median(m.tensor(B), 1),
+    "median_even_keepdim": lambda m: m.tensor(B).median(0, keepdim=True),
+    "unique": lambda m: m.unique(m.tensor([3, 1, 3, 0, 1])),
+    "unique_all": lambda m: m.unique(m.tensor([3, 1, 3, 0, 1]), return_inverse=True, return_counts=True),
+    "bincount": lambda m: m.bincount(m.tensor([3, 1, 3, 0, 1])),
+    "bincount_weights": lambda m: m.bincount(m.tensor([3, 1, 3]), m.tensor([0.5, 1.0, 2.0], dtype=m.float64),
+                                             minlength=6),
+    "searchsorted": lambda m: m.searchsorted(m.tensor([1.0, 3.0, 5.0, 7.0]), m.tensor([[0.0, 3.0], [6.0, 9.0]])),
+    "searchsorted_right": lambda m: m.searchsorted(m.tensor([1.0, 3.0, 5.0, 7.0]), m.tensor([3.0, 7.0]), right=True),
+    "searchsorted_batched": lambda m: m.searchsorted(m.tensor([[1.0, 3.0], [2.0, 4.0]]), m.tensor([[2.0], [5.0]])),
+    "bucketize": lambda m: m.bucketize(m.tensor([0.5, 3.0, 9.0]), m.tensor([1.0, 3.0, 5.0])),
+    "baddbmm": lambda m: m.baddbmm(m.tensor(S[:, :3, :3]), m.tensor(S[:, :3, :3]), m.tensor(S[:, :3, :3]), beta=0.5,
+                                   alpha=2),
+    "addbmm": lambda m: m.addbmm(m.tensor(S[0, :3, :3]), m.tensor(S[:, :3, :3]), m.tensor(S[:, :3, :3])),
+    "cross": lambda m: m.cross(m.tensor(S[:, :3]), m.tensor(S[::-1, :3].copy()), dim=1),
+    "cdist": lambda m: m.cdist(m.tensor(B), m.tensor(B[:2])), "cdist_p1": lambda m: m.cdist(m.tensor(B), m.tensor(B[:2]), p=1),
+    "hsplit": lambda m: m.hsplit(m.tensor(B), 2), "vsplit": lambda m: m.vsplit(m.tensor(B), [1]),
+    "heaviside": lambda m: m.heaviside(m.tensor([-1.0, 0.0, 2.0]), m.tensor([0.5])),
+    "float_power": lambda m: m.float_power(m.tensor([2, 3]), 2), "rad2deg": lambda m: m.rad2deg(m.tensor(B)),
+    "deg2rad": lambda m: m.deg2rad(m.tensor(B)),
 }
 
 
@@ -124,6 +149,10 @@ GRAD_CASES = {
     "topk": lambda m, x: m.topk(x, 2, dim=0).values, "masked_select": lambda m, x: m.masked_select(x, x > 0),
     "select": lambda m, x: m.select(x, 0, 1), "tensor_split": lambda m, x: m.tensor_split(x, 3, 1)[1],
     "nansum": lambda m, x: m.nansum(x, 0), "xlogy": lambda m, x: m.xlogy(x, x.abs() + 1), "exp2": lambda m, x: m.exp2(x),
+    "cumprod": lambda m, x: m.cumprod(x, 1), "logcumsumexp": lambda m, x: m.logcumsumexp(x, 0),
+    "diff": lambda m, x: m.diff(x, n=2), "median_dim": lambda m, x: m.median(x, 1).values,
+    "cross": lambda m, x: m.cross(x[:, :3], x[:, 1:], dim=1), "cdist": lambda m, x: m.cdist(x, x[:2] * 2),
+    "baddbmm": lambda m, x: m.baddbmm(x[None, :, :3], x[None], x[None].transpose(1, 2)[:, :, :3], alpha=0.5),
 }
 
 
