@@ -10,8 +10,8 @@ may contain:
   consumers that are either full-shaped (numel S) or row-shaped (one value per row),
   e.g. softmax or layer norm in one kernel. A value computed from an in-kernel
   reduction may only move by unit-dim reshapes and the broadcast back over R.
-- `matmul` / `conv`: the anchor op, views (reshape/permute/broadcast/slice) and
-  constants as operand prologue, and an epilogue of elementwise ops (and reshapes or
+- `matmul` / `conv`: the anchor op, views (reshape/permute/broadcast/slice), zero pads
+  and constants as operand prologue, and an epilogue of elementwise ops (and reshapes or
   permutes: a bijective re-indexing) over the anchor's result.
 - `scatter`: a scatter/scatter_add with the producers of its updates; its output is
   complete only after every update, so its consumers start a new kernel.
@@ -42,6 +42,7 @@ VIEW_OPS = frozenset({"reshape", "permute", "broadcast_to", "slice"})
 EXPENSIVE = frozenset({"exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "logistic", "erf", "pow",
                        "div", "floor_divide", "remainder", "random_uniform"})
 SCATTERS = frozenset({"scatter", "scatter_add"})
+PROLOGUE_OPS = VIEW_OPS | {"pad"}  # operand loads of a matmul/conv: strided, zero outside a pad
 EPILOGUE_VIEWS = frozenset({"reshape", "permute"})  # bijective re-indexing of a matmul/conv result
 
 
@@ -428,7 +429,7 @@ class _Planner:
             if pro:
                 if any(not (u is anchor or id(u) in k.prologue) for u in us):
                     return f"%{n.name} is both a {k.kind} operand and used by its epilogue"
-                if n.op not in VIEW_OPS and kind != CREATION:
+                if n.op not in PROLOGUE_OPS and kind != CREATION:
                     return f"{k.kind} operands are read from memory: {n.op} output used by a {k.kind}"
                 if materialized:
                     return f"multiple consumers: a {k.kind} operand view is not written"

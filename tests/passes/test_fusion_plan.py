@@ -370,3 +370,15 @@ def test_matmul_epilogue_cannot_broadcast_its_result():
           return (%e)
         }"""))
     assert len(plan.kernels) == 2
+
+
+def test_padded_and_reshaped_conv_operand_is_a_prologue():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[2,1,6], %g: f32[2,3,6]) {
+          %p: f32[2,1,8] = pad(%x) {hi=(0, 0, 1), interior=(0, 0, 0), lo=(0, 0, 1), value=0.0}
+          %t: f32[1,2,8] = permute(%p) {perm=(1, 0, 2)}
+          %q: f32[3,2,6] = permute(%g) {perm=(1, 0, 2)}
+          %c: f32[1,3,3] = conv(%t, %q) {dilation=(1,), groups=1, padding=((0, 0),), strides=(1,)}
+          return (%c)
+        }"""))
+    assert len(plan.kernels) == 1 and plan.kernels[0].kind == "conv"
