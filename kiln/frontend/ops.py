@@ -1715,7 +1715,10 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     if input.ndim == 0:
         return MinMax(clone(input), full_const(0, (), dt.int64))
     arr = input._concrete("sort() (its permutation depends on the data)")
-    key = -arr.astype(np.float64) if descending and arr.dtype != np.bool_ else (~arr if descending else arr)
+    if descending:  # NaN counts as the largest value (first when descending), as in torch
+        key = ~arr if arr.dtype == np.bool_ else np.where(np.isnan(arr), -np.inf, -arr.astype(np.float64))
+    else:
+        key = arr
     idx = np.argsort(key, axis=d, kind="stable")
     from .creation import from_numpy
     indices = from_numpy(np.ascontiguousarray(idx.astype(np.int64)))

@@ -190,3 +190,13 @@ def test_more_ops_errors():
     with pytest.raises(RuntimeError, match="ZeroDivisionError"):
         kiln.fmod(kiln.tensor([1, 2]), 0)
     assert math.isclose(kiln.norm(kiln.tensor([3.0, 4.0])).item(), 5.0)
+
+
+def test_sort_with_nan_and_inf_like_torch():
+    torch = pytest.importorskip("torch")
+    a = np.array([[3.0, np.nan, 1.0, 3.0, -np.inf], [np.nan, 2.0, 2.0, 0.0, np.inf]])
+    for descending in (False, True):
+        k = kiln.sort(kiln.tensor(a), dim=1, descending=descending, stable=True)
+        t = torch.sort(torch.tensor(a), dim=1, descending=descending, stable=True)
+        assert_same(k.values, t.values)
+        assert_same(k.indices, t.indices)
