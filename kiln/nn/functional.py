@@ -233,6 +233,14 @@ def _conv_transposend(n: int, fn: str, input, weight, bias, stride, padding, out
                                f"output_padding={op}, stride={st}, dilation={dl}")
     ks = tuple(weight.shape[2:])
     cin, cout_g = weight.shape[0], weight.shape[1]
+    out_sp = tuple((s_in - 1) * s_ - 2 * p + d * (k - 1) + o + 1
+                   for s_in, s_, p, d, k, o in zip(x.shape[2:], st, pd, dl, ks, op))
+    if any(v < 0 for v in out_sp):
+        raise RuntimeError(f"{fn}: given input of size {list(x.shape)}, the computed output size {list(out_sp)} is "
+                           "negative (padding too large)")
+    if any(v == 0 for v in out_sp):  # an empty result, as PyTorch returns
+        out = K.full_const(0, (x.shape[0], cout_g * groups) + out_sp, x.dtype)
+        return K.squeeze(out, 0) if unbatched else out
     lo = tuple(d * (k - 1) - p for d, k, p in zip(dl, ks, pd))
     hi = tuple(l + o for l, o in zip(lo, op))
     xd = apply("pad", x, lo=(0, 0) + tuple(builtins.max(v, 0) for v in lo),
