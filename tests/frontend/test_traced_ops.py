@@ -69,3 +69,22 @@ def test_data_dependent_ops_raise_tracing_error():
         kiln.compile(lambda t: t[t > 2])(x)
     with pytest.raises(kiln.TracingError, match="item"):
         kiln.compile(lambda t: t.sum().item())(x)
+
+
+import test_more_ops as more_cases  # noqa: E402
+
+_EAGER_ONLY = {"sort", "topk", "masked_select", "median_dim"}  # data-dependent orders / shapes
+
+
+@pytest.mark.parametrize("name", sorted(set(more_cases.GRAD_CASES) - _EAGER_ONLY))
+def test_more_ops_traced(name):
+    fn = more_cases.GRAD_CASES[name]
+    x = kiln.tensor(more_cases.B)
+    assert_same(kiln.compile(lambda t: fn(kiln, t))(x), fn(kiln, x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(_EAGER_ONLY))
+def test_data_dependent_more_ops_raise_tracing_error(name):
+    fn = more_cases.GRAD_CASES[name]
+    with pytest.raises(kiln.TracingError):
+        kiln.compile(lambda t: fn(kiln, t))(kiln.tensor(more_cases.B))
