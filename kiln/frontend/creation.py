@@ -244,7 +244,7 @@ def full_like(input: Tensor, fill_value, *, dtype=None, device=None, requires_gr
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     if end is None:
         start, end = 0, start
-    vals = [float(v) if isinstance(v, Tensor) else v for v in (start, end, step)]
+    vals = [v.item() if isinstance(v, Tensor) else v for v in (start, end, step)]  # keeps ints ints
     start, end, step = vals
     if step == 0:
         raise RuntimeError("step must be nonzero")

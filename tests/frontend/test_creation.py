@@ -208,6 +208,8 @@ def test_arange_vs_torch():
     for args in [(5,), (2, 7), (0, 1, 0.1), (1, 2.5, 0.5), (5, 0, -1.5), (-3, 3), (0, 10, 3), (0.5, 3)]:
         assert_same(kiln.arange(*args), torch.arange(*args))
     assert_same(kiln.arange(0, 1, 0.1, dtype=kiln.float64), torch.arange(0, 1, 0.1, dtype=torch.float64))
+    assert_same(kiln.arange(kiln.tensor(3)), torch.arange(torch.tensor(3)))  # 0-d int tensors count as ints
+    assert_same(kiln.arange(kiln.tensor(0.5), 3), torch.arange(torch.tensor(0.5), 3))
     with pytest.raises(RuntimeError, match="upper bound and lower bound inconsistent with step sign"):
         kiln.arange(0, 5, -1)
     with pytest.raises(RuntimeError, match="step must be nonzero"):
