@@ -65,16 +65,7 @@ class GraphBuilder:
         return self.graph
 
 
-def unchanged(src: Graph, new: Graph) -> Graph:
-    """Return `src` itself when `new` is structurally identical (so callers can detect no-ops)."""
-    return src if str(src) == str(new) else new
-
-
 # -- constants ------------------------------------------------------------------------------
-
-def is_constant(n: Node) -> bool:
-    return n.op == "constant"
-
 
 def is_splat(n: Node) -> bool:
     """A constant whose every element is the same scalar `value`."""

@@ -255,8 +255,3 @@ def rewrite(graph: Graph, rules: Sequence[Rule] = RULES) -> Graph:
     rw = Rewriter(graph, rules)
     new = rw.run()
     return new if rw.fired else graph
-
-
-def rule_names() -> list[str]:
-    return [r.name for r in RULES]
-
