@@ -662,7 +662,10 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         scales = (None,) * n if recompute_scale_factor else sf
     x = input
     for d in range(n):
-        if out[d] == spatial[d] and scales[d] in (None, 1.0):
+        # PyTorch's kernels copy a dim whose size does not change, whatever the scale factor, except the
+        # 1-d nearest and the nearest-exact kernels, which still apply the scale (matched here, as measured)
+        if out[d] == spatial[d] and (scales[d] in (None, 1.0) or modes[mode] is not None
+                                     or (mode == "nearest" and n > 1)):
             continue
         a = _interp_matrix(spatial[d], out[d], scales[d], bool(align_corners), mode, x.dtype.np_dtype)
         ax = 2 + d

@@ -226,3 +226,28 @@ def test_pad_sequence():
                                        kiln.tensor([3, 5, 1]))
     for a, b in zip(back, seqs):
         np.testing.assert_array_equal(a.numpy(), b)
+
+
+def test_interpolate_random_configs_match_torch():
+    """Sizes and scale factors at random, including dims whose size does not change (PyTorch copies those
+    in most kernels but still applies the scale in 1-d nearest and in nearest-exact)."""
+    g = np.random.default_rng(7)
+    checked = 0
+    for _ in range(150):
+        nd = int(g.integers(1, 3))
+        size = tuple(int(v) for v in g.integers(1, 9, size=nd))
+        x = g.standard_normal((1, 2) + size).astype(np.float32)
+        kw = {"mode": str(g.choice(["nearest", "nearest-exact", "linear" if nd == 1 else "bilinear"]))}
+        if g.random() < 0.5:
+            kw["size"] = tuple(int(v) for v in g.integers(1, 12, size=nd))
+        else:
+            kw["scale_factor"] = float(g.choice([0.5, 0.7, 1.3, 1.5, 2.0, 3.0]))
+        if kw["mode"] in ("linear", "bilinear") and g.random() < 0.5:
+            kw["align_corners"] = bool(g.random() < 0.5)
+        try:
+            ref = TF.interpolate(torch.tensor(x), **kw)
+        except (RuntimeError, ValueError):
+            continue
+        close(F.interpolate(kiln.from_numpy(x), **kw), ref, what=str((size, kw)))
+        checked += 1
+    assert checked > 100
