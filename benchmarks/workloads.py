@@ -127,7 +127,26 @@ def _reference_weights(make_model) -> dict[str, np.ndarray]:
     return {k: v.detach().numpy().copy() for k, v in make_model(nn, F).state_dict().items()}
 
 
-def _classification_step(column: str, make_model, input_shape, lr: float, momentum: float) -> Prepared:
+def make_lstm(nn, F):
+    class LSTMClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(10, 256, 2, batch_first=True)
+            self.fc = nn.Linear(256, 10)
+
+        def forward(self, x):
+            h0 = x.new_zeros(2, x.size(0), 256)
+            c0 = x.new_zeros(2, x.size(0), 256)
+            out, _ = self.lstm(x, (h0, c0))
+            return self.fc(out[:, -1, :])
+    return LSTMClassifier()
+
+
+def _sgd_momentum(lr: float, momentum: float):
+    return lambda optim, params: optim.SGD(params, lr=lr, momentum=momentum)
+
+
+def _classification_step(column: str, make_model, input_shape, make_opt) -> Prepared:
     T, nn, F, optim = _namespace(column)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(input_shape).astype(np.float32)
@@ -142,7 +161,7 @@ def _classification_step(column: str, make_model, input_shape, lr: float, moment
         pass
     x, y = T.tensor(x_np), T.tensor(y_np)
     criterion = nn.CrossEntropyLoss()
-    opt = optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    opt = make_opt(optim, model.parameters())
 
     def train_step(x, y):
         opt.zero_grad()
@@ -165,13 +184,19 @@ def _classification_step(column: str, make_model, input_shape, lr: float, moment
 
 @register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step")
 def mlp(column: str, quick: bool) -> Prepared:
-    return _classification_step(column, make_mlp, (64, 784), lr=0.01, momentum=0.9)
+    return _classification_step(column, make_mlp, (64, 784), _sgd_momentum(0.01, 0.9))
 
 
 @register("cnn", "CNN Conv(3,32)-ReLU-Pool-Conv(32,64)-ReLU-Pool-Linear(4096,128)-ReLU-Linear(128,10), batch 64 "
                  "of 3x32x32, CrossEntropyLoss, SGD(lr=0.001, momentum=0.9): one training step")
 def cnn(column: str, quick: bool) -> Prepared:
-    return _classification_step(column, make_cnn, (64, 3, 32, 32), lr=0.001, momentum=0.9)
+    return _classification_step(column, make_cnn, (64, 3, 32, 32), _sgd_momentum(0.001, 0.9))
+
+
+@register("lstm", "LSTM classifier: LSTM(10, 256, 2 layers, batch_first) with zero h0/c0, Linear(256, 10) on the "
+                  "last step, batch 64 x 20 steps, CrossEntropyLoss, Adam(lr=0.001): one training step")
+def lstm(column: str, quick: bool) -> Prepared:
+    return _classification_step(column, make_lstm, (64, 20, 10), lambda optim, params: optim.Adam(params, lr=1e-3))
 
 
 @register("loader", "DataLoader epoch: TensorDataset of 10,000 x 784 float32 + int64 labels, batch 64, shuffle "
