@@ -34,7 +34,8 @@ def _operand(x):
         return x.dtype, (ZERODIM if x.ndim == 0 else TENSOR)
     if _is_scalar(x):
         return scalar_dtype(x), SCALAR
-    raise TypeError(f"expected a Tensor or a Python number, got {type(x).__name__}")
+    hint = " (convert it with kiln.from_numpy(...) or kiln.tensor(...))" if isinstance(x, np.ndarray) else ""
+    raise TypeError(f"expected a Tensor or a Python number, got {type(x).__name__}{hint}")
 
 
 def _promote(*xs) -> DType:

@@ -52,6 +52,8 @@ UNSUPPORTED_DTYPES = [
     (lambda: kiln.tensor("abc"), "invalid data type 'str'"),
     (lambda: kiln.tensor([1, None]), "could not infer a dtype for element of type NoneType"),
     (lambda: kiln.tensor([1, 2]) & kiln.tensor([1, 0]), "bitwise operators on int64 tensors are not supported"),
+    (lambda: kiln.ones(2) + np.ones(2), r"got ndarray \(convert it with kiln.from_numpy"),
+    (lambda: kiln.ones(2) * [1, 2], "expected a Tensor or a Python number, got list"),
 ]
 
 
