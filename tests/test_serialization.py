@@ -264,3 +264,17 @@ def test_nn_module_state_dict_round_trip(tmp_path):
     with kiln.no_grad():
         assert kiln.equal(model(x), other(x))
     assert list(kiln.load(path)) == list(model.state_dict())
+
+
+def test_deeply_nested_structure_is_a_clear_error(tmp_path):
+    good = tmp_path / "good"
+    kiln.save({"w": kiln.ones(2)}, good)
+    data = good.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"]["kiln.structure"] = "[" * 100_000 + "]" * 100_000
+    hb = json.dumps(header).encode()
+    p = tmp_path / "deep.kiln"
+    p.write_bytes(struct.pack("<Q", len(hb)) + hb + data[8 + n:])
+    with pytest.raises(SerializationError, match="deep.kiln"):
+        kiln.load(p)

@@ -229,7 +229,7 @@ def _parse_header(data: bytes, total: int, name: str) -> dict:
                           f"{total - 8} follow")
     try:
         header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise _fail(name, "is corrupt or not a kiln checkpoint: its safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise _fail(name, "is corrupt: its safetensors header is not a JSON object")
@@ -357,6 +357,6 @@ def load(f: PathOrFile, map_location: Any = None, pickle_module: Any = None, *, 
         raise _fail(name, f"was written in kiln format {fmt!r}, which this kiln (format {FORMAT!r}) cannot read")
     try:
         structure = json.loads(meta["kiln.structure"])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise _fail(name, "is corrupt: its kiln structure description is not valid JSON") from None
     return _Decoder(arrays, name).decode(structure)
