@@ -98,6 +98,8 @@ def _unary_rule(name, float_only):
             raise ShapeError(f"{name}: expected a floating-point operand, got {a.dtype.name}")
         if name == "logical_not" and not a.dtype.is_bool:
             raise ShapeError(f"{name}: expected a bool operand, got {a.dtype.name}")
+        if name in ("neg", "abs", "sign") and a.dtype.is_bool:
+            raise ShapeError(f"{name}: expected a numeric operand, got bool")
         return tuple(a.shape), a.dtype
     return rule
 

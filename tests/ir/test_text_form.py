@@ -98,3 +98,9 @@ def test_networkx_view_and_dot():
     assert order.index("x") < order.index(g.outputs[0].name)
     dot = g.to_dot()
     assert dot.startswith('digraph "mlp"') and '"x" ->' in dot
+
+
+@pytest.mark.parametrize("op", ["neg", "abs", "sign"])
+def test_numeric_unaries_reject_bool(op):
+    with pytest.raises(IRParseError, match=f"{op}: expected a numeric operand, got bool"):
+        parse_graph(f"graph f(%x: b1[2]) {{\n  %a: b1[2] = {op}(%x)\n  return (%a)\n}}\n")
