@@ -26,7 +26,8 @@ __all__ = [
     "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
-    "glu", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
+    "glu", "hardshrink", "softshrink", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle",
+    "channel_shuffle", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss",
     "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss",
@@ -278,6 +279,96 @@ def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                      output_padding=0, groups: int = 1, dilation=1) -> Tensor:
     return _conv_transposend(3, "conv_transpose3d", input, weight, bias, stride, padding, output_padding, groups,
                              dilation)
+
+
+def _patch_weight(c: int, kh: int, kw: int, dtype) -> Tensor:
+    """(C*kh*kw, 1, kh, kw) one-hot kernels: output channel c*K + k copies kernel position k of channel c."""
+    k = kh * kw
+    w = np.zeros((c * k, 1, kh, kw), dtype=dtype.np_dtype)
+    eye = np.eye(k, dtype=dtype.np_dtype).reshape(k, kh, kw)
+    for ch in range(c):
+        w[ch * k:(ch + 1) * k, 0] = eye
+    return _const(w)
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sliding local blocks (im2col): (N, C, H, W) -> (N, C*kh*kw, L), as a grouped `conv` with one-hot kernels."""
+    if input.ndim not in (3, 4):
+        raise RuntimeError(f"Input Error: Only 3D or 4D input Tensors are supported (got {input.ndim}D)")
+    x = K.unsqueeze(input, 0) if input.ndim == 3 else input
+    kh, kw = _ntuple(kernel_size, 2, "kernel_size")
+    c = x.shape[1]
+    out = conv2d(x, _patch_weight(c, kh, kw, x.dtype), None, stride, padding, dilation, groups=c)
+    out = K.reshape(out, (x.shape[0], c * kh * kw, -1))
+    return K.squeeze(out, 0) if input.ndim == 3 else out
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sum sliding local blocks back into (N, C, *output_size) (col2im; the adjoint of unfold)."""
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"Input Error: Only unbatched (2D) or batched (3D) input Tensors are supported (got "
+                           f"{input.ndim}D)")
+    x = K.unsqueeze(input, 0) if input.ndim == 2 else input
+    kh, kw = _ntuple(kernel_size, 2, "kernel_size")
+    oh, ow = _ntuple(output_size, 2, "output_size")
+    (dh, dw), (ph, pw), (sh, sw) = (_ntuple(dilation, 2, "dilation"), _ntuple(padding, 2, "padding"),
+                                    _ntuple(stride, 2, "stride"))
+    k = kh * kw
+    if x.shape[1] % k:
+        raise RuntimeError(f"Expected size of input's dimension 1 to be divisible by the product of kernel_size, but "
+                           f"got input.size(1)={x.shape[1]} and kernel_size=({kh}, {kw})")
+    c = x.shape[1] // k
+    bh = (oh + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    bw = (ow + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if bh * bw != x.shape[2]:
+        raise RuntimeError(f"Given output_size=({oh}, {ow}), kernel_size=({kh}, {kw}), dilation=({dh}, {dw}), "
+                           f"padding=({ph}, {pw}), stride=({sh}, {sw}), expected size of input's dimension 2 to "
+                           f"match the calculated number of sliding blocks {bh} * {bw} = {bh * bw}, but got "
+                           f"input.size(2)={x.shape[2]}.")
+    cols = K.reshape(x, (x.shape[0], c * k, bh, bw))
+    full = (oh + 2 * ph, ow + 2 * pw)
+    op = (full[0] - ((bh - 1) * sh + dh * (kh - 1) + 1), full[1] - ((bw - 1) * sw + dw * (kw - 1) + 1))
+    img = _conv_transposend(2, "fold", cols, _patch_weight(c, kh, kw, x.dtype), None, (sh, sw), 0, (0, 0), c,
+                            (dh, dw))
+    if op[0] or op[1]:  # blocks do not reach the far edge: pad the remainder with zeros
+        img = apply("pad", img, lo=(0, 0, 0, 0), hi=(0, 0, op[0], op[1]), interior=(0, 0, 0, 0), value=0.0)
+    if ph or pw:
+        img = apply("slice", img, starts=(0, 0, ph, pw), stops=(img.shape[0], c, ph + oh, pw + ow),
+                    steps=(1, 1, 1, 1))
+    return K.squeeze(img, 0) if input.ndim == 2 else img
+
+
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(*, C*r^2, H, W) -> (*, C, H*r, W*r)."""
+    r = upscale_factor
+    *lead, c, h, w = input.shape
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square of "
+                           f"upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
+    x = K.reshape(input, (-1, c // (r * r), r, r, h, w))
+    x = K.permute(x, (0, 1, 4, 2, 5, 3))
+    return K.reshape(x, tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H*r, W*r) -> (*, C*r^2, H, W)."""
+    r = downscale_factor
+    *lead, c, h, w = input.shape
+    if h % r or w % r:
+        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by downscale_factor, but got "
+                           f"{h}x{w} and {r}")
+    x = K.reshape(input, (-1, c, h // r, r, w // r, r))
+    x = K.permute(x, (0, 1, 3, 5, 2, 4))
+    return K.reshape(x, tuple(lead) + (c * r * r, h // r, w // r))
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    n, c = input.shape[0], input.shape[1]
+    if c % groups:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels and {groups} groups.")
+    rest = tuple(input.shape[2:])
+    x = K.reshape(input, (n, groups, c // groups) + rest)
+    return K.reshape(K.transpose(x, 1, 2), (n, c) + rest)
 
 
 # ======================================================================================
@@ -1051,6 +1142,15 @@ def tanhshrink(input: Tensor) -> Tensor:
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
     out = K.where(K.gt(input, threshold), input, K.full_const(value, (), input.dtype))
     return input._assign_(out) if inplace else out
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    return K.where(K.gt(K.abs(input), lambd), input, _zero(input))
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    return K.where(K.gt(input, lambd), K.sub(input, lambd),
+                   K.where(K.lt(input, -lambd), K.add(input, lambd), _zero(input)))
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:
