@@ -21,7 +21,7 @@ from ..ir import dtypes as dt
 
 __all__ = [
     "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample", "affine_grid", "grid_sample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
@@ -765,6 +765,97 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         y = K.matmul(K.reshape(xm, (-1, spatial[d])), _const(np.ascontiguousarray(a.T)))
         x = K.movedim(K.reshape(y, lead + (out[d],)), -1, ax)
     return x if x is not input else K.clone(input)
+
+
+def _base_coords(n: int, align_corners: bool) -> np.ndarray:
+    if n == 1:
+        return np.zeros(1)
+    lin = np.linspace(-1.0, 1.0, n)
+    return lin if align_corners else lin * (n - 1) / n
+
+
+def affine_grid(theta: Tensor, size, align_corners: bool | None = None) -> Tensor:
+    """Sampling grid (N, H, W, 2) of normalised (x, y) coordinates for a batch of 2x3 affine matrices."""
+    align_corners = bool(align_corners)
+    if len(size) != 4:
+        raise NotImplementedError(f"affine_grid only supports 4D sizes (N, C, H, W), got {tuple(size)}")
+    n, _, h, w = (int(v) for v in size)
+    if tuple(theta.shape) != (n, 2, 3):
+        raise ValueError(f"Expected a batch of 2D affine matrices of shape Nx2x3 for size {tuple(size)}. Got "
+                         f"{list(theta.shape)}.")
+    xs, ys = _base_coords(w, align_corners), _base_coords(h, align_corners)
+    base = np.stack([np.broadcast_to(xs[None, :], (h, w)), np.broadcast_to(ys[:, None], (h, w)), np.ones((h, w))],
+                    -1).reshape(1, h * w, 3).astype(theta.dtype.np_dtype)
+    grid = K.matmul(K._bcast(_const(base), (n, h * w, 3)), K.transpose(theta, 1, 2))  # (N, H*W, 2)
+    return K.reshape(grid, (n, h, w, 2))
+
+
+def _unnormalize(coord: Tensor, size: int, align_corners: bool) -> Tensor:
+    if align_corners:
+        return K.mul(K.add(coord, 1.0), (size - 1) / 2.0)
+    return K.div(K.sub(K.mul(K.add(coord, 1.0), float(size)), 1.0), 2.0)
+
+
+def _reflect(x: Tensor, lo: float, hi: float) -> Tensor:
+    """Reflect coordinates into [lo, hi] (PyTorch's reflect_coordinates)."""
+    span = hi - lo
+    if span <= 0:
+        return K.mul(x, 0.0)
+    d = K.abs(K.sub(x, lo))
+    flips = K.floor(K.div(d, span))
+    extra = K.sub(d, K.mul(flips, span))
+    even = K.eq(K.remainder(flips, 2.0), 0.0)
+    return K.where(even, K.add(extra, lo), K.sub(hi, extra))
+
+
+def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Tensor:
+    """Sample (N, C, H, W) at the normalised (x, y) locations of grid (N, Ho, Wo, 2); bilinear or nearest."""
+    if mode not in ("bilinear", "nearest"):
+        raise NotImplementedError(f"grid_sample: mode {mode!r} is not supported; use 'bilinear' or 'nearest'")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', or "
+                         f"'reflection', but got: '{padding_mode}'")
+    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
+        raise RuntimeError(f"grid_sample: expected input (N, C, H, W) and grid (N, H_out, W_out, 2) with the same N, "
+                           f"got {list(input.shape)} and {list(grid.shape)}")
+    align_corners = bool(align_corners)
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1], grid.shape[2]
+    gx = _unnormalize(grid[..., 0], w, align_corners)
+    gy = _unnormalize(grid[..., 1], h, align_corners)
+    if padding_mode == "border":
+        gx, gy = K.clamp(gx, 0.0, float(w - 1)), K.clamp(gy, 0.0, float(h - 1))
+    elif padding_mode == "reflection":
+        if align_corners:
+            gx, gy = _reflect(gx, 0.0, float(w - 1)), _reflect(gy, 0.0, float(h - 1))
+        else:
+            gx, gy = _reflect(gx, -0.5, w - 0.5), _reflect(gy, -0.5, h - 0.5)
+        gx, gy = K.clamp(gx, 0.0, float(w - 1)), K.clamp(gy, 0.0, float(h - 1))
+    flat = K.reshape(input, (n, c, h * w))
+
+    def tap(ix: Tensor, iy: Tensor) -> Tensor:
+        """input at integer (float-valued) positions, zero outside; (N, C, Ho, Wo)."""
+        inside = K.logical_and(K.logical_and(K.ge(ix, 0.0), K.le(ix, float(w - 1))),
+                               K.logical_and(K.ge(iy, 0.0), K.le(iy, float(h - 1))))
+        cx = K._cast(K.clamp(ix, 0.0, float(w - 1)), dt.int64)
+        cy = K._cast(K.clamp(iy, 0.0, float(h - 1)), dt.int64)
+        idx = K.reshape(K.add(K.mul(cy, w), cx), (n, 1, ho * wo))
+        vals = K.reshape(K.gather(flat, 2, K._bcast(idx, (n, c, ho * wo))), (n, c, ho, wo))
+        return K.where(K.unsqueeze(inside, 1), vals, _zero(vals))
+
+    if mode == "nearest":
+        return tap(K.round(gx), K.round(gy))
+    x0, y0 = K.floor(gx), K.floor(gy)
+    x1, y1 = K.add(x0, 1.0), K.add(y0, 1.0)
+    wx1, wy1 = K.sub(gx, x0), K.sub(gy, y0)
+    wx0, wy0 = K.rsub(wx1, 1.0), K.rsub(wy1, 1.0)
+    out = None
+    for ix, iy, wgt in ((x0, y0, K.mul(wx0, wy0)), (x1, y0, K.mul(wx1, wy0)), (x0, y1, K.mul(wx0, wy1)),
+                        (x1, y1, K.mul(wx1, wy1))):
+        term = K.mul(tap(ix, iy), K.unsqueeze(wgt, 1))
+        out = term if out is None else K.add(out, term)
+    return out
 
 
 def upsample(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> Tensor:
