@@ -405,3 +405,16 @@ def test_max_unpool_matches_torch(n):
     (t_out * torch.tensor(ct)).sum().backward()
     (k_out * kiln.from_numpy(ct)).sum().backward()
     close(kvv.grad, tvv.grad)
+
+
+def test_lazy_linear():
+    kiln.manual_seed(0)
+    m = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+    out = m(kiln.randn(3, 7))
+    assert tuple(out.shape) == (3, 2)
+    assert type(m[0]) is nn.Linear and m[0].in_features == 7 and tuple(m[0].weight.shape) == (4, 7)
+    assert tuple(m[2].weight.shape) == (2, 4)
+    bound = 1 / np.sqrt(7) * (1 + 1e-6)
+    assert np.abs(m[0].weight.detach().numpy()).max() <= bound
+    t = tnn.Sequential(tnn.Linear(7, 4), tnn.ReLU(), tnn.Linear(4, 2))
+    check_module(torch, t, m, r(5, 7))

@@ -1,9 +1,12 @@
-"""`Identity`, `Linear`, `Bilinear`."""
+"""`Identity`, `Linear`, `Bilinear`, `LazyLinear`."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...frontend.creation import empty
+from ...frontend.tensor import _Cell
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
@@ -83,3 +86,28 @@ class Bilinear(Module):
     def extra_repr(self) -> str:
         return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
                 f"out_features={self.out_features}, bias={self.bias is not None}")
+
+
+class LazyLinear(Linear):
+    """A Linear whose in_features is inferred from the first input; it then becomes a plain `Linear`.
+
+    Run one forward pass (a dry run) before creating the optimizer or loading a state dict,
+    as with PyTorch's lazy modules.
+    """
+
+    def __init__(self, out_features: int, bias: bool = True, device=None, dtype=None):
+        super().__init__(0, out_features, bias, device, dtype)
+
+    def reset_parameters(self) -> None:
+        if self.in_features:
+            super().reset_parameters()
+
+    def forward(self, input):
+        if self.in_features == 0:
+            self.in_features = int(input.shape[-1])
+            shape = (self.out_features, self.in_features)
+            self.weight._cell = _Cell(np.empty(shape, dtype=self.weight.dtype.np_dtype))
+            self.weight._vc = [0]
+            super().reset_parameters()
+            self.__class__ = Linear
+        return Linear.forward(self, input)
