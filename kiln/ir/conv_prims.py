@@ -4,13 +4,15 @@
     attrs: strides (per spatial dim), padding ((lo, hi) per spatial dim), dilation, groups
 
 It is registered into `PRIMITIVES` from here; `primitives.py` imports this module last.
-The numpy reference is im2col (a strided window view) followed by one (batched) matmul.
+The numpy reference sums per-kernel-offset matmuls for small kernels and uses im2col (a strided
+window view and one batched matmul) for large ones (the weight gradients' "kernels").
 The VJP is written with `conv` itself plus `pad`, `slice`, `permute`, `reshape` and a flip by
 `gather`: the input gradient is the transposed convolution, the weight gradient a
 convolution of the input with the output gradient (stride and dilation swapped).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -76,6 +78,42 @@ def _conv_rule(avals, strides, padding, dilation, groups):
     return (xs[0], ws[0]) + _out_sizes(xs[2:], ws[2:], strides, padding, dilation), x.dtype
 
 
+_OFFSET_KERNEL_LIMIT = 64  # kernels up to this many taps use per-offset matmuls, larger ones im2col
+
+
+def _conv_by_offsets(x, w, strides, dilation, groups, outs):
+    """Sum over kernel offsets of (strided slice of channels-last x) @ (that tap of w): no im2col buffer.
+
+    Faster than im2col for small kernels (measured 1.4-2.8x on the CNN's 3x3 convs and their input
+    gradients); huge kernels (weight gradients) have too many taps and use im2col.
+    """
+    n, c = x.shape[:2]
+    oc, cg = w.shape[0], w.shape[1]
+    og = oc // groups
+    ks = w.shape[2:]
+    xl = np.ascontiguousarray(np.moveaxis(x, 1, -1))  # (N, *S, C)
+    no = n * int(np.prod(outs))
+    wg = w.reshape((groups, og, cg) + tuple(ks))
+    acc = None
+    for off in itertools.product(*(range(k) for k in ks)):
+        sl = (slice(None),) + tuple(slice(o * d, o * d + (m - 1) * s + 1, s)
+                                    for o, d, m, s in zip(off, dilation, outs, strides)) + (slice(None),)
+        patch = xl[sl].reshape(no, groups, cg)
+        tap = wg[(slice(None), slice(None), slice(None)) + off]  # (G, Og, Cg)
+        if groups == 1:
+            part = patch.reshape(no, cg) @ tap[0].T  # (NO, OC)
+        else:
+            part = np.matmul(patch.transpose(1, 0, 2), tap.transpose(0, 2, 1))  # (G, NO, Og)
+        if acc is None:
+            acc = part
+        else:
+            acc += part
+    if groups != 1:
+        acc = acc.transpose(1, 0, 2).reshape(no, oc)
+    out = acc.reshape((n,) + tuple(outs) + (oc,))
+    return np.ascontiguousarray(np.moveaxis(out, -1, 1)).astype(x.dtype, copy=False)
+
+
 def _conv_impl(x, w, strides, padding, dilation, groups):
     # the VJP hands over permuted views; windows of a non-contiguous array gather with poor locality
     # (measured 300x slower for conv1's weight gradient), so copy to C order first
@@ -88,6 +126,8 @@ def _conv_impl(x, w, strides, padding, dilation, groups):
         x = np.pad(x, ((0, 0), (0, 0)) + tuple(tuple(p) for p in padding))
     eff = tuple(d * (k - 1) + 1 for d, k in zip(dilation, ks))
     outs = _out_sizes(x.shape[2:], ks, strides, ((0, 0),) * nsp, dilation)
+    if int(np.prod(ks)) <= _OFFSET_KERNEL_LIMIT:
+        return _conv_by_offsets(x, w, strides, dilation, groups, outs)
     # window view: (N, C, *S_full, *eff) -> strided to (N, C, *outs, *ks)
     win = sliding_window_view(x, eff, axis=tuple(range(2, 2 + nsp)))
     sl = (slice(None), slice(None)) + tuple(slice(0, (o - 1) * st + 1, st) for o, st in zip(outs, strides)) \
