@@ -92,6 +92,8 @@ def test_sum_and_prod_dtypes():
     h = kiln.tensor(np.full(4096, 1.0, dtype=np.float16))
     assert_same(h.sum(), np.array(4096, dtype=np.float16))  # accumulates in float32: not stuck at 2048
     assert_same(h.mean(), np.array(1.0, dtype=np.float16))
+    p = kiln.tensor(np.array([300.0, 300.0, 1 / 300], dtype=np.float16))
+    assert_same(p.prod(), np.array(300.0, dtype=np.float16), rtol=2e-3)  # no float16 overflow of 300 * 300
 
 
 def test_reductions_of_zero_dim_tensors():
@@ -311,6 +313,8 @@ def test_reduction_property_vs_torch(case):
         args, kw = (tuple(range(len(shape))),), {"keepdim": keepdim}
     if op == "prod" and isinstance(dim, tuple):
         args = (dim[0],)  # torch.prod takes one dim
+    if op == "prod" and dtype == "float16":
+        return  # torch's float16 prod overflows in intermediate products (kiln accumulates in float32, like sum)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns for var/std with <= 1 degree of freedom (result nan)
