@@ -440,3 +440,16 @@ def test_hook_options():
     out = m(kiln.ones(1, 2))
     assert order == ["first", "second", ("kw", [])]
     np.testing.assert_allclose(out.detach().numpy(), m.bias.detach().numpy()[None])
+
+
+def test_buffer_assignment():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Buffer(kiln.zeros(2))
+            self.b = nn.Buffer(kiln.ones(1), persistent=False)
+
+    m = M()
+    assert list(m.state_dict()) == ["a"]
+    assert [n for n, _ in m.named_buffers()] == ["a", "b"]
+    assert type(m.a) is kiln.Tensor and not m.a.requires_grad
