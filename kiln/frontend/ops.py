@@ -820,36 +820,16 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     """Cumulative sum along `dim` (ints and bools accumulate in int64, as in PyTorch).
 
-    Short dims use one matmul with a triangular mask; long ones a log-step scan
-    (x + x shifted by 1, 2, 4, ... with pad + slice), so memory stays linear in the size.
+    A log-step scan (x + x shifted by 1, 2, 4, ... with pad + slice): memory stays linear in
+    the size, and a nan/inf only reaches the positions after it (a triangular-mask matmul
+    would spread nan * 0 to every output).
     """
-    if input.ndim == 0:
-        return _cast(clone(input), dt.get_dtype(dtype) if dtype else
-                     (input.dtype if input.dtype.is_floating_point else dt.int64))
-    d = _norm_dim(dim, input.ndim)
-    n = input.shape[d]
     out_dtype = dt.get_dtype(dtype) if dtype is not None else (
         input.dtype if input.dtype.is_floating_point else dt.int64)
     x = _cast(input, out_dtype)
-    if n <= _CUMSUM_MATMUL_MAX:
-        from .creation import arange
-        i = arange(n)
-        tri = _cast(le(unsqueeze(i, 1), unsqueeze(i, 0)), out_dtype)  # tri[k, j] = k <= j
-        xm = movedim(x, d, -1)
-        out = matmul(xm, tri) if out_dtype.is_floating_point else sum(mul(unsqueeze(xm, -1), tri), -2)
-        return movedim(out, -1, d)
-    k = 1
-    nd = x.ndim
-    while k < n:
-        lo = tuple(k if i == d else 0 for i in range(nd))
-        shifted = apply("pad", x, lo=lo, hi=(0,) * nd, interior=(0,) * nd, value=0.0)
-        shifted = _slice_dim(shifted, d, 0, n)
-        x = add(x, shifted)
-        k *= 2
-    return x
-
-
-_CUMSUM_MATMUL_MAX = 256
+    if x.ndim == 0:
+        return clone(x)
+    return _scan(x, _norm_dim(dim, x.ndim), add, 0.0 if out_dtype.is_floating_point else 0)
 
 
 # ======================================================================================

@@ -282,3 +282,13 @@ def test_cumsum_gradient_long_dim():
     np.testing.assert_allclose(x.grad.numpy(), expect, rtol=1e-10)
     assert kiln.tensor(3.0).cumsum(0).item() == 3.0
     assert_same(kiln.tensor([1, 2]).cumsum(0, dtype=kiln.float32), np.array([1.0, 3.0], dtype=np.float32))
+
+
+def test_cumsum_nan_and_inf_only_reach_later_positions_like_torch():
+    assert_same(kiln.tensor([1.0, np.nan, 2.0]).cumsum(0), np.array([1.0, np.nan, np.nan], dtype=np.float32))
+    assert_same(kiln.tensor([1.0, np.inf, 2.0]).cumsum(0), np.array([1.0, np.inf, np.inf], dtype=np.float32))
+    assert_same(kiln.cumprod(kiln.tensor([2.0, np.nan, 3.0]), 0), np.array([2.0, np.nan, np.nan], dtype=np.float32))
+    x = kiln.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    y = x.cumsum(0)
+    y.backward(kiln.tensor([np.nan, 0.0, 1.0]))  # a nan cotangent at 0 only reaches input 0
+    assert_same(x.grad, np.array([np.nan, 1.0, 1.0], dtype=np.float32))
