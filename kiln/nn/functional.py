@@ -26,7 +26,7 @@ __all__ = [
     "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
-    "glu", "hardshrink", "softshrink", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle",
+    "glu", "hardshrink", "softshrink", "rrelu", "gumbel_softmax", "local_response_norm", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle",
     "channel_shuffle", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
     "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss",
@@ -978,6 +978,20 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     return y
 
 
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """x / (k + alpha * mean of x^2 over `size` neighbouring channels)^beta (AlexNet's LRN)."""
+    if input.ndim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality input (got {input.ndim} dimensions)")
+    if input.numel() == 0:
+        return input
+    n, c = input.shape[0], input.shape[1]
+    sq = K.reshape(K.mul(input, input), (n, 1, c, -1))
+    sq = pad(sq, (0, 0, size // 2, (size - 1) // 2))
+    div = K.reshape(avg_pool2d(sq, (size, 1), stride=1), tuple(input.shape))
+    return K.div(input, K.pow(K.add(K.mul(div, alpha), k), beta))
+
+
 # ======================================================================================
 # dropout and embedding
 # ======================================================================================
@@ -1242,6 +1256,30 @@ def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
     return K.where(K.gt(input, lambd), K.sub(input, lambd),
                    K.where(K.lt(input, -lambd), K.add(input, lambd), _zero(input)))
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Leaky ReLU whose negative slope is drawn from U(lower, upper) per element in training, else their mean."""
+    if training:
+        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype), upper - lower), lower)
+    else:
+        slope = (lower + upper) / 2.0
+    out = K.where(K.ge(input, 0), input, K.mul(input, slope))
+    return input._assign_(out) if inplace else out
+
+
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
+                   dim: int = -1) -> Tensor:
+    """Softmax of (logits + Gumbel noise) / tau; `hard` returns one-hot samples with the soft gradient."""
+    u = rand(tuple(logits.shape), dtype=logits.dtype)
+    gumbels = K.neg(K.log(K.neg(K.log(K.add(u, eps)))))  # -log(Exp(1)) samples
+    y_soft = K.softmax(K.div(K.add(logits, gumbels), tau), dim)
+    if not hard:
+        return y_soft
+    index = K.argmax(y_soft, dim, keepdim=True)
+    y_hard = K.scatter(K.mul(y_soft.detach(), 0.0), dim, index, 1.0)
+    return K.add(K.sub(y_hard, y_soft.detach()), y_soft)
 
 
 def glu(input: Tensor, dim: int = -1) -> Tensor:

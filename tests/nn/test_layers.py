@@ -71,6 +71,8 @@ CASES = [
     ("layernorm_2d_shape", lambda m: m.LayerNorm((4, 6), elementwise_affine=True), [(3, 4, 6)]),
     ("layernorm_noaffine", lambda m: m.LayerNorm(6, elementwise_affine=False), [(3, 6)]),
     ("groupnorm", lambda m: m.GroupNorm(2, 6), [(3, 6, 4, 4)]),
+    ("local_response_norm", lambda m: m.LocalResponseNorm(3, alpha=0.1, beta=0.6, k=2.0), [(2, 5, 3, 4)]),
+    ("local_response_norm_3d", lambda m: m.LocalResponseNorm(4), [(2, 6, 5)]),
     ("zeropad2d", lambda m: m.ZeroPad2d((1, 2, 0, 1)), [(2, 3, 4, 5)]),
     ("constantpad1d", lambda m: m.ConstantPad1d(2, 1.5), [(2, 3, 4)]),
     ("reflectionpad2d", lambda m: m.ReflectionPad2d(2), [(2, 3, 4, 5)]),
@@ -418,3 +420,31 @@ def test_lazy_linear():
     assert np.abs(m[0].weight.detach().numpy()).max() <= bound
     t = tnn.Sequential(tnn.Linear(7, 4), tnn.ReLU(), tnn.Linear(4, 2))
     check_module(torch, t, m, r(5, 7))
+
+
+def test_rrelu_train_and_eval():
+    x = r(200, 50)
+    k, t = nn.RReLU(), tnn.RReLU()
+    k.eval()
+    t.eval()
+    check_module(torch, t, k, x)
+    k.train()
+    y = k(kiln.from_numpy(x)).numpy()
+    neg = x < 0
+    ratio = y[neg] / x[neg]
+    assert np.all(ratio >= 1 / 8 - 1e-6) and np.all(ratio <= 1 / 3 + 1e-6) and ratio.std() > 0.02
+    np.testing.assert_array_equal(y[~neg], x[~neg])
+
+
+def test_gumbel_softmax():
+    kiln.manual_seed(0)
+    logits = kiln.from_numpy(np.log(np.array([[0.7, 0.2, 0.1]], dtype=np.float32))).requires_grad_(True)
+    big = logits.expand(4000, 3)
+    soft = nn.functional.gumbel_softmax(big, tau=0.5)
+    np.testing.assert_allclose(soft.detach().numpy().sum(1), 1.0, rtol=1e-5)
+    hard = nn.functional.gumbel_softmax(big, tau=0.5, hard=True)
+    h = hard.detach().numpy()
+    assert set(np.unique(h)) <= {0.0, 1.0} and np.all(h.sum(1) == 1)
+    np.testing.assert_allclose(h.mean(0), [0.7, 0.2, 0.1], atol=0.03)  # samples follow softmax(logits)
+    (hard * kiln.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert logits.grad is not None and np.abs(logits.grad.numpy()).sum() > 0  # straight-through gradient

@@ -159,6 +159,20 @@ class Threshold(Module):
         return f"threshold={self.threshold}, value={self.value}"
 
 
+class RReLU(Module):
+    """Randomised leaky ReLU: slope ~ U(lower, upper) per element in training, (lower + upper) / 2 in eval."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False):
+        super().__init__()
+        self.lower, self.upper, self.inplace = lower, upper, inplace
+
+    def forward(self, input):
+        return F.rrelu(input, self.lower, self.upper, self._guarded_training(), self.inplace)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True" if self.inplace else "")
+
+
 class Hardshrink(Module):
     def __init__(self, lambd: float = 0.5):
         super().__init__()
