@@ -147,7 +147,7 @@ def _to_plain(data):
     return data
 
 
-def _infer_np(data) -> np.ndarray:
+def _infer_np(data, dtype: DType | None = None) -> np.ndarray:
     if isinstance(data, Tensor):
         return np.array(data._concrete("kiln.tensor(tensor)"), copy=True)
     if isinstance(data, (np.ndarray, np.generic)):
@@ -159,6 +159,8 @@ def _infer_np(data) -> np.ndarray:
     if isinstance(data, (str, bytes)):
         raise TypeError(f"kiln.tensor: invalid data type '{type(data).__name__}'")
     target = _infer_dtype(data)
+    if dtype is not None:  # convert Python numbers straight to the requested dtype (no float32 detour)
+        target = dtype.np_dtype
     try:
         arr = np.array(_to_plain(data), dtype=target if target is not None else get_default_dtype().np_dtype)
     except ValueError as e:
@@ -168,7 +170,7 @@ def _infer_np(data) -> np.ndarray:
 
 def tensor(data: Any, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
     """Copy `data` (nested lists, numbers, numpy arrays, tensors) into a new tensor."""
-    arr = _infer_np(data)
+    arr = _infer_np(data, None if dtype is None else dt.get_dtype(dtype))
     if dtype is not None:
         arr = arr.astype(dt.get_dtype(dtype).np_dtype)
     # np.ascontiguousarray would turn a 0-d array into a 1-d one; keep the rank.

@@ -575,6 +575,11 @@ def _sub_block(x, shape, axis):
 
 def _gather_impl(x, idx, axis):
     _check_index_range("gather", x, idx, axis)
+    if idx.size and all(st == 0 or n == 1 for d, (st, n) in enumerate(zip(idx.strides, idx.shape)) if d != axis) \
+            and all(idx.shape[d] == x.shape[d] for d in range(x.ndim) if d != axis):
+        # the index only varies along `axis` (index_select, row gathers): one np.take
+        line = idx[tuple(slice(None) if d == axis else 0 for d in range(idx.ndim))]
+        return np.take(x, line, axis=axis)
     return np.take_along_axis(_sub_block(x, idx.shape, axis), idx, axis=axis)
 
 

@@ -480,3 +480,8 @@ def test_python_float_type_as_dtype_is_float64():
 def test_python_int_and_bool_types_as_dtypes():
     assert kiln.zeros(2, dtype=int).dtype is kiln.int64
     assert kiln.zeros(2, dtype=bool).dtype is kiln.bool
+
+
+def test_python_floats_keep_full_precision_with_float64_dtype():
+    assert kiln.tensor(0.1, dtype=kiln.float64).item() == 0.1
+    assert kiln.tensor([[0.1], [0.2]], dtype=kiln.float64).tolist() == [[0.1], [0.2]]
