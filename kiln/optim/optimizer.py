@@ -247,6 +247,8 @@ class Optimizer:
     """
 
     _tensor_hparams: tuple[str, ...] = ("lr",)
+    #: Options whose zero / non-zero value changes the update's code path (guarded when traced).
+    _branch_on_zero: tuple[str, ...] = ("momentum", "dampening", "weight_decay")
     #: Eager steps run the update formulas on numpy arrays (NumpyOps); set False to run them
     #: with kiln tensor ops (TensorOps, what a trace records) also when eager.
     _eager_numpy: bool = True
@@ -336,8 +338,11 @@ class Optimizer:
         if closure is not None:
             with enable_grad():
                 loss = closure()
+        tr = active_trace()
         with no_grad():
             for group in self.param_groups:
+                if tr is not None:  # retrace if an option's branch (zero / non-zero, a flag) changes later
+                    tr.guard(lambda g=group: _structure(g, self._branch_on_zero))
                 params = [p for p in group["params"] if p.grad is not None]
                 if not params:
                     continue
@@ -458,3 +463,14 @@ class Optimizer:
                     lines.append(f"    {k}: {g[k]}")
         lines.append(")")
         return "\n".join(lines)
+
+
+def _structure(group: dict, zero_keys: tuple[str, ...]) -> tuple:
+    """The Python-level choices a traced update branches on: flags, and whether `zero_keys` are zero."""
+    out = []
+    for k, v in sorted((k, v) for k, v in group.items() if k != "params"):
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            out.append((k, v))
+        elif k in zero_keys and isinstance(v, (int, float)):
+            out.append((k, v != 0))
+    return tuple(out)

@@ -238,3 +238,29 @@ def test_compiled_step_with_zero_grad_set_to_none_false():
     np.testing.assert_allclose(lc, le, rtol=1e-6)
     np.testing.assert_allclose(wc, we, rtol=1e-6, atol=1e-7)
     assert fn.cache_info().misses <= 2  # the first call sees .grad None, later calls a tensor
+
+
+def test_changing_a_structural_option_retraces():
+    import numpy as np
+    import kiln
+    w = kiln.randn(4, 3, requires_grad=True)
+    we = w.detach().clone().requires_grad_()
+    x, y = kiln.randn(8, 4), kiln.randn(8, 3)
+    opt, opte = kiln.optim.SGD([w], lr=0.1), kiln.optim.SGD([we], lr=0.1)
+
+    def step(w, opt):
+        opt.zero_grad()
+        loss = ((x @ w - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    cstep = kiln.compile(lambda: step(w, opt))
+    for i in range(6):
+        if i == 3:
+            for o in (opt, opte):
+                o.param_groups[0]["momentum"] = 0.9
+                o.param_groups[0]["nesterov"] = True
+        assert cstep().item() == step(we, opte).item()
+    np.testing.assert_array_equal(w.detach().numpy(), we.detach().numpy())
+    assert cstep.cache_info().misses == 2
