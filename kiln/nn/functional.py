@@ -23,7 +23,8 @@ __all__ = [
     "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample", "affine_grid", "grid_sample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "batch_norm", "layer_norm", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
+    "batch_norm", "layer_norm", "rms_norm", "max_unpool3d", "lp_pool3d", "adaptive_max_pool3d",
+    "multilabel_margin_loss", "triplet_margin_with_distance_loss", "alpha_dropout", "feature_alpha_dropout", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
     "glu", "hardshrink", "softshrink", "rrelu", "gumbel_softmax", "local_response_norm", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle",
@@ -521,6 +522,21 @@ def _max_unpool(n, fn, input, indices, kernel_size, stride, padding, output_size
     return K.squeeze(out, 0) if input.ndim == n + 1 else out
 
 
+def max_unpool3d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    return _max_unpool(3, "max_unpool3d", input, indices, kernel_size, stride, padding, output_size)
+
+
+def lp_pool3d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    ks = _ntuple(kernel_size, 3, "kernel_size")
+    out = avg_pool3d(K.pow(input, norm_type), ks, stride, 0, ceil_mode)
+    return K.pow(K.mul(K.mul(K.sign(out), K.relu(K.abs(out))), math.prod(ks)), 1.0 / norm_type)
+
+
+def adaptive_max_pool3d(input: Tensor, output_size,
+                        return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    return _adaptive_max(3, "adaptive_max_pool3d", input, output_size, return_indices)
+
+
 def max_unpool1d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
     return _max_unpool(1, "max_unpool1d", input, indices, kernel_size, stride, padding, output_size)
 
@@ -930,6 +946,19 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     return y
 
 
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2 over the trailing dims) + eps) * weight; eps defaults to the dtype's machine epsilon."""
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(ns) > input.ndim or tuple(input.shape[input.ndim - len(ns):]) != ns:
+        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
+                           f"{', '.join(map(str, ns))}], but got input of size{list(input.shape)}")
+    if eps is None:
+        eps = float(np.finfo(input.dtype.np_dtype).eps)
+    axes = tuple(range(input.ndim - len(ns), input.ndim))
+    y = K.mul(input, K.rsqrt(K.add(K.mean(K.mul(input, input), axes, keepdim=True), eps)))
+    return y if weight is None else K.mul(y, weight)
+
+
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Normalise each group of channels over (channels in group, *spatial)."""
@@ -1041,6 +1070,35 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     return _channel_dropout(input, p, training, inplace, 3, "dropout3d")
+
+
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def _alpha_dropout(input: Tensor, p: float, training: bool, feature: bool) -> Tensor:
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return K.mul(input, 0.0)
+    alpha_p = -_SELU_ALPHA * _SELU_SCALE
+    a = ((1 - p) * (1 + p * alpha_p ** 2)) ** -0.5
+    b = -a * alpha_p * p
+    shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2) if feature else tuple(input.shape)
+    keep = K._cast(K.ge(rand(shape, dtype=input.dtype), p), input.dtype)
+    x = K.add(K.mul(input, keep), K.mul(K.rsub(keep, 1.0), alpha_p))
+    return K.add(K.mul(x, a), b)
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """Dropout that keeps SELU's self-normalising mean and variance (dropped values go to -alpha*scale)."""
+    out = _alpha_dropout(input, p, training, False)
+    return input._assign_(out) if inplace and out is not input else out
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    out = _alpha_dropout(input, p, training, True)
+    return input._assign_(out) if inplace and out is not input else out
 
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
@@ -1194,8 +1252,7 @@ def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
-    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
-    out = K.mul(elu(input, alpha), scale)
+    out = K.mul(elu(input, _SELU_ALPHA), _SELU_SCALE)
     return input._assign_(out) if inplace else out
 
 
@@ -1632,6 +1689,38 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     if input.ndim == 1:
         loss = K.squeeze(loss, 0)
     return _reduce(loss, reduction)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                           reduction: str = "mean") -> Tensor:
+    """sum over target classes j and non-target classes i of max(0, 1 - (x[j] - x[i])) / C; targets end at -1."""
+    reduction = _reduction(reduction, size_average, reduce)
+    x = input if input.ndim == 2 else K.unsqueeze(input, 0)
+    t = np.asarray((target if target.ndim == 2 else K.unsqueeze(target, 0))._concrete("multilabel_margin_loss"))
+    n, c = x.shape
+    is_target = np.zeros((n, c), dtype=bool)
+    for b in range(n):
+        for v in t[b]:
+            if v < 0:
+                break
+            is_target[b, v] = True
+    # pair (j target, i non-target): hinge of 1 - x_j + x_i
+    diff = K.add(K.sub(K.unsqueeze(x, 1), K.unsqueeze(x, 2)), 1.0)  # [b, j, i] = 1 - x_j + x_i
+    pair = _const(is_target[:, :, None] & ~is_target[:, None, :])
+    loss = K.div(K.sum(K.where(pair, K.clamp_min(diff, 0.0), _zero(diff)), (1, 2)), float(c))
+    if input.ndim == 1:
+        loss = K.squeeze(loss, 0)
+    return _reduce(loss, reduction)
+
+
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *, distance_function=None,
+                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction)
+    dist = distance_function if distance_function is not None else pairwise_distance
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_neg = K.minimum(d_neg, dist(positive, negative))
+    return _reduce(K.clamp_min(K.add(K.sub(d_pos, d_neg), margin), 0.0), reduction)
 
 
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,

@@ -71,6 +71,11 @@ CASES = [
     ("layernorm_2d_shape", lambda m: m.LayerNorm((4, 6), elementwise_affine=True), [(3, 4, 6)]),
     ("layernorm_noaffine", lambda m: m.LayerNorm(6, elementwise_affine=False), [(3, 6)]),
     ("groupnorm", lambda m: m.GroupNorm(2, 6), [(3, 6, 4, 4)]),
+    ("rmsnorm", lambda m: m.RMSNorm((3, 4)), [(2, 3, 4)]),
+    ("rmsnorm_eps", lambda m: m.RMSNorm(4, eps=1e-3, elementwise_affine=False), [(5, 4)]),
+    ("syncbatchnorm", lambda m: m.SyncBatchNorm(3), [(4, 3, 2, 2, 2)]),
+    ("adaptivemax3d", lambda m: m.AdaptiveMaxPool3d((2, 3, 2)), [(1, 2, 5, 6, 3)]),
+    ("lppool3d", lambda m: m.LPPool3d(2, 2), [(1, 2, 4, 4, 4)]),
     ("local_response_norm", lambda m: m.LocalResponseNorm(3, alpha=0.1, beta=0.6, k=2.0), [(2, 5, 3, 4)]),
     ("local_response_norm_3d", lambda m: m.LocalResponseNorm(4), [(2, 6, 5)]),
     ("zeropad2d", lambda m: m.ZeroPad2d((1, 2, 0, 1)), [(2, 3, 4, 5)]),
@@ -448,3 +453,37 @@ def test_gumbel_softmax():
     np.testing.assert_allclose(h.mean(0), [0.7, 0.2, 0.1], atol=0.03)  # samples follow softmax(logits)
     (hard * kiln.tensor([1.0, 2.0, 3.0])).sum().backward()
     assert logits.grad is not None and np.abs(logits.grad.numpy()).sum() > 0  # straight-through gradient
+
+
+def test_alpha_dropout_keeps_selu_statistics():
+    kiln.manual_seed(0)
+    x = kiln.randn(400, 500)
+    for cls in ("AlphaDropout", "FeatureAlphaDropout"):
+        d = getattr(nn, cls)(0.2)
+        y = d(x if cls == "AlphaDropout" else x.view(400, 500, 1)).numpy()
+        assert abs(y.mean()) < 0.02 and abs(y.std() - 1) < 0.03
+        d.eval()
+        np.testing.assert_array_equal(d(x).numpy(), x.numpy())
+
+
+def test_more_losses_and_unpool3d():
+    x = r(3, 5)
+    tgt = np.array([[3, 0, -1, 1, 1], [1, 2, 4, -1, 0], [0, 1, 2, 3, 4]], dtype=np.int64)
+    for red in ("mean", "sum", "none"):
+        kx, tx = kiln.from_numpy(x).requires_grad_(True), torch.tensor(x, requires_grad=True)
+        ko = nn.MultiLabelMarginLoss(reduction=red)(kx, kiln.from_numpy(tgt))
+        to = tnn.MultiLabelMarginLoss(reduction=red)(tx, torch.tensor(tgt))
+        close(ko, to)
+        ko.sum().backward()
+        to.sum().backward()
+        close(kx.grad, tx.grad)
+    a, p, n = r(4, 6), r(4, 6), r(4, 6)
+    dist = lambda u, v: (u - v).abs().sum(-1)  # noqa: E731
+    close(nn.TripletMarginWithDistanceLoss(distance_function=dist, swap=True)(*(kiln.from_numpy(v) for v in (a, p, n))),
+          tnn.TripletMarginWithDistanceLoss(distance_function=dist, swap=True)(*(torch.tensor(v) for v in (a, p, n))))
+    assert nn.NLLLoss2d is nn.NLLLoss
+    v = r(1, 2, 4, 4, 4)
+    tv, ti = tnn.functional.max_pool3d(torch.tensor(v), 2, return_indices=True)
+    kv, ki = nn.functional.max_pool3d(kiln.from_numpy(v), 2, return_indices=True)
+    np.testing.assert_array_equal(ki.numpy(), ti.numpy())
+    close(nn.MaxUnpool3d(2)(kv, ki), tnn.MaxUnpool3d(2)(tv, ti))

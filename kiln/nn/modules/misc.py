@@ -44,6 +44,18 @@ class Dropout3d(_DropoutNd):
         return F.dropout3d(input, self.p, self._guarded_training(), self.inplace)
 
 
+class AlphaDropout(_DropoutNd):
+    """Dropout for SELU networks: keeps zero mean and unit variance."""
+
+    def forward(self, input):
+        return F.alpha_dropout(input, self.p, self._guarded_training())
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    def forward(self, input):
+        return F.feature_alpha_dropout(input, self.p, self._guarded_training())
+
+
 class Embedding(Module):
     """A lookup table: weight (num_embeddings, embedding_dim) ~ N(0, 1), the padding_idx row zero."""
 
