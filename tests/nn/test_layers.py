@@ -125,8 +125,9 @@ CASES = [
     ("log_softmax", lambda m: m.LogSoftmax(dim=1), [(3, 7)]),
     ("prelu", lambda m: m.PReLU(3), [(2, 3, 4)]),
     ("sequential", lambda m: m.Sequential(m.Linear(4, 8), m.ReLU(), m.Linear(8, 3), m.Tanh()), [(5, 4)]),
-    ("sequential_inplace_act", lambda m: m.Sequential(m.Conv2d(2, 3, 3, bias=False), m.BatchNorm2d(3), m.ReLU(inplace=True),
-                                                      m.Flatten(), m.Linear(27, 4), m.LeakyReLU(0.1, inplace=True)),
+    ("sequential_inplace_act", lambda m: m.Sequential(m.Conv2d(2, 3, 3, bias=False), m.BatchNorm2d(3),
+                                                      m.ReLU(inplace=True), m.Flatten(), m.Linear(27, 4),
+                                                      m.LeakyReLU(0.1, inplace=True)),
      [(2, 2, 5, 5)]),
 ]
 
@@ -487,3 +488,24 @@ def test_more_losses_and_unpool3d():
     kv, ki = nn.functional.max_pool3d(kiln.from_numpy(v), 2, return_indices=True)
     np.testing.assert_array_equal(ki.numpy(), ti.numpy())
     close(nn.MaxUnpool3d(2)(kv, ki), tnn.MaxUnpool3d(2)(tv, ti))
+
+
+def test_lazy_conv_and_norm_modules_match_torch_after_materialising():
+    build = lambda m: m.Sequential(m.LazyConv2d(4, 3, padding=1, bias=False), m.LazyBatchNorm2d(), m.ReLU(),  # noqa
+                                   m.LazyConvTranspose2d(2, 2, stride=2, bias=False),
+                                   m.LazyInstanceNorm2d(affine=True),
+                                   m.Flatten(), m.LazyLinear(5))
+    t, k = build(tnn), build(nn)
+    x = r(2, 3, 6, 6)
+    t(torch.tensor(x))
+    k(kiln.from_numpy(x))
+    assert [type(v).__name__ for v in k] == [type(v).__name__ for v in t]
+    assert {n: tuple(v.shape) for n, v in k.state_dict().items()} == \
+        {n: tuple(v.shape) for n, v in t.state_dict().items()}
+    check_module(torch, t, k, r(2, 3, 6, 6))
+
+
+def test_data_parallel_wraps_module():
+    t, k = tnn.DataParallel(tnn.Linear(3, 2)), nn.DataParallel(nn.Linear(3, 2))
+    assert list(k.state_dict()) == list(t.state_dict()) == ["module.weight", "module.bias"]
+    check_module(torch, t, k, r(4, 3))
