@@ -108,7 +108,8 @@ class _LazyNorm:
     def forward(self, input):
         target = type(self)._target
         if self.num_features == 0:
-            c = int(input.shape[1] if input.ndim > 1 else input.shape[0])
+            unbatched = getattr(target, "_n", 0) and input.ndim == target._n + 1  # instance norm on (C, *S)
+            c = int(input.shape[0] if unbatched or input.ndim == 1 else input.shape[1])
             self.num_features = c
             for t in (self.weight, self.bias, self.running_mean, self.running_var):
                 if t is not None:
