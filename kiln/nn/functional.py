@@ -24,7 +24,7 @@ __all__ = [
     "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample", "affine_grid", "grid_sample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
     "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
     "batch_norm", "layer_norm", "rms_norm", "max_unpool3d", "lp_pool3d", "adaptive_max_pool3d",
-    "multilabel_margin_loss", "triplet_margin_with_distance_loss", "alpha_dropout", "feature_alpha_dropout", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
+    "multilabel_margin_loss", "triplet_margin_with_distance_loss", "ctc_loss", "alpha_dropout", "feature_alpha_dropout", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
     "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
     "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
     "glu", "hardshrink", "softshrink", "rrelu", "gumbel_softmax", "local_response_norm", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle",
@@ -1721,6 +1721,85 @@ def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative
     if swap:
         d_neg = K.minimum(d_neg, dist(positive, negative))
     return _reduce(K.clamp_min(K.add(K.sub(d_pos, d_neg), margin), 0.0), reduction)
+
+
+_CTC_NEG = -1e30  # "log 0" kept finite, so logsumexp over unreachable states has a finite (zero) gradient
+
+
+def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """Connectionist Temporal Classification loss (the forward algorithm in log space, differentiated by autograd).
+
+    log_probs: (T, N, C) log-softmax outputs (or (T, C) unbatched); targets: (N, S) padded or 1-D concatenated.
+    'mean' divides each sample's loss by its target length, then averages, as PyTorch.
+    """
+    reduction = _reduction(reduction)
+    unbatched = log_probs.ndim == 2
+    lp = K.unsqueeze(log_probs, 1) if unbatched else log_probs
+    t_max, n, c = lp.shape
+    in_len = _lengths_of(input_lengths, n)
+    tg_len = _lengths_of(target_lengths, n)
+    tg = np.asarray(targets._concrete("ctc_loss targets") if isinstance(targets, Tensor) else targets,
+                    dtype=np.int64)
+    if unbatched:
+        tg = tg.reshape(1, -1)
+    if tg.ndim == 1:  # concatenated
+        offs = np.concatenate([[0], np.cumsum(tg_len)])
+        rows = [tg[offs[i]:offs[i + 1]] for i in range(n)]
+    else:
+        rows = [tg[i, :tg_len[i]] for i in range(n)]
+    if np.any(in_len > t_max) or np.any(in_len < 1):
+        raise RuntimeError(f"ctc_loss: input_lengths must be in [1, {t_max}], got {in_len.tolist()}")
+    s_max = int(max(tg_len.max(), 0)) if n else 0
+    width = 2 * s_max + 1
+    ext = np.full((n, width), blank, dtype=np.int64)
+    skip = np.zeros((n, width), dtype=bool)  # the s-2 transition is allowed
+    valid = np.zeros((n, width), dtype=bool)
+    for i, row in enumerate(rows):
+        ext[i, 1:2 * len(row):2] = row
+        valid[i, :2 * len(row) + 1] = True
+        for sidx in range(3, 2 * len(row), 2):
+            skip[i, sidx] = ext[i, sidx] != ext[i, sidx - 2]
+    neg = K.full_const(_CTC_NEG, (), lp.dtype)
+    ext_t = _const(ext)
+    valid_t, skip_t = _const(valid), _const(skip)
+
+    def emit(t):  # log-prob of each extended label at time t: (N, width)
+        return K.gather(lp[t], 1, ext_t)
+
+    init = np.full((n, width), False)
+    init[:, 0] = True
+    init[:, 1] = tg_len > 0
+    alpha = K.where(_const(init), emit(0), neg)
+    final = alpha
+    ends = in_len - 1
+    for t in range(1, t_max):
+        prev1 = pad(alpha, (1, 0), value=_CTC_NEG)[:, :width]
+        prev2 = K.where(skip_t, pad(alpha, (2, 0), value=_CTC_NEG)[:, :width], neg)
+        alpha = K.add(K.logsumexp(K.stack([alpha, prev1, prev2], 0), 0), emit(t))
+        alpha = K.where(valid_t, alpha, neg)
+        if np.any(ends == t):
+            final = K.where(_const((ends == t)[:, None]), alpha, final)
+    last = np.stack([2 * tg_len, np.maximum(2 * tg_len - 1, 0)], 1)
+    ends_lp = K.gather(final, 1, _const(last))
+    both = np.stack([np.ones(n, dtype=bool), tg_len > 0], 1)
+    loss = K.neg(K.logsumexp(K.where(_const(both), ends_lp, neg), 1))  # (N,)
+    impossible = K.gt(loss, -_CTC_NEG / 10)
+    fill = 0.0 if zero_infinity else math.inf
+    loss = K.where(impossible, K.full_const(fill, (), loss.dtype), loss)
+    if reduction == "mean":
+        return K.mean(K.div(loss, _const(np.maximum(tg_len, 1).astype(loss.dtype.np_dtype))))
+    if reduction == "sum":
+        return K.sum(loss)
+    return K.squeeze(loss, 0) if unbatched else loss
+
+
+def _lengths_of(lengths, n: int) -> np.ndarray:
+    arr = np.asarray(lengths._concrete("ctc_loss lengths") if isinstance(lengths, Tensor) else lengths,
+                     dtype=np.int64).reshape(-1)
+    if arr.size != n:
+        raise RuntimeError(f"ctc_loss: expected {n} lengths, got {arr.size}")
+    return arr
 
 
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,

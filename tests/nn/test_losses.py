@@ -225,3 +225,37 @@ def test_more_loss_modules_state_and_repr():
     x, y, var = r(3, 2), r(3, 2), np.abs(r(3, 2)) + 0.5
     close(nn.GaussianNLLLoss()(kiln.from_numpy(x), kiln.from_numpy(y), kiln.from_numpy(var)),
           torch.nn.GaussianNLLLoss()(torch.tensor(x), torch.tensor(y), torch.tensor(var)))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("layout", ["padded", "concatenated"])
+def test_ctc_loss_matches_torch(reduction, layout):
+    T, N, C = 12, 3, 5
+    logits = r(T, N, C)
+    tg = rng.integers(1, C, size=(N, 4)).astype(np.int64)
+    tg[0, 1] = tg[0, 0]  # a repeated label needs a blank between
+    il, tl = np.array([12, 9, 7]), np.array([4, 2, 3])
+    targets = tg if layout == "padded" else np.concatenate([tg[i, :tl[i]] for i in range(N)])
+    # PyTorch's ctc_loss gradient is taken through log_softmax (its formula assumes normalised log-probs),
+    # so compare gradients with respect to the logits
+    tx, kx = torch.tensor(logits, requires_grad=True), kiln.from_numpy(logits).requires_grad_(True)
+    t = TF.ctc_loss(tx.log_softmax(2), torch.tensor(targets), torch.tensor(il), torch.tensor(tl), reduction=reduction)
+    k = nn.CTCLoss(reduction=reduction)(F.log_softmax(kx, 2), kiln.from_numpy(targets), il, tl)
+    close(k, t)
+    t.sum().backward()
+    k.sum().backward()
+    close(kx.grad, tx.grad)
+
+
+def test_ctc_loss_impossible_alignment_and_unbatched():
+    lp = np.log(np.full((3, 1, 4), 0.25, dtype=np.float32))
+    tg, il, tl = np.array([[1, 1, 2]]), [3], [3]  # needs 4 frames (blank between the repeats)
+    args_t = (torch.tensor(lp), torch.tensor(tg), torch.tensor(il), torch.tensor(tl))
+    args_k = (kiln.from_numpy(lp), kiln.from_numpy(tg), il, tl)
+    for zi in (False, True):
+        t = TF.ctc_loss(*args_t, reduction="none", zero_infinity=zi)
+        k = F.ctc_loss(*args_k, reduction="none", zero_infinity=zi)
+        np.testing.assert_array_equal(k.numpy(), t.numpy())
+    x = torch.randn(6, 4).log_softmax(1).numpy()
+    close(F.ctc_loss(kiln.from_numpy(x), kiln.tensor([1, 2]), [6], [2]),
+          TF.ctc_loss(torch.tensor(x), torch.tensor([1, 2]), torch.tensor([6]), torch.tensor([2])))

@@ -12,7 +12,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CosineEmbeddingLoss, CrossEntropy
                    HingeEmbeddingLoss, HuberLoss, KLDivLoss, L1Loss, MarginRankingLoss, MSELoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss,
                    TripletMarginLoss)
-from .loss import MultiLabelMarginLoss, NLLLoss2d, TripletMarginWithDistanceLoss
+from .loss import CTCLoss, MultiLabelMarginLoss, NLLLoss2d, TripletMarginWithDistanceLoss
 from .misc import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d, ConstantPad2d, ConstantPad3d,
                    CosineSimilarity, Dropout, Dropout1d, Dropout2d, Dropout3d, Embedding, EmbeddingBag, Flatten, PairwiseDistance,
                    ReflectionPad1d, ReflectionPad2d, ReflectionPad3d, ReplicationPad1d, ReplicationPad2d,
