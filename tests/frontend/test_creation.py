@@ -71,6 +71,13 @@ def test_zero_dim_tensor_keeps_rank():
     assert kiln.as_tensor(2.5).shape == ()
 
 
+def test_tensor_with_float64_dtype_keeps_python_float_precision():
+    assert kiln.tensor([0.1], dtype=kiln.float64).item() == 0.1
+    assert kiln.tensor(1 / 3, dtype=kiln.float64).item() == 1 / 3
+    assert kiln.tensor([[0.1, 0.2]], dtype="float64").tolist() == [[0.1, 0.2]]
+    assert kiln.tensor([2 ** 53 + 1], dtype=kiln.int64).item() == 2 ** 53 + 1
+
+
 def test_tensor_with_dtype_argument():
     assert_same(kiln.tensor([1.7, -1.2], dtype=kiln.int64), np.array([1, -1]))
     assert_same(kiln.tensor([1, 0, 2], dtype=kiln.bool), np.array([True, False, True]))
