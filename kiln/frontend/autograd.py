@@ -96,6 +96,12 @@ class AccumulateGrad:
         return "AccumulateGrad"
 
 
+# grad_fn names as PyTorch prints them, where kiln's primitive name differs
+_TORCH_NAMES = {"reduce_sum": "Sum", "reduce_max": "Amax", "reduce_min": "Amin", "reduce_prod": "Prod",
+                "logistic": "Sigmoid", "select": "Where", "broadcast_to": "Expand", "reshape": "View",
+                "cast": "ToCopy", "matmul": "Mm", "concat": "Cat", "pad": "ConstantPadNd", "scatter_add": "ScatterAdd"}
+
+
 class BackwardNode:
     """One recorded primitive application: inputs' edges plus what its VJP needs."""
 
@@ -117,7 +123,8 @@ class BackwardNode:
     n_outputs = 1
 
     def name(self) -> str:
-        return "".join(p.capitalize() for p in self.prim.name.split("_")) + "Backward0"
+        base = _TORCH_NAMES.get(self.prim.name) or "".join(p.capitalize() for p in self.prim.name.split("_"))
+        return base + "Backward0"
 
     def run(self, grads: list, create_graph: bool) -> Sequence:
         return _apply_rule(self, grads[0])

@@ -156,8 +156,20 @@ class Tensor:
 
     __array_priority__ = 1000
 
+    def __new__(cls, *args, **kwargs):
+        """The legacy constructor, as torch.Tensor: `Tensor(data)` copies data as float32,
+        `Tensor(*sizes)` makes a (zero-filled) float32 tensor of that shape."""
+        if cls is not Tensor:
+            return object.__new__(cls)
+        from .creation import tensor, zeros
+        if kwargs:
+            raise TypeError(f"Tensor() got unexpected keyword arguments {sorted(kwargs)}; use kiln.tensor(...)")
+        if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
+            return tensor(args[0], dtype=dt.float32)
+        return zeros(*args, dtype=dt.float32)
+
     def __init__(self, *args, **kwargs):
-        raise TypeError("create tensors with kiln.tensor(...), kiln.zeros(...), kiln.from_numpy(...) and friends")
+        pass
 
     @classmethod
     def _make(cls, value, trace=None) -> "Tensor":
@@ -490,9 +502,12 @@ class Tensor:
             arr = self._cell.value
             src = new if isinstance(new, np.ndarray) else new._cell.value
             if not arr.flags.writeable:
-                raise RuntimeError("unsupported operation: more than one element of the written-to tensor refers "
-                                   "to a single memory location (it is an expanded view). Please clone() the tensor "
-                                   "before performing the operation.")
+                if 0 in arr.strides and arr.size > 1:
+                    raise RuntimeError("unsupported operation: more than one element of the written-to tensor "
+                                       "refers to a single memory location (it is an expanded view). Please clone() "
+                                       "the tensor before performing the operation.")
+                raise RuntimeError("cannot write into this tensor in place: it shares memory with a read-only numpy "
+                                   "array (from_numpy of a non-writeable array); clone() it first")
             np.copyto(arr, src, casting="unsafe")
         else:
             if self._base is not None:

@@ -249,10 +249,10 @@ def _cast_rule(avals, dtype):
 
 def _cast_impl(x, dtype):
     d = dt.get_dtype(dtype)
-    if d.is_integer and x.dtype.kind == "f":
-        with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # overflow to inf (or wrap for ints) as PyTorch, without warnings
+        if d.is_integer and x.dtype.kind == "f":
             return np.trunc(x).astype(d.np_dtype)
-    return x.astype(d.np_dtype)
+        return x.astype(d.np_dtype)
 
 
 def _cast_vjp(ops, g, inputs, out, dtype):

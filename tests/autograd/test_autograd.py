@@ -182,3 +182,17 @@ def test_views_see_base_updates_inside_compile():
     eb.add_(1)
     erow.mul_(10)
     assert b.tolist() == eb.tolist() and row.tolist() == erow.tolist() and flat.tolist() == eflat.tolist()
+
+
+def test_grad_fn_names_follow_pytorch():
+    x = kiln.ones(2, 2, requires_grad=True)
+    assert x.sum().grad_fn.name() == "SumBackward0"
+    assert x.sigmoid().grad_fn.name() == "SigmoidBackward0"
+    assert kiln.where(x > 0, x, 0.0).grad_fn.name() == "WhereBackward0"
+    assert (x @ x).grad_fn.name() == "MmBackward0"
+
+
+def test_legacy_tensor_constructor():
+    t = kiln.Tensor([1, 2])
+    assert t.dtype is kiln.float32 and t.tolist() == [1.0, 2.0]
+    assert kiln.Tensor(2, 3).shape == (2, 3)
