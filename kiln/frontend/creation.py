@@ -319,12 +319,18 @@ class Generator:
     def set_state(self, state: Tensor) -> None:
         self.state._assign_value(np.asarray(state, dtype=np.int64))
 
-    def uniform(self, shape, dtype: DType) -> Tensor:
-        """U[0, 1) of `shape`, advancing the offset by the number of elements."""
+    def uniform(self, shape, dtype: DType, stream: int = 0) -> Tensor:
+        """U[0, 1) of `shape`, advancing the offset by the number of elements.
+
+        `stream` (0-127) selects a disjoint counter range, so different kinds of draws
+        (rand, randint, randperm, normal, ...) from equal seeds are not the same numbers.
+        """
         n = math.prod(shape)
         with no_grad():
             seed = apply("reshape", apply("slice", self.state, starts=(0,), stops=(1,), steps=(1,)), shape=())
             off = apply("reshape", apply("slice", self.state, starts=(1,), stops=(2,), steps=(1,)), shape=())
+            if stream:
+                off = apply("add", off, apply("constant", value=stream << 56, shape=(), dtype=dt.int64))
             u = apply("random_uniform", seed, off, shape=tuple(shape), dtype=dtype)
             if n:
                 inc = apply("constant", value=[0, n], shape=(2,), dtype=dt.int64)
@@ -332,6 +338,9 @@ class Generator:
                                          self.state._cell.value + np.array([0, n], dtype=np.int64))
         return u
 
+
+# counter streams of the different kinds of draws (rand and friends use stream 0)
+_NORMAL, _RANDINT, _RANDPERM, _BERNOULLI = 1, 2, 3, 4
 
 default_generator = Generator()
 
@@ -372,7 +381,7 @@ def _normal(shape, d: DType, generator) -> Tensor:
     g = _gen(generator)
     n = math.prod(shape)
     with no_grad():
-        u = g.uniform((2, n), dt.float64)
+        u = g.uniform((2, n), dt.float64, stream=_NORMAL)
         u1 = apply("reshape", apply("slice", u, starts=(0, 0), stops=(1, n), steps=(1, 1)), shape=tuple(shape))
         u2 = apply("reshape", apply("slice", u, starts=(1, 0), stops=(2, n), steps=(1, 1)), shape=tuple(shape))
         r = ((1.0 - u1).log() * -2.0).sqrt()
@@ -395,7 +404,7 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     if high <= low:
         raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
     shape = _size_arg((size,) if not isinstance(size, (list, tuple)) else tuple(size))
-    u = _gen(generator).uniform(shape, dt.float64)
+    u = _gen(generator).uniform(shape, dt.float64, stream=_RANDINT)
     with no_grad():
         v = (u * float(high - low)).floor() + float(low)
     return _finish(_cast(v, dt.get_dtype(dtype) if dtype else dt.int64), False, device)
@@ -405,7 +414,7 @@ def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
     if active_trace() is not None:
         raise RuntimeError("randperm inside kiln.compile is not supported (it needs a sort); draw the permutation "
                            "outside the compiled function")
-    u = _gen(generator).uniform((n,), dt.float64)
+    u = _gen(generator).uniform((n,), dt.float64, stream=_RANDPERM)
     perm = np.argsort(u._cell.value, kind="stable").astype(dt.get_dtype(dtype).np_dtype if dtype else np.int64)
     return _finish(Tensor._make(perm), False, device)
 
@@ -432,5 +441,6 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tenso
 
 def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
     probs = input if p is None else full_like(input, p)
-    u = _gen(generator).uniform(tuple(input.shape), probs.dtype if probs.dtype.is_floating_point else dt.float32)
+    u = _gen(generator).uniform(tuple(input.shape), probs.dtype if probs.dtype.is_floating_point else dt.float32,
+                                stream=_BERNOULLI)
     return _cast(u < probs, input.dtype)

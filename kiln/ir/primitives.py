@@ -709,7 +709,8 @@ def _mix64(z: np.ndarray) -> np.ndarray:
 def random_bits(seed: int, offset: int, n: int) -> np.ndarray:
     """The counter-based generator: 64 random bits for counters offset..offset+n-1."""
     with np.errstate(over="ignore"):
-        key = _mix64(np.asarray([seed & _M64], dtype=np.uint64))[0]
+        # offset the seed before mixing: the finaliser maps 0 to 0, which made seed 0's first draw 0.0
+        key = _mix64(np.asarray([(seed + 0x632BE59BD9B4E019) & _M64], dtype=np.uint64))[0]
         ctr = np.arange(n, dtype=np.uint64) + np.uint64(offset & _M64)
         return _mix64(key + ctr * np.uint64(0x9E3779B97F4A7C15))
 

@@ -283,3 +283,16 @@ def test_grads_computed_outside_are_read_through_their_owner():
             update()
     assert w.tolist() == [1 - 0.5 * 6, 1 - 1.0 * 6, 1 - 1.5 * 6]
     assert update.cache_info().misses == 1
+
+
+def test_random_streams_are_decorrelated():
+    kiln.manual_seed(0)
+    y = kiln.randint(0, 4, (1024,))
+    p = kiln.randperm(1024, generator=kiln.Generator().manual_seed(0))
+    assert len(set(y[p][:40].tolist())) > 1  # the permutation is not the label order
+    assert kiln.Generator().manual_seed(0).uniform((1,), kiln.float64).item() != 0.0
+    kiln.manual_seed(3)
+    a = kiln.rand(1000)
+    kiln.manual_seed(3)
+    b = kiln.randint(0, 2, (1000,))
+    assert abs(np.corrcoef(a.numpy(), b.numpy())[0, 1]) < 0.2
