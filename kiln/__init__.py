@@ -45,3 +45,4 @@ def numel(t: Tensor) -> "builtins.int":
 from .frontend.serialization import save, load  # noqa: E402
 from . import optim, utils  # noqa: E402
 from . import nn  # noqa: E402
+from . import cuda  # noqa: E402

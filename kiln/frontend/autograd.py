@@ -85,7 +85,7 @@ class SavedValue:
 class AccumulateGrad:
     """The sink for a leaf tensor's gradient."""
 
-    __slots__ = ("tensor", "__weakref__")
+    __slots__ = ("tensor", "hooks", "__weakref__")
 
     def __init__(self, tensor):
         self.tensor = tensor
@@ -106,7 +106,7 @@ class BackwardNode:
     """One recorded primitive application: inputs' edges plus what its VJP needs."""
 
     __slots__ = ("prim", "attrs", "next", "saved_in", "saved_out", "in_avals", "out_aval", "freed",
-                 "retained", "__weakref__")
+                 "retained", "hooks", "__weakref__")
 
     def __init__(self, prim: Primitive, attrs: dict[str, Any], inputs: Sequence, out):
         self.prim = prim
@@ -119,6 +119,7 @@ class BackwardNode:
         self.saved_out = SavedValue(out, is_output=True) if "o" in what else None
         self.freed = False
         self.retained = None  # weakref to a non-leaf tensor that called retain_grad()
+        self.hooks: dict | None = None  # {output index: {handle id: fn}} from Tensor.register_hook
 
     n_outputs = 1
 
@@ -221,6 +222,18 @@ def _toposort(roots) -> list:
     return order
 
 
+def _run_hooks(hooks: dict, slots: list) -> list:
+    """Tensor.register_hook functions: each may return a replacement gradient."""
+    slots = list(slots)
+    for nr, fns in hooks.items():
+        for fn in list(fns.values()):
+            if slots[nr] is not None:
+                r = fn(slots[nr])
+                if r is not None:
+                    slots[nr] = r
+    return slots
+
+
 def _edge_of(t) -> tuple:
     if t._grad_fn is not None:
         return (t._grad_fn, t._output_nr)
@@ -268,6 +281,9 @@ def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, c
             slots = pending.pop(id(node), None)
             if slots is None or all(g is None for g in slots):
                 continue
+            hooks = node.tensor._hooks if isinstance(node, AccumulateGrad) else getattr(node, "hooks", None)
+            if hooks:
+                slots = _run_hooks(hooks, slots)
             if want is not None:
                 for nr, g in enumerate(slots):
                     if (id(node), nr) in want and g is not None:

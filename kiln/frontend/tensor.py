@@ -185,6 +185,7 @@ class Tensor:
         t._output_nr = 0
         t._grad = None
         t._acc = None
+        t._hooks = None  # leaf gradient hooks {0: {id: fn}}
         return t
 
     # -- metadata --------------------------------------------------------------------
@@ -390,6 +391,21 @@ class Tensor:
             with no_grad():
                 self._grad.add_(g)
 
+    def register_hook(self, hook) -> "_HookHandle":
+        """Call `hook(grad)` when this tensor's gradient is computed; a returned tensor replaces it."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is None:
+            if self._hooks is None:
+                self._hooks = {0: {}}
+            table = self._hooks[0]
+        else:
+            node = self._grad_fn
+            if getattr(node, "hooks", None) is None:
+                node.hooks = {}
+            table = node.hooks.setdefault(self._output_nr, {})
+        return _HookHandle(table, hook)
+
     def retain_grad(self) -> None:
         if self._grad_fn is None:
             return
@@ -531,6 +547,21 @@ class Tensor:
             self._output_nr = result._output_nr
             self._requires_grad = True
         return self
+
+
+class _HookHandle:
+    """Returned by register_hook; `remove()` unregisters the hook."""
+
+    _next = 0
+
+    def __init__(self, table: dict, fn):
+        _HookHandle._next += 1
+        self.id = _HookHandle._next
+        self._table = table
+        table[self.id] = fn
+
+    def remove(self) -> None:
+        self._table.pop(self.id, None)
 
 
 def _norm_dim(dim: int, ndim: int) -> int:

@@ -196,3 +196,25 @@ def test_legacy_tensor_constructor():
     t = kiln.Tensor([1, 2])
     assert t.dtype is kiln.float32 and t.tolist() == [1.0, 2.0]
     assert kiln.Tensor(2, 3).shape == (2, 3)
+
+
+def test_register_hook_on_leaf_and_intermediate():
+    x = kiln.tensor([1.0, 2.0], requires_grad=True)
+    seen = []
+    h = x.register_hook(lambda g: g * 10)
+    y = x * 3
+    y.register_hook(lambda g: seen.append(g.tolist()))
+    y.sum().backward()
+    assert seen == [[1.0, 1.0]] and x.grad.tolist() == [30.0, 30.0]
+    h.remove()
+    x.grad = None
+    (x * 3).sum().backward()
+    assert x.grad.tolist() == [3.0, 3.0]
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        kiln.ones(2).register_hook(lambda g: g)
+
+
+def test_cuda_namespace_reports_no_device():
+    assert kiln.cuda.is_available() is False and kiln.cuda.device_count() == 0
+    device = "cuda" if kiln.cuda.is_available() else "cpu"
+    assert kiln.zeros(2, device=device).device == kiln.device("cpu")
