@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Sequence
 
-from ..ir.primitives import Primitive
+from ..ir.primitives import Primitive, get_primitive
 from ..ir.ruleops import RuleOps
 
 _state = threading.local()
@@ -191,7 +191,6 @@ def _bind_skipping_unsaved(name: str, *args, **attrs):
 
     Such values are cotangents of inputs that need no gradient; the engine drops them.
     """
-    from ..ir.primitives import get_primitive
     from .tensor import apply
     if any(isinstance(a, Aval) for a in args):
         shape, dtype = get_primitive(name).abstract_eval(args, attrs)

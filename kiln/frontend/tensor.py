@@ -75,6 +75,9 @@ def _check_device(spec) -> device:
     return d
 
 
+_NP_TO_DTYPE = {d.np_dtype: d for d in dt.ALL_DTYPES}
+
+
 class _Cell:
     __slots__ = ("value", "trace")
 
@@ -201,7 +204,10 @@ class Tensor:
     @property
     def dtype(self) -> DType:
         v = self._cell.value
-        return v.dtype if isinstance(v, Node) else dt.from_numpy_dtype(v.dtype)
+        try:
+            return _NP_TO_DTYPE[v.dtype]
+        except KeyError:
+            return v.dtype if isinstance(v, Node) else dt.from_numpy_dtype(v.dtype)
 
     @property
     def device(self) -> device:
