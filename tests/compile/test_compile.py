@@ -296,3 +296,18 @@ def test_random_streams_are_decorrelated():
     kiln.manual_seed(3)
     b = kiln.randint(0, 2, (1000,))
     assert abs(np.corrcoef(a.numpy(), b.numpy())[0, 1]) < 0.2
+
+
+def test_interpreter_program_is_cached_and_frees_dead_values():
+    from kiln.runtime.interpreter import _program, run_graph
+    g = kiln.make_graph(lambda x: ((x * 2).exp() + 1).sum())(kiln.ones(3))
+    a = np.ones(3, dtype=np.float32)
+    out = run_graph(g, [a])
+    assert _program(g) is _program(g)
+    np.testing.assert_allclose(out[0], 3 * (np.exp(2) + 1), rtol=1e-6)
+    # every intermediate is released after its last use (only inputs and outputs survive)
+    prog = _program(g)
+    freed = {s for *_, dead in prog.steps for s in dead}
+    assert freed == set(range(1, prog.n_slots)) - set(prog.outputs)
+    with pytest.raises(ValueError, match="expects f"):
+        run_graph(g, [np.ones(4, dtype=np.float32)])
