@@ -47,9 +47,9 @@ class Primitive:
     def abstract_eval(self, avals, attrs: dict[str, Any]):
         if self.arity is not None and len(avals) != self.arity:
             raise ShapeError(f"{self.name}: expected {self.arity} inputs, got {len(avals)}")
-        missing = [a for a in self.attrs if a not in attrs]
-        unknown = [a for a in attrs if a not in self.attrs]
-        if missing or unknown:
+        if len(attrs) != len(self.attrs) or not all(a in attrs for a in self.attrs):
+            missing = [a for a in self.attrs if a not in attrs]
+            unknown = [a for a in attrs if a not in self.attrs]
             raise ShapeError(f"{self.name}: missing attributes {missing}, unknown attributes {unknown}")
         return self.shape_rule(avals, **attrs)
 
