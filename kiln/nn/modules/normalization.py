@@ -2,13 +2,33 @@
 from __future__ import annotations
 
 from ...frontend.autograd import no_grad
-from ...frontend.creation import empty, ones, tensor, zeros
+from ...frontend.creation import ones, tensor, zeros
 from ...ir import dtypes as dt
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
 from .module import Module
 
+
+
+def _register_affine_and_stats(m: Module, num_features: int, affine: bool, bias: bool, track: bool, dtype) -> None:
+    """weight/bias parameters (ones/zeros, or None) and running-stat buffers (or None), PyTorch's names."""
+    if affine:
+        m.weight = Parameter(ones(num_features, dtype=dtype))
+        if bias:
+            m.bias = Parameter(zeros(num_features, dtype=dtype))
+        else:
+            m.register_parameter("bias", None)
+    else:
+        m.register_parameter("weight", None)
+        m.register_parameter("bias", None)
+    if track:
+        m.register_buffer("running_mean", zeros(num_features, dtype=dtype))
+        m.register_buffer("running_var", ones(num_features, dtype=dtype))
+        m.register_buffer("num_batches_tracked", tensor(0, dtype=dt.int64))
+    else:
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            m.register_buffer(name, None)
 
 class _BatchNorm(Module):
     _ranks: tuple[int, ...] = ()
@@ -20,23 +40,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{type(self).__name__}: num_features must be a positive int, got {num_features!r}")
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(empty(num_features, dtype=dtype))
-            if bias:
-                self.bias = Parameter(empty(num_features, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype=dt.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _register_affine_and_stats(self, num_features, affine, bias, track_running_stats, dtype)
         self.reset_parameters()
 
     def reset_running_stats(self) -> None:
@@ -211,23 +215,7 @@ class _InstanceNorm(Module):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype))
-            if bias:
-                self.bias = Parameter(zeros(num_features, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        if track_running_stats:
-            self.register_buffer("running_mean", zeros(num_features, dtype=dtype))
-            self.register_buffer("running_var", ones(num_features, dtype=dtype))
-            self.register_buffer("num_batches_tracked", tensor(0, dtype=dt.int64))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        _register_affine_and_stats(self, num_features, affine, bias, track_running_stats, dtype)
 
     def reset_parameters(self) -> None:
         if self.track_running_stats:
