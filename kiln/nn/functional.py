@@ -144,17 +144,22 @@ def _conv_padding(padding, n, ksize, dilation, stride, fn):
     return tuple((v, v) for v in p)
 
 
-def _convnd(n: int, fn: str, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+def _conv_operands(n: int, fn: str, input, weight, weight_dims: str) -> tuple[Tensor, bool]:
+    """Check a conv's input/weight ranks; returns the batched input and whether it was unbatched."""
     _check_tensor(input, "input", fn)
     _check_tensor(weight, "weight", fn)
     if weight.ndim != n + 2:
-        raise RuntimeError(f"{fn}: weight must have {n + 2} dimensions (out_channels, in_channels/groups, "
+        raise RuntimeError(f"{fn}: weight must have {n + 2} dimensions ({weight_dims}, "
                            f"{n} kernel dims), got shape {list(weight.shape)}")
     if input.ndim not in (n + 1, n + 2):
         raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {fn}, but got input of "
                            f"size: {list(input.shape)}")
     unbatched = input.ndim == n + 1
-    x = K.unsqueeze(input, 0) if unbatched else input
+    return (K.unsqueeze(input, 0) if unbatched else input), unbatched
+
+
+def _convnd(n: int, fn: str, input, weight, bias, stride, padding, dilation, groups) -> Tensor:
+    x, unbatched = _conv_operands(n, fn, input, weight, "out_channels, in_channels/groups")
     if not isinstance(groups, (int, np.integer)) or groups < 1:
         raise RuntimeError(f"{fn}: non-positive groups is not supported, got groups={groups}")
     if weight.shape[0] % groups:
@@ -209,16 +214,7 @@ def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
 def _conv_transposend(n: int, fn: str, input, weight, bias, stride, padding, output_padding, groups,
                       dilation) -> Tensor:
     """Transposed convolution as a stride-1 `conv` of the stride-dilated, padded input with the flipped kernel."""
-    _check_tensor(input, "input", fn)
-    _check_tensor(weight, "weight", fn)
-    if weight.ndim != n + 2:
-        raise RuntimeError(f"{fn}: weight must have {n + 2} dimensions (in_channels, out_channels/groups, "
-                           f"{n} kernel dims), got shape {list(weight.shape)}")
-    if input.ndim not in (n + 1, n + 2):
-        raise RuntimeError(f"Expected {n + 1}D (unbatched) or {n + 2}D (batched) input to {fn}, but got input of "
-                           f"size: {list(input.shape)}")
-    unbatched = input.ndim == n + 1
-    x = K.unsqueeze(input, 0) if unbatched else input
+    x, unbatched = _conv_operands(n, fn, input, weight, "in_channels, out_channels/groups")
     if x.shape[1] != weight.shape[0]:
         raise RuntimeError(f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(x.shape)} "
                            f"to have {weight.shape[0]} channels, but got {x.shape[1]} channels instead")
