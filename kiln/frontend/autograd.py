@@ -178,7 +178,6 @@ _FREED_MSG = (
 
 
 def _apply_rule(node: BackwardNode, g):
-    from .tensor import apply
     if node.freed:
         raise RuntimeError(_FREED_MSG)
     inputs = [node.in_avals[k] if s is None else _unpack(s, node, f"input {k}") for k, s in enumerate(node.saved_in)]

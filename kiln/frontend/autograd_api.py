@@ -1,7 +1,6 @@
 """`kiln.autograd`: functional gradient entry points (as torch.autograd)."""
 from __future__ import annotations
 
-from typing import Sequence
 
 from .autograd import enable_grad, no_grad, run_backward, set_grad_enabled  # noqa: F401
 from .tensor import Tensor

@@ -13,7 +13,7 @@ import numpy as np
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
 from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
-from .autograd import _FREED_MSG, _edge, is_grad_enabled, no_grad
+from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
 from .trace import Trace, tracing

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ..ir import dtypes as dt
-from .ops import _bcast, _cast, _prep, full_const, permute, reshape, where
+from .ops import _bcast, _cast, _prep, permute, reshape, where
 from .tensor import Tensor, active_trace, apply
 
 
@@ -111,16 +111,12 @@ def getitem(x: Tensor, key) -> Tensor:
     if any(_is_bool_scalar(k) for k in items):
         x, items = _bool_scalars(x, items)
     # pass 1: basic indexing. Ints become slices (dim kept for now); Nones add dims.
-    starts, stops, steps, shape_after = [], [], [], []
+    starts, stops, steps = [], [], []
     dim = 0
     adv: list[tuple[int, Tensor]] = []  # (dim in the sliced tensor, index tensor)
-    drop: list[int] = []
-    new_axes: list[int] = []
-    pos = 0  # position in the output of basic indexing (kept dims)
     out_items = []
     for k in items:
         if k is None:
-            new_axes.append(pos)
             out_items.append(("new",))
             continue
         if isinstance(k, bool) or (isinstance(k, Tensor) and k.dtype.is_bool and k.ndim == 0):
@@ -133,7 +129,6 @@ def getitem(x: Tensor, key) -> Tensor:
                 raise IndexError(f"index {i} is out of bounds for dimension {dim} with size {n}")
             i %= n
             starts.append(i); stops.append(i + 1); steps.append(1)
-            drop.append(dim)
             out_items.append(("int", dim))
         elif isinstance(k, slice):
             b, e, s = k.indices(n)

@@ -15,7 +15,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from ..ir.graph import Node
-from ..ir.primitives import MOVEMENT, ShapeError, get_primitive
+from ..ir.primitives import MOVEMENT, get_primitive
 from .autograd import AccumulateGrad, BackwardNode, is_grad_enabled, no_grad, run_backward
 
 

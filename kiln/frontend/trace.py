@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import ShapeError
-from .tensor import Tensor, _Cell, active_trace, set_active_trace
+from .tensor import Tensor, active_trace, set_active_trace
 
 _KILN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
