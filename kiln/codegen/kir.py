@@ -1,0 +1,289 @@
+"""The kernel IR: small, target-neutral loop nests over flat buffers.
+
+A `KernelFunc` is a list of statements over named buffers. Expressions are immutable
+trees of scalars: constants, variables (loop indices, locals), loads from a buffer at a
+flat element index, and scalar ops from one closed set (`SCALAR_OPS`). Composite math
+ops (`exp`, `tanh`, ...) may appear after lowering; `kiln.codegen.decompose` rewrites
+them into the basic set before a renderer sees them. Index arithmetic is ordinary int64
+expressions, so broadcast, permute, slice, pad and reshape are just expressions.
+
+The schedule (which loop runs in parallel, vector width hints, unrolling) lives in
+`Schedule`, apart from the semantics, so one kernel maps to CPU loops or GPU threads.
+The IR knows nothing about LLVM or CUDA; renderers know nothing about primitives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence, Union
+
+from ..ir import dtypes as dt
+from ..ir.dtypes import DType
+
+# op name -> (arity, result: "same" as operand 0 | "bool" | "cast")
+SCALAR_OPS: dict[str, tuple[int, str]] = {
+    # arithmetic (ints: wrapping; div/rem truncate toward zero)
+    "neg": (1, "same"), "abs": (1, "same"), "add": (2, "same"), "sub": (2, "same"), "mul": (2, "same"),
+    "div": (2, "same"), "rem": (2, "same"), "min": (2, "same"), "max": (2, "same"), "fma": (3, "same"),
+    # float rounding and roots (lowered to target instructions)
+    "floor": (1, "same"), "ceil": (1, "same"), "trunc": (1, "same"), "rint": (1, "same"),
+    "sqrt": (1, "same"), "copysign": (2, "same"),
+    # comparisons -> bool (floats: ordered except ne, which is true for nan like numpy)
+    "lt": (2, "bool"), "le": (2, "bool"), "eq": (2, "bool"), "ne": (2, "bool"), "gt": (2, "bool"),
+    "ge": (2, "bool"), "isnan": (1, "bool"),
+    # bits (ints and bools); lshr is logical, ashr arithmetic
+    "and": (2, "same"), "or": (2, "same"), "xor": (2, "same"), "not": (1, "same"),
+    "shl": (2, "same"), "lshr": (2, "same"), "ashr": (2, "same"),
+    # select(cond, a, b); cast (value conversion, saturating float->int); bitcast (same width)
+    "select": (3, "arg1"), "cast": (1, "cast"), "bitcast": (1, "cast"),
+}
+# Math functions a target may lack: rewritten by kiln.codegen.decompose into SCALAR_OPS.
+COMPOSITE_OPS: dict[str, int] = {
+    "exp": 1, "log": 1, "log1p": 1, "tanh": 1, "logistic": 1, "erf": 1, "sin": 1, "cos": 1,
+    "pow": 2, "rsqrt": 1, "expm1": 1,
+}
+
+
+class Expr:
+    """A scalar expression; `dtype` is its kiln DType."""
+
+    __slots__ = ()
+    dtype: DType
+
+    # small builder conveniences, so lowering and decompositions read like arithmetic
+    def __add__(self, o): return op("add", self, _lift(o, self))
+    def __radd__(self, o): return op("add", _lift(o, self), self)
+    def __sub__(self, o): return op("sub", self, _lift(o, self))
+    def __rsub__(self, o): return op("sub", _lift(o, self), self)
+    def __mul__(self, o): return op("mul", self, _lift(o, self))
+    def __rmul__(self, o): return op("mul", _lift(o, self), self)
+    def __neg__(self): return op("neg", self)
+
+
+@dataclass(frozen=True, eq=True, slots=True)
+class Const(Expr):
+    value: int | float | bool
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=True, slots=True)
+class Var(Expr):
+    name: str
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=True, slots=True)
+class Load(Expr):
+    buf: str
+    index: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=True, slots=True)
+class Op(Expr):
+    name: str
+    args: tuple[Expr, ...]
+    dtype: DType
+
+
+def _lift(v, like: Expr) -> Expr:
+    return v if isinstance(v, Expr) else Const(v, like.dtype)
+
+
+def const(value, dtype: DType) -> Const:
+    """A constant, normalised to the Python type of its dtype."""
+    if dtype.is_bool:
+        value = bool(value)
+    elif dtype.is_integer:
+        value = int(value)
+    else:
+        value = float(value)
+    return Const(value, dtype)
+
+
+def idx(v: int) -> Const:
+    return Const(int(v), dt.int64)
+
+
+def op(name: str, *args: Expr, dtype: DType | None = None) -> Expr:
+    """Build a scalar op, checking arity and computing the result dtype; folds int64 index
+    arithmetic on constants (`x*1`, `x+0`, ...) so index expressions stay readable."""
+    if name in SCALAR_OPS:
+        arity, res = SCALAR_OPS[name]
+    elif name in COMPOSITE_OPS:
+        arity, res = COMPOSITE_OPS[name], "same"
+    else:
+        raise ValueError(f"kernel IR: unknown scalar op {name!r}")
+    if len(args) != arity:
+        raise ValueError(f"kernel IR: {name} takes {arity} operands, got {len(args)}")
+    if res == "cast":
+        if dtype is None:
+            raise ValueError(f"kernel IR: {name} needs a target dtype")
+        out = dtype
+    elif res == "bool":
+        out = dt.bool_
+    elif res == "arg1":
+        out = args[1].dtype
+    else:
+        out = args[0].dtype
+    folded = _fold(name, args, out)
+    return folded if folded is not None else Op(name, tuple(args), out)
+
+
+def _fold(name: str, args: Sequence[Expr], out: DType) -> Expr | None:
+    if out != dt.int64 or name not in ("add", "sub", "mul", "div", "rem", "min", "max"):
+        if name == "cast" and args[0].dtype == out:
+            return args[0]
+        if name == "select" and isinstance(args[0], Const):
+            return args[1] if args[0].value else args[2]
+        return None
+    a, b = args
+    ca = a.value if isinstance(a, Const) else None
+    cb = b.value if isinstance(b, Const) else None
+    if ca is not None and cb is not None:
+        if name == "add": return idx(ca + cb)
+        if name == "sub": return idx(ca - cb)
+        if name == "mul": return idx(ca * cb)
+        if name == "min": return idx(min(ca, cb))
+        if name == "max": return idx(max(ca, cb))
+        if cb != 0 and ca >= 0 and cb > 0:
+            return idx(ca // cb if name == "div" else ca % cb)
+        return None
+    if name == "add" and ca == 0: return b
+    if name in ("add", "sub") and cb == 0: return a
+    if name == "mul" and (ca == 0 or cb == 0): return idx(0)
+    if name == "mul" and ca == 1: return b
+    if name in ("mul", "div") and cb == 1: return a
+    if name == "rem" and cb == 1: return idx(0)
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Statements
+# ---------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Loop:
+    """for var in [0, extent): body.  `var` is an int64 Var."""
+    var: Var
+    extent: Expr
+    body: list["Stmt"] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Let:
+    """Define a local scalar `var` = value (locals may be re-assigned with Assign)."""
+    var: Var
+    value: Expr
+
+
+@dataclass(slots=True)
+class Assign:
+    var: Var
+    value: Expr
+
+
+@dataclass(slots=True)
+class Store:
+    buf: str
+    index: Expr
+    value: Expr
+
+
+@dataclass(slots=True)
+class If:
+    cond: Expr
+    then: list["Stmt"] = field(default_factory=list)
+    orelse: list["Stmt"] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Fail:
+    """Stop the program: report error `code` with int64 payload values through the status
+    buffer (the runtime turns it into a Python exception naming the op and values)."""
+    code: int
+    payload: tuple[Expr, ...]
+
+
+Stmt = Union[Loop, Let, Assign, Store, If, Fail]
+
+
+@dataclass(frozen=True)
+class BufferParam:
+    """A flat buffer a kernel reads (`mode` "r"), writes ("w") or both ("rw")."""
+    name: str
+    dtype: DType
+    numel: int
+    mode: str = "r"
+
+
+@dataclass
+class LoopSchedule:
+    parallel: bool = False
+    vector_width: int = 0  # 0: the target's choice
+    unroll: int = 0
+
+
+@dataclass
+class Schedule:
+    """How to run the loops (by loop variable name), kept apart from what they compute."""
+    loops: dict[str, LoopSchedule] = field(default_factory=dict)
+
+    def of(self, var: Var) -> LoopSchedule:
+        return self.loops.setdefault(var.name, LoopSchedule())
+
+
+@dataclass
+class KernelFunc:
+    name: str
+    params: list[BufferParam]
+    body: list[Stmt]
+    schedule: Schedule = field(default_factory=Schedule)
+    source: str = ""  # what it was lowered from (for people reading dumps)
+    cost: int = 0     # elements touched, for the parallel threshold
+
+    def param(self, name: str) -> BufferParam:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(name)
+
+    def __str__(self) -> str:
+        from .kir_printer import format_kernel
+        return format_kernel(self)
+
+
+def walk_exprs(e: Expr) -> Iterator[Expr]:
+    """e and all its sub-expressions (pre-order, shared subtrees repeated)."""
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        yield x
+        if isinstance(x, Op):
+            stack.extend(reversed(x.args))
+        elif isinstance(x, Load):
+            stack.append(x.index)
+
+
+def walk_stmts(body: Sequence[Stmt]) -> Iterator[Stmt]:
+    for s in body:
+        yield s
+        if isinstance(s, Loop):
+            yield from walk_stmts(s.body)
+        elif isinstance(s, If):
+            yield from walk_stmts(s.then)
+            yield from walk_stmts(s.orelse)
+
+
+def stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
+    """The expressions a statement evaluates directly (not those of nested statements)."""
+    if isinstance(s, Loop):
+        return (s.extent,)
+    if isinstance(s, (Let, Assign)):
+        return (s.value,)
+    if isinstance(s, Store):
+        return (s.index, s.value)
+    if isinstance(s, If):
+        return (s.cond,)
+    if isinstance(s, Fail):
+        return s.payload
+    raise TypeError(s)

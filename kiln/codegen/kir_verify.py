@@ -1,0 +1,92 @@
+"""Verifier of the kernel IR: names defined before use, dtypes consistent, buffers known."""
+from __future__ import annotations
+
+from ..ir import dtypes as dt
+from .kir import (COMPOSITE_OPS, SCALAR_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op,
+                  Store, Var)
+
+
+class KernelIRError(ValueError):
+    pass
+
+
+def verify_kernel(k: KernelFunc, allow_composite: bool = True) -> None:
+    """Raise KernelIRError naming the kernel and the fault unless `k` is well formed."""
+    bufs = {p.name: p for p in k.params}
+    if len(bufs) != len(k.params):
+        raise KernelIRError(f"{k.name}: duplicate buffer names")
+
+    def fail(msg: str):
+        raise KernelIRError(f"kernel {k.name}: {msg}")
+
+    def expr(e: Expr, scope: dict[str, Var]) -> None:
+        if isinstance(e, Const):
+            return
+        if isinstance(e, Var):
+            if scope.get(e.name) != e:
+                fail(f"variable {e.name} used before definition (or with another dtype)")
+            return
+        if isinstance(e, Load):
+            if e.buf not in bufs:
+                fail(f"load from unknown buffer {e.buf}")
+            if bufs[e.buf].dtype != e.dtype:
+                fail(f"load {e.buf} as {e.dtype.name}, buffer holds {bufs[e.buf].dtype.name}")
+            if e.index.dtype != dt.int64:
+                fail(f"index into {e.buf} is {e.index.dtype.name}, not int64")
+            expr(e.index, scope)
+            return
+        if isinstance(e, Op):
+            if e.name in COMPOSITE_OPS and not allow_composite:
+                fail(f"composite op {e.name} left after decomposition")
+            if e.name not in SCALAR_OPS and e.name not in COMPOSITE_OPS:
+                fail(f"unknown op {e.name}")
+            if e.name == "select" and e.args[0].dtype != dt.bool_:
+                fail("select condition is not bool")
+            for a in e.args:
+                expr(a, scope)
+            return
+        fail(f"not an expression: {e!r}")
+
+    def block(body, scope: dict[str, Var]) -> None:
+        scope = dict(scope)
+        for s in body:
+            if isinstance(s, Loop):
+                if s.var.dtype != dt.int64:
+                    fail(f"loop variable {s.var.name} is not int64")
+                expr(s.extent, scope)
+                if s.var.name in scope:
+                    fail(f"loop variable {s.var.name} shadows a name in scope")
+                block(s.body, {**scope, s.var.name: s.var})
+            elif isinstance(s, Let):
+                expr(s.value, scope)
+                if s.value.dtype != s.var.dtype:
+                    fail(f"{s.var.name}: {s.var.dtype.name} bound to a {s.value.dtype.name} value")
+                scope[s.var.name] = s.var
+            elif isinstance(s, Assign):
+                expr(s.value, scope)
+                if scope.get(s.var.name) != s.var:
+                    fail(f"assignment to undefined local {s.var.name}")
+                if s.value.dtype != s.var.dtype:
+                    fail(f"{s.var.name}: {s.var.dtype.name} assigned a {s.value.dtype.name} value")
+            elif isinstance(s, Store):
+                if s.buf not in bufs:
+                    fail(f"store to unknown buffer {s.buf}")
+                if bufs[s.buf].mode == "r":
+                    fail(f"store to read-only buffer {s.buf}")
+                if bufs[s.buf].dtype != s.value.dtype:
+                    fail(f"store of {s.value.dtype.name} into {s.buf} ({bufs[s.buf].dtype.name})")
+                expr(s.index, scope)
+                expr(s.value, scope)
+            elif isinstance(s, If):
+                expr(s.cond, scope)
+                if s.cond.dtype != dt.bool_:
+                    fail("if condition is not bool")
+                block(s.then, scope)
+                block(s.orelse, scope)
+            elif isinstance(s, Fail):
+                for p in s.payload:
+                    expr(p, scope)
+            else:
+                fail(f"not a statement: {s!r}")
+
+    block(k.body, {})
