@@ -134,7 +134,7 @@ class CompiledFunction:
         return trace_function(self.fn, args, kwargs, name=self.name)
 
     def _run(self, entry: CompiledEntry, leaves):
-        from ..runtime.interpreter import run_graph
+        from ..runtime.backend import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         captured = entry.captured_now()
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
@@ -173,7 +173,7 @@ class CompiledBackward:
         return f"<CompiledFunctionBackward of {self.fn_name}>"
 
     def run(self, grads: list, create_graph: bool) -> list:
-        from ..runtime.interpreter import run_graph
+        from ..runtime.backend import run_graph
         if create_graph:
             raise RuntimeError(f"create_graph=True (double backward) through the compiled function {self.fn_name} "
                                "is not supported; differentiate the plain Python function instead")

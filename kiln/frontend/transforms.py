@@ -57,7 +57,7 @@ class GradFunction(CompiledFunction):
         return entry
 
     def _run(self, entry: CompiledEntry, leaves):
-        from ..runtime.interpreter import run_graph
+        from ..runtime.backend import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured_now()]
         results = run_graph(entry.graph, arrays)
@@ -87,7 +87,7 @@ def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     The forward graph returns the values the backward needs; `vjp_fn` runs only the
     backward graph.
     """
-    from ..runtime.interpreter import run_graph
+    from ..runtime.backend import run_graph
     import numpy as np
     for k, p in enumerate(primals):
         if not isinstance(p, Tensor):

@@ -1,0 +1,317 @@
+"""Kernel IR -> LLVM IR text (llvmlite.ir). Knows kernel IR, not primitives.
+
+Each kernel becomes one internal function over `noalias` buffer pointers returning an i32
+status (0: ok; otherwise the code of a failed native check, with its payload written to
+the status buffer). Locals are stack slots that LLVM promotes to registers; float ops
+carry `reassoc contract` fast-math flags (so reductions vectorize) unless strict.
+`render_program` adds one entry point that runs every kernel of a lowered program.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import llvmlite.ir as ir
+
+from ..ir import dtypes as dt
+from ..ir.dtypes import DType
+from .kir import Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, Var
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+PTR = ir.PointerType()
+
+_LTYPE = {"bool": I1, "int32": I32, "int64": I64, "float16": ir.HalfType(), "float32": ir.FloatType(),
+          "float64": ir.DoubleType()}
+_ICMP = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">="}
+# composite math ops until decomposition rewrites them: (llvm intrinsic | libm name per dtype)
+_MATH_INTRINSIC = {"exp": "llvm.exp", "log": "llvm.log", "sin": "llvm.sin", "cos": "llvm.cos", "pow": "llvm.pow"}
+_MATH_LIBM = {"tanh": ("tanhf", "tanh"), "erf": ("erff", "erf"), "log1p": ("log1pf", "log1p"),
+              "expm1": ("expm1f", "expm1")}
+
+
+def ltype(d: DType) -> ir.Type:
+    return _LTYPE[d.name]
+
+
+def storage_type(d: DType) -> ir.Type:
+    return I8 if d.is_bool else ltype(d)
+
+
+class _FunctionRenderer:
+    def __init__(self, module: ir.Module, k: KernelFunc, strict_fp: bool):
+        self.m = module
+        self.k = k
+        self.flags = () if strict_fp else ("reassoc", "contract")
+        ftype = ir.FunctionType(I32, [PTR] * (len(k.params) + 1))
+        self.fn = ir.Function(module, ftype, name=k.name)
+        self.fn.linkage = "internal"
+        self.fn.attributes.add("nounwind")
+        self.bufs: dict[str, tuple[ir.Value, DType]] = {}
+        for arg, p in zip(self.fn.args, k.params):
+            arg.name = p.name
+            arg.add_attribute("noalias")
+            self.bufs[p.name] = (arg, p.dtype)
+        self.status = self.fn.args[-1]
+        self.status.name = "status"
+        self.entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.slots: dict[str, ir.Value] = {}
+        self._n = 0
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _slot(self, v: Var) -> ir.Value:
+        s = self.slots.get(v.name)
+        if s is None:
+            with self.b.goto_block(self.entry):
+                self.b.position_at_start(self.entry)
+                s = self.b.alloca(ltype(v.dtype), name=v.name)
+            self.slots[v.name] = s
+        return s
+
+    def _intrinsic(self, name: str, d: DType, args: Sequence[ir.Value], extra_types=()) -> ir.Value:
+        t = ltype(d)
+        suffix = {"float16": "f16", "float32": "f32", "float64": "f64", "int32": "i32", "int64": "i64",
+                  "bool": "i1"}[d.name]
+        full = f"{name}.{suffix}"
+        fn = self.m.globals.get(full)
+        if fn is None:
+            argt = [a.type for a in args]
+            fn = ir.Function(self.m, ir.FunctionType(t if not extra_types else extra_types[0], argt), name=full)
+        return self.b.call(fn, list(args))
+
+    def _libm(self, name: str, d: DType, args: Sequence[ir.Value]) -> ir.Value:
+        fn = self.m.globals.get(name)
+        t = ltype(d)
+        if fn is None:
+            fn = ir.Function(self.m, ir.FunctionType(t, [t] * len(args)), name=name)
+        return self.b.call(fn, list(args))
+
+    # -- expressions ----------------------------------------------------------------------------
+    def expr(self, e: Expr) -> ir.Value:
+        b = self.b
+        if isinstance(e, Const):
+            t = ltype(e.dtype)
+            if e.dtype.is_floating_point:
+                return ir.Constant(t, float(e.value))
+            v = int(e.value)
+            return ir.Constant(t, v & ((1 << t.width) - 1) if v < 0 else v)
+        if isinstance(e, Var):
+            return b.load(self._slot(e), typ=ltype(e.dtype))
+        if isinstance(e, Load):
+            ptr, d = self.bufs[e.buf]
+            p = b.gep(ptr, [self.expr(e.index)], inbounds=True, source_etype=storage_type(d))
+            v = b.load(p, typ=storage_type(d))
+            return b.trunc(v, I1) if d.is_bool else v
+        if isinstance(e, Op):
+            return self.op(e)
+        raise TypeError(f"not a kernel IR expression: {e!r}")
+
+    def op(self, e: Op) -> ir.Value:
+        b = self.b
+        name, d = e.name, e.args[0].dtype
+        a = [self.expr(x) for x in e.args]
+        fl = d.is_floating_point
+        f = self.flags
+        if name == "add":
+            return b.fadd(a[0], a[1], flags=f) if fl else b.add(a[0], a[1])
+        if name == "sub":
+            return b.fsub(a[0], a[1], flags=f) if fl else b.sub(a[0], a[1])
+        if name == "mul":
+            return b.fmul(a[0], a[1], flags=f) if fl else b.mul(a[0], a[1])
+        if name == "div":
+            return b.fdiv(a[0], a[1], flags=f) if fl else b.sdiv(a[0], a[1])
+        if name == "rem":
+            return b.frem(a[0], a[1]) if fl else b.srem(a[0], a[1])
+        if name == "neg":
+            return b.fneg(a[0], flags=f) if fl else b.sub(ir.Constant(a[0].type, 0), a[0])
+        if name == "abs":
+            if fl:
+                return self._intrinsic("llvm.fabs", d, a)
+            return self._intrinsic("llvm.abs", d, [a[0], ir.Constant(I1, 0)])
+        if name in ("min", "max"):
+            if fl:
+                return self._intrinsic("llvm.minimum" if name == "min" else "llvm.maximum", d, a)
+            if d.is_bool:
+                return b.and_(a[0], a[1]) if name == "min" else b.or_(a[0], a[1])
+            return self._intrinsic("llvm.smin" if name == "min" else "llvm.smax", d, a)
+        if name == "fma":
+            return self._intrinsic("llvm.fma", d, a) if fl else b.add(b.mul(a[0], a[1]), a[2])
+        if name in ("floor", "ceil", "trunc", "rint", "sqrt"):
+            return self._intrinsic(f"llvm.{name}", d, a) if fl else a[0]
+        if name == "copysign":
+            return self._intrinsic("llvm.copysign", d, a)
+        if name in _ICMP:
+            if fl:
+                if name == "ne":
+                    return b.fcmp_unordered("!=", a[0], a[1])
+                return b.fcmp_ordered(_ICMP[name], a[0], a[1])
+            if d.is_bool:
+                return b.icmp_unsigned(_ICMP[name], a[0], a[1])
+            return b.icmp_signed(_ICMP[name], a[0], a[1])
+        if name == "isnan":
+            return b.fcmp_unordered("uno", a[0], a[0])
+        if name == "and":
+            return b.and_(a[0], a[1])
+        if name == "or":
+            return b.or_(a[0], a[1])
+        if name == "xor":
+            return b.xor(a[0], a[1])
+        if name == "not":
+            return b.not_(a[0])
+        if name == "shl":
+            return b.shl(a[0], a[1])
+        if name == "lshr":
+            return b.lshr(a[0], a[1])
+        if name == "ashr":
+            return b.ashr(a[0], a[1])
+        if name == "select":
+            return b.select(a[0], a[1], a[2])
+        if name == "cast":
+            return self.cast(a[0], d, e.dtype)
+        if name == "bitcast":
+            return b.bitcast(a[0], ltype(e.dtype))
+        # composite math (no decomposition applied): intrinsics / libm
+        if name in _MATH_INTRINSIC:
+            return self._intrinsic(_MATH_INTRINSIC[name], d, a)
+        if name in _MATH_LIBM:
+            return self._libm(_MATH_LIBM[name][0 if d == dt.float32 else 1], d, a)
+        if name == "rsqrt":
+            one = ir.Constant(ltype(d), 1.0)
+            return b.fdiv(one, self._intrinsic("llvm.sqrt", d, a))
+        if name == "logistic":
+            one = ir.Constant(ltype(d), 1.0)
+            ex = self._intrinsic("llvm.exp", d, [b.fneg(a[0])])
+            return b.fdiv(one, b.fadd(one, ex))
+        raise NotImplementedError(f"LLVM renderer: no rule for kernel IR op {name}")
+
+    def cast(self, v: ir.Value, src: DType, dst: DType) -> ir.Value:
+        b = self.b
+        t = ltype(dst)
+        if src == dst:
+            return v
+        if dst.is_bool:
+            if src.is_floating_point:
+                return b.fcmp_unordered("!=", v, ir.Constant(v.type, 0.0))
+            return b.icmp_unsigned("!=", v, ir.Constant(v.type, 0))
+        if src.is_bool:
+            return b.uitofp(v, t) if dst.is_floating_point else b.zext(v, t)
+        if src.is_integer and dst.is_integer:
+            return b.sext(v, t) if t.width > v.type.width else b.trunc(v, t)
+        if src.is_integer:
+            return b.sitofp(v, t)
+        if dst.is_floating_point:
+            return b.fpext(v, t) if dst.itemsize > src.itemsize else b.fptrunc(v, t)
+        fn_name = f"llvm.fptosi.sat.{ {'int32': 'i32', 'int64': 'i64'}[dst.name] }.{ {'float16': 'f16', 'float32': 'f32', 'float64': 'f64'}[src.name] }"
+        fn = self.m.globals.get(fn_name)
+        if fn is None:
+            fn = ir.Function(self.m, ir.FunctionType(t, [v.type]), name=fn_name)
+        return b.call(fn, [v])
+
+    # -- statements -----------------------------------------------------------------------------
+    def block(self, body) -> None:
+        for s in body:
+            if self.b.block.is_terminated:
+                return
+            self.stmt(s)
+
+    def stmt(self, s) -> None:
+        b = self.b
+        if isinstance(s, Let) or isinstance(s, Assign):
+            b.store(self.expr(s.value), self._slot(s.var))
+        elif isinstance(s, Store):
+            ptr, d = self.bufs[s.buf]
+            v = self.expr(s.value)
+            if d.is_bool:
+                v = b.zext(v, I8)
+            p = b.gep(ptr, [self.expr(s.index)], inbounds=True, source_etype=storage_type(d))
+            b.store(v, p)
+        elif isinstance(s, Loop):
+            self.loop(s)
+        elif isinstance(s, If):
+            cond = self.expr(s.cond)
+            if s.orelse:
+                with b.if_else(cond) as (then, other):
+                    with then:
+                        self.block(s.then)
+                    with other:
+                        self.block(s.orelse)
+            else:
+                with b.if_then(cond, likely=False):
+                    self.block(s.then)
+        elif isinstance(s, Fail):
+            b.store(ir.Constant(I64, s.code), b.gep(self.status, [ir.Constant(I64, 0)], source_etype=I64))
+            for k, p in enumerate(s.payload):
+                v = self.expr(p)
+                b.store(v, b.gep(self.status, [ir.Constant(I64, k + 1)], source_etype=I64))
+            b.ret(ir.Constant(I32, s.code))
+        else:
+            raise TypeError(f"not a kernel IR statement: {s!r}")
+
+    def loop(self, s: Loop) -> None:
+        b = self.b
+        slot = self._slot(s.var)
+        ext = self.expr(s.extent)
+        b.store(ir.Constant(I64, 0), slot)
+        head = self.fn.append_basic_block(f"{s.var.name}.head")
+        body = self.fn.append_basic_block(f"{s.var.name}.body")
+        done = self.fn.append_basic_block(f"{s.var.name}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        i = b.load(slot, typ=I64)
+        b.cbranch(b.icmp_signed("<", i, ext), body, done)
+        b.position_at_end(body)
+        self.block(s.body)
+        if not b.block.is_terminated:
+            i2 = b.load(slot, typ=I64)
+            b.store(b.add(i2, ir.Constant(I64, 1), flags=("nsw", "nuw")), slot)
+            br = b.branch(head)
+            ls = self.k.schedule.loops.get(s.var.name)
+            if ls is not None and ls.vector_width:
+                _loop_md(self.m, br, ls.vector_width)
+        b.position_at_end(done)
+
+    def render(self) -> ir.Function:
+        self.block(self.k.body)
+        if not self.b.block.is_terminated:
+            self.b.ret(ir.Constant(I32, 0))
+        return self.fn
+
+
+def _loop_md(m: ir.Module, br, width: int) -> None:
+    md = m.add_metadata([m.add_metadata([ir.MetaDataString(m, "llvm.loop.vectorize.width"), ir.Constant(I32, width)])])
+    br.set_metadata("llvm.loop", md)
+
+
+def render_kernel(module: ir.Module, k: KernelFunc, strict_fp: bool = False) -> ir.Function:
+    """Add kernel `k` to `module` as an internal function."""
+    return _FunctionRenderer(module, k, strict_fp).render()
+
+
+def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tuple[str, Sequence[int]]],
+                   strict_fp: bool = False, prefer_vector_width: int | None = None) -> str:
+    """A module with every kernel and `@{name}`: i32 (ptr buffers, ptr status) calling each
+    kernel on buffers[k] for its arguments, returning the first non-zero status."""
+    m = ir.Module(name=name)
+    fns = {k.name: render_kernel(m, k, strict_fp) for k in kernels}
+    entry = ir.Function(m, ir.FunctionType(I32, [PTR, PTR]), name=name)
+    entry.attributes.add("nounwind")
+    bufs, status = entry.args
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    ptrs: dict[int, ir.Value] = {}
+    for kname, args in calls:
+        vals = []
+        for a in args:
+            if a not in ptrs:
+                ptrs[a] = b.load(b.gep(bufs, [ir.Constant(I64, a)], source_etype=PTR), typ=PTR)
+            vals.append(ptrs[a])
+        rc = b.call(fns[kname], vals + [status])
+        nxt = entry.append_basic_block(f"after.{kname}")
+        fail = entry.append_basic_block(f"fail.{kname}")
+        b.cbranch(b.icmp_signed("!=", rc, ir.Constant(I32, 0)), fail, nxt)
+        b.position_at_end(fail)
+        b.ret(rc)
+        b.position_at_end(nxt)
+    b.ret(ir.Constant(I32, 0))
+    text = str(m)
+    if prefer_vector_width:
+        text = text.replace(" nounwind\n", f' nounwind "prefer-vector-width"="{prefer_vector_width}"\n')
+    return text

@@ -1,0 +1,539 @@
+"""Lowering: a fusion plan becomes a `LoweredProgram` of kernel-IR functions.
+
+Every kernel of the plan lowers through one evaluator, `_KernelLowering.value(node, index)`:
+the value of a node at one position of its shape, as a kernel-IR expression. Elementwise
+primitives use the scalar rules (`scalar_rules.py`), movement primitives rewrite the
+index (`index.py`), a reduction (and matmul / conv, which are reductions of products)
+opens an accumulation loop at the level of its row index, gather reads its operand at a
+bounds-checked computed index. The kernel kinds differ only in the loop nest they write
+their outputs from (`lower_kernel`): elementwise and gather kernels over their domain,
+reduction kernels over (row axes, reduced axes), matmul/conv over the anchor's shape, and
+scatter kernels as a copy of the base followed by a loop over the updates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..ir import dtypes as dt
+from ..ir.dtypes import DType
+from ..ir.graph import Graph, Node
+from ..ir.primitives import get_primitive
+from ..passes.fusion import FusionPlan, Kernel
+from . import index as ix
+from .emitter import Emitter
+from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, Store, Var, const, idx, op
+from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
+
+ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
+MOVEMENT_PRIMS = frozenset({"reshape", "permute", "broadcast_to", "slice", "pad", "concat"})
+REDUCE_PRIMS = frozenset({"reduce_sum", "reduce_prod", "reduce_max", "reduce_min", "argmax", "argmin"})
+OTHER_PRIMS = frozenset({"gather", "scatter", "scatter_add", "matmul", "conv", "constant", "iota",
+                         "random_uniform"})
+
+
+def lowerable_primitives() -> frozenset[str]:
+    """Every primitive this lowering handles natively."""
+    return ELEMENTWISE_PRIMS | MOVEMENT_PRIMS | REDUCE_PRIMS | OTHER_PRIMS
+
+
+class LoweringError(NotImplementedError):
+    pass
+
+
+@dataclass
+class IndexCheck:
+    """A native bounds check: what the runtime reports when index `code` fails."""
+    code: int
+    op: str
+    axis: int
+    size: int
+    node: str
+    loc: object = None
+
+    def message(self, value: int) -> str:
+        where = f" (at {self.loc})" if self.loc else ""
+        return (f"{self.op}: index {value} is out of bounds for dimension {self.axis} with size {self.size}"
+                f" in compiled code{where}")
+
+
+@dataclass
+class ProgramBuffer:
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    role: str  # input | output | temp | const
+    data: np.ndarray | None = None  # const buffers
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass
+class LoweredProgram:
+    """A whole graph as kernels and the buffers they run over, in call order."""
+    name: str
+    kernels: list[KernelFunc]
+    buffers: list[ProgramBuffer]
+    calls: list[tuple[str, list[str]]]  # kernel name, program buffer per kernel param
+    inputs: list[str]                   # program buffer per graph input
+    outputs: list[str]                  # program buffer per graph output
+    checks: list[IndexCheck] = field(default_factory=list)
+
+    def buffer(self, name: str) -> ProgramBuffer:
+        for b in self.buffers:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    def as_text(self) -> str:
+        lines = [f"program {self.name}:"]
+        for b in self.buffers:
+            lines.append(f"  buffer {b.name}: {b.role} {b.dtype.short}{list(b.shape)}")
+        for kname, args in self.calls:
+            lines.append(f"  call {kname}({', '.join(args)})")
+        lines.append("  return " + ", ".join(self.outputs))
+        return "\n".join(lines) + "\n\n" + "\n".join(str(k) for k in self.kernels)
+
+
+def _reduce_init(prim: str, d: DType) -> Expr:
+    if prim == "reduce_sum":
+        return const(0, d)
+    if prim == "reduce_prod":
+        return const(1, d)
+    if d.is_floating_point:
+        return const(float("-inf") if prim == "reduce_max" else float("inf"), d)
+    if d.is_bool:
+        return const(prim != "reduce_max", d)
+    info = np.iinfo(d.np_dtype)
+    return const(int(info.min) if prim == "reduce_max" else int(info.max), d)
+
+
+class _KernelLowering:
+    def __init__(self, kernel: Kernel, name: str, buf_names: dict[int, str], consts: dict[int, str],
+                 checks: list[IndexCheck]):
+        self.k = kernel
+        self.name = name
+        self.em = Emitter()
+        self.params: dict[str, BufferParam] = {}
+        self.buf_names = buf_names  # id(node) -> kernel param name for kernel inputs/outputs and consts
+        self.consts = consts
+        self.checks = checks
+        self.members = {id(n) for n in kernel.nodes}
+        self.inputs = {id(n) for n in kernel.inputs}
+
+    # -- values ----------------------------------------------------------------------------------
+    def load(self, n: Node, index: ix.Index) -> Expr:
+        name = self.buf_names[id(n)]
+        flat = ix.linearize(index, n.shape)
+        return self.em.bind(Load(name, flat, n.dtype), "x")
+
+    def value(self, n: Node, index: ix.Index) -> Expr:
+        key = (id(n), index)
+        hit = self.em.lookup(key)
+        if hit is not None:
+            return hit
+        if id(n) in self.inputs or id(n) not in self.members:
+            v = self.load(n, index)
+        else:
+            v = self.em.bind(self._compute(n, index), "v")
+        return self.em.remember(key, v)
+
+    def _compute(self, n: Node, index: ix.Index) -> Expr:
+        p = n.op
+        a = n.attrs
+        if p in SCALAR_RULES:
+            args = [self.value(i, ix.broadcast_index(index, i.shape, n.shape) if tuple(i.shape) != tuple(n.shape)
+                               else index) for i in n.inputs]
+            return scalar_value(p, args, a, n.dtype)
+        if p == "reshape":
+            x = n.inputs[0]
+            return self.value(x, ix.reshape_index(index, n.shape, x.shape))
+        if p == "permute":
+            return self.value(n.inputs[0], ix.permute_index(index, a["perm"]))
+        if p == "broadcast_to":
+            x = n.inputs[0]
+            return self.value(x, ix.broadcast_index(index, x.shape, n.shape))
+        if p == "slice":
+            return self.value(n.inputs[0], ix.slice_index(index, a["starts"], a["steps"]))
+        if p == "pad":
+            x = n.inputs[0]
+            if x.numel == 0:
+                return const(a["value"], n.dtype)
+            src, valid = ix.pad_index(index, x.shape, a["lo"], a["hi"], a["interior"])
+            v = self.value(x, src)
+            return v if valid is None else op("select", valid, v, const(a["value"], n.dtype))
+        if p == "concat":
+            return self._concat(n, index)
+        if p == "iota":
+            return cast_value(index[a["axis"]], n.dtype) if n.shape else const(0, n.dtype)
+        if p == "constant":
+            if isinstance(a["value"], (list, tuple)):
+                return Load(self.consts[id(n)], ix.linearize(index, n.shape), n.dtype)
+            return const(a["value"], n.dtype)
+        if p == "random_uniform":
+            return self._random(n, index)
+        if p == "gather":
+            return self._gather(n, index)
+        if p in REDUCE_PRIMS:
+            return self._reduce(n, index)
+        if p == "matmul":
+            return self._matmul(n, index)
+        if p == "conv":
+            return self._conv(n, index)
+        raise LoweringError(f"no native lowering for primitive {p!r} (%{n.name})")
+
+    def _concat(self, n: Node, index: ix.Index) -> Expr:
+        axis = n.attrs["axis"]
+        parts = [(x, x.shape[axis]) for x in n.inputs]
+        pos = index[axis]
+        off = 0
+        result: Expr | None = None
+        pieces = []
+        for x, size in parts:
+            if size == 0:
+                continue
+            local = op("sub", pos, idx(off))
+            inside = op("and", op("ge", local, idx(0)), op("lt", local, idx(size)))
+            clamped = op("select", inside, local, idx(0))
+            sub = tuple(clamped if d == axis else e for d, e in enumerate(index))
+            pieces.append((inside, sub, x))
+            off += size
+        for inside, sub, x in reversed(pieces):
+            v = self.value(x, sub)
+            result = v if result is None else op("select", inside, v, result)
+        return result if result is not None else const(0, n.dtype)
+
+    def _check(self, n: Node, value: Expr, axis: int, size: int) -> Expr:
+        """Emit a native bounds check of index `value` against `size`; returns it as int64."""
+        v = self.em.bind(ix.as_index(value), "ix")
+        code = len(self.checks) + 1
+        self.checks.append(IndexCheck(code, n.op, axis, size, n.name, n.loc))
+        bad = op("or", op("lt", v, idx(0)), op("ge", v, idx(size)))
+        self.em.emit(If(bad, [Fail(code, (v,))]), self.em.level(v))
+        return v
+
+    def _gather(self, n: Node, index: ix.Index) -> Expr:
+        x, ind = n.inputs
+        axis = n.attrs["axis"]
+        v = self._check(n, self.value(ind, index), axis, x.shape[axis])
+        src = tuple(v if d == axis else e for d, e in enumerate(index))
+        return self.value(x, src)
+
+    def _random(self, n: Node, index: ix.Index) -> Expr:
+        seed = self.value(n.inputs[0], ())
+        offset = self.value(n.inputs[1], ())
+        i64 = dt.int64
+
+        def mix(z: Expr) -> Expr:
+            z = op("mul", op("xor", z, op("lshr", z, idx(30))), Const(_s64(0xBF58476D1CE4E5B9), i64))
+            z = op("mul", op("xor", z, op("lshr", z, idx(27))), Const(_s64(0x94D049BB133111EB), i64))
+            return op("xor", z, op("lshr", z, idx(31)))
+
+        key = self.em.bind(mix(op("add", seed, Const(_s64(0x632BE59BD9B4E019), i64))), "key")
+        ctr = op("add", ix.linearize(index, n.shape), offset)
+        bits = mix(op("add", key, op("mul", ctr, Const(_s64(0x9E3779B97F4A7C15), i64))))
+        if n.dtype == dt.float64:
+            u = op("mul", op("cast", op("lshr", bits, idx(11)), dtype=dt.float64), const(1.0 / (1 << 53), dt.float64))
+            return u
+        u = op("mul", op("cast", op("lshr", bits, idx(40)), dtype=dt.float64), const(1.0 / (1 << 24), dt.float64))
+        return op("cast", u, dtype=n.dtype)
+
+    # -- reductions ------------------------------------------------------------------------------
+    def _accumulate(self, loops: Sequence[int], body, inits: Sequence[Expr], level: int) -> list[Var]:
+        """Run `body(loop_vars, accs) -> new accs` over nested loops of the given extents,
+        opened at `level`; returns the accumulators, valid after the loops."""
+        em = self.em
+        accs = [em.local(i, level) for i in inits]
+        tokens, vars_ = [], []
+        lv = level
+        for ext in loops:
+            v, t = em.open_loop(ext, level=lv, hint="r")
+            tokens.append(t)
+            vars_.append(v)
+            lv = len(em.frames) - 1
+        inner = len(em.frames) - 1
+        for a in accs:  # read inside the loop, an accumulator varies with it: nothing using it is hoisted
+            em.var_level[a.name] = inner
+        new = body(vars_, accs)
+        if len(accs) > 1:  # every new value from the old ones, then the updates
+            new = [em.bind(nv, "t") for nv in new]
+        for a, nv in zip(accs, new):
+            em.assign(a, nv)
+        for t in reversed(tokens):
+            em.close_loop(t)
+        for a in accs:
+            em.var_level[a.name] = level
+        return accs
+
+    def _reduce(self, n: Node, index: ix.Index) -> Expr:
+        x = n.inputs[0]
+        p = n.op
+        if p in ("argmax", "argmin"):
+            axes = (n.attrs["axis"],)
+        else:
+            axes = tuple(sorted(n.attrs["axes"]))
+        keep = n.attrs.get("keepdims", False)
+        kept = [d for d in range(len(x.shape)) if d not in axes]
+        if keep:
+            outer = [index[d] for d in kept]
+        else:
+            outer = list(index)
+        level = self.em.level(*outer) if outer else 0
+        acc_dtype = dt.float32 if x.dtype == dt.float16 else x.dtype
+
+        def src_index(rvars):
+            full: list[Expr] = [idx(0)] * len(x.shape)
+            for d, e in zip(kept, outer):
+                full[d] = e
+            for d, v in zip(axes, rvars):
+                full[d] = v
+            return tuple(full)
+
+        extents = [x.shape[d] for d in axes]
+        if p in ("argmax", "argmin"):
+            cmp = "gt" if p == "argmax" else "lt"
+            init_v = _reduce_init("reduce_max" if p == "argmax" else "reduce_min", acc_dtype)
+
+            def body(rv, accs):
+                best, arg = accs
+                v = self.value(x, src_index(rv))
+                v = op("cast", v, dtype=acc_dtype) if v.dtype != acc_dtype else v
+                take = op(cmp, v, best)
+                if acc_dtype.is_floating_point:  # the first nan wins, as in numpy
+                    take = op("or", take, op("and", op("isnan", v), op("not", op("isnan", best))))
+                    first = op("eq", rv[0], idx(0))
+                    take = op("or", take, first)
+                return [op("select", take, v, best), op("select", take, rv[0], arg)]
+            best, arg = self._accumulate(extents, body, [init_v, idx(0)], level)
+            return cast_value(arg, n.dtype)
+
+        init = _reduce_init(p, acc_dtype)
+
+        def body(rv, accs):
+            (acc,) = accs
+            v = self.value(x, src_index(rv))
+            if v.dtype != acc_dtype:
+                v = cast_value(v, acc_dtype)
+            if p == "reduce_sum":
+                return [op("or", acc, v) if acc_dtype.is_bool else op("add", acc, v)]
+            if p == "reduce_prod":
+                return [op("and", acc, v) if acc_dtype.is_bool else op("mul", acc, v)]
+            if acc_dtype.is_bool:
+                return [op("or" if p == "reduce_max" else "and", acc, v)]
+            return [op("max" if p == "reduce_max" else "min", acc, v)]
+        (acc,) = self._accumulate(extents, body, [init], level)
+        return cast_value(acc, n.dtype)
+
+    def _matmul(self, n: Node, index: ix.Index) -> Expr:
+        a, b = n.inputs
+        kdim = a.shape[-1]
+        batch = list(index[:-2])
+        i, j = index[-2], index[-1]
+        acc_dtype = dt.float32 if n.dtype == dt.float16 else n.dtype
+        level = self.em.level(*index)
+
+        def body(rv, accs):
+            (acc,) = accs
+            (k,) = rv
+            av = self.value(a, tuple(batch + [i, k]))
+            bv = self.value(b, tuple(batch + [k, j]))
+            if av.dtype != acc_dtype:
+                av, bv = op("cast", av, dtype=acc_dtype), op("cast", bv, dtype=acc_dtype)
+            return [op("add", acc, op("mul", av, bv))]
+        (acc,) = self._accumulate([kdim], body, [const(0, acc_dtype)], level)
+        return cast_value(acc, n.dtype)
+
+    def _conv(self, n: Node, index: ix.Index) -> Expr:
+        x, w = n.inputs
+        a = n.attrs
+        groups = a["groups"]
+        cg = w.shape[1]
+        og = w.shape[0] // groups
+        ks = w.shape[2:]
+        nb, o = index[0], index[1]
+        sp = index[2:]
+        acc_dtype = dt.float32 if n.dtype == dt.float16 else n.dtype
+        level = self.em.level(*index)
+        gbase = op("mul", op("div", o, idx(og)), idx(cg)) if groups > 1 else idx(0)
+
+        def body(rv, accs):
+            (acc,) = accs
+            c, taps = rv[0], rv[1:]
+            pos, valid = [], None
+            for d, (t, p_out) in enumerate(zip(taps, sp)):
+                lo = a["padding"][d][0]
+                q = op("sub", op("add", op("mul", p_out, idx(a["strides"][d])), op("mul", t, idx(a["dilation"][d]))),
+                       idx(lo))
+                size = x.shape[2 + d]
+                inside = ix.in_bounds(q, size)
+                pos.append(op("select", inside, q, idx(0)) if (lo or a["padding"][d][1]) else q)
+                if lo or a["padding"][d][1]:
+                    valid = inside if valid is None else op("and", valid, inside)
+            xv = self.value(x, tuple([nb, op("add", gbase, c)] + pos))
+            wv = self.value(w, tuple([o, c] + list(taps)))
+            if xv.dtype != acc_dtype:
+                xv, wv = op("cast", xv, dtype=acc_dtype), op("cast", wv, dtype=acc_dtype)
+            prod = op("mul", xv, wv)
+            if valid is not None:
+                prod = op("select", valid, prod, const(0, acc_dtype))
+            return [op("add", acc, prod)]
+        (acc,) = self._accumulate([cg] + list(ks), body, [const(0, acc_dtype)], level)
+        return cast_value(acc, n.dtype)
+
+    # -- loop nests that write the outputs ----------------------------------------------------------
+    def nest(self, shape: Sequence[int], order: Sequence[int] | None = None) -> tuple[ix.Index, list]:
+        order = list(range(len(shape))) if order is None else list(order)
+        vars_: list[Expr] = [idx(0)] * len(shape)
+        tokens = []
+        for d in order:
+            if shape[d] == 1:
+                continue
+            v, t = self.em.open_loop(shape[d], hint="i")
+            vars_[d] = v
+            tokens.append(t)
+        return tuple(vars_), tokens
+
+    def close(self, tokens) -> None:
+        for t in reversed(tokens):
+            self.em.close_loop(t)
+
+    def store(self, o: Node, index: ix.Index) -> None:
+        v = self.value(o, index)
+        self.em.emit(Store(self.buf_names[id(o)], ix.linearize(index, o.shape), v), self.em.level(v, *index))
+
+    def write_outputs(self, outs: Sequence[Node]) -> None:
+        k = self.k
+        if k.kind == "scatter":
+            self._scatter(outs)
+            return
+        domain = tuple(k.anchor.shape) if k.anchor is not None else tuple(k.domain)
+        order = None
+        row_of = None
+        if k.kind == "reduction" and k.reduce_axes is not None:
+            R = tuple(k.reduce_axes)
+            order = [d for d in range(len(domain)) if d not in R] + list(R)
+            row_shape = [domain[d] for d in range(len(domain)) if d not in R]
+            row_of = (R, row_shape)
+        numel = math.prod(domain)
+        full = [o for o in outs if o.numel == numel]
+        rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
+        rest = [o for o in outs if o not in full and o not in rows]
+        if full or rows:
+            if not full:  # row values only: loop over the rows, the reductions open their own loops
+                R = row_of[0]
+                domain = tuple(1 if d in R else s for d, s in enumerate(domain))
+            index, tokens = self.nest(domain, order)
+            for o in rows:  # one value per row, stored at the row's loop level
+                R, row_shape = row_of
+                rix = [e for d, e in enumerate(index) if d not in R]
+                self.store(o, ix.delinearize(ix.linearize(rix, row_shape), o.shape)
+                           if tuple(o.shape) != tuple(row_shape) else tuple(rix))
+            for o in full:
+                self.store(o, ix.delinearize(ix.linearize(index, domain), o.shape)
+                           if tuple(o.shape) != domain else index)
+            self.close(tokens)
+        for o in rest:
+            index, tokens = self.nest(o.shape)
+            self.store(o, index)
+            self.close(tokens)
+
+    def _scatter(self, outs: Sequence[Node]) -> None:
+        s = self.k.anchor
+        base, ind, src = s.inputs
+        axis = s.attrs["axis"]
+        out = self.buf_names[id(s)]
+        # 1. the base, copied into the output
+        index, tokens = self.nest(s.shape)
+        v = self.value(base, index)
+        self.em.emit(Store(out, ix.linearize(index, s.shape), v), self.em.level(v, *index))
+        self.close(tokens)
+        # 2. every update, in order (a later write to one position wins, as in numpy)
+        index, tokens = self.nest(ind.shape)
+        pos = self._check(s, self.value(ind, index), axis, s.shape[axis])
+        dst = ix.linearize(tuple(pos if d == axis else e for d, e in enumerate(index)), s.shape)
+        val = self.value(src, index)
+        if s.op == "scatter_add":
+            cur = Load(out, dst, s.dtype)
+            val = scalar_value("add", [cur, val], {}, s.dtype) if not s.dtype.is_bool else op("or", cur, val)
+        self.em.emit(Store(out, dst, val), len(self.em.frames) - 1)
+        self.close(tokens)
+        for o in outs:
+            if o is not s:
+                raise LoweringError(f"scatter kernel {self.k.id} writes %{o.name} besides its scatter")
+
+    def finish(self, params: list[BufferParam], source: str) -> KernelFunc:
+        cost = sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs)
+        return KernelFunc(self.name, params, self.em.body, source=source, cost=cost)
+
+
+def _s64(u: int) -> int:
+    return u - (1 << 64) if u >= 1 << 63 else u
+
+
+def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], consts: dict[int, str],
+                 const_nodes: dict[int, Node], checks: list[IndexCheck]) -> tuple[KernelFunc, list[Node]]:
+    """Lower one plan kernel. Returns the kernel and the nodes behind its params, in order."""
+    low = _KernelLowering(kernel, name, {}, {}, checks)
+    params: list[BufferParam] = []
+    nodes: list[Node] = []
+    for k, i in enumerate(kernel.inputs):
+        pname = f"in{k}"
+        low.buf_names[id(i)] = pname
+        params.append(BufferParam(pname, i.dtype, i.numel, "r"))
+        nodes.append(i)
+    for k, n in enumerate(m for m in kernel.nodes if id(m) in const_nodes):
+        pname = f"c{k}"
+        low.consts[id(n)] = pname
+        params.append(BufferParam(pname, n.dtype, n.numel, "r"))
+        nodes.append(n)
+    outs = list(kernel.outputs)
+    for k, o in enumerate(outs):
+        pname = f"out{k}"
+        low.buf_names[id(o)] = pname
+        params.append(BufferParam(pname, o.dtype, o.numel, "rw" if kernel.kind == "scatter" else "w"))
+        nodes.append(o)
+    low.write_outputs(outs)
+    return low.finish(params, f"plan kernel {kernel.id} [{kernel.kind}] domain={list(kernel.domain)}"), nodes
+
+
+def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
+    """Lower every kernel of `plan`; graph inputs, outputs and intermediates become buffers."""
+    g = plan.graph
+    buffers: list[ProgramBuffer] = []
+    bname: dict[int, str] = {}
+
+    def buf(n: Node, role: str, data=None) -> str:
+        if id(n) not in bname:
+            bname[id(n)] = f"b{len(buffers)}"
+            buffers.append(ProgramBuffer(bname[id(n)], n.dtype, tuple(n.shape), role, data))
+        return bname[id(n)]
+
+    for n in g.inputs:
+        buf(n, "input")
+    outs = {id(o) for o in g.outputs}
+    const_nodes: dict[int, Node] = {}
+    for k in plan.kernels:
+        for n in k.nodes:
+            if n.op == "constant" and isinstance(n.attrs["value"], (list, tuple)):
+                const_nodes[id(n)] = n
+    kernels, calls, checks = [], [], []
+    for k in plan.kernels:
+        for o in k.outputs:
+            buf(o, "output" if id(o) in outs else "temp")
+        for n in k.nodes:
+            if id(n) in const_nodes and id(n) not in bname:
+                buf(n, "const", get_primitive("constant").impl(**n.attrs))
+        kf, nodes = lower_kernel(k, f"{name}_k{k.id}", bname, {}, const_nodes, checks)
+        kernels.append(kf)
+        calls.append((kf.name, [bname[id(n)] for n in nodes]))
+    # graph outputs that no kernel writes: graph inputs returned as they are, or constants
+    for o in g.outputs:
+        if id(o) not in bname:
+            raise LoweringError(f"graph output %{o.name} is written by no kernel")
+    return LoweredProgram(name, kernels, buffers, calls, [bname[id(n)] for n in g.inputs],
+                          [bname[id(o)] for o in g.outputs], checks)

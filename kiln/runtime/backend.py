@@ -1,0 +1,88 @@
+"""The backend seam: every compiled graph runs through `get_backend(name).compile(graph)`.
+
+A backend turns a Graph into an executable with `run(list of numpy arrays) -> list of
+arrays`. `reference` is the numpy interpreter (the oracle); `llvm` compiles the graph's
+fusion plan to native code for the host CPU. Executables are cached on the graph object,
+so a graph compiles once per backend.
+"""
+from __future__ import annotations
+
+import os
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..ir.graph import Graph
+
+
+class Executable(Protocol):
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+
+
+class ReferenceExecutable:
+    """The numpy interpreter as an executable."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        from .interpreter import run_graph as interpret
+        return interpret(self.graph, inputs)
+
+
+class ReferenceBackend:
+    name = "reference"
+
+    def compile(self, graph: Graph) -> ReferenceExecutable:
+        return ReferenceExecutable(graph)
+
+
+class LLVMBackend:
+    name = "llvm"
+
+    def __init__(self, strict_fp: bool = False):
+        self.strict_fp = strict_fp
+
+    def compile(self, graph: Graph):
+        from .llvm_backend import compile_graph
+        return compile_graph(graph, strict_fp=self.strict_fp)
+
+
+BACKENDS = {"reference": ReferenceBackend, "llvm": LLVMBackend}
+
+
+def default_backend_name() -> str:
+    name = os.environ.get("KILN_BACKEND") or "llvm"
+    check_backend_name(name, "KILN_BACKEND")
+    return name
+
+
+def check_backend_name(name: str, what: str = "backend") -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"unknown {what} {name!r}; known backends: {', '.join(sorted(BACKENDS))}")
+    return name
+
+
+def get_backend(name: str | None = None):
+    """The backend called `name` (default: KILN_BACKEND, else llvm)."""
+    name = check_backend_name(name) if name is not None else default_backend_name()
+    if name == "llvm":
+        return LLVMBackend(strict_fp=os.environ.get("KILN_STRICT_FP", "0") not in ("", "0"))
+    return BACKENDS[name]()
+
+
+def executable(graph: Graph, backend: str | None = None):
+    """The cached executable of `graph` on `backend`."""
+    name = backend or default_backend_name()
+    cache = graph.__dict__.setdefault("_executables", {})
+    key = (name, id(graph.nodes), len(graph.nodes), tuple(id(o) for o in graph.outputs))
+    ex = cache.get(key)
+    if ex is None:
+        ex = get_backend(name).compile(graph)
+        cache[key] = ex
+    return ex
+
+
+def run_graph(graph: Graph, inputs: Sequence[np.ndarray], backend: str | None = None) -> list[np.ndarray]:
+    """Run `graph` on `backend` (compiling it the first time)."""
+    return executable(graph, backend).run(inputs)

@@ -1,0 +1,170 @@
+"""The LLVM backend: a graph's fusion plan lowered to kernel IR, rendered to LLVM IR,
+optimized for the host CPU and JIT-compiled (llvmlite's MCJIT). A compiled program is one
+native entry point: one foreign call runs every kernel over buffers the executor owns.
+"""
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..codegen.lower import LoweredProgram, lower_plan
+from ..ir.graph import Graph
+from ..passes.fusion import FusionPlan, plan_fusion
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def _llvm():
+    """Initialise LLVM once; returns (binding module, target machine, MCJIT engine)."""
+    with _lock:
+        if not _state:
+            import llvmlite.binding as llvm
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _state.update(llvm=llvm, n=0)
+            _state["tm"] = _target_machine()
+        return _state["llvm"], _state["tm"], None
+
+
+def _target_machine():
+    import llvmlite.binding as llvm
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3, jit=True)
+
+
+def host_description() -> str:
+    llvm, tm, _ = _llvm()
+    return f"{tm.triple} cpu={llvm.get_host_cpu_name()} features={llvm.get_host_cpu_features().flatten()}"
+
+
+def optimize_ir(text: str):
+    """Parse LLVM IR text, verify and optimize it at O3 for the host. Returns the module."""
+    llvm, tm, _ = _llvm()
+    mod = llvm.parse_assembly(text)
+    mod.triple = tm.triple
+    mod.data_layout = str(tm.target_data)
+    mod.verify()
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(tm, pto)
+    pb.getModulePassManager().run(mod, pb)
+    return mod
+
+
+def _has_avx512() -> bool:
+    llvm, _, _ = _llvm()
+    return "+avx512f" in llvm.get_host_cpu_features().flatten()
+
+
+class NativeError(RuntimeError):
+    pass
+
+
+_ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p)
+
+
+class LLVMExecutable:
+    """A compiled program: `run(inputs) -> outputs` over numpy arrays."""
+
+    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, llvm_ir: str, module,
+                 entry_name: str, strict_fp: bool):
+        self.graph = graph
+        self.plan = plan
+        self.program = program
+        self.llvm_ir = llvm_ir
+        self.strict_fp = strict_fp
+        llvm, _, _ = _llvm()
+        # one engine per program (it owns its target machine): its machine code is freed with the executable
+        self._engine = engine = llvm.create_mcjit_compiler(module, _target_machine())
+        engine.finalize_object()
+        addr = engine.get_function_address(entry_name)
+        if not addr:
+            raise NativeError(f"LLVM backend: entry point {entry_name} was not found after JIT")
+        self._fn = _ENTRY(addr)
+        bufs = program.buffers
+        self._index = {b.name: k for k, b in enumerate(bufs)}
+        self._inputs = [self._index[n] for n in program.inputs]
+        self._outputs = [self._index[n] for n in program.outputs]
+        self._specs = [(b.shape, b.dtype.np_dtype) for b in bufs]
+        self._roles = [b.role for b in bufs]
+        self._consts = {k: np.ascontiguousarray(b.data) for k, b in enumerate(bufs) if b.role == "const"}
+        self._ptrs = (ctypes.c_void_p * len(bufs))()
+        self._status = np.zeros(4, np.int64)
+        self._status_ptr = self._status.ctypes.data
+        self._ptrs_addr = ctypes.addressof(self._ptrs)
+        self._call_lock = threading.Lock()
+        for k, arr in self._consts.items():
+            self._ptrs[k] = arr.__array_interface__["data"][0]
+
+    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        g = self.graph
+        if len(inputs) != len(g.inputs):
+            raise ValueError(f"graph {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        arrays: list = [None] * len(self._specs)
+        for k, (node, arr) in zip(self._inputs, zip(g.inputs, inputs)):
+            arr = np.asarray(arr)
+            shape, dtype = self._specs[k]
+            if arr.shape != shape or arr.dtype != dtype:
+                raise ValueError(f"input %{node.name} expects {node.dtype.name}{list(node.shape)}, "
+                                 f"got {arr.dtype}{list(arr.shape)}")
+            if not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr)
+            arrays[k] = arr
+        for k, role in enumerate(self._roles):
+            if arrays[k] is None:
+                if role == "const":
+                    arrays[k] = self._consts[k]
+                else:
+                    shape, dtype = self._specs[k]
+                    arrays[k] = np.empty(shape, dtype)
+        with self._call_lock:
+            ptrs = self._ptrs
+            for k, a in enumerate(arrays):
+                ptrs[k] = a.__array_interface__["data"][0]
+            rc = self._fn(self._ptrs_addr, self._status_ptr)
+            if rc:
+                value = int(self._status[1])
+                self._status[:] = 0
+        if rc:
+            check = self.program.checks[rc - 1]
+            raise IndexError(check.message(value))
+        return [arrays[k] for k in self._outputs]
+
+
+def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None = None) -> LLVMExecutable:
+    """Compile `graph` for the host CPU."""
+    from ..codegen.llvm_render import render_program
+    try:
+        from ..codegen.decompose import decompose
+    except ImportError:  # vector math not available: the renderer's intrinsics stand in
+        decompose = None
+    plan = plan if plan is not None else plan_fusion(graph)
+    with _lock:
+        _state_n = _state.get("n", 0) if _state else 0
+    _llvm()
+    with _lock:
+        _state["n"] += 1
+        uid = _state["n"]
+    name = f"kiln_{uid}_{_sanitize(graph.name)}"
+    program = lower_plan(plan, name)
+    kernels = program.kernels
+    if decompose is not None:
+        kernels = [decompose(k) for k in kernels]
+        program.kernels = kernels
+    index = {b.name: k for k, b in enumerate(program.buffers)}
+    calls = [(kname, [index[a] for a in args]) for kname, args in program.calls]
+    text = render_program(name, kernels, calls, strict_fp=strict_fp,
+                          prefer_vector_width=512 if _has_avx512() else None)
+    module = optimize_ir(text)
+    return LLVMExecutable(graph, plan, program, text, module, name, strict_fp)
+
+
+def _sanitize(s: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in s)[:40]
