@@ -5,6 +5,7 @@
     f = kiln.compile(lambda x: (x.relu() * 2).sum())
     print(kiln.make_graph(f.fn)(x))
 """
+from . import config
 from .ir import dtypes as _dt
 from .ir.dtypes import DType as dtype
 from .ir.graph import Graph, Node
