@@ -129,3 +129,26 @@ def test_describe_lists_every_setting_with_its_value():
 
 def test_exported_from_kiln():
     assert kiln.config is config
+
+
+def test_only_the_config_module_reads_the_environment():
+    readers = []
+    for d, _, files in os.walk(os.path.join(ROOT, "kiln")):
+        for fn in files:
+            if fn.endswith(".py"):
+                path = os.path.join(d, fn)
+                with open(path) as f:
+                    text = f.read()
+                if "environ" in text or "getenv" in text:
+                    readers.append(os.path.relpath(path, ROOT))
+    assert readers == [os.path.join("kiln", "config.py")]
+
+
+def test_settings_changed_in_code_reach_the_pipeline(tmp_path):
+    f = kiln.compile(lambda x: (x * 1.0).exp())
+    with config.override(passes=False, dump=str(tmp_path)):
+        g = f.graph_for(kiln.ones(3))
+    assert [n.op for n in g.nodes] == ["constant", "mul", "exp"]  # unoptimized: x * 1.0 is kept
+    assert [fn[3:] for fn in os.listdir(tmp_path)] == ["-lambda-traced.txt"]  # traced, no pass ran
+    f.cache_clear()
+    assert [n.op for n in f.graph_for(kiln.ones(3)).nodes] == ["exp"]

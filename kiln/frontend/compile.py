@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import config
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
 from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
@@ -267,7 +268,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
                           [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards)
-    if os.environ.get("KILN_VERIFY"):
+    if config.get().verify:
         check_graph(trace.graph)
     _dump(trace.graph, name)
     if optimize:
@@ -292,7 +293,7 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
         return
     joint = vjp_graph(g, wrt, outputs=diff)
     split = split_joint(joint, len(g.inputs), len(g.outputs))
-    if os.environ.get("KILN_VERIFY"):
+    if config.get().verify:
         check_graph(split.forward)
         check_graph(split.backward)
     split.forward = optimize_graph(split.forward, g.name + "_fwd")
@@ -337,9 +338,10 @@ def optimize_graph(graph: Graph, name: str) -> Graph:
     """Run the pass pipeline; with KILN_DUMP set, every pass's graph and the plans are dumped,
     numbered after the files already written."""
     from ..passes import default_pipeline
-    if os.environ.get("KILN_PASSES", "1") == "0":
+    settings = config.get()
+    if not settings.passes:
         return graph
-    d = os.environ.get("KILN_DUMP") or None
+    d = settings.dump
     report = default_pipeline().run_report(graph, dump_dir=d, start=_dump_counter[0] + 1, prefix=f"{name}-",
                                            plans=False)
     if d:
@@ -348,7 +350,7 @@ def optimize_graph(graph: Graph, name: str) -> Graph:
 
 
 def _dump(graph: Graph, name: str) -> None:
-    d = os.environ.get("KILN_DUMP")
+    d = config.get().dump
     if not d:
         return
     os.makedirs(d, exist_ok=True)

@@ -3,13 +3,13 @@
     pipeline = default_pipeline()
     graph = pipeline.run(graph, dump_dir="dumps", verify=True)
 
-With a dump directory (argument, or env `KILN_DUMP`), the graph after every pass is
+With a dump directory (argument, or the `dump` setting, `KILN_DUMP`; see kiln.config), the graph after every pass is
 written as `NNN-<prefix><pass>.txt` in pipeline order, then the fusion plan
 (`NNN-<prefix>fusion-plan.txt`), the memory plan (`NNN-<prefix>memory-plan.txt`) and a
 summary (`NNN-<prefix>summary.txt`: nodes before/after and time per pass, kernel
 count, peak bytes). `start` is the first number used, so a caller can number these
 after files it already wrote. The verifier runs on the input and after every pass when
-`verify=True` or env `KILN_VERIFY=1`.
+`verify=True`, or when `verify` is None and the `verify` setting (`KILN_VERIFY=1`) is on.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
+from .. import config
 from ..ir.graph import Graph
 from ..ir.verifier import VerificationError, verify as verify_graph
 from .cse import cse
@@ -118,9 +119,10 @@ class Pipeline:
         The plans are computed when `plans` (and the pipeline's own `plans`) is true, or
         whenever dumping, since they are part of the dump.
         """
-        dump_dir = dump_dir if dump_dir is not None else (os.environ.get("KILN_DUMP") or None)
+        settings = config.get()
+        dump_dir = dump_dir if dump_dir is not None else settings.dump
         if verify is None:
-            verify = os.environ.get("KILN_VERIFY", "") not in ("", "0")
+            verify = settings.verify
         if dump_dir:
             os.makedirs(dump_dir, exist_ok=True)
         index = [start]
