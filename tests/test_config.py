@@ -9,9 +9,18 @@ import pytest
 import kiln
 from kiln import config
 from kiln.config import ConfigError, Settings, from_env
+from kiln.passes import default_pipeline
+from kiln.passes.manager import DumpWriter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALL_VARS = [f.metadata["env"] for f in dataclasses.fields(Settings)]
+SRC = """
+    graph f(%x: f32[4]) {
+      %a: f32[4] = exp(%x)
+      %b: f32[4] = exp(%x)
+      %s: f32[4] = add(%a, %b)
+      return (%s)
+    }"""
 
 
 def test_defaults_from_an_empty_environment():
@@ -149,6 +158,48 @@ def test_settings_changed_in_code_reach_the_pipeline(tmp_path):
     with config.override(passes=False, dump=str(tmp_path)):
         g = f.graph_for(kiln.ones(3))
     assert [n.op for n in g.nodes] == ["constant", "mul", "exp"]  # unoptimized: x * 1.0 is kept
-    assert [fn[3:] for fn in os.listdir(tmp_path)] == ["-lambda-traced.txt"]  # traced, no pass ran
+    assert os.listdir(tmp_path) == ["001-lambda-traced.txt"]  # traced, no pass ran
     f.cache_clear()
     assert [n.op for n in f.graph_for(kiln.ones(3)).nodes] == ["exp"]
+
+
+# -- the dump writer: numbered files in pipeline order, the number owned by the writer -----------
+
+def test_dump_writer_numbers_files_in_the_order_written(tmp_path):
+    w = DumpWriter(tmp_path / "d", start=7)
+    assert w.write("a", "text") == 7 and w.write("b", kiln.parse_graph(SRC)) == 8
+    assert sorted(os.listdir(tmp_path / "d")) == ["007-a.txt", "008-b.txt"]
+    assert (tmp_path / "d" / "008-b.txt").read_text() == str(kiln.parse_graph(SRC))
+    assert w.next_index == 9
+    quiet = DumpWriter(None)
+    assert quiet.write("a", "text") == 1 and quiet.next_index == 2  # counts, writes nothing
+
+
+def test_pipeline_continues_the_writers_numbering(tmp_path):
+    w = DumpWriter(tmp_path)
+    w.write("f-traced", "...")
+    report = default_pipeline().run_report(kiln.parse_graph(SRC), writer=w, prefix="f-", plans=False)
+    files = sorted(os.listdir(tmp_path))
+    assert files[:2] == ["001-f-traced.txt", "002-f-dce.txt"] and files[-1] == f"{len(files):03d}-f-summary.txt"
+    assert report.next_index == w.next_index == len(files) + 1
+    assert [r.index for r in report.records] == list(range(2, 2 + len(report.records)))
+    with pytest.raises(TypeError, match="dump_dir or writer, not both"):
+        default_pipeline().run_report(kiln.parse_graph(SRC), dump_dir=str(tmp_path), writer=w)
+
+
+def test_compiles_share_one_numbering_per_dump_directory(tmp_path):
+    def numbers(d):
+        return [int(fn[:3]) for fn in sorted(os.listdir(d))]
+
+    with config.override(dump=str(tmp_path / "a")):
+        kiln.compile(lambda x: x.exp())(kiln.ones(2))
+        first = len(os.listdir(tmp_path / "a"))
+        kiln.compile(lambda x: x.tanh())(kiln.ones(2))
+    assert numbers(tmp_path / "a") == list(range(1, len(os.listdir(tmp_path / "a")) + 1))
+    assert sorted(os.listdir(tmp_path / "a"))[first] == f"{first + 1:03d}-lambda-traced.txt"
+    with config.override(dump=str(tmp_path / "b")):  # a new directory starts at 001
+        kiln.compile(lambda x: x.exp())(kiln.ones(2))
+    assert sorted(os.listdir(tmp_path / "b"))[0] == "001-lambda-traced.txt"
+    with config.override(dump=str(tmp_path / "a")):  # back to the first: its numbering goes on
+        kiln.compile(lambda x: x.exp())(kiln.ones(2))
+    assert numbers(tmp_path / "a") == list(range(1, len(os.listdir(tmp_path / "a")) + 1))

@@ -14,12 +14,13 @@ from .. import config
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
 from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
+from ..passes.manager import DumpWriter
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
 from .trace import Trace, tracing
 
-_dump_counter = [0]
+_dump_writers: dict[str, DumpWriter] = {}  # one per dump directory: its files are numbered in pipeline order
 
 
 def _leaf_key(x: Any) -> Any:
@@ -335,29 +336,30 @@ def _sanitize(name: str) -> str:
 
 
 def optimize_graph(graph: Graph, name: str) -> Graph:
-    """Run the pass pipeline; with KILN_DUMP set, every pass's graph and the plans are dumped,
-    numbered after the files already written."""
+    """Run the pass pipeline; with the `dump` setting (KILN_DUMP), every pass's graph and the
+    plans are dumped, numbered after the files already written there."""
     from ..passes import default_pipeline
-    settings = config.get()
-    if not settings.passes:
+    if not config.get().passes:
         return graph
-    d = settings.dump
-    report = default_pipeline().run_report(graph, dump_dir=d, start=_dump_counter[0] + 1, prefix=f"{name}-",
-                                           plans=False)
-    if d:
-        _dump_counter[0] = report.next_index - 1
-    return report.graph
+    writer = _dump_writer()
+    return default_pipeline().run_report(graph, prefix=f"{name}-", plans=False, writer=writer).graph
+
+
+def _dump_writer() -> DumpWriter | None:
+    """The writer for the `dump` directory now set (None when not dumping), shared by every trace."""
+    d = config.get().dump
+    if not d:
+        return None
+    key = os.path.abspath(d)
+    if key not in _dump_writers:
+        _dump_writers[key] = DumpWriter(d)
+    return _dump_writers[key]
 
 
 def _dump(graph: Graph, name: str) -> None:
-    d = config.get().dump
-    if not d:
-        return
-    os.makedirs(d, exist_ok=True)
-    _dump_counter[0] += 1
-    path = os.path.join(d, f"{_dump_counter[0]:03d}-{name}-traced.txt")
-    with open(path, "w") as f:
-        f.write(str(graph))
+    writer = _dump_writer()
+    if writer is not None:
+        writer.write(f"{name}-traced", graph)
 
 
 def compile(fn: Callable | None = None, **options) -> Any:
