@@ -203,3 +203,24 @@ def test_compiles_share_one_numbering_per_dump_directory(tmp_path):
     with config.override(dump=str(tmp_path / "a")):  # back to the first: its numbering goes on
         kiln.compile(lambda x: x.exp())(kiln.ones(2))
     assert numbers(tmp_path / "a") == list(range(1, len(os.listdir(tmp_path / "a")) + 1))
+
+
+# -- vjp → split → optimize: one function for kiln.vjp and compiled autograd ----------------------
+
+def test_vjp_and_compiled_autograd_share_forward_backward(tmp_path):
+    from kiln.frontend.compile import forward_backward
+    from kiln.passes import optimize
+
+    def f(x):
+        return (x.exp() * x).sum()
+
+    x = kiln.randn(3, requires_grad=True)
+    with config.override(dump=str(tmp_path)):
+        kiln.vjp(f, x)
+        compiled = kiln.compile(f)
+        compiled(x)
+    names = {fn[4:] for fn in os.listdir(tmp_path)}
+    assert {"f_vjp_fwd-dce.txt", "f_vjp_bwd-dce.txt", "f_fwd-dce.txt", "f_bwd-dce.txt"} <= names
+    split = forward_backward(optimize(kiln.make_graph(f)(x)), [0], [0])
+    assert compiled.graph_for(x) == split.forward
+    assert split.n_outputs == 1 and len(split.backward.outputs) == 1

@@ -292,15 +292,22 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     diff = [k for k in range(len(user_outputs)) if g.outputs[k] in reach and g.outputs[k].dtype.is_floating_point]
     if not diff:
         return
-    joint = vjp_graph(g, wrt, outputs=diff)
-    split = split_joint(joint, len(g.inputs), len(g.outputs))
+    entry.autograd = forward_backward(g, wrt, diff)
+    entry.wrt, entry.diff_outputs = wrt, diff
+
+
+def forward_backward(graph: Graph, wrt: list[int], outputs: list[int]) -> SplitGraphs:
+    """vjp → split → optimize: differentiate `graph` w.r.t. inputs `wrt` for `outputs`, split the
+    joint graph into forward and backward, check both (`verify` setting) and optimize both (dumped
+    as `<name>_fwd` and `<name>_bwd`). Shared by the compiled-autograd path and `kiln.vjp`."""
+    joint = vjp_graph(graph, wrt, outputs=outputs)
+    split = split_joint(joint, len(graph.inputs), len(graph.outputs))
     if config.get().verify:
         check_graph(split.forward)
         check_graph(split.backward)
-    split.forward = optimize_graph(split.forward, g.name + "_fwd")
-    split.backward = optimize_graph(split.backward, g.name + "_bwd")
-    entry.autograd = split
-    entry.wrt, entry.diff_outputs = wrt, diff
+    split.forward = optimize_graph(split.forward, graph.name + "_fwd")
+    split.backward = optimize_graph(split.backward, graph.name + "_bwd")
+    return split
 
 
 def check_graph(graph: Graph) -> None:
