@@ -140,6 +140,13 @@ def test_exported_from_kiln():
     assert kiln.config is config
 
 
+def test_every_setting_is_in_the_user_guides_table():
+    with open(os.path.join(ROOT, "docs", "user-guide.md")) as f:
+        guide = f.read()
+    rows = [f"| `{f.metadata['env']}` | `{f.name}` |" for f in dataclasses.fields(Settings)]
+    assert [r for r in rows if r not in guide] == []
+
+
 def test_only_the_config_module_reads_the_environment():
     readers = []
     for d, _, files in os.walk(os.path.join(ROOT, "kiln")):
