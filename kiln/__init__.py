@@ -5,6 +5,7 @@
     f = kiln.compile(lambda x: (x.relu() * 2).sum())
     print(kiln.make_graph(f.fn)(x))
 """
+from . import config
 from .ir import dtypes as _dt
 from .ir.dtypes import DType as dtype
 from .ir.graph import Graph, Node
@@ -20,7 +21,7 @@ from .frontend.creation import (Generator, arange, as_tensor, bernoulli, default
                                 randperm, seed, set_default_dtype, tensor, zeros, zeros_like)
 from .frontend.compile import compile, make_graph
 from .frontend.transforms import grad, value_and_grad, vjp
-from .runtime.threads import get_num_threads, init_from_env as _init_threads, set_num_threads
+from .runtime.threads import get_num_threads, init_threads as _init_threads, set_num_threads
 
 _init_threads()
 from .frontend import autograd_api as autograd

@@ -10,15 +10,17 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import config
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
 from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
+from ..passes.manager import DumpWriter
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
 from .trace import Trace, tracing
 
-_dump_counter = [0]
+_dump_writers: dict[str, DumpWriter] = {}  # one per dump directory: its files are numbered in pipeline order
 
 
 def _leaf_key(x: Any) -> Any:
@@ -267,7 +269,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
                           [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards)
-    if os.environ.get("KILN_VERIFY"):
+    if config.get().verify:
         check_graph(trace.graph)
     _dump(trace.graph, name)
     if optimize:
@@ -290,15 +292,22 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     diff = [k for k in range(len(user_outputs)) if g.outputs[k] in reach and g.outputs[k].dtype.is_floating_point]
     if not diff:
         return
-    joint = vjp_graph(g, wrt, outputs=diff)
-    split = split_joint(joint, len(g.inputs), len(g.outputs))
-    if os.environ.get("KILN_VERIFY"):
+    entry.autograd = forward_backward(g, wrt, diff)
+    entry.wrt, entry.diff_outputs = wrt, diff
+
+
+def forward_backward(graph: Graph, wrt: list[int], outputs: list[int]) -> SplitGraphs:
+    """vjp → split → optimize: differentiate `graph` w.r.t. inputs `wrt` for `outputs`, split the
+    joint graph into forward and backward, check both (`verify` setting) and optimize both (dumped
+    as `<name>_fwd` and `<name>_bwd`). Shared by the compiled-autograd path and `kiln.vjp`."""
+    joint = vjp_graph(graph, wrt, outputs=outputs)
+    split = split_joint(joint, len(graph.inputs), len(graph.outputs))
+    if config.get().verify:
         check_graph(split.forward)
         check_graph(split.backward)
-    split.forward = optimize_graph(split.forward, g.name + "_fwd")
-    split.backward = optimize_graph(split.backward, g.name + "_bwd")
-    entry.autograd = split
-    entry.wrt, entry.diff_outputs = wrt, diff
+    split.forward = optimize_graph(split.forward, graph.name + "_fwd")
+    split.backward = optimize_graph(split.backward, graph.name + "_bwd")
+    return split
 
 
 def check_graph(graph: Graph) -> None:
@@ -334,28 +343,30 @@ def _sanitize(name: str) -> str:
 
 
 def optimize_graph(graph: Graph, name: str) -> Graph:
-    """Run the pass pipeline; with KILN_DUMP set, every pass's graph and the plans are dumped,
-    numbered after the files already written."""
+    """Run the pass pipeline; with the `dump` setting (KILN_DUMP), every pass's graph and the
+    plans are dumped, numbered after the files already written there."""
     from ..passes import default_pipeline
-    if os.environ.get("KILN_PASSES", "1") == "0":
+    if not config.get().passes:
         return graph
-    d = os.environ.get("KILN_DUMP") or None
-    report = default_pipeline().run_report(graph, dump_dir=d, start=_dump_counter[0] + 1, prefix=f"{name}-",
-                                           plans=False)
-    if d:
-        _dump_counter[0] = report.next_index - 1
-    return report.graph
+    writer = _dump_writer()
+    return default_pipeline().run_report(graph, prefix=f"{name}-", plans=False, writer=writer).graph
+
+
+def _dump_writer() -> DumpWriter | None:
+    """The writer for the `dump` directory now set (None when not dumping), shared by every trace."""
+    d = config.get().dump
+    if not d:
+        return None
+    key = os.path.abspath(d)
+    if key not in _dump_writers:
+        _dump_writers[key] = DumpWriter(d)
+    return _dump_writers[key]
 
 
 def _dump(graph: Graph, name: str) -> None:
-    d = os.environ.get("KILN_DUMP")
-    if not d:
-        return
-    os.makedirs(d, exist_ok=True)
-    _dump_counter[0] += 1
-    path = os.path.join(d, f"{_dump_counter[0]:03d}-{name}-traced.txt")
-    with open(path, "w") as f:
-        f.write(str(graph))
+    writer = _dump_writer()
+    if writer is not None:
+        writer.write(f"{name}-traced", graph)
 
 
 def compile(fn: Callable | None = None, **options) -> Any:

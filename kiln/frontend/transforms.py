@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..passes.autodiff import split_joint, vjp_graph
-from .compile import CompiledEntry, CompiledFunction, finish_call, optimize_graph, trace_function
+from ..passes.autodiff import vjp_graph
+from .compile import CompiledEntry, CompiledFunction, finish_call, forward_backward, optimize_graph, trace_function
 from .pytree import tree_flatten
 from .tensor import Tensor
 
@@ -95,10 +95,7 @@ def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     entry = trace_function(fn, primals, {}, name=getattr(fn, "__name__", "fn") + "_vjp", autograd=False)
     g = entry.graph
     user = [v for kind, v in entry.out_leaves if kind == "out"]
-    joint = vjp_graph(g, list(range(len(primals))), outputs=user)
-    split = split_joint(joint, len(g.inputs), len(g.outputs))
-    split.forward = optimize_graph(split.forward, g.name + "_fwd")
-    split.backward = optimize_graph(split.backward, g.name + "_bwd")
+    split = forward_backward(g, list(range(len(primals))), user)
     arrays = [p._cell.value for p in primals] + [t._cell.value for t in entry.captured_now()]
     results = run_graph(split.forward, arrays)
     out, by_index = finish_call(entry, list(primals), results[:split.n_outputs])

@@ -5,9 +5,9 @@ from .dce import dce
 from .fold import fold
 from .fusion import Boundary, FusionPlan, Kernel, plan_fusion, run_plan
 from .manager import Pass, Pipeline, PipelineReport, Repeat, default_pipeline, optimize
-from .memory import MemoryPlan, plan_memory
+from .memory import MemoryPlan, MemoryPlanError, plan_memory, verify_memory_plan
 from .rewrites import RULES, Rule, rewrite
 
 __all__ = ["cse", "dce", "fold", "rewrite", "Rule", "RULES", "plan_fusion", "run_plan", "FusionPlan", "Kernel",
-           "Boundary", "plan_memory", "MemoryPlan", "Pipeline", "Pass", "Repeat", "PipelineReport",
-           "default_pipeline", "optimize"]
+           "Boundary", "plan_memory", "MemoryPlan", "verify_memory_plan", "MemoryPlanError", "Pipeline", "Pass",
+           "Repeat", "PipelineReport", "default_pipeline", "optimize"]

@@ -3,13 +3,14 @@
     pipeline = default_pipeline()
     graph = pipeline.run(graph, dump_dir="dumps", verify=True)
 
-With a dump directory (argument, or env `KILN_DUMP`), the graph after every pass is
+With a dump directory (argument, or the `dump` setting, `KILN_DUMP`; see kiln.config), the graph after every pass is
 written as `NNN-<prefix><pass>.txt` in pipeline order, then the fusion plan
 (`NNN-<prefix>fusion-plan.txt`), the memory plan (`NNN-<prefix>memory-plan.txt`) and a
 summary (`NNN-<prefix>summary.txt`: nodes before/after and time per pass, kernel
 count, peak bytes). `start` is the first number used, so a caller can number these
-after files it already wrote. The verifier runs on the input and after every pass when
-`verify=True` or env `KILN_VERIFY=1`.
+after files it already wrote; or the caller passes its own `DumpWriter`, whose numbering
+the files continue. The verifier runs on the input and after every pass when
+`verify=True`, or when `verify` is None and the `verify` setting (`KILN_VERIFY=1`) is on.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
+from .. import config
 from ..ir.graph import Graph
 from ..ir.verifier import VerificationError, verify as verify_graph
 from .cse import cse
@@ -28,6 +30,29 @@ from .memory import MemoryPlan, plan_memory
 from .rewrites import rewrite
 
 PassFn = Callable[[Graph], Graph]
+
+
+class DumpWriter:
+    """Numbered text files `NNN-<name>.txt` in one directory, numbered in the order written.
+
+    The next number is the writer's own state, so everything written through one writer
+    (traced graphs, the graph after each pass, plans, summaries) comes out in pipeline
+    order. With `directory=None` nothing is written, but numbers are still handed out.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None, start: int = 1):
+        self.directory = os.fspath(directory) if directory else None
+        self.next_index = start
+
+    def write(self, name: str, obj: object) -> int:
+        """Write `obj` (a string, or its `str`) as the next numbered file; returns its number."""
+        index = self.next_index
+        if self.directory:
+            os.makedirs(self.directory, exist_ok=True)
+            with open(os.path.join(self.directory, f"{index:03d}-{name}.txt"), "w") as f:
+                f.write(obj if isinstance(obj, str) else str(obj))
+        self.next_index += 1
+        return index
 
 
 @dataclass(frozen=True)
@@ -112,25 +137,25 @@ class Pipeline:
         return self.run_report(graph, dump_dir, verify, start, prefix, plans=False).graph
 
     def run_report(self, graph: Graph, dump_dir: str | None = None, verify: bool | None = None, start: int = 1,
-                   prefix: str = "", plans: bool = True) -> PipelineReport:
+                   prefix: str = "", plans: bool = True, writer: DumpWriter | None = None) -> PipelineReport:
         """Like `run`, also returning per-pass records and the fusion and memory plans.
 
         The plans are computed when `plans` (and the pipeline's own `plans`) is true, or
-        whenever dumping, since they are part of the dump.
+        whenever dumping, since they are part of the dump. `writer` replaces `dump_dir`
+        and `start`: the files continue its numbering.
         """
-        dump_dir = dump_dir if dump_dir is not None else (os.environ.get("KILN_DUMP") or None)
+        settings = config.get()
+        if writer is None:
+            writer = DumpWriter(dump_dir if dump_dir is not None else settings.dump, start)
+        elif dump_dir is not None:
+            raise TypeError("run_report takes dump_dir or writer, not both")
+        dumping = writer.directory is not None
         if verify is None:
-            verify = os.environ.get("KILN_VERIFY", "") not in ("", "0")
-        if dump_dir:
-            os.makedirs(dump_dir, exist_ok=True)
-        index = [start]
+            verify = settings.verify
         records: list[PassRecord] = []
 
         def dump(name: str, obj) -> None:
-            if dump_dir:
-                with open(os.path.join(dump_dir, f"{index[0]:03d}-{prefix}{name}.txt"), "w") as f:
-                    f.write(obj if isinstance(obj, str) else str(obj))
-            index[0] += 1
+            writer.write(prefix + name, obj)
 
         def apply(p: Pass, g: Graph) -> Graph:
             t0 = time.perf_counter()
@@ -143,7 +168,7 @@ class Pipeline:
                     verify_graph(out)
                 except VerificationError as e:
                     raise VerificationError(f"after pass {p.name!r}: {e}") from None
-            records.append(PassRecord(index[0], p.name, len(g.nodes), len(out.nodes), dt, out is not g))
+            records.append(PassRecord(writer.next_index, p.name, len(g.nodes), len(out.nodes), dt, out is not g))
             dump(p.name, out)
             return out
 
@@ -165,15 +190,15 @@ class Pipeline:
                 if g is before:
                     break
         fusion = memory = None
-        if self.plans and (plans or dump_dir):
+        if self.plans and (plans or dumping):
             fusion = plan_fusion(g)
             dump("fusion-plan", fusion)
             memory = plan_memory(g, fusion)
             dump("memory-plan", memory)
-        report = PipelineReport(g, records, fusion, memory, nodes_in, index[0])
-        if dump_dir:
+        report = PipelineReport(g, records, fusion, memory, nodes_in, writer.next_index)
+        if dumping:
             dump("summary", report.summary())
-            report.next_index = index[0]
+            report.next_index = writer.next_index
         return report
 
 

@@ -16,6 +16,10 @@ the outputs get, in order of preference:
 during one step; `total_bytes` is the size of all buffers the plan allocates;
 `naive_bytes` is one buffer per value. Graph inputs are the caller's memory and are
 not counted (a donated input's buffer is reused for free).
+
+`verify_memory_plan` checks a plan against the graph before native code trusts it:
+buffer sizes, liveness recomputed from the steps, and in-place reuse only where each
+element is read before it is written (`plan_memory(..., verify=True)` runs it).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from typing import Iterable
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import ELEMENTWISE, get_primitive
+from ..ir.printer import format_type
 from .fusion import FusionPlan
 
 
@@ -93,18 +98,24 @@ def _elementwise_from(src: Node, dst: Node, members: dict[int, Node], users: dic
     return found
 
 
-def plan_memory(graph: Graph, plan: FusionPlan | None = None, donate: Iterable[str] = (),
-                inplace: bool = True) -> MemoryPlan:
-    """Assign buffers to the kernel outputs of `plan` (or to every node of `graph`)."""
-    users = graph.users()
-    steps: list[tuple[str, list[Node], list[Node], dict[int, Node]]] = []
+Step = tuple[str, list[Node], list[Node], dict[int, Node]]  # name, values written, values read, members
+
+
+def _steps(graph: Graph, plan: FusionPlan | None) -> list[Step]:
+    """The steps of the program in order: the kernels of `plan`, or else the nodes of `graph`."""
     if plan is not None:
-        for k in plan.kernels:
-            steps.append((f"kernel {k.id} [{k.kind}]", list(k.outputs), list(k.inputs),
-                          {id(n): n for n in k.nodes}))
-    else:
-        for n in graph.nodes:
-            steps.append((f"%{n.name} = {n.op}", [n], list(n.inputs), {id(n): n}))
+        return [(f"kernel {k.id} [{k.kind}]", list(k.outputs), list(k.inputs), {id(n): n for n in k.nodes})
+                for k in plan.kernels]
+    return [(f"%{n.name} = {n.op}", [n], list(n.inputs), {id(n): n}) for n in graph.nodes]
+
+
+def plan_memory(graph: Graph, plan: FusionPlan | None = None, donate: Iterable[str] = (),
+                inplace: bool = True, verify: bool = False) -> MemoryPlan:
+    """Assign buffers to the kernel outputs of `plan` (or to every node of `graph`).
+
+    With `verify=True` the result is checked by `verify_memory_plan` before it is returned."""
+    users = graph.users()
+    steps = _steps(graph, plan)
     donate = set(donate)
     outputs = {id(o) for o in graph.outputs}
     inputs = {id(n): n for n in graph.inputs}
@@ -183,7 +194,158 @@ def plan_memory(graph: Graph, plan: FusionPlan | None = None, donate: Iterable[s
                 if nid not in released:
                     free.append(holder[nid])
     naive = sum(nbytes(n) for nid, n in val.items() if first[nid] >= 0)
-    return MemoryPlan(buffers, {val[nid].name: bid for nid, bid in holder.items()},
-                      {val[nid].name: (first[nid], last.get(nid, end)) for nid in holder},
-                      inplace_pairs, step_bytes, naive, [name for name, *_ in steps])
+    mem = MemoryPlan(buffers, {val[nid].name: bid for nid, bid in holder.items()},
+                     {val[nid].name: (first[nid], last.get(nid, end)) for nid in holder},
+                     inplace_pairs, step_bytes, naive, [name for name, *_ in steps])
+    if verify:
+        verify_memory_plan(graph, mem, plan)
+    return mem
 
+
+# ======================================================================================
+# Verification
+# ======================================================================================
+
+class MemoryPlanError(ValueError):
+    """A memory plan native code cannot trust; the message names the buffer and the values."""
+
+
+def _describe(n: Node) -> str:
+    return f"%{n.name} ({format_type(n)}, {nbytes(n)} bytes)"
+
+
+def verify_memory_plan(graph: Graph, mem_plan: MemoryPlan, fusion_plan: FusionPlan | None = None) -> None:
+    """Raise MemoryPlanError unless native code may run `graph` in the buffers of `mem_plan`.
+
+    The steps are the kernels of `fusion_plan` (or, without one, the graph's nodes), and
+    liveness is recomputed from them: a value lives from the step that writes it (a graph
+    input in its own buffer: from the start) to the last step that reads it, a graph
+    output to the end. Checked: every value a step writes has a buffer at least as big as
+    the value, and the plan records the recomputed lifetime; a graph input sits only in
+    its own `input %name` buffer of exactly its size; no two values live at the same step
+    share a buffer, except that a step may write a value into the buffer of one of its
+    inputs that dies there (in place) when every element is read before it is written:
+    same byte size and element size, and the step computes the output from that input
+    purely elementwise over the same index. The in-place pairs and `step_bytes` the plan
+    reports must be exactly these handovers and the bytes of the buffers in use.
+    """
+    if fusion_plan is not None and fusion_plan.graph is not graph:
+        raise MemoryPlanError("verify_memory_plan: fusion_plan was planned for a different graph")
+    steps = _steps(graph, fusion_plan)
+    end = len(steps)
+    if len(mem_plan.step_bytes) != end:
+        raise MemoryPlanError(f"memory plan has {len(mem_plan.step_bytes)} steps but the "
+                              f"{'fusion plan' if fusion_plan is not None else 'graph'} has {end}: "
+                              "was it planned for a different fusion plan?")
+    by_name = {n.name: n for n in [*graph.inputs, *graph.nodes]}
+    inputs = {id(n) for n in graph.inputs}
+    outputs = {id(n) for n in graph.outputs}
+    written: dict[int, int] = {}
+    last_read: dict[int, int] = {}
+    for s, (_, writes, reads, _) in enumerate(steps):
+        for o in writes:
+            written.setdefault(id(o), s)
+        for i in reads:
+            last_read[id(i)] = s
+    for s, (name, writes, _, _) in enumerate(steps):
+        for o in writes:
+            if o.name not in mem_plan.assignment:
+                raise MemoryPlanError(f"{_describe(o)} is written by step {s} ({name}) but has no buffer")
+    buffers = mem_plan.buffers
+    for i, b in enumerate(buffers):
+        if b.id != i:
+            raise MemoryPlanError(f"buffer {b.id} is listed at position {i}: buffer ids must be their positions")
+        if b.origin != "alloc" and not b.origin.startswith("input %"):
+            raise MemoryPlanError(f"buffer {b.id} has origin {b.origin!r}, expected 'alloc' or 'input %name'")
+    lives: dict[int, list[tuple[int, int, Node]]] = {}
+    for v, bid in mem_plan.assignment.items():
+        n = by_name.get(v)
+        if n is None:
+            raise MemoryPlanError(f"buffer {bid} holds %{v}, which is not a value of graph {graph.name}")
+        if not isinstance(bid, int) or not 0 <= bid < len(buffers):
+            raise MemoryPlanError(f"{_describe(n)} is placed in buffer {bid!r}, which the plan does not have")
+        b = buffers[bid]
+        if b.size < nbytes(n):
+            raise MemoryPlanError(f"buffer {bid} ({b.size} bytes) is too small for {_describe(n)}")
+        if id(n) in inputs:
+            if b.origin != f"input %{n.name}":
+                raise MemoryPlanError(f"graph input {_describe(n)} is placed in buffer {bid} ({b.origin}), "
+                                      f"not in its own memory (origin 'input %{n.name}')")
+            start = -1
+        elif id(n) in written:
+            start = written[id(n)]
+        else:
+            raise MemoryPlanError(f"buffer {bid} holds {_describe(n)}, which no step writes")
+        stop = end if id(n) in outputs else max(start, last_read.get(id(n), start))
+        recorded = mem_plan.lifetimes.get(v)
+        if recorded is None or tuple(recorded) != (start, stop):
+            raise MemoryPlanError(f"{_describe(n)} lives at steps {start}..{stop}, "
+                                  f"but the plan records {recorded}")
+        lives.setdefault(bid, []).append((start, stop, n))
+    for b in buffers:
+        if b.origin.startswith("input %"):
+            n = by_name.get(b.origin[len("input %"):])
+            if n is None or id(n) not in inputs or mem_plan.assignment.get(n.name) != b.id or b.size != nbytes(n):
+                raise MemoryPlanError(f"buffer {b.id} ({b.size} bytes, {b.origin}) is not the memory of "
+                                      "a graph input placed in it")
+    users = graph.users()
+    handovers: set[tuple[str, str]] = set()
+    for bid, vals in lives.items():
+        vals = sorted((v for v in vals if nbytes(v[2]) > 0), key=lambda v: (v[0], v[1]))
+        for a, (s1, e1, p) in enumerate(vals):
+            for j in range(a + 1, len(vals)):
+                s2, e2, q = vals[j]
+                if s2 > e1:  # sorted by start: no later value overlaps p either
+                    break
+                if s1 < s2 == e1:
+                    _check_inplace(p, q, s2, steps[s2], bid, users)
+                    handovers.add((q.name, p.name))
+                else:
+                    raise MemoryPlanError(f"{_describe(p)} (live at steps {s1}..{e1}) and {_describe(q)} "
+                                          f"(live at steps {s2}..{e2}) share buffer {bid} while both are live")
+    empty = {v for v, _ in mem_plan.assignment.items() if v in by_name and nbytes(by_name[v]) == 0}
+    listed = {tuple(pair) for pair in mem_plan.inplace if not empty.intersection(pair)}  # 0 bytes share nothing
+    if listed != handovers:
+        extra, missing = sorted(listed - handovers), sorted(handovers - listed)
+        raise MemoryPlanError("the plan's in-place pairs (output, input) do not match its buffers: "
+                              f"listed but not handed over {extra}, handed over but not listed {missing}")
+    live_bytes = [0] * (end + 1)  # per step, as differences: a buffer counts while any value in it lives
+    for bid, vals in lives.items():
+        if buffers[bid].origin != "alloc":
+            continue
+        for a, b in _union(sorted((max(s1, 0), min(e1, end - 1)) for s1, e1, _ in vals)):
+            live_bytes[a] += buffers[bid].size
+            live_bytes[b + 1] -= buffers[bid].size
+    want = 0
+    for s in range(end):
+        want += live_bytes[s]
+        if mem_plan.step_bytes[s] != want:
+            held = sorted(bid for bid, vals in lives.items() if buffers[bid].origin == "alloc"
+                          and any(s1 <= s <= e1 for s1, e1, _ in vals))
+            raise MemoryPlanError(f"step {s} ({steps[s][0]}): the plan reports {mem_plan.step_bytes[s]} bytes "
+                                  f"live, its buffers {held} hold {want}")
+
+
+def _union(intervals: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Merge sorted closed intervals that overlap or touch; empty ones (a > b) are dropped."""
+    out: list[tuple[int, int]] = []
+    for a, b in intervals:
+        if a > b:
+            continue
+        if out and a <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def _check_inplace(p: Node, q: Node, s: int, step: Step, bid: int, users: dict[Node, list[Node]]) -> None:
+    """`q`, written at step `s`, takes buffer `bid` from `p`, whose last step is `s`: legal in place?"""
+    name, _, _, members = step  # p dies at s, so s reads it; q starts at s, so s writes it
+    where = f"{_describe(q)} overwrites {_describe(p)} in buffer {bid} at step {s} ({name})"
+    if p.numel != q.numel or p.dtype.itemsize != q.dtype.itemsize:
+        raise MemoryPlanError(f"{where}, but their elements differ in count or size, so writing element j "
+                              f"of %{q.name} clobbers elements of %{p.name} not read yet")
+    if not _elementwise_from(p, q, members, users):
+        raise MemoryPlanError(f"{where}, but the step does not compute %{q.name} purely elementwise from "
+                              f"%{p.name} (element j of %{q.name} may only read element j of %{p.name})")

@@ -3,14 +3,13 @@
 kiln defaults to one BLAS thread: on small machines shared with other work, OpenBLAS's
 spinning worker threads made matmuls 2-100x slower than one thread (measured here: a
 64x784x128 float32 matmul took 0.25 ms on one thread, 0.57 ms on two, 38 ms on two under
-load). `KILN_NUM_THREADS=n` or `kiln.set_num_threads(n)` changes it; if the user already set
-OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS, kiln leaves BLAS alone.
+load). `KILN_NUM_THREADS=n` (`kiln.config`, applied at import) or `kiln.set_num_threads(n)`
+changes it; if the user already set OPENBLAS_NUM_THREADS / OMP_NUM_THREADS / MKL_NUM_THREADS,
+kiln leaves BLAS alone.
 """
 from __future__ import annotations
 
-import os
-
-_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+from .. import config
 
 
 def set_num_threads(n: int) -> None:
@@ -28,12 +27,13 @@ def get_num_threads() -> int:
     return max(counts) if counts else 1
 
 
-def init_from_env() -> None:
-    """Apply KILN_NUM_THREADS (default 1) unless the user configured BLAS threads themselves."""
-    n = os.environ.get("KILN_NUM_THREADS")
-    if n is None and any(v in os.environ for v in _THREAD_ENV):
+def init_threads() -> None:
+    """Apply the `num_threads` setting (KILN_NUM_THREADS; unset: 1, unless the user configured BLAS
+    threads through its own variables)."""
+    n = config.get().num_threads
+    if n is None and config.blas_threads_from_env():
         return
     try:
-        set_num_threads(int(n) if n else 1)
+        set_num_threads(n or 1)
     except ImportError:  # threadpoolctl missing: keep numpy's default
         pass

@@ -150,30 +150,31 @@ def test_shape_errors_in_trace_name_the_user_line():
         kiln.compile(f)(kiln.ones(2, 3), kiln.ones(3, 2))
 
 
-def test_make_graph_does_not_run_and_kiln_dump(tmp_path, monkeypatch):
-    monkeypatch.setenv("KILN_DUMP", str(tmp_path))
-    calls = []
+def test_make_graph_does_not_run_and_kiln_dump(tmp_path):
+    with kiln.config.override(dump=str(tmp_path)):
+        calls = []
 
-    def f(x):
-        calls.append(1)
-        return (x * 2).tanh()
+        def f(x):
+            calls.append(1)
+            return (x * 2).tanh()
 
-    g = kiln.make_graph(f)(kiln.ones(4))
-    assert [n.op for n in g.nodes] == ["constant", "mul", "tanh"]
-    assert len(calls) == 1
-    assert sorted(os.listdir(tmp_path)) == ["001-f-traced.txt"]
-    kiln.compile(f)(kiln.ones(4))
-    files = sorted(os.listdir(tmp_path))
-    assert files[1] == "002-f-traced.txt"
-    assert parse_graph((tmp_path / files[1]).read_text()) == g
-    # then the graph after every pass, numbered in pipeline order, the plans and a summary
-    rest = files[2:]
-    assert [int(fn[:3]) for fn in rest] == list(range(3, 3 + len(rest)))
-    assert rest[0] == "003-f-dce.txt" and rest[-1] == f"{2 + len(rest):03d}-f-summary.txt"
-    assert any(fn.endswith("-f-fusion-plan.txt") for fn in rest) and any(fn.endswith("-memory-plan.txt") for fn in rest)
-    for fn in rest:
-        if not fn.endswith(("plan.txt", "summary.txt")):
-            parse_graph((tmp_path / fn).read_text())
+        g = kiln.make_graph(f)(kiln.ones(4))
+        assert [n.op for n in g.nodes] == ["constant", "mul", "tanh"]
+        assert len(calls) == 1
+        assert sorted(os.listdir(tmp_path)) == ["001-f-traced.txt"]
+        kiln.compile(f)(kiln.ones(4))
+        files = sorted(os.listdir(tmp_path))
+        assert files[1] == "002-f-traced.txt"
+        assert parse_graph((tmp_path / files[1]).read_text()) == g
+        # then the graph after every pass, numbered in pipeline order, the plans and a summary
+        rest = files[2:]
+        assert [int(fn[:3]) for fn in rest] == list(range(3, 3 + len(rest)))
+        assert rest[0] == "003-f-dce.txt" and rest[-1] == f"{2 + len(rest):03d}-f-summary.txt"
+        assert any(fn.endswith("-f-fusion-plan.txt") for fn in rest)
+        assert any(fn.endswith("-memory-plan.txt") for fn in rest)
+        for fn in rest:
+            if not fn.endswith(("plan.txt", "summary.txt")):
+                parse_graph((tmp_path / fn).read_text())
 
 
 def test_pytree_arguments_and_outputs():

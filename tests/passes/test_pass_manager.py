@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from kiln import config
 from kiln.ir import Graph, VerificationError
 from kiln.passes import Pass, Pipeline, Repeat, cse, dce, default_pipeline, optimize
 from kiln.passes.builder import GraphBuilder
@@ -55,16 +56,16 @@ def test_dumps_are_numbered_in_pipeline_order(tmp_path):
         assert "%dead" not in f.read()  # the graph after dce
 
 
-def test_kiln_dump_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KILN_DUMP", str(tmp_path / "d"))
-    optimize(ir(SRC))
+def test_kiln_dump_setting(tmp_path):
+    with config.override(dump=str(tmp_path / "d")):
+        optimize(ir(SRC))
     assert "001-dce.txt" in os.listdir(tmp_path / "d")
 
 
 def test_no_dump_no_files(tmp_path, monkeypatch):
-    monkeypatch.delenv("KILN_DUMP", raising=False)
     monkeypatch.chdir(tmp_path)
-    optimize(ir(SRC))
+    with config.override(dump=None):
+        optimize(ir(SRC))
     assert os.listdir(tmp_path) == []
 
 
@@ -78,15 +79,14 @@ def _broken(g: Graph) -> Graph:
     return out
 
 
-def test_verify_between_passes_names_the_pass(monkeypatch):
+def test_verify_between_passes_names_the_pass():
     p = Pipeline([Pass("dce", dce), Pass("broken", _broken), Pass("cse", cse)], plans=False)
     with pytest.raises(VerificationError, match="after pass 'broken'"):
         p.run(ir(SRC), verify=True)
-    monkeypatch.setenv("KILN_VERIFY", "1")
-    with pytest.raises(VerificationError, match="after pass 'broken'"):
+    with config.override(verify=True), pytest.raises(VerificationError, match="after pass 'broken'"):
         p.run(ir(SRC))
-    monkeypatch.setenv("KILN_VERIFY", "0")
-    p.run(ir(SRC))  # unverified: the broken graph goes through
+    with config.override(verify=False):
+        p.run(ir(SRC))  # unverified: the broken graph goes through
 
 
 def test_pass_must_return_a_graph():
