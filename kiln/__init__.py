@@ -20,6 +20,7 @@ from .frontend.creation import (Generator, arange, as_tensor, bernoulli, default
                                 normal, ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                                 randperm, seed, set_default_dtype, tensor, zeros, zeros_like)
 from .frontend.compile import compile, make_graph
+from .frontend.lowered import Lowered, ShapeDtype
 from .frontend.transforms import grad, value_and_grad, vjp
 from .runtime.threads import get_num_threads, init_threads as _init_threads, set_num_threads
 

@@ -41,7 +41,7 @@ class _FunctionRenderer:
         self.m = module
         self.k = k
         self.flags = () if strict_fp else ("reassoc", "contract")
-        ftype = ir.FunctionType(I32, [PTR] * (len(k.params) + 1))
+        ftype = ir.FunctionType(I32, [PTR] * (len(k.params) + 1) + [I64, I64])
         self.fn = ir.Function(module, ftype, name=k.name)
         self.fn.linkage = "internal"
         self.fn.attributes.add("nounwind")
@@ -50,8 +50,8 @@ class _FunctionRenderer:
             arg.name = p.name
             arg.add_attribute("noalias")
             self.bufs[p.name] = (arg, p.dtype)
-        self.status = self.fn.args[-1]
-        self.status.name = "status"
+        self.status, self.tid, self.nthreads = self.fn.args[-3:]
+        self.status.name, self.tid.name, self.nthreads.name = "status", "tid", "nthreads"
         self.entry = self.fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         self.slots: dict[str, ir.Value] = {}
@@ -238,19 +238,30 @@ class _FunctionRenderer:
                 with b.if_then(cond, likely=False):
                     self.block(s.then)
         elif isinstance(s, Fail):
-            b.store(ir.Constant(I64, s.code), b.gep(self.status, [ir.Constant(I64, 0)], source_etype=I64))
-            for k, p in enumerate(s.payload):
-                v = self.expr(p)
-                b.store(v, b.gep(self.status, [ir.Constant(I64, k + 1)], source_etype=I64))
-            b.ret(ir.Constant(I32, s.code))
+            # the first failure wins (threads race through cmpxchg); execution continues on a
+            # clamped index, and the entry point stops after the kernel
+            slot0 = b.gep(self.status, [ir.Constant(I64, 0)], source_etype=I64)
+            res = b.cmpxchg(slot0, ir.Constant(I64, 0), ir.Constant(I64, s.code), "monotonic", "monotonic")
+            won = b.extract_value(res, 1)
+            with b.if_then(won, likely=False):
+                for k, p in enumerate(s.payload):
+                    v = self.expr(p)
+                    b.store(v, b.gep(self.status, [ir.Constant(I64, k + 1)], source_etype=I64))
         else:
             raise TypeError(f"not a kernel IR statement: {s!r}")
 
-    def loop(self, s: Loop) -> None:
+    def loop(self, s: Loop, chunked: bool = False) -> None:
         b = self.b
         slot = self._slot(s.var)
         ext = self.expr(s.extent)
-        b.store(ir.Constant(I64, 0), slot)
+        start = ir.Constant(I64, 0)
+        if chunked:  # this thread's share: [tid * ceil(ext / n), min(ext, (tid + 1) * ceil(ext / n)))
+            n = self.nthreads
+            chunk = b.sdiv(b.add(ext, b.sub(n, ir.Constant(I64, 1))), n)
+            start = b.mul(self.tid, chunk)
+            hi = b.add(start, chunk)
+            ext = b.select(b.icmp_signed("<", hi, ext), hi, ext)
+        b.store(start, slot)
         head = self.fn.append_basic_block(f"{s.var.name}.head")
         body = self.fn.append_basic_block(f"{s.var.name}.body")
         done = self.fn.append_basic_block(f"{s.var.name}.done")
@@ -270,10 +281,24 @@ class _FunctionRenderer:
         b.position_at_end(done)
 
     def render(self) -> ir.Function:
-        self.block(self.k.body)
+        b = self.b
+        for st in self.k.body:
+            ls = self.k.schedule.loops.get(st.var.name) if isinstance(st, Loop) else None
+            if ls is not None and ls.parallel:
+                self.loop(st, chunked=True)
+            elif _writes(st):  # serial work with side effects: thread 0 only
+                with b.if_then(b.icmp_signed("==", self.tid, ir.Constant(I64, 0))):
+                    self.stmt(st)
+            else:  # locals (hoisted values, reductions other loops read): every thread
+                self.stmt(st)
         if not self.b.block.is_terminated:
             self.b.ret(ir.Constant(I32, 0))
         return self.fn
+
+
+def _writes(s) -> bool:
+    from .kir import walk_stmts
+    return any(isinstance(x, Store) for x in walk_stmts([s]))
 
 
 def _loop_md(m: ir.Module, br, width: int) -> None:
@@ -288,14 +313,18 @@ def render_kernel(module: ir.Module, k: KernelFunc, strict_fp: bool = False) -> 
 
 def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tuple[str, Sequence[int]]],
                    strict_fp: bool = False, prefer_vector_width: int | None = None) -> str:
-    """A module with every kernel and `@{name}`: i32 (ptr buffers, ptr status) calling each
-    kernel on buffers[k] for its arguments, returning the first non-zero status."""
+    """A module with every kernel and `@{name}`: i32 (ptr buffers, ptr status, i64 tid, i64 n,
+    ptr barrier) calling each kernel on buffers[k] for its arguments. Run by `n` threads at
+    once (thread `tid`), with a barrier after each kernel; returns the first failed check's
+    code (its payload is in the status buffer), 0 when every kernel ran."""
     m = ir.Module(name=name)
     fns = {k.name: render_kernel(m, k, strict_fp) for k in kernels}
-    entry = ir.Function(m, ir.FunctionType(I32, [PTR, PTR]), name=name)
+    barrier = _render_barrier(m, name + "_barrier")
+    entry = ir.Function(m, ir.FunctionType(I32, [PTR, PTR, I64, I64, PTR]), name=name)
     entry.attributes.add("nounwind")
-    bufs, status = entry.args
+    bufs, status, tid, nthreads, bar = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
+    many = b.icmp_signed(">", nthreads, ir.Constant(I64, 1))
     ptrs: dict[int, ir.Value] = {}
     for kname, args in calls:
         vals = []
@@ -303,15 +332,46 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
             if a not in ptrs:
                 ptrs[a] = b.load(b.gep(bufs, [ir.Constant(I64, a)], source_etype=PTR), typ=PTR)
             vals.append(ptrs[a])
-        rc = b.call(fns[kname], vals + [status])
+        b.call(fns[kname], vals + [status, tid, nthreads])
+        with b.if_then(many):
+            b.call(barrier, [bar, nthreads])
+        code = b.load_atomic(b.gep(status, [ir.Constant(I64, 0)], source_etype=I64), "acquire", 8, typ=I64)
         nxt = entry.append_basic_block(f"after.{kname}")
         fail = entry.append_basic_block(f"fail.{kname}")
-        b.cbranch(b.icmp_signed("!=", rc, ir.Constant(I32, 0)), fail, nxt)
+        b.cbranch(b.icmp_signed("!=", code, ir.Constant(I64, 0)), fail, nxt)
         b.position_at_end(fail)
-        b.ret(rc)
+        b.ret(b.trunc(code, I32))
         b.position_at_end(nxt)
     b.ret(ir.Constant(I32, 0))
     text = str(m)
     if prefer_vector_width:
         text = text.replace(" nounwind\n", f' nounwind "prefer-vector-width"="{prefer_vector_width}"\n')
     return text
+
+
+def _render_barrier(m: ir.Module, name: str) -> ir.Function:
+    """void barrier(ptr b, i64 n): b[0] counts arrivals, b[1] is the generation; the last thread
+    to arrive resets the count and advances the generation, the others spin until it moves."""
+    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR, I64]), name=name)
+    fn.linkage = "internal"
+    bar, n = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    count = b.gep(bar, [ir.Constant(I64, 0)], source_etype=I64)
+    gen_p = b.gep(bar, [ir.Constant(I64, 1)], source_etype=I64)
+    gen = b.load_atomic(gen_p, "acquire", 8, typ=I64)
+    arrived = b.atomic_rmw("add", count, ir.Constant(I64, 1), "acq_rel")
+    last = b.icmp_signed("==", arrived, b.sub(n, ir.Constant(I64, 1)))
+    release = fn.append_basic_block("last")
+    spin = fn.append_basic_block("spin")
+    done = fn.append_basic_block("done")
+    b.cbranch(last, release, spin)
+    b.position_at_end(release)
+    b.atomic_rmw("xchg", count, ir.Constant(I64, 0), "monotonic")
+    b.atomic_rmw("add", gen_p, ir.Constant(I64, 1), "release")
+    b.branch(done)
+    b.position_at_end(spin)
+    now = b.load_atomic(gen_p, "acquire", 8, typ=I64)
+    b.cbranch(b.icmp_signed("==", now, gen), spin, done)
+    b.position_at_end(done)
+    b.ret_void()
+    return fn

@@ -213,9 +213,9 @@ class _KernelLowering:
         v = self.em.bind(ix.as_index(value), "ix")
         code = len(self.checks) + 1
         self.checks.append(IndexCheck(code, n.op, axis, size, n.name, n.loc))
-        bad = op("or", op("lt", v, idx(0)), op("ge", v, idx(size)))
-        self.em.emit(If(bad, [Fail(code, (v,))]), self.em.level(v))
-        return v
+        bad = self.em.bind(op("or", op("lt", v, idx(0)), op("ge", v, idx(size))), "bad")
+        self.em.emit(If(bad, [Fail(code, (v,))]), self.em.level(bad))
+        return self.em.bind(op("select", bad, idx(0), v), "ix")  # never read outside the buffer
 
     def _gather(self, n: Node, index: ix.Index) -> Expr:
         x, ind = n.inputs

@@ -80,8 +80,11 @@ class CacheInfo:
 class CompiledFunction:
     """A function specialised and cached per input signature; call it like the original."""
 
-    def __init__(self, fn: Callable, *, recompile_limit: int = 8, name: str | None = None):
+    def __init__(self, fn: Callable, *, recompile_limit: int = 8, name: str | None = None,
+                 backend: str | None = None):
+        from ..runtime.backend import check_backend_name
         self.fn = fn
+        self.backend = check_backend_name(backend) if backend is not None else None
         self.recompile_limit = recompile_limit
         self.name = _sanitize(name or getattr(fn, "__name__", "fn"))
         self._cache: dict[Any, CompiledEntry] = {}
@@ -103,6 +106,13 @@ class CompiledFunction:
     def cache_clear(self) -> None:
         self._cache.clear()
         self._hits = self._misses = 0
+
+    def lower(self, *args, **kwargs):
+        """Trace and compile for these arguments without running (as JAX's `jit(f).lower`):
+        tensors or `kiln.ShapeDtype` specs. Returns a `kiln.Lowered` whose `as_text(stage)`
+        shows each stage and whose `compile()` gives the callable."""
+        from .lowered import lower_function
+        return lower_function(self, args, kwargs)
 
     def graph_for(self, *args, **kwargs) -> Graph:
         """The graph this function runs for these arguments (traced now if not cached)."""
@@ -141,14 +151,14 @@ class CompiledFunction:
         captured = entry.captured_now()
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         if entry.autograd is None:
-            return finish_call(entry, tensors, run_graph(entry.graph, arrays))[0]
+            return finish_call(entry, tensors, run_graph(entry.graph, arrays, self.backend))[0]
         split = entry.autograd
-        results = run_graph(split.forward, arrays)
+        results = run_graph(split.forward, arrays, self.backend)
         out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
         lifted = tensors + captured
         node = CompiledBackward(self.name, split.backward, results[split.n_outputs:],
                                 [_edge(lifted[k]) for k in entry.wrt],
-                                [(by_index[k].shape, by_index[k].dtype) for k in entry.diff_outputs])
+                                [(by_index[k].shape, by_index[k].dtype) for k in entry.diff_outputs], self.backend)
         for j, k in enumerate(entry.diff_outputs):
             t = by_index[k]
             t._grad_fn, t._output_nr, t._requires_grad = node, j, True
@@ -160,8 +170,10 @@ class CompiledBackward:
 
     retained = None
 
-    def __init__(self, name: str, graph: Graph, saved: list, next_edges: list, out_types: list):
+    def __init__(self, name: str, graph: Graph, saved: list, next_edges: list, out_types: list,
+                 backend: str | None = None):
         self.fn_name = name
+        self.backend = backend
         self.graph = graph
         self.saved = saved
         self.next = next_edges
@@ -190,7 +202,7 @@ class CompiledBackward:
                                    "cannot be traced; call the compiled function inside the traced code instead")
             else:
                 cts.append(np.asarray(g._cell.value, dtype=dtype.np_dtype))
-        return [Tensor._make(r) for r in run_graph(self.graph, list(self.saved) + cts)]
+        return [Tensor._make(r) for r in run_graph(self.graph, list(self.saved) + cts, self.backend)]
 
     def release(self) -> None:
         self.saved = None
@@ -373,7 +385,8 @@ def compile(fn: Callable | None = None, **options) -> Any:
     """Compile `fn` (decorator, with or without options): trace per input signature and cache.
 
     Options: `recompile_limit` (default 8) — warn once a function has been traced for
-    more signatures than this.
+    more signatures than this; `backend` — "llvm" (native code for the host CPU) or
+    "reference" (the numpy interpreter); default: the `KILN_BACKEND` setting (llvm).
     """
     if fn is None:
         return lambda f: CompiledFunction(f, **options)

@@ -60,7 +60,7 @@ class GradFunction(CompiledFunction):
         from ..runtime.backend import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured_now()]
-        results = run_graph(entry.graph, arrays)
+        results = run_graph(entry.graph, arrays, self.backend)
         n_out = entry.diff_outputs[0]
         out, _ = finish_call(entry, tensors, results[:n_out])
         grads = tuple(Tensor._make(r) for r in results[n_out:])

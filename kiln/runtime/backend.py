@@ -7,11 +7,11 @@ so a graph compiles once per backend.
 """
 from __future__ import annotations
 
-import os
 from typing import Protocol, Sequence
 
 import numpy as np
 
+from .. import config
 from ..ir.graph import Graph
 
 
@@ -52,9 +52,7 @@ BACKENDS = {"reference": ReferenceBackend, "llvm": LLVMBackend}
 
 
 def default_backend_name() -> str:
-    name = os.environ.get("KILN_BACKEND") or "llvm"
-    check_backend_name(name, "KILN_BACKEND")
-    return name
+    return check_backend_name(config.get().backend, "KILN_BACKEND")
 
 
 def check_backend_name(name: str, what: str = "backend") -> str:
@@ -67,7 +65,7 @@ def get_backend(name: str | None = None):
     """The backend called `name` (default: KILN_BACKEND, else llvm)."""
     name = check_backend_name(name) if name is not None else default_backend_name()
     if name == "llvm":
-        return LLVMBackend(strict_fp=os.environ.get("KILN_STRICT_FP", "0") not in ("", "0"))
+        return LLVMBackend(strict_fp=config.get().strict_fp)
     return BACKENDS[name]()
 
 
