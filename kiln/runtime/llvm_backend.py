@@ -79,17 +79,19 @@ _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 class LLVMExecutable:
     """A compiled program: `run(inputs) -> outputs` over numpy arrays."""
 
-    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, llvm_ir: str, module,
-                 entry_name: str, strict_fp: bool):
+    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, llvm_ir: str, obj: bytes,
+                 entry_name: str, strict_fp: bool, from_cache: bool = False):
         self.graph = graph
         self.plan = plan
         self.program = program
         self.llvm_ir = llvm_ir
         self.strict_fp = strict_fp
-        self.llvm_opt = str(module)
+        self.from_cache = from_cache
+        self._llvm_opt: str | None = None
         llvm, _, _ = _llvm()
         # one engine per program (it owns its target machine): its machine code is freed with the executable
-        self._engine = engine = llvm.create_mcjit_compiler(module, _target_machine())
+        self._engine = engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
         engine.finalize_object()
         addr = engine.get_function_address(entry_name)
         if not addr:
@@ -120,10 +122,12 @@ class LLVMExecutable:
         if stage == "llvm":
             return self.llvm_ir
         if stage == "llvm-opt":
-            return self.llvm_opt
+            if self._llvm_opt is None:
+                self._llvm_opt = str(optimize_ir(self.llvm_ir))
+            return self._llvm_opt
         if stage == "asm":
-            llvm, tm, _ = _llvm()
-            return tm.emit_assembly(llvm.parse_assembly(self.llvm_opt))
+            _, tm, _ = _llvm()
+            return tm.emit_assembly(optimize_ir(self.llvm_ir))
         raise ValueError(f"unknown stage {stage!r}")
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -173,13 +177,8 @@ def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None
     except ImportError:  # vector math not available: the renderer's intrinsics stand in
         decompose = None
     plan = plan if plan is not None else plan_fusion(graph)
-    with _lock:
-        _state_n = _state.get("n", 0) if _state else 0
     _llvm()
-    with _lock:
-        _state["n"] += 1
-        uid = _state["n"]
-    name = f"kiln_{uid}_{_sanitize(graph.name)}"
+    name = f"kiln_{_sanitize(graph.name)}"  # each program has its own engine: names need not be unique
     program = lower_plan(plan, name)
     for k in program.kernels:
         schedule_parallel(k, PARALLEL_MIN_COST)
@@ -191,8 +190,43 @@ def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None
     calls = [(kname, [index[a] for a in args]) for kname, args in program.calls]
     text = render_program(name, kernels, calls, strict_fp=strict_fp,
                           prefer_vector_width=512 if _has_avx512() else None)
-    module = optimize_ir(text)
-    return LLVMExecutable(graph, plan, program, text, module, name, strict_fp)
+    key = cache_key(text)
+    cache = disk_cache()
+    obj = cache.get(key) if cache is not None else None
+    hit = obj is not None
+    if obj is None:
+        _, tm, _ = _llvm()
+        module = optimize_ir(text)
+        with _lock:
+            obj = tm.emit_object(module)
+        if cache is not None:
+            cache.put(key, obj)
+    return LLVMExecutable(graph, plan, program, text, obj, name, strict_fp, from_cache=hit)
+
+
+def cache_key(llvm_ir: str) -> str:
+    """What compiled object code depends on: the program, the target and the versions."""
+    import llvmlite
+    from .. import __version__
+    llvm, _, _ = _llvm()
+    return "\n".join([f"kiln {__version__}", f"llvmlite {llvmlite.__version__} llvm {llvm.llvm_version_info}",
+                      host_description(), "O3 vectorize", llvm_ir])
+
+
+_caches: dict = {}
+
+
+def disk_cache():
+    """The object-code cache for the current settings (None when KILN_CACHE=0)."""
+    from .. import config
+    from .disk_cache import DiskCache
+    cfg = config.get()
+    if not cfg.cache:
+        return None
+    d = cfg.cache_dir
+    if d not in _caches:
+        _caches[d] = DiskCache(d)
+    return _caches[d]
 
 
 def _sanitize(s: str) -> str:
