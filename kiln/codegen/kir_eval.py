@@ -280,7 +280,7 @@ class _Interp:
         return int(v.flat[0]) if v.ndim else int(v)
 
     def block(self, body: list[Stmt], env: dict, lanes: int, mask: np.ndarray | None) -> None:
-        env = dict(env)
+        """Run `body` in `env` (the caller passes a copy: a block's Lets stay inside it)."""
         for s in body:
             if isinstance(s, Let):
                 env[s.var.name] = eval_expr(s.value, env, self.bufs)

@@ -230,7 +230,8 @@ def _log_finite(F: _Format, x: Expr) -> Expr:
 def _log_specials(F: _Format, x: Expr, r: Expr) -> Expr:
     r = _sel(op("eq", x, F.c(0.0)), F.c(float("-inf")), r)
     r = _sel(op("eq", x, F.c(float("inf"))), x, r)
-    return _sel(op("lt", x, F.c(0.0)), F.c(float("nan")), r)  # nan stays nan through the core
+    r = _sel(op("lt", x, F.c(0.0)), F.c(float("nan")), r)
+    return _sel(op("isnan", x), x, r)
 
 
 @_in_f32
