@@ -270,9 +270,6 @@ class _Interp:
     def __init__(self, k: KernelFunc, bufs: dict[str, np.ndarray]):
         self.k, self.bufs = k, bufs
 
-    def ev(self, e: Expr, env, lanes: int) -> np.ndarray:
-        return np.broadcast_to(eval_expr(e, env, self.bufs), (lanes,)) if lanes > 1 else eval_expr(e, env, self.bufs)
-
     def uniform(self, e: Expr, env, lanes: int, what: str) -> int:
         v = np.asarray(eval_expr(e, env, self.bufs))
         if v.ndim and v.size and not np.all(v == v.flat[0]):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kiln.codegen.decompose import decompose
-from kiln.codegen.kir import (SCALAR_OPS, Assign, BufferParam, Const, If, KernelFunc, Let, Load, Loop, Op, Store,
+from kiln.codegen.kir import (SCALAR_OPS, Assign, BufferParam, If, KernelFunc, Let, Load, Loop, Op, Store,
                               Var, Fail, const, idx, op, walk_stmts)
 from kiln.codegen.kir_eval import KernelFailure, eval_expr, run_kernel
 from kiln.codegen.kir_verify import verify_kernel
