@@ -40,7 +40,10 @@ class _FunctionRenderer:
     def __init__(self, module: ir.Module, k: KernelFunc, strict_fp: bool):
         self.m = module
         self.k = k
-        self.flags = () if strict_fp else ("reassoc", "contract")
+        # fast-math only where a reduction accumulates (`acc = acc + v`): re-associating it lets the
+        # loop vectorize; every other op rounds as written (the vector-math polynomials need that)
+        self.acc_flags = () if strict_fp else ("reassoc", "contract")
+        self.flags = ()
         ftype = ir.FunctionType(I32, [PTR] * (len(k.params) + 1) + [I64, I64])
         self.fn = ir.Function(module, ftype, name=k.name)
         self.fn.linkage = "internal"
@@ -215,7 +218,14 @@ class _FunctionRenderer:
 
     def stmt(self, s) -> None:
         b = self.b
-        if isinstance(s, Let) or isinstance(s, Assign):
+        if isinstance(s, Assign) and isinstance(s.value, Op) and s.value.name in ("add", "mul") \
+                and s.value.args[0] == s.var and s.var.dtype.is_floating_point:
+            self.flags = self.acc_flags
+            try:
+                b.store(self.op(s.value), self._slot(s.var))
+            finally:
+                self.flags = ()
+        elif isinstance(s, Let) or isinstance(s, Assign):
             b.store(self.expr(s.value), self._slot(s.var))
         elif isinstance(s, Store):
             ptr, d = self.bufs[s.buf]

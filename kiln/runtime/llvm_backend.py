@@ -131,15 +131,15 @@ class LLVMExecutable:
         raise ValueError(f"unknown stage {stage!r}")
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        g = self.graph
-        if len(inputs) != len(g.inputs):
-            raise ValueError(f"graph {g.name} takes {len(g.inputs)} inputs, got {len(inputs)}")
+        if len(inputs) != len(self._inputs):
+            raise ValueError(f"program {self.program.name} takes {len(self._inputs)} inputs, got {len(inputs)}")
         arrays: list = [None] * len(self._specs)
-        for k, (node, arr) in zip(self._inputs, zip(g.inputs, inputs)):
+        for k, arr in zip(self._inputs, inputs):
             arr = np.asarray(arr)
             shape, dtype = self._specs[k]
             if arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(f"input %{node.name} expects {node.dtype.name}{list(node.shape)}, "
+                b = self.program.buffers[k]
+                raise ValueError(f"input {b.name} expects {b.dtype.name}{list(b.shape)}, "
                                  f"got {arr.dtype}{list(arr.shape)}")
             if not arr.flags.c_contiguous:
                 arr = np.ascontiguousarray(arr)
@@ -171,21 +171,24 @@ class LLVMExecutable:
 
 def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None = None) -> LLVMExecutable:
     """Compile `graph` for the host CPU."""
-    from ..codegen.llvm_render import render_program
-    try:
-        from ..codegen.decompose import decompose
-    except ImportError:  # vector math not available: the renderer's intrinsics stand in
-        decompose = None
     plan = plan if plan is not None else plan_fusion(graph)
     _llvm()
     name = f"kiln_{_sanitize(graph.name)}"  # each program has its own engine: names need not be unique
     program = lower_plan(plan, name)
     for k in program.kernels:
         schedule_parallel(k, PARALLEL_MIN_COST)
+    return build_program(program, graph, plan, strict_fp)
+
+
+def build_program(program: LoweredProgram, graph: Graph | None = None, plan: FusionPlan | None = None,
+                  strict_fp: bool = False) -> "LLVMExecutable":
+    """Decompose, render, optimize and JIT a lowered program (through the disk cache)."""
+    from ..codegen.decompose import decompose
+    from ..codegen.llvm_render import render_program
+    name = program.name
     kernels = program.kernels
-    if decompose is not None:
-        kernels = [decompose(k) for k in kernels]
-        program.kernels = kernels
+    kernels = [decompose(k) for k in kernels]
+    program.kernels = kernels
     index = {b.name: k for k, b in enumerate(program.buffers)}
     calls = [(kname, [index[a] for a in args]) for kname, args in program.calls]
     text = render_program(name, kernels, calls, strict_fp=strict_fp,
@@ -202,6 +205,16 @@ def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None
         if cache is not None:
             cache.put(key, obj)
     return LLVMExecutable(graph, plan, program, text, obj, name, strict_fp, from_cache=hit)
+
+
+def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Compile one kernel-IR function and run it: `inputs` for its "r" params in order; returns
+    its "w" params (shaped flat). For tests of kernel IR and vector math on native code."""
+    from ..codegen.lower import ProgramBuffer
+    bufs = [ProgramBuffer(p.name, p.dtype, (p.numel,), "input" if p.mode == "r" else "output") for p in kernel.params]
+    prog = LoweredProgram(kernel.name + "_main", [kernel], bufs, [(kernel.name, [b.name for b in bufs])],
+                          [b.name for b in bufs if b.role == "input"], [b.name for b in bufs if b.role == "output"])
+    return build_program(prog).run(inputs)
 
 
 def cache_key(llvm_ir: str) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from kiln.codegen.decompose import decompose
-from kiln.codegen.kir import (SCALAR_OPS, Assign, BufferParam, If, KernelFunc, Let, Load, Loop, Op, Store,
+from kiln.codegen.kir import (SCALAR_OPS, Const, Assign, BufferParam, If, KernelFunc, Let, Load, Loop, Op, Store,
                               Var, Fail, const, idx, op, walk_stmts)
 from kiln.codegen.kir_eval import KernelFailure, eval_expr, run_kernel
 from kiln.codegen.kir_verify import verify_kernel
@@ -91,11 +91,34 @@ def reference(name: str, x: np.ndarray, y: np.ndarray | None = None) -> np.ndarr
         return getattr(np, name)(xw)
 
 
-def evaluate(name: str, *args: np.ndarray) -> np.ndarray:
-    """Run vecmath's body for `name` on numpy inputs through kir_eval."""
+def evaluate(name: str, *args: np.ndarray, backend: str = "kir_eval") -> np.ndarray:
+    """Run vecmath's body for `name` on numpy inputs: through kir_eval, or as native code
+    (`backend="llvm"`: a kernel applying the composite op, decomposed, rendered and JIT-compiled)."""
     d = dt.from_numpy_dtype(args[0].dtype)
+    if backend == "llvm":
+        return native(name, *args)
     vs = [Var(f"x{i}", d) for i in range(len(args))]
     return eval_expr(vecmath.VECMATH[name](*vs), {v.name: a for v, a in zip(vs, args)})
+
+
+def math_kernel(name: str, d, n: int) -> KernelFunc:
+    """out[i] = name(in0[i], ...) over n elements, the composite op left for decompose."""
+    arity = 2 if name == "pow" else 1
+    i = Var("i", dt.int64)
+    params = [BufferParam(f"in{k}", d, n) for k in range(arity)] + [BufferParam("out", d, n, "w")]
+    value = op(name, *[Load(f"in{k}", i, d) for k in range(arity)])
+    return KernelFunc(f"vm_{name}_{d.name}", params, [Loop(i, Const(n, dt.int64), [Store("out", i, value)])])
+
+
+def native(name: str, *args: np.ndarray) -> np.ndarray:
+    from kiln.runtime.llvm_backend import run_kernel_native
+    d = dt.from_numpy_dtype(args[0].dtype)
+    flat = [np.ascontiguousarray(a).reshape(-1) for a in args]
+    (out,) = run_kernel_native(math_kernel(name, d, flat[0].size), flat)
+    return out.reshape(args[0].shape)
+
+
+BACKENDS = ["kir_eval", "llvm"]
 
 
 def _finite_ref(ref: np.ndarray, ftype) -> np.ndarray:
@@ -120,24 +143,26 @@ def _assert_within(name, x, got, ref, ftype, bound):
 # Accuracy
 # ---------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", UNARY)
-def test_float32_accuracy_over_whole_range(name):
+def test_float32_accuracy_over_whole_range(name, backend):
     x = float_sweep(np.float32, 15, n_random=20000)
     if name in ("sin", "cos"):
         x = x[~(np.abs(x) > SIN_COS_RANGE[np.float32])]
-    got = evaluate(name, x)
+    got = evaluate(name, x, backend=backend)
     assert got.dtype == np.float32
     _assert_within(name, x, got, reference(name, x), np.float32, BOUND_F32[name])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", UNARY)
-def test_float64_accuracy(name):
+def test_float64_accuracy(name, backend):
     rng = np.random.default_rng(1)
     x = np.concatenate([float_sweep(np.float64, 50, n_random=5000), rng.uniform(-40, 40, 20000),
                         rng.standard_normal(5000) * 1e-3, np.exp(rng.uniform(-700, 700, 5000))])
     if name in ("sin", "cos"):
         x = x[~(np.abs(x) > SIN_COS_RANGE[np.float64])]
-    got = evaluate(name, x)
+    got = evaluate(name, x, backend=backend)
     assert got.dtype == np.float64
     _assert_within(name, x, got, reference(name, x), np.float64, BOUND_F64[name])
 
@@ -209,13 +234,14 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (np.isnan(a) & np.isnan(b)) | ((a == b) & (np.signbit(a) == np.signbit(b)))
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("ftype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("name", UNARY)
-def test_special_values(name, ftype):
+def test_special_values(name, ftype, backend):
     cases = SPECIAL[name]
     x = np.array([_special(a, ftype) for a, _ in cases], ftype)
     want = np.array([_special(b, ftype) for _, b in cases], ftype)
-    got = evaluate(name, x)
+    got = evaluate(name, x, backend=backend)
     bad = ~_same_bits(got, want)
     assert not bad.any(), f"{name}({x[bad]!r}) = {got[bad]!r}, want {want[bad]!r}"
 
@@ -241,12 +267,13 @@ POW_SPECIALS = [0.0, -0.0, 1.0, -1.0, 0.5, -0.5, 2.0, -2.0, 3.0, -3.0, 2.5, -2.5
                 -1e30]
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("ftype", [np.float16, np.float32, np.float64])
-def test_pow_special_case_table_matches_numpy(ftype):
+def test_pow_special_case_table_matches_numpy(ftype, backend):
     pairs = list(itertools.product(POW_SPECIALS, repeat=2))
     x = np.array([p[0] for p in pairs], ftype)
     y = np.array([p[1] for p in pairs], ftype)
-    got = evaluate("pow", x, y)
+    got = evaluate("pow", x, y, backend=backend)
     with np.errstate(all="ignore"):
         want = np.power(x.astype(np.float64), y.astype(np.float64)).astype(ftype)
     generic = np.isfinite(want) & (want != 0)
@@ -570,3 +597,22 @@ def test_run_kernel_fail_and_errors():
 def test_eval_unbound_variable_is_named():
     with pytest.raises(KeyError, match="variable q"):
         eval_expr(Var("q", F32) + const(1.0, F32), {})
+
+
+# ---------------------------------------------------------------------------------------
+# Native code: vectorized, no libm calls in the loop
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", UNARY + ["pow"])
+@pytest.mark.parametrize("d", [dt.float32, dt.float64])
+def test_native_math_vectorizes_without_libm_calls(name, d):
+    import re
+    from kiln.codegen.llvm_render import render_program
+    from kiln.runtime.llvm_backend import optimize_ir
+    k = decompose(math_kernel(name, d, 4096))
+    text = str(optimize_ir(render_program("vm", [k], [(k.name, list(range(len(k.params))))])))
+    body = text  # the kernel is inlined into the entry point
+    calls = set(re.findall(r"call [^@]*@\"?([\w.]+)", body))
+    assert all(c.startswith("llvm.") for c in calls), f"{name}: scalar calls in the loop: {calls}"
+    ftype = "float" if d == dt.float32 else "double"
+    assert re.search(rf"<(4|8|16) x {ftype}>", body), f"{name} {d.name}: the loop did not vectorize"
