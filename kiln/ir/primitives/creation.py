@@ -88,6 +88,7 @@ def _random_impl(seed, offset, shape, dtype):
     return u.astype(d.np_dtype).reshape(shape)
 
 
+# seed and offset are integers: no cotangents, so the rule reads nothing
 register("random_uniform", RANDOM, _random_rule, _random_impl, lambda ops, g, i, o, shape, dtype: (None, None), 2,
-         ("shape", "dtype"), saves="io", doc="uniform [0, 1) from a counter-based hash of (seed, offset + element index)")
+         ("shape", "dtype"), saves="", doc="uniform [0, 1) from a counter-based hash of (seed, offset + element index)")
 
