@@ -5,7 +5,8 @@
 - `vjp(ops, g, inputs, out, **attrs) -> tuple`: cotangent per input (None: no gradient),
   written against `RuleOps`, so eager autograd and graph autodiff share it,
 - `saves` / `save_deps`: what the VJP reads (eager autograd saves only that),
-- `kind`: what the fusion planner and codegen need to know.
+- `kind` and `props` (a `Prop` flag set: view, expensive, scatter, ...): what the fusion
+  planner and codegen need to know, queried with `prims_with(prop)` / `Primitive.has(prop)`.
 
 `registry` holds the table and `register`; each family module (elementwise, reduction,
 movement, index, linalg, conv, creation) imports only the registry and registers its
@@ -16,8 +17,8 @@ from .creation import random_bits
 from .elementwise import erf
 from .movement import broadcast_shapes
 from .registry import (CONV, CREATION, ELEMENTWISE, INDEX, KINDS, MATMUL, MOVEMENT, PRIMITIVES, RANDOM, REDUCTION,
-                       Primitive, ShapeError, get_primitive, register)
+                       Primitive, Prop, ShapeError, get_primitive, prims_with, register)
 
 __all__ = ["CONV", "CREATION", "ELEMENTWISE", "INDEX", "KINDS", "MATMUL", "MOVEMENT", "PRIMITIVES", "RANDOM",
-           "REDUCTION", "Primitive", "ShapeError", "broadcast_shapes", "erf", "get_primitive", "random_bits",
-           "register"]
+           "REDUCTION", "Primitive", "Prop", "ShapeError", "broadcast_shapes", "erf", "get_primitive", "prims_with",
+           "random_bits", "register"]

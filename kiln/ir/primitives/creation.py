@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import dtypes as dt
-from .registry import CREATION, RANDOM, ShapeError, fmt_shape, register
+from .registry import CREATION, RANDOM, Prop, ShapeError, fmt_shape, register
 
 def _constant_rule(avals, value, shape, dtype):
     shape = tuple(shape)
@@ -90,5 +90,6 @@ def _random_impl(seed, offset, shape, dtype):
 
 # seed and offset are integers: no cotangents, so the rule reads nothing
 register("random_uniform", RANDOM, _random_rule, _random_impl, lambda ops, g, i, o, shape, dtype: (None, None), 2,
-         ("shape", "dtype"), saves="", doc="uniform [0, 1) from a counter-based hash of (seed, offset + element index)")
+         ("shape", "dtype"), saves="", props=Prop.EXPENSIVE,
+         doc="uniform [0, 1) from a counter-based hash of (seed, offset + element index)")
 

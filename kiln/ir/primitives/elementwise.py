@@ -10,7 +10,9 @@ import math
 import numpy as np
 
 from .. import dtypes as dt
-from .registry import ELEMENTWISE, ShapeError, fmt_shape, register
+from .registry import ELEMENTWISE, Prop, ShapeError, fmt_shape, register
+
+_EXP = Prop.EXPENSIVE
 
 def _same_shapes(name, avals):
     s0, d0 = avals[0].shape, avals[0].dtype
@@ -61,21 +63,24 @@ def _g_times(fn):
 _unary("neg", np.negative, lambda ops, g, inputs, out: (ops.neg(g),), float_only=False, saves="")
 _unary("abs", np.abs, _g_times(lambda ops, x, y: ops.sign(x)), float_only=False, saves="i")
 _unary("sign", np.sign, lambda ops, g, inputs, out: (ops.zeros_like(g),), float_only=False, saves="")
-_unary("exp", np.exp, _g_times(lambda ops, x, y: y), saves="o")
-_unary("log", np.log, lambda ops, g, inputs, out: (ops.div(g, inputs[0]),), saves="i")
+_unary("exp", np.exp, _g_times(lambda ops, x, y: y), saves="o", props=_EXP)
+_unary("log", np.log, lambda ops, g, inputs, out: (ops.div(g, inputs[0]),), saves="i", props=_EXP)
 _unary("log1p", np.log1p, lambda ops, g, inputs, out: (ops.div(g, ops.add(inputs[0], ops.full_like(1, g))),),
-       saves="i")
-_unary("sqrt", np.sqrt, lambda ops, g, inputs, out: (ops.div(ops.scale(g, 0.5), out),), saves="o")
+       saves="i", props=_EXP)
+_unary("sqrt", np.sqrt, lambda ops, g, inputs, out: (ops.div(ops.scale(g, 0.5), out),), saves="o", props=_EXP)
 _unary("rsqrt", lambda x: 1 / np.sqrt(x),
-       _g_times(lambda ops, x, y: ops.scale(ops.mul(y, ops.mul(y, y)), -0.5)), saves="o")
-_unary("sin", np.sin, _g_times(lambda ops, x, y: ops.cos(x)), saves="i")
-_unary("cos", np.cos, _g_times(lambda ops, x, y: ops.neg(ops.sin(x))), saves="i")
-_unary("tanh", np.tanh, _g_times(lambda ops, x, y: ops.sub(ops.full_like(1, y), ops.mul(y, y))), saves="o")
+       _g_times(lambda ops, x, y: ops.scale(ops.mul(y, ops.mul(y, y)), -0.5)), saves="o", props=_EXP)
+_unary("sin", np.sin, _g_times(lambda ops, x, y: ops.cos(x)), saves="i", props=_EXP)
+_unary("cos", np.cos, _g_times(lambda ops, x, y: ops.neg(ops.sin(x))), saves="i", props=_EXP)
+_unary("tanh", np.tanh, _g_times(lambda ops, x, y: ops.sub(ops.full_like(1, y), ops.mul(y, y))),
+       saves="o", props=_EXP)
 _unary("logistic", lambda x: np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))),
                                       np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))),
-       _g_times(lambda ops, x, y: ops.mul(y, ops.sub(ops.full_like(1, y), y))), saves="o", doc="sigmoid")
+       _g_times(lambda ops, x, y: ops.mul(y, ops.sub(ops.full_like(1, y), y))), saves="o", props=_EXP,
+       doc="sigmoid")
 _unary("erf", erf, _g_times(
-    lambda ops, x, y: ops.scale(ops.exp(ops.neg(ops.mul(x, x))), 2.0 / math.sqrt(math.pi))), saves="i")
+    lambda ops, x, y: ops.scale(ops.exp(ops.neg(ops.mul(x, x))), 2.0 / math.sqrt(math.pi))),
+       saves="i", props=_EXP)
 _unary("floor", np.floor, lambda ops, g, inputs, out: (ops.zeros_like(g),), saves="")
 _unary("logical_not", np.logical_not, None, float_only=False)
 register("stop_gradient", ELEMENTWISE, lambda avals: (tuple(avals[0].shape), avals[0].dtype), lambda x: x, None, 1,
@@ -138,14 +143,15 @@ _binary("sub", np.subtract, lambda ops, g, i, o: (g, ops.neg(g)), kinds="number"
 _binary("mul", np.multiply, lambda ops, g, i, o: (ops.mul(g, i[1]), ops.mul(g, i[0])),
         saves="i", save_deps={0: "1", 1: "0"})
 _binary("div", _int_safe_div, lambda ops, g, i, o: (ops.div(g, i[1]), ops.neg(ops.div(ops.mul(g, o), i[1]))),
-        kinds="number", saves="1o", save_deps={0: "1", 1: "1o"}, doc="true division (integers truncate)")
+        kinds="number", saves="1o", save_deps={0: "1", 1: "1o"}, props=_EXP, doc="true division (integers truncate)")
 _binary("floor_divide", lambda x, y: np.floor_divide(x, np.where(y == 0, 1, y)) if np.issubdtype(x.dtype, np.integer)
-        else np.floor(x / y), lambda ops, g, i, o: (ops.zeros_like(g), ops.zeros_like(g)), kinds="number", saves="")
+        else np.floor(x / y), lambda ops, g, i, o: (ops.zeros_like(g), ops.zeros_like(g)), kinds="number",
+        saves="", props=_EXP)
 _binary("remainder", lambda x, y: np.remainder(x, np.where(y == 0, 1, y)) if np.issubdtype(x.dtype, np.integer)
         else np.remainder(x, y),
         lambda ops, g, i, o: (g, ops.neg(ops.mul(g, ops.floor_divide(i[0], i[1])))), kinds="number",
-        saves="i", save_deps={0: "", 1: "01"})
-_binary("pow", np.power, _pow_vjp, kinds="number", saves="io", save_deps={0: "01", 1: "0o"})
+        saves="i", save_deps={0: "", 1: "01"}, props=_EXP)
+_binary("pow", np.power, _pow_vjp, kinds="number", saves="io", save_deps={0: "01", 1: "0o"}, props=_EXP)
 _binary("maximum", np.maximum, _max_min_vjp("gt"), saves="i")
 _binary("minimum", np.minimum, _max_min_vjp("lt"), saves="i")
 for _n, _f in (("eq", np.equal), ("ne", np.not_equal), ("lt", np.less), ("le", np.less_equal),

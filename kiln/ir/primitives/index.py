@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import INDEX, ShapeError, fmt_shape, register
+from .registry import INDEX, Prop, ShapeError, fmt_shape, register
 
 def _index_rule(name, with_src):
     def rule(avals, axis):
@@ -88,5 +88,6 @@ def _scatter_vjp(ops, g, inputs, out, axis):
 register("gather", INDEX, _index_rule("gather", False), _gather_impl, _gather_vjp, 2, ("axis",), saves="1",
          doc="out[i][j] = x[idx[i][j]][j] along `axis` (torch.gather)")
 register("scatter_add", INDEX, _index_rule("scatter_add", True), _scatter_add_impl, _scatter_add_vjp, 3, ("axis",),
-         saves="1")
-register("scatter", INDEX, _index_rule("scatter", True), _scatter_impl, _scatter_vjp, 3, ("axis",), saves="1")
+         saves="1", props=Prop.SCATTER)
+register("scatter", INDEX, _index_rule("scatter", True), _scatter_impl, _scatter_vjp, 3, ("axis",),
+         saves="1", props=Prop.SCATTER)

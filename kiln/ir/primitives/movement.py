@@ -5,7 +5,10 @@ import math
 
 import numpy as np
 
-from .registry import MOVEMENT, ShapeError, fmt_shape, register
+from .registry import MOVEMENT, Prop, ShapeError, fmt_shape, register
+
+_VIEW = Prop.INDEX_MAP | Prop.VIEW
+_BIJECTIVE_VIEW = _VIEW | Prop.BIJECTIVE
 
 def _reshape_rule(avals, shape):
     (a,) = avals
@@ -19,7 +22,8 @@ def _reshape_rule(avals, shape):
 
 
 register("reshape", MOVEMENT, _reshape_rule, lambda x, shape: np.reshape(x, shape),
-         lambda ops, g, i, o, shape: (ops.reshape(g, shape=tuple(i[0].shape)),), 1, ("shape",), saves="")
+         lambda ops, g, i, o, shape: (ops.reshape(g, shape=tuple(i[0].shape)),), 1, ("shape",),
+         saves="", props=_BIJECTIVE_VIEW)
 
 
 def _permute_rule(avals, perm):
@@ -38,7 +42,7 @@ def _permute_vjp(ops, g, inputs, out, perm):
 
 
 register("permute", MOVEMENT, _permute_rule, lambda x, perm: np.transpose(x, perm), _permute_vjp, 1, ("perm",),
-         saves="")
+         saves="", props=_BIJECTIVE_VIEW)
 
 
 def broadcast_shapes(*shapes) -> tuple[int, ...]:
@@ -77,7 +81,7 @@ def _broadcast_rule(avals, shape):
 
 
 register("broadcast_to", MOVEMENT, _broadcast_rule, lambda x, shape: np.broadcast_to(x, shape),
-         lambda ops, g, i, o, shape: (ops.sum_to(g, i[0].shape),), 1, ("shape",), saves="")
+         lambda ops, g, i, o, shape: (ops.sum_to(g, i[0].shape),), 1, ("shape",), saves="", props=_VIEW)
 
 
 def _slice_rule(avals, starts, stops, steps):
@@ -106,7 +110,7 @@ def _slice_vjp(ops, g, inputs, out, starts, stops, steps):
 
 register("slice", MOVEMENT, _slice_rule,
          lambda x, starts, stops, steps: x[tuple(slice(b, e, s) for b, e, s in zip(starts, stops, steps))],
-         _slice_vjp, 1, ("starts", "stops", "steps"), saves="")
+         _slice_vjp, 1, ("starts", "stops", "steps"), saves="", props=_VIEW)
 
 
 def _pad_rule(avals, lo, hi, interior, value):
@@ -136,7 +140,8 @@ def _pad_vjp(ops, g, inputs, out, lo, hi, interior, value):
     return (ops.slice(g, starts=starts, stops=stops, steps=steps),)
 
 
-register("pad", MOVEMENT, _pad_rule, _pad_impl, _pad_vjp, 1, ("lo", "hi", "interior", "value"), saves="",
+register("pad", MOVEMENT, _pad_rule, _pad_impl, _pad_vjp, 1, ("lo", "hi", "interior", "value"),
+         saves="", props=Prop.INDEX_MAP,
          doc="constant padding with `value`; `interior` inserts that many elements between neighbours")
 
 
