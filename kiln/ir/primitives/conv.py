@@ -65,14 +65,14 @@ def _conv_rule(avals, strides, padding, dilation, groups):
     if ws[0] % groups:
         raise ShapeError(f"conv: out_channels {ws[0]} (weight {fmt_shape(ws)}) is not divisible by groups={groups}")
     if xs[1] != ws[1] * groups:
-        raise ShapeError(f"conv: input {fmt_shape(xs)} has {xs[1]} channels, but weight {fmt_shape(ws)} with groups={groups} "
-                         f"expects {ws[1] * groups}")
+        raise ShapeError(f"conv: input {fmt_shape(xs)} has {xs[1]} channels, but weight {fmt_shape(ws)} with "
+                         f"groups={groups} expects {ws[1] * groups}")
     if any(k < 1 for k in ws[2:]):
         raise ShapeError(f"conv: kernel sizes must be positive, weight is {fmt_shape(ws)}")
     for d, (s, k, (lo, hi), dl) in enumerate(zip(xs[2:], ws[2:], padding, dilation)):
         if s + lo + hi < dl * (k - 1) + 1:
-            raise ShapeError(f"conv: padded input size {s + lo + hi} of spatial dim {d} (input {fmt_shape(xs)}) is smaller "
-                             f"than the dilated kernel size {dl * (k - 1) + 1} (weight {fmt_shape(ws)})")
+            raise ShapeError(f"conv: padded input size {s + lo + hi} of spatial dim {d} (input {fmt_shape(xs)}) "
+                             f"is smaller than the dilated kernel size {dl * (k - 1) + 1} (weight {fmt_shape(ws)})")
     return (xs[0], ws[0]) + _out_sizes(xs[2:], ws[2:], strides, padding, dilation), x.dtype
 
 

@@ -14,7 +14,8 @@ def _constant_rule(avals, value, shape, dtype):
     if isinstance(value, (list, tuple)):
         arr = np.asarray(value)
         if arr.size != math.prod(shape):
-            raise ShapeError(f"constant: value has {arr.size} elements, shape {fmt_shape(shape)} needs {math.prod(shape)}")
+            raise ShapeError(f"constant: value has {arr.size} elements, shape {fmt_shape(shape)} needs "
+                             f"{math.prod(shape)}")
     return shape, d
 
 

@@ -167,7 +167,8 @@ def _select_rule(avals):
     if not c.dtype.is_bool:
         raise ShapeError(f"select: condition must be bool, got {c.dtype.name}")
     if tuple(c.shape) != tuple(a.shape):
-        raise ShapeError(f"select: condition shape {fmt_shape(c.shape)} differs from operand shape {fmt_shape(a.shape)}")
+        raise ShapeError(f"select: condition shape {fmt_shape(c.shape)} differs from operand shape "
+                         f"{fmt_shape(a.shape)}")
     return _same_shapes("select", [a, b])
 
 

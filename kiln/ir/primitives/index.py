@@ -24,7 +24,8 @@ def _index_rule(name, with_src):
             if src.dtype != x.dtype:
                 raise ShapeError(f"{name}: src dtype {src.dtype.name} differs from input dtype {x.dtype.name}")
             if tuple(src.shape) != tuple(idx.shape):
-                raise ShapeError(f"{name}: src shape {fmt_shape(src.shape)} must equal index shape {fmt_shape(idx.shape)}")
+                raise ShapeError(f"{name}: src shape {fmt_shape(src.shape)} must equal index shape "
+                                 f"{fmt_shape(idx.shape)}")
             return tuple(x.shape), x.dtype
         return tuple(idx.shape), x.dtype
     return rule

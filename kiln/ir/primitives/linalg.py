@@ -14,7 +14,8 @@ def _matmul_rule(avals):
     if a.dtype.is_bool:
         raise ShapeError("matmul: bool operands are not supported")
     if tuple(a.shape[:-2]) != tuple(b.shape[:-2]):
-        raise ShapeError(f"matmul: batch dims {fmt_shape(a.shape[:-2])} and {fmt_shape(b.shape[:-2])} differ (broadcast first)")
+        raise ShapeError(f"matmul: batch dims {fmt_shape(a.shape[:-2])} and {fmt_shape(b.shape[:-2])} differ "
+                         "(broadcast first)")
     if a.shape[-1] != b.shape[-2]:
         raise ShapeError(f"matmul: shapes {fmt_shape(a.shape)} and {fmt_shape(b.shape)} cannot be multiplied "
                          f"({a.shape[-2]}x{a.shape[-1]} and {b.shape[-2]}x{b.shape[-1]})")

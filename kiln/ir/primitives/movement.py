@@ -30,7 +30,8 @@ def _permute_rule(avals, perm):
     (a,) = avals
     perm = tuple(perm)
     if sorted(perm) != list(range(len(a.shape))):
-        raise ShapeError(f"permute: {perm} is not a permutation of the {len(a.shape)} dims of shape {fmt_shape(a.shape)}")
+        raise ShapeError(f"permute: {perm} is not a permutation of the {len(a.shape)} dims of shape "
+                         f"{fmt_shape(a.shape)}")
     return tuple(a.shape[p] for p in perm), a.dtype
 
 
@@ -155,8 +156,8 @@ def _concat_rule(avals, axis):
         if a.dtype != a0.dtype:
             raise ShapeError(f"concat: input {k} has dtype {a.dtype.name}, expected {a0.dtype.name}")
         if len(a.shape) != nd or any(s != t for d, (s, t) in enumerate(zip(a.shape, a0.shape)) if d != axis):
-            raise ShapeError(f"concat: input {k} has shape {fmt_shape(a.shape)}, which does not match {fmt_shape(a0.shape)} "
-                             f"outside dimension {axis}")
+            raise ShapeError(f"concat: input {k} has shape {fmt_shape(a.shape)}, which does not match "
+                             f"{fmt_shape(a0.shape)} outside dimension {axis}")
         total += a.shape[axis]
     out = list(a0.shape)
     out[axis] = total

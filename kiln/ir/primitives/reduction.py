@@ -11,7 +11,8 @@ def _check_axes(name, shape, axes):
     axes = tuple(axes)
     for a in axes:
         if not isinstance(a, int) or not 0 <= a < nd:
-            raise ShapeError(f"{name}: axis {a} out of range for shape {fmt_shape(shape)} (axes are normalised, 0..{nd - 1})")
+            raise ShapeError(f"{name}: axis {a} out of range for shape {fmt_shape(shape)} (axes are normalised, "
+                             f"0..{nd - 1})")
     if len(set(axes)) != len(axes):
         raise ShapeError(f"{name}: repeated axis in {axes}")
     return axes
