@@ -37,13 +37,14 @@ import numpy as np
 from ..ir.graph import Graph, Node
 from ..ir.primitives import CONV, CREATION, ELEMENTWISE, INDEX, MATMUL, MOVEMENT, REDUCTION, get_primitive
 from ..ir.printer import format_node, format_type
+from ..ir.primitives import Prop, prims_with
 
-VIEW_OPS = frozenset({"reshape", "permute", "broadcast_to", "slice"})
-EXPENSIVE = frozenset({"exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "logistic", "erf", "pow",
-                       "div", "floor_divide", "remainder", "random_uniform"})
-SCATTERS = frozenset({"scatter", "scatter_add"})
-PROLOGUE_OPS = VIEW_OPS | {"pad"}  # operand loads of a matmul/conv: strided, zero outside a pad
-EPILOGUE_VIEWS = frozenset({"reshape", "permute"})  # bijective re-indexing of a matmul/conv result
+# op facts come from the primitive table (kiln.ir.primitives.Prop), not name lists kept here
+VIEW_OPS = prims_with(Prop.VIEW)
+EXPENSIVE = prims_with(Prop.EXPENSIVE)
+SCATTERS = prims_with(Prop.SCATTER)
+PROLOGUE_OPS = prims_with(Prop.INDEX_MAP)  # operand loads of a matmul/conv: strided, zero outside a pad
+EPILOGUE_VIEWS = prims_with(Prop.VIEW | Prop.BIJECTIVE)  # bijective re-indexing of a matmul/conv result
 
 
 def _numel(shape: Sequence[int]) -> int:
