@@ -5,6 +5,7 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from . import ops
+from .creation import rand, randn, tensor
 from .indexing import getitem, setitem
 from .tensor import Tensor, _check_device
 
@@ -84,17 +85,14 @@ def _copy_(self, src, non_blocking=False):
 
 
 def _uniform_(self, a=0.0, b=1.0, *, generator=None):
-    from .creation import rand
     return self._assign_(rand(tuple(self.shape), dtype=self.dtype, generator=generator) * (b - a) + a)
 
 
 def _normal_(self, mean=0.0, std=1.0, *, generator=None):
-    from .creation import randn
     return self._assign_(randn(tuple(self.shape), dtype=self.dtype, generator=generator) * std + mean)
 
 
 def _bernoulli_(self, p=0.5, *, generator=None):
-    from .creation import rand
     return self._assign_(ops._cast(rand(tuple(self.shape), generator=generator) < p, self.dtype))
 
 
@@ -163,7 +161,6 @@ Tensor.new_full = lambda self, size, fill_value, dtype=None, **k: ops.full_const
 
 
 def _new_tensor(self, data, dtype=None, **k):
-    from .creation import tensor
     return tensor(data, dtype=dtype or self.dtype)
 
 

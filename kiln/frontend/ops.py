@@ -13,106 +13,18 @@ from typing import Sequence
 import numpy as np
 
 from ..ir import dtypes as dt
-from ..ir.dtypes import SCALAR, TENSOR, ZERODIM, DType, scalar_dtype
+from ..ir.dtypes import TENSOR, DType
 from ..ir.primitives import broadcast_shapes
-from .tensor import Tensor, _norm_dim, apply
-
-_Number = (int, float, bool, np.number, np.bool_)
-
-
-# ======================================================================================
-# helpers
-# ======================================================================================
-
-def _is_scalar(x) -> bool:
-    return isinstance(x, _Number)
-
-
-def _operand(x):
-    """(dtype, priority) of an operand for type promotion."""
-    if isinstance(x, Tensor):
-        return x.dtype, (ZERODIM if x.ndim == 0 else TENSOR)
-    if _is_scalar(x):
-        return scalar_dtype(x), SCALAR
-    hint = " (convert it with kiln.from_numpy(...) or kiln.tensor(...))" if isinstance(x, np.ndarray) else ""
-    raise TypeError(f"expected a Tensor or a Python number, got {type(x).__name__}{hint}")
-
-
-def _promote(*xs) -> DType:
-    return dt.result_type(*(_operand(x) for x in xs))
-
-
-def full_const(value, shape, dtype: DType) -> Tensor:
-    """A tensor filled with a Python number (one `constant` primitive)."""
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if dtype.is_bool:
-        value = bool(value)
-    elif dtype.is_integer:
-        value = int(value)
-    else:
-        value = float(value)
-    return apply("constant", value=value, shape=tuple(int(s) for s in shape), dtype=dtype)
-
-
-def _cast(x: Tensor, dtype: DType) -> Tensor:
-    return x if x.dtype == dtype else apply("cast", x, dtype=dtype)
-
-
-def _bcast(x: Tensor, shape) -> Tensor:
-    shape = tuple(shape)
-    return x if tuple(x.shape) == shape else apply("broadcast_to", x, shape=shape)
-
-
-def _prep(x, dtype: DType, shape) -> Tensor:
-    if not isinstance(x, Tensor):
-        return full_const(x, shape, dtype)
-    return _bcast(_cast(x, dtype), shape)
-
-
-def _shape_of(x):
-    return tuple(x.shape) if isinstance(x, Tensor) else ()
-
-
-def _broadcast_error(shapes) -> RuntimeError:
-    """PyTorch's message for shapes that do not broadcast, naming the first mismatching dim."""
-    nd = builtins.max(len(s) for s in shapes)
-    names = "abcdefgh"
-    for i in range(nd - 1, -1, -1):
-        sizes = [(k, s[i - (nd - len(s))]) for k, s in enumerate(shapes) if i - (nd - len(s)) >= 0]
-        big = [(k, n) for k, n in sizes if n != 1]
-        for (k0, n0), (k1, n1) in zip(big, big[1:]):
-            if n0 != n1:
-                return RuntimeError(
-                    f"The size of tensor {names[k0]} ({n0}) must match the size of tensor {names[k1]} ({n1}) at "
-                    f"non-singleton dimension {i}; shapes {' and '.join(str(tuple(s)) for s in shapes)} "
-                    "cannot be broadcast")
-    return RuntimeError(f"shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be broadcast")
-
-
-def _broadcast_operands(*xs):
-    shapes = [_shape_of(x) for x in xs]
-    try:
-        return broadcast_shapes(*shapes)
-    except ValueError:
-        raise _broadcast_error(shapes) from None
-
-
-def _binary(name: str, a, b, dtype: DType | None = None, float_result: bool = False) -> Tensor:
-    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
-        raise TypeError(f"{name}: expected at least one Tensor operand")
-    if dtype is None:
-        dtype = _promote(a, b)
-        if float_result and not dtype.is_floating_point:
-            dtype = dt.float32
-    shape = _broadcast_operands(a, b)
-    return apply(name, _prep(a, dtype, shape), _prep(b, dtype, shape))
+from .creation import arange, from_numpy, tensor
+from .dims import _dims, _infer_shape, _norm_dim, _reduced_shape, accept_axis
+from .operands import (_bcast, _binary, _broadcast_operands, _cast, _is_scalar, _operand, _prep, _promote, _shape_arg,
+                       full_const)
+from .tensor import Tensor, apply
 
 
 def _as_tensor(x, like: Tensor | None = None) -> Tensor:
     if isinstance(x, Tensor):
         return x
-    from .creation import tensor
     return tensor(x)
 
 
@@ -121,21 +33,6 @@ def _float_unary(name: str, x: Tensor) -> Tensor:
     if not x.dtype.is_floating_point:
         x = _cast(x, dt.float32)
     return apply(name, x)
-
-
-def _dims(dim, ndim: int, empty_means_all: bool = True) -> tuple[int, ...]:
-    """Normalised reduction dims. Like PyTorch, `None` and (for reductions) an empty tuple mean every dim."""
-    if dim is None:
-        return tuple(range(ndim))
-    if isinstance(dim, (list, tuple)):
-        if not dim and empty_means_all:
-            return tuple(range(ndim))
-        ds = tuple(_norm_dim(d, ndim) for d in dim)
-        if len(set(ds)) != len(ds):
-            raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
-        return ds if ndim > 0 else ()
-    d = _norm_dim(dim, ndim)  # checks the range even for 0-d tensors (where only -1 and 0 are valid)
-    return (d,) if ndim > 0 else ()
 
 
 # ======================================================================================
@@ -574,7 +471,6 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     arr = input._concrete("nonzero() (its result's shape depends on the data)")
     idx = np.nonzero(arr)
-    from .creation import from_numpy
     if as_tuple:
         return tuple(from_numpy(np.ascontiguousarray(i.astype(np.int64))) for i in idx)
     return from_numpy(np.ascontiguousarray(np.stack(idx, axis=1).astype(np.int64)))
@@ -602,6 +498,7 @@ def _accumulate_wide(x: Tensor) -> Tensor:
     return _cast(x, dt.float32) if x.dtype == dt.float16 else x
 
 
+@accept_axis
 def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
@@ -611,6 +508,7 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     return _cast(_reduce("reduce_sum", _accumulate_wide(input), dim, keepdim), out_dtype)
 
 
+@accept_axis
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
@@ -624,6 +522,7 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     return _cast(div(s, float(n) if n else float("nan")), out_dtype)
 
 
+@accept_axis
 def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
     if not input.dtype.is_floating_point:
         raise RuntimeError(f"std and var only support floating point and complex dtypes, got {input.dtype.name}")
@@ -639,6 +538,7 @@ def var(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = F
     return _cast(div(ss, float(builtins.max(n - correction, 0))), out_dtype)
 
 
+@accept_axis
 def std(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = False, *, correction=None) -> Tensor:
     v = var(input, dim, unbiased, keepdim, correction=correction)
     # sqrt's gradient is infinite at 0; like PyTorch, a zero std gets a zero gradient (double-where trick)
@@ -647,10 +547,12 @@ def std(input: Tensor, dim=None, unbiased: bool | None = None, keepdim: bool = F
     return where(zero, z, sqrt(where(zero, full_const(1, (), v.dtype), v)))
 
 
+@accept_axis
 def var_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
+@accept_axis
 def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
     return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
@@ -659,6 +561,7 @@ def is_floating_point(input: Tensor) -> bool:
     return input.dtype.is_floating_point
 
 
+@accept_axis
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
@@ -681,11 +584,13 @@ def _check_nonempty(name: str, x: Tensor, dim) -> None:
             raise IndexError(f"{name}(): Expected reduction dim {a} to have non-zero size.")
 
 
+@accept_axis
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     _check_nonempty("amax", input, dim)
     return _cast(_reduce("reduce_max", _no_bool(input), dim, keepdim), input.dtype)
 
 
+@accept_axis
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     _check_nonempty("amin", input, dim)
     return _cast(_reduce("reduce_min", _no_bool(input), dim, keepdim), input.dtype)
@@ -696,6 +601,8 @@ def _no_bool(x: Tensor) -> Tensor:
 
 
 MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
 max_return_types = MinMax
 
 
@@ -718,11 +625,13 @@ def _extreme(name, argname, input, dim, keepdim):
     return MinMax(values, idx)
 
 
+@accept_axis
 def max(input: Tensor, dim=None, keepdim: bool = False):
     """max(x) -> tensor; max(x, dim) -> (values, indices); max(x, other) -> maximum."""
     return _extreme("reduce_max", "argmax", input, dim, keepdim)
 
 
+@accept_axis
 def min(input: Tensor, dim=None, keepdim: bool = False):
     return _extreme("reduce_min", "argmin", input, dim, keepdim)
 
@@ -733,6 +642,7 @@ def _no_bool_arg(name: str, x: Tensor) -> Tensor:
     return x
 
 
+@accept_axis
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     x = _no_bool_arg("argmax", input)
     _check_nonempty("argmax", x, dim)
@@ -743,6 +653,7 @@ def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
         full_const(0, (), dt.int64)
 
 
+@accept_axis
 def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     x = _no_bool_arg("argmin", input)
     _check_nonempty("argmin", x, dim)
@@ -753,6 +664,7 @@ def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
         full_const(0, (), dt.int64)
 
 
+@accept_axis
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     axes = _dims(dim, input.ndim, empty_means_all=False)  # torch.all(x, dim=()) reduces nothing
     b = _cast(_to_bool(input), dt.int32)
@@ -761,6 +673,7 @@ def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return _cast(apply("reduce_min", b, axes=axes, keepdims=bool(keepdim)), dt.bool_)
 
 
+@accept_axis
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     axes = _dims(dim, input.ndim, empty_means_all=False)
     b = _cast(_to_bool(input), dt.int32)
@@ -769,10 +682,7 @@ def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return _cast(apply("reduce_max", b, axes=axes, keepdims=bool(keepdim)), dt.bool_)
 
 
-def _reduced_shape(x, axes, keepdim):
-    return tuple(1 if i in axes else s for i, s in enumerate(x.shape) if keepdim or i not in axes)
-
-
+@accept_axis
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     if not input.dtype.is_floating_point:
         input = _cast(input, dt.float32)
@@ -789,6 +699,7 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     return _cast(out if keepdim else _squeeze_dims(out, axes), out_dtype)
 
 
+@accept_axis
 def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
@@ -804,6 +715,7 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     return _cast(div(e, sum(e, d, keepdim=True)), out_dtype)
 
 
+@accept_axis
 def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
@@ -817,6 +729,7 @@ def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
     return _cast(sub(x, logsumexp(x, d, keepdim=True)), out_dtype)
 
 
+@accept_axis
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     """Cumulative sum along `dim` (ints and bools accumulate in int64, as in PyTorch).
 
@@ -835,36 +748,6 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
 # ======================================================================================
 # shape manipulation
 # ======================================================================================
-
-def _shape_arg(shape) -> tuple:
-    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-        shape = tuple(shape[0])
-    out = []
-    for s in shape:
-        if isinstance(s, Tensor):
-            s = int(s)
-        if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
-            raise TypeError(f"shape entries must be ints, got {type(s).__name__}")
-        out.append(int(s))
-    return tuple(out)
-
-
-def _infer_shape(shape, numel) -> tuple:
-    shape = list(shape)
-    neg = [i for i, s in enumerate(shape) if s == -1]
-    if len(neg) > 1:
-        raise RuntimeError("only one dimension can be inferred")
-    if builtins.any(s < -1 for s in shape):
-        raise RuntimeError(f"invalid shape dimension {builtins.min(shape)}")
-    if neg:
-        rest = math.prod(s for s in shape if s != -1)
-        if rest == 0 or numel % rest:
-            raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
-        shape[neg[0]] = numel // rest
-    if math.prod(shape) != numel:
-        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {numel}")
-    return tuple(shape)
-
 
 def reshape(input: Tensor, *shape) -> Tensor:
     shape = _infer_shape(_shape_arg(shape), input.numel())
@@ -941,6 +824,7 @@ def movedim(input: Tensor, source, destination) -> Tensor:
 moveaxis = movedim
 
 
+@accept_axis
 def squeeze(input: Tensor, dim=None) -> Tensor:
     if dim is None:
         shape = tuple(s for s in input.shape if s != 1)
@@ -954,6 +838,7 @@ def _squeeze_dims(x: Tensor, axes) -> Tensor:
     return reshape(x, tuple(s for i, s in enumerate(x.shape) if i not in axes))
 
 
+@accept_axis
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
     d = _norm_dim(dim, input.ndim + 1)
     shape = list(input.shape)
@@ -1020,6 +905,7 @@ def clone(input: Tensor, *, memory_format=None) -> Tensor:
     return apply("cast", input, dtype=input.dtype)
 
 
+@accept_axis
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -1050,6 +936,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 concat = concatenate = cat
 
 
+@accept_axis
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     tensors = list(tensors)
     if not tensors:
@@ -1080,6 +967,7 @@ def _slice_dim(x: Tensor, d: int, start: int, stop: int, step: int = 1) -> Tenso
     return apply("slice", x, starts=starts, stops=stops, steps=steps)
 
 
+@accept_axis
 def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     d = _norm_dim(dim, input.ndim)
     if start < 0:
@@ -1111,6 +999,7 @@ def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     return tuple(out)
 
 
+@accept_axis
 def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
@@ -1119,6 +1008,7 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     return split(input, builtins.max(size, 1), d)
 
 
+@accept_axis
 def unbind(input: Tensor, dim: int = 0) -> tuple:
     d = _norm_dim(dim, input.ndim)
     return tuple(squeeze(_slice_dim(input, d, i, i + 1), d) for i in range(input.shape[d]))
@@ -1129,7 +1019,6 @@ def flip(input: Tensor, dims) -> Tensor:
     out = input
     for d in dims:
         n = input.shape[d]
-        from .creation import arange
         idx = arange(n - 1, -1, -1)
         out = index_select(out, d, idx)
     return out
@@ -1158,7 +1047,6 @@ def triu(input: Tensor, diagonal: int = 0) -> Tensor:
 
 
 def _tri(input, diagonal, lower):
-    from .creation import arange
     r, c = input.shape[-2], input.shape[-1]
     rows = unsqueeze(arange(r), 1)
     cols = unsqueeze(arange(c), 0)
@@ -1321,7 +1209,6 @@ def _einsum_diagonal(x: Tensor, letters: list):
         if x.shape[i] != x.shape[j]:
             raise RuntimeError(f"einsum(): subscript {c} is repeated for operand but the sizes don't match, "
                                f"{x.shape[i]} != {x.shape[j]}")
-        from .creation import arange
         x = movedim(x, (i, j), (-2, -1))
         letters = [l for k, l in enumerate(letters) if k not in (i, j)] + [c]
         idx = arange(x.shape[-1])
@@ -1382,6 +1269,7 @@ def _check_index(index: Tensor, name: str) -> Tensor:
     return _cast(index, dt.int64)
 
 
+@accept_axis
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
     index = _check_index(index, "gather")
     d = _norm_dim(dim, input.ndim)
@@ -1420,6 +1308,7 @@ def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     return scatter(input, dim, index, src, reduce="add")
 
 
+@accept_axis
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     index = _check_index(index, "index_select")
     if index.ndim > 1:
@@ -1444,7 +1333,6 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
     if num_classes == -1:
         num_classes = int(tensor._concrete("one_hot without num_classes").max()) + 1
-    from .creation import arange
     return _cast(eq(unsqueeze(tensor, -1), arange(num_classes)), dt.int64)
 
 
@@ -1490,7 +1378,7 @@ def isclose(input: Tensor, other, rtol: float = 1e-05, atol: float = 1e-08, equa
 
 def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     x, m = broadcast_tensors(input, mask)
-    from .indexing import getitem
+    from .indexing import getitem  # function-local: indexing builds on these ops
     return getitem(x, m)
 
 
@@ -1502,10 +1390,9 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
     x = movedim(input, (d1, d2), (-2, -1))
     r, c = x.shape[-2], x.shape[-1]
     n = builtins.max(0, builtins.min(r + builtins.min(offset, 0), c - builtins.max(offset, 0)))
-    from .creation import arange
     rows = add(arange(n), builtins.max(-offset, 0))
     cols = add(arange(n), builtins.max(offset, 0))
-    from .indexing import getitem
+    from .indexing import getitem  # function-local: indexing builds on these ops
     return getitem(x, (Ellipsis, rows, cols))
 
 
@@ -1517,7 +1404,6 @@ def diag(input: Tensor, diagonal_: int = 0, **kwargs) -> Tensor:
         raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {input.ndim}D")
     m = input.shape[0]
     n = m + builtins.abs(k)
-    from .creation import arange
     i = unsqueeze(arange(n), 1)
     j = unsqueeze(arange(n), 0)
     pos = expand(i if k >= 0 else j, (n, n))  # which element of `input` lands at (i, j) on the diagonal
@@ -1589,7 +1475,6 @@ def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1
 def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
     index = _check_index(index, "index_fill")
     d = _norm_dim(dim, input.ndim)
-    from .creation import arange
     pos = reshape(arange(input.shape[d]), tuple(-1 if i == d else 1 for i in range(input.ndim)))
     hit = any(eq(unsqueeze(pos, -1), reshape(index, (1,) * input.ndim + (-1,))), -1)
     v = _cast(value, input.dtype) if isinstance(value, Tensor) else full_const(value, (), input.dtype)
@@ -1701,7 +1586,6 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     else:
         key = arr
     idx = np.argsort(key, axis=d, kind="stable")
-    from .creation import from_numpy
     indices = from_numpy(np.ascontiguousarray(idx.astype(np.int64)))
     return MinMax(gather(input, d, indices), indices)
 
@@ -1784,7 +1668,6 @@ def unique(input: Tensor, sorted: bool = True, return_inverse: bool = False, ret
         raise NotImplementedError("unique(dim=...) is not supported; use unique() on the flattened tensor")
     arr = input._concrete("unique() (its result's shape depends on the data)")
     vals, inv, counts = np.unique(arr, return_inverse=True, return_counts=True)
-    from .creation import from_numpy
     out = [from_numpy(np.ascontiguousarray(vals))]
     if return_inverse:
         out.append(from_numpy(np.ascontiguousarray(inv.reshape(arr.shape).astype(np.int64))))
@@ -1899,27 +1782,3 @@ def promote_types(type1, type2) -> DType:
 
 def can_cast(from_, to) -> bool:
     return dt.get_dtype(from_).category <= dt.get_dtype(to).category
-
-
-# ======================================================================================
-# `axis=` as an alias of `dim=` (PyTorch accepts it wherever numpy users would write it)
-# ======================================================================================
-
-def _accept_axis(fn):
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if "axis" in kwargs:
-            if "dim" in kwargs:
-                raise TypeError(f"{fn.__name__}() got both 'dim' and its alias 'axis'")
-            kwargs["dim"] = kwargs.pop("axis")
-        return fn(*args, **kwargs)
-    return wrapper
-
-
-for _name in ("sum mean var std prod amax amin argmax argmin max min softmax log_softmax logsumexp all any squeeze "
-              "unsqueeze cumsum cat stack chunk unbind index_select gather narrow var_mean std_mean").split():
-    globals()[_name] = _accept_axis(globals()[_name])
-concat = concatenate = cat
-del _name
