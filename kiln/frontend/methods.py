@@ -6,7 +6,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from . import ops
 from .creation import rand, randn, tensor
-from .indexing import getitem, setitem
+from .ops.indexing import getitem, setitem
 from .tensor import Tensor, _check_device
 
 # Methods that are the same function with the tensor as first argument.

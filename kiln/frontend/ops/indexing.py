@@ -11,11 +11,12 @@ import math
 
 import numpy as np
 
-from ..ir import dtypes as dt
-from .creation import arange, tensor
-from .operands import _bcast, _cast, _prep
-from .ops import broadcast_tensors, expand, nonzero, permute, reshape, unsqueeze, where
-from .tensor import Tensor, active_trace, apply
+from ...ir import dtypes as dt
+from ..creation import arange, tensor
+from ..operands import _bcast, _cast, _prep
+from ..tensor import Tensor, active_trace, apply
+from .comparison import nonzero, where
+from .shape import broadcast_tensors, expand, permute, reshape, unsqueeze
 
 
 def _is_advanced(k) -> bool:
