@@ -167,22 +167,17 @@ def _new_tensor(self, data, dtype=None, **k):
 Tensor.new_tensor = _new_tensor
 
 # -- operators ------------------------------------------------------------------------------
-Tensor.__add__ = lambda a, b: ops.add(a, b)
-Tensor.__radd__ = lambda a, b: ops.add(b, a)
-Tensor.__sub__ = lambda a, b: ops.sub(a, b)
-Tensor.__rsub__ = lambda a, b: ops.sub(b, a)
-Tensor.__mul__ = lambda a, b: ops.mul(a, b)
-Tensor.__rmul__ = lambda a, b: ops.mul(b, a)
-Tensor.__truediv__ = lambda a, b: ops.div(a, b)
-Tensor.__rtruediv__ = lambda a, b: ops.div(b, a)
-Tensor.__floordiv__ = lambda a, b: ops.floor_divide(a, b)
-Tensor.__rfloordiv__ = lambda a, b: ops.floor_divide(b, a)
-Tensor.__mod__ = lambda a, b: ops.remainder(a, b)
-Tensor.__rmod__ = lambda a, b: ops.remainder(b, a)
+def _bind_binary_operators() -> None:
+    """a + b and b + a, ... for the arithmetic operators: __add__ calls ops.add(a, b), __radd__ ops.add(b, a)."""
+    for dunder, name in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "div"),
+                         ("floordiv", "floor_divide"), ("mod", "remainder"), ("matmul", "matmul")):
+        setattr(Tensor, f"__{dunder}__", lambda a, b, name=name: getattr(ops, name)(a, b))
+        setattr(Tensor, f"__r{dunder}__", lambda a, b, name=name: getattr(ops, name)(b, a))
+
+
+_bind_binary_operators()
 Tensor.__pow__ = lambda a, b: ops.pow(a, b)
 Tensor.__rpow__ = lambda a, b: ops.pow(b, a) if isinstance(b, Tensor) else ops.pow(ops.full_const(b, (), ops._promote(a, b)), a)
-Tensor.__matmul__ = lambda a, b: ops.matmul(a, b)
-Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
 Tensor.__neg__ = lambda a: ops.neg(a)
 Tensor.__pos__ = lambda a: a
 Tensor.__abs__ = lambda a: ops.abs(a)

@@ -17,28 +17,21 @@ def _compare(name, a, b) -> Tensor:
     return _binary(name, a, b, dtype=_promote(a, b))
 
 
-def eq(input, other) -> Tensor:
-    return _compare("eq", input, other)
+def _comparison(name: str, symbol: str):
+    """The comparison op `name` (input `symbol` other), elementwise with broadcasting and promotion."""
+    def op(input, other) -> Tensor:
+        return _compare(name, input, other)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"input {symbol} other, elementwise (broadcast, compared in the promoted dtype); a bool tensor."
+    return op
 
 
-def ne(input, other) -> Tensor:
-    return _compare("ne", input, other)
-
-
-def lt(input, other) -> Tensor:
-    return _compare("lt", input, other)
-
-
-def le(input, other) -> Tensor:
-    return _compare("le", input, other)
-
-
-def gt(input, other) -> Tensor:
-    return _compare("gt", input, other)
-
-
-def ge(input, other) -> Tensor:
-    return _compare("ge", input, other)
+eq = _comparison("eq", "==")
+ne = _comparison("ne", "!=")
+lt = _comparison("lt", "<")
+le = _comparison("le", "<=")
+gt = _comparison("gt", ">")
+ge = _comparison("ge", ">=")
 
 
 less, less_equal, greater, greater_equal, not_equal = lt, le, gt, ge, ne
@@ -55,16 +48,18 @@ def _to_bool(x):
     return bool(x)
 
 
-def logical_and(input, other) -> Tensor:
-    return _logical("logical_and", input, other)
+def _logical_op(name: str):
+    """The logical op `name` ('logical_and', ...): nonzero counts as True; a bool tensor."""
+    def op(input, other) -> Tensor:
+        return _logical(name, input, other)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{name.replace('_', ' ')} of input and other, elementwise (nonzero is True); a bool tensor."
+    return op
 
 
-def logical_or(input, other) -> Tensor:
-    return _logical("logical_or", input, other)
-
-
-def logical_xor(input, other) -> Tensor:
-    return _logical("logical_xor", input, other)
+logical_and = _logical_op("logical_and")
+logical_or = _logical_op("logical_or")
+logical_xor = _logical_op("logical_xor")
 
 
 def logical_not(input: Tensor) -> Tensor:

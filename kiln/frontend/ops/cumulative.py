@@ -22,12 +22,17 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     the size, and a nan/inf only reaches the positions after it (a triangular-mask matmul
     would spread nan * 0 to every output).
     """
+    return _accumulate(input, dim, dtype, add, 0)
+
+
+def _accumulate(input: Tensor, dim: int, dtype, combine, identity: int) -> Tensor:
+    """cumsum/cumprod: scan in `dtype`, by default the input's float dtype or int64 (as PyTorch)."""
     out_dtype = dt.get_dtype(dtype) if dtype is not None else (
         input.dtype if input.dtype.is_floating_point else dt.int64)
     x = _cast(input, out_dtype)
     if x.ndim == 0:
         return clone(x)
-    return _scan(x, _norm_dim(dim, x.ndim), add, 0.0 if out_dtype.is_floating_point else 0)
+    return _scan(x, _norm_dim(dim, x.ndim), combine, float(identity) if out_dtype.is_floating_point else identity)
 
 
 def _scan(x: Tensor, d: int, combine, identity) -> Tensor:
@@ -42,12 +47,7 @@ def _scan(x: Tensor, d: int, combine, identity) -> Tensor:
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
-    out_dtype = dt.get_dtype(dtype) if dtype is not None else (
-        input.dtype if input.dtype.is_floating_point else dt.int64)
-    x = _cast(input, out_dtype)
-    if x.ndim == 0:
-        return clone(x)
-    return _scan(x, _norm_dim(dim, x.ndim), mul, 1.0 if out_dtype.is_floating_point else 1)
+    return _accumulate(input, dim, dtype, mul, 1)
 
 
 def logcumsumexp(input: Tensor, dim: int) -> Tensor:

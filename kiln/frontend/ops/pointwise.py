@@ -29,6 +29,15 @@ def _float_unary(name: str, x: Tensor) -> Tensor:
     return apply(name, x)
 
 
+def _float_op(name: str, primitive: str):
+    """The op `name`: primitive `primitive` on the input, ints and bools first cast to float32."""
+    def op(input) -> Tensor:
+        return _float_unary(primitive, input)
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{name}(input), elementwise; integer and bool inputs give float32."
+    return op
+
+
 def _check_alpha(input, other, alpha) -> None:
     if isinstance(alpha, float) and not _promote(input, other).is_floating_point:
         raise RuntimeError("For integral input tensors, argument alpha must not be a floating point number.")
@@ -162,16 +171,13 @@ def sign(input: Tensor) -> Tensor:
     return out
 
 
-def exp(input) -> Tensor:
-    return _float_unary("exp", input)
+exp = _float_op("exp", "exp")
 
 
-def log(input) -> Tensor:
-    return _float_unary("log", input)
+log = _float_op("log", "log")
 
 
-def log1p(input) -> Tensor:
-    return _float_unary("log1p", input)
+log1p = _float_op("log1p", "log1p")
 
 
 def log2(input) -> Tensor:
@@ -186,12 +192,10 @@ def expm1(input) -> Tensor:
     return sub(exp(input), 1)
 
 
-def sqrt(input) -> Tensor:
-    return _float_unary("sqrt", input)
+sqrt = _float_op("sqrt", "sqrt")
 
 
-def rsqrt(input) -> Tensor:
-    return _float_unary("rsqrt", input)
+rsqrt = _float_op("rsqrt", "rsqrt")
 
 
 def square(input) -> Tensor:
@@ -202,28 +206,23 @@ def reciprocal(input) -> Tensor:
     return div(1.0, input)
 
 
-def sin(input) -> Tensor:
-    return _float_unary("sin", input)
+sin = _float_op("sin", "sin")
 
 
-def cos(input) -> Tensor:
-    return _float_unary("cos", input)
+cos = _float_op("cos", "cos")
 
 
 def tan(input) -> Tensor:
     return div(sin(input), cos(input))
 
 
-def tanh(input) -> Tensor:
-    return _float_unary("tanh", input)
+tanh = _float_op("tanh", "tanh")
 
 
-def sigmoid(input) -> Tensor:
-    return _float_unary("logistic", input)
+sigmoid = _float_op("sigmoid", "logistic")
 
 
-def erf(input) -> Tensor:
-    return _float_unary("erf", input)
+erf = _float_op("erf", "erf")
 
 
 def floor(input: Tensor) -> Tensor:

@@ -25,14 +25,18 @@ def _accumulate_wide(x: Tensor) -> Tensor:
     return _cast(x, dt.float32) if x.dtype == dt.float16 else x
 
 
-@accept_axis
-def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+def _sum_or_prod(name: str, input: Tensor, dim, keepdim: bool, dtype) -> Tensor:
+    """sum/prod in `dtype`; by default floats keep their dtype and ints and bools become int64 (as PyTorch)."""
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
     elif not input.dtype.is_floating_point:
         input = _cast(input, dt.int64)
-    out_dtype = input.dtype
-    return _cast(_reduce("reduce_sum", _accumulate_wide(input), dim, keepdim), out_dtype)
+    return _cast(_reduce(name, _accumulate_wide(input), dim, keepdim), input.dtype)
+
+
+@accept_axis
+def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
+    return _sum_or_prod("reduce_sum", input, dim, keepdim, dtype)
 
 
 @accept_axis
@@ -86,12 +90,7 @@ def std_mean(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 @accept_axis
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
-    if dtype is not None:
-        input = _cast(input, dt.get_dtype(dtype))
-    elif not input.dtype.is_floating_point:
-        input = _cast(input, dt.int64)
-    out_dtype = input.dtype
-    return _cast(_reduce("reduce_prod", _accumulate_wide(input), dim, keepdim), out_dtype)
+    return _sum_or_prod("reduce_prod", input, dim, keepdim, dtype)
 
 
 def _check_nonempty(name: str, x: Tensor, dim) -> None:
@@ -221,16 +220,22 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     return _cast(out if keepdim else _squeeze_dims(out, axes), out_dtype)
 
 
-@accept_axis
-def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
+def _softmax_operand(input: Tensor, dim: int, dtype):
+    """softmax/log_softmax's input: cast to `dtype` (or float32 for ints), widened from float16;
+    returns (x, dim, out_dtype, empty), `empty` when reducing over a size-0 dim."""
     if dtype is not None:
         input = _cast(input, dt.get_dtype(dtype))
     if not input.dtype.is_floating_point:
         input = _cast(input, dt.float32)
-    out_dtype = input.dtype
     x = _accumulate_wide(input)
     d = _norm_dim(dim, x.ndim) if x.ndim else ()
-    if x.ndim and x.shape[d] == 0:
+    return x, d, input.dtype, bool(x.ndim and x.shape[d] == 0)
+
+
+@accept_axis
+def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
+    x, d, out_dtype, empty = _softmax_operand(input, dim, dtype)
+    if empty:
         return _cast(clone(x), out_dtype)  # softmax over an empty dim is empty
     m = amax(x, d, keepdim=True).detach()
     e = exp(sub(x, m))
@@ -239,14 +244,8 @@ def softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
 
 @accept_axis
 def log_softmax(input: Tensor, dim: int, dtype=None) -> Tensor:
-    if dtype is not None:
-        input = _cast(input, dt.get_dtype(dtype))
-    if not input.dtype.is_floating_point:
-        input = _cast(input, dt.float32)
-    out_dtype = input.dtype
-    x = _accumulate_wide(input)
-    d = _norm_dim(dim, x.ndim) if x.ndim else ()
-    if x.ndim and x.shape[d] == 0:
+    x, d, out_dtype, empty = _softmax_operand(input, dim, dtype)
+    if empty:
         return _cast(clone(x), out_dtype)
     return _cast(sub(x, logsumexp(x, d, keepdim=True)), out_dtype)
 
