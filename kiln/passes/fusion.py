@@ -116,8 +116,7 @@ class Kernel:
         for i in self.inputs:
             env[id(i)] = g.add_input(i.shape, i.dtype, name=i.name)
         for n in self.nodes:
-            env[id(n)] = g.add_node(n.op, [env[id(i)] for i in n.inputs], dict(n.attrs), n.shape, n.dtype,
-                                    name=n.name, loc=n.loc)
+            env[id(n)] = g.node_copy(n, lambda i: env[id(i)])
         g.set_outputs([env[id(o)] for o in self.outputs])
         return g
 
