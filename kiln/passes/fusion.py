@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Sequence
 
 import numpy as np
@@ -91,12 +92,32 @@ def is_free(n: Node) -> bool:
     return n.op in VIEW_OPS
 
 
+class KernelKind(str, Enum):
+    """The loop structure of a kernel, which the code generator lowers one module per kind.
+    A `str` Enum: `KernelKind.MATMUL == "matmul"`, and it prints as its value."""
+
+    ELEMENTWISE = "elementwise"  # one loop nest over the domain
+    GATHER = "gather"  # elementwise, with some operand read at computed indices
+    REDUCTION = "reduction"  # a loop over rows of S and, inside it, over the reduced axes R
+    MATMUL = "matmul"  # the matmul anchor's tiles, with operand prologue and epilogue
+    CONV = "conv"  # the same around a convolution
+    SCATTER = "scatter"  # a loop over the updates of one scatter/scatter_add
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+_ANCHOR_KIND = {MATMUL: KernelKind.MATMUL, CONV: KernelKind.CONV}  # primitive kind -> kernel kind
+
+
 @dataclass
 class Kernel:
     """One kernel: `nodes` in topological order (including `recomputed` copies)."""
 
     id: int
-    kind: str
+    kind: KernelKind
     nodes: list[Node]
     inputs: list[Node]
     outputs: list[Node]
@@ -213,9 +234,9 @@ class FusionPlan:
 class _K:
     """A kernel under construction."""
 
-    def __init__(self, uid: int, kind: str, domain: tuple[int, ...]):
+    def __init__(self, uid: int, kind: KernelKind, domain: tuple[int, ...]):
         self.uid = uid
-        self.kind = kind  # elementwise | reduction | matmul | conv | scatter
+        self.kind = kind  # never GATHER: that is decided when the plan is built
         self.domain = domain  # reduction: the reduced input shape S
         self.raxes: tuple[int, ...] | None = None
         self.anchor: Node | None = None
@@ -229,7 +250,7 @@ class _K:
     @property
     def row_numel(self) -> int:
         full = _numel(self.domain)
-        if self.kind != "reduction":
+        if self.kind != KernelKind.REDUCTION:
             return full
         red = _numel([self.domain[a] for a in self.raxes])
         return full // red if red else 0
@@ -259,16 +280,16 @@ class _Planner:
         kind = _kind(n)
         if kind == REDUCTION:
             S, R = reduce_domain(n)
-            k = _K(len(self.kernels), "reduction", S)
+            k = _K(len(self.kernels), KernelKind.REDUCTION, S)
             k.raxes = R
         elif kind in (MATMUL, CONV):
-            k = _K(len(self.kernels), "matmul" if kind == MATMUL else "conv", n.shape)
+            k = _K(len(self.kernels), _ANCHOR_KIND[kind], n.shape)
             k.anchor = n
         elif n.op in SCATTERS:
-            k = _K(len(self.kernels), "scatter", n.inputs[2].shape)
+            k = _K(len(self.kernels), KernelKind.SCATTER, n.inputs[2].shape)
             k.anchor = n
         else:
-            k = _K(len(self.kernels), "elementwise", n.shape)
+            k = _K(len(self.kernels), KernelKind.ELEMENTWISE, n.shape)
         self.kernels.append(k)
         return k
 
@@ -304,9 +325,9 @@ class _Planner:
         if u.op == "broadcast_to":
             axes = _row_broadcast_axes(n.shape, u.shape)
             if axes is not None:
-                if k.kind == "reduction" and tuple(u.shape) == k.domain and axes == k.raxes:
+                if k.kind == KernelKind.REDUCTION and tuple(u.shape) == k.domain and axes == k.raxes:
                     return 1.0  # a row value, held once per row
-                if k.kind == "elementwise" and (tuple(u.shape), axes) in self.red_domains \
+                if k.kind == KernelKind.ELEMENTWISE and (tuple(u.shape), axes) in self.red_domains \
                         and tuple(u.shape) == k.domain:
                     return 1.0  # will be a row value once the reduction joins
             return _numel(u.shape) / max(_numel(n.shape), 1)
@@ -389,7 +410,7 @@ class _Planner:
         if n.op in SCATTERS:
             return f"{n.op} output is complete only after every update: its consumers start a new kernel"
         if kind in (MATMUL, CONV):
-            if k.kind != "elementwise":
+            if k.kind != KernelKind.ELEMENTWISE:
                 return f"{n.op} output used by a {k.kind} kernel"
             if _numel(k.domain) != n.numel:
                 return f"{n.op} output {list(n.shape)} differs from the consumer kernel's domain {list(k.domain)}"
@@ -400,11 +421,11 @@ class _Planner:
             return None
         if kind == REDUCTION:
             S, R = reduce_domain(n)
-            if k.kind == "reduction":
+            if k.kind == KernelKind.REDUCTION:
                 if (k.domain, k.raxes) != (S, R):
                     return (f"reduction over axes {R} of {list(S)} cannot share a loop with a reduction over axes "
                             f"{k.raxes} of {list(k.domain)}")
-            elif k.kind == "elementwise":
+            elif k.kind == KernelKind.ELEMENTWISE:
                 full = _numel(S)
                 red = _numel([S[a] for a in R])
                 if _numel(k.domain) not in (full, full // red if red else 0):
@@ -416,10 +437,10 @@ class _Planner:
         us = self._users_in(n, k)
         if n.numel == 1 and kind in (ELEMENTWISE, MOVEMENT, CREATION):
             materialized = False  # a scalar is computed once outside the kernel's loops and written once
-        if k.kind in ("matmul", "conv", "scatter"):
+        if k.kind in (KernelKind.MATMUL, KernelKind.CONV, KernelKind.SCATTER):
             anchor = k.anchor
             pro = any(u is anchor or id(u) in k.prologue for u in us)
-            if k.kind == "scatter":
+            if k.kind == KernelKind.SCATTER:
                 if any(u is anchor and anchor.inputs[0] is n for u in us) and kind != CREATION:
                     return "the scatter's base operand is read from memory"
                 if materialized:
@@ -439,21 +460,21 @@ class _Planner:
         if f > 1.0 + 1e-9 and n.op in EXPENSIVE and n.numel > 1:  # a scalar is computed once, hoisted
             return f"{n.op} would be recomputed {f:g}x through a broadcast"
         if materialized:
-            if k.kind == "elementwise" and _numel(n.shape) not in self._row_numels(k.domain):
+            if k.kind == KernelKind.ELEMENTWISE and _numel(n.shape) not in self._row_numels(k.domain):
                 return f"output {list(n.shape)} cannot be written from the kernel's loop over {list(k.domain)}"
-            if k.kind == "reduction" and _numel(n.shape) not in (_numel(k.domain), k.row_numel):
+            if k.kind == KernelKind.REDUCTION and _numel(n.shape) not in (_numel(k.domain), k.row_numel):
                 return (f"output {list(n.shape)} is neither full-shaped nor one value per row of the reduction "
                         f"over {list(k.domain)}")
         return None
 
     def _convert(self, n: Node, k: _K) -> None:
         kind = _kind(n)
-        if kind in (MATMUL, CONV) and k.kind == "elementwise":
-            k.kind = "matmul" if kind == MATMUL else "conv"
+        if kind in (MATMUL, CONV) and k.kind == KernelKind.ELEMENTWISE:
+            k.kind = _ANCHOR_KIND[kind]
             k.anchor = n
             k.domain = tuple(n.shape)
-        elif kind == REDUCTION and k.kind == "elementwise":
-            k.kind = "reduction"
+        elif kind == REDUCTION and k.kind == KernelKind.ELEMENTWISE:
+            k.kind = KernelKind.REDUCTION
             k.domain, k.raxes = reduce_domain(n)
 
     # -- the walk ----------------------------------------------------------------------------
@@ -539,7 +560,7 @@ class _Planner:
         reductions over one (S, R)) that read a common input: one pass over it instead of two."""
         groups: dict[tuple, list[_K]] = {}
         for k in self.kernels:
-            if k.kind in ("elementwise", "reduction"):
+            if k.kind in (KernelKind.ELEMENTWISE, KernelKind.REDUCTION):
                 groups.setdefault((k.kind, tuple(k.domain), k.raxes), []).append(k)
         if all(len(ks) < 2 for ks in groups.values()):
             return
@@ -572,14 +593,14 @@ class _Planner:
         union.raxes, union.anchor = a.raxes, a.anchor
         union.members = {**a.members, **b.members}
         union.dups = (a.dups | b.dups) - {nid for nid in union.members if nid not in a.dups and nid not in b.dups}
-        if a.kind == "elementwise":
+        if a.kind == KernelKind.ELEMENTWISE:
             return n_b == _numel(a.domain)
-        if a.kind == "reduction":
+        if a.kind == KernelKind.REDUCTION:
             if n_b not in (_numel(a.domain), a.row_numel):
                 return False
             reds = [m for m in a.members.values() if _kind(m) == REDUCTION]
             return all(self._row_check(q, union, a.domain, a.raxes) is None for q in reds)
-        if a.kind in ("matmul", "conv"):
+        if a.kind in (KernelKind.MATMUL, KernelKind.CONV):
             return n_b == a.anchor.numel and all(
                 v.op in EPILOGUE_VIEWS or (_kind(v) == ELEMENTWISE and v.numel == a.anchor.numel)
                 for v in self._downstream(a.anchor, union))
@@ -590,7 +611,7 @@ class _Planner:
         statistics, a step counter) into the one kernel it reads from, when that kernel's loop
         can compute it."""
         for b in list(self.kernels):
-            if b.kind != "elementwise" or b.succ or any(
+            if b.kind != KernelKind.ELEMENTWISE or b.succ or any(
                     id(u) not in b.members for nid, m in b.members.items() if nid not in b.dups
                     for u in self.users.get(m, [])):
                 continue
@@ -653,8 +674,8 @@ class _Planner:
                         reason = f"multiple consumers ({n_k} kernels): computed once in kernel {src}"
                 boundaries.append(Boundary(i, src, kid, reason))
             kind = k.kind
-            if kind == "elementwise" and any(m.op == "gather" for m in nodes):
-                kind = "gather"
+            if kind == KernelKind.ELEMENTWISE and any(m.op == "gather" for m in nodes):
+                kind = KernelKind.GATHER
             kernels.append(Kernel(kid, kind, nodes, ins, outs, tuple(k.domain), k.raxes, k.anchor,
                                   [m for m in nodes if id(m) in k.dups]))
         return FusionPlan(self.graph, kernels, boundaries)

@@ -3,7 +3,7 @@ import textwrap
 
 import numpy as np
 
-from kiln.passes import plan_fusion, run_plan
+from kiln.passes import KernelKind, plan_fusion, run_plan
 from kiln.runtime.interpreter import run_graph
 from passes_helpers import ir
 
@@ -165,6 +165,24 @@ def test_scatter_consumers_start_new_kernel_and_constants_are_recomputed():
     assert sum(1 for k in plan.kernels for n in k.recomputed if n.name == "z") == 2
     assert [b.reason for b in plan.boundaries if b.value.name == "s"] == [
         "scatter_add output is complete only after every update: its consumers start a new kernel"]
+
+
+def test_kernel_kinds_are_an_enum_that_reads_as_its_value():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8], %w: f32[8,5], %i: i64[4,1]) {
+          %m: f32[4,5] = matmul(%x, %w)
+          %s: f32[4,1] = reduce_sum(%m) {axes=(1,), keepdims=True}
+          %g: f32[4,1] = gather(%m, %i) {axis=1}
+          %e: f32[4,1] = exp(%s)
+          %y: f32[4,1] = add(%e, %g)
+          return (%y)
+        }"""))
+    kinds = [k.kind for k in plan.kernels]
+    assert kinds == [KernelKind.MATMUL, KernelKind.REDUCTION]
+    assert all(type(k) is KernelKind for k in kinds)
+    assert kinds[0] == "matmul" and f"[{kinds[1]}]" == "[reduction]" and str(kinds[1]) == "reduction"
+    assert "kernel 0 [matmul] domain=[4,5] anchor=%m" in str(plan)
+    assert {k.value for k in KernelKind} == {"elementwise", "gather", "reduction", "matmul", "conv", "scatter"}
 
 
 def test_cross_entropy_forward_and_backward_kernel_counts():
