@@ -52,7 +52,8 @@ def test_mapping_to_another_type_is_an_error_naming_the_input():
     dst = Graph()
     x = dst.add_input((2, 3), dt.float32, name="x")
     wrong = dst.add_input((3, 2), dt.float32, name="w")
-    with pytest.raises(ValueError, match=r"node_copy\(%s\): input 1 \(%y: float32\[2, 3\]\) maps to %w: float32\[3, 2\]"):
+    msg = r"node_copy\(%s\): input 1 \(%y: float32\[2, 3\]\) maps to %w: float32\[3, 2\]"
+    with pytest.raises(ValueError, match=msg):
         dst.node_copy(src.nodes[0], lambda i: x if i.name == "x" else wrong)
     with pytest.raises(ValueError, match=r"input 0 .* maps to None"):
         dst.node_copy(src.nodes[0], lambda i: None)
