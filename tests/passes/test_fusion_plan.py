@@ -2,6 +2,7 @@
 import textwrap
 
 import numpy as np
+import pytest
 
 from kiln.passes import KernelKind, plan_fusion, run_plan
 from kiln.runtime.interpreter import run_graph
@@ -350,6 +351,28 @@ def test_output_only_kernel_that_would_move_rows_is_not_folded():
         }"""))
     a = assignment(plan)
     assert a["s"] != a["e"]
+
+
+def test_check_accepts_recomputation_only_of_what_is_free():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,3], %y: f32[4,3]) {
+          %s: f32[] = reduce_sum(%x) {axes=(0, 1), keepdims=False}
+          %e: f32[4,3] = exp(%x)
+          %b: f32[4,3] = broadcast_to(%s) {shape=(4, 3)}
+          %a: f32[4,3] = add(%e, %b)
+          %m: f32[4,3] = mul(%a, %y)
+          return (%m, %e)
+        }"""))
+    k = plan.kernels[-1]
+    for name, free in (("b", True), ("s", False), ("e", False)):  # a view; a scalar reduction; exp
+        node = next(n for n in plan.graph.nodes if n.name == name)
+        k.recomputed.append(node)
+        if free:
+            plan.check()
+        else:
+            with pytest.raises(AssertionError, match=f"%{name} .* recomputed in kernel {k.id} but it is not free"):
+                plan.check()
+        k.recomputed.remove(node)
 
 
 def test_kernel_as_graph_is_a_standalone_verified_graph():
