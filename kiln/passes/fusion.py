@@ -581,8 +581,9 @@ class _Planner:
                     self._merge(a, b)
 
     def execution_order(self) -> list[_Draft]:
-        """The kernels in an order that respects their dependencies; among kernels free to run,
-        the one whose first node comes first in the graph (then the one started first)."""
+        """The kernels in dependency order: next runs, of the kernels whose inputs are all
+        written, the one whose first node comes first in the graph; on a tie (both start with
+        the same recomputed node) the one the walk started first."""
         return list(nx.lexicographical_topological_sort(self.dependencies,
                                                         key=lambda k: (k.first_position, k.uid)))
 
