@@ -23,8 +23,8 @@ arithmetic, or one evaluation outside the loops). An expensive elementwise op (e
 log, div, ...) never joins a kernel where a broadcast would recompute it more than once
 per element it produces. After the walk, independent kernels over the same loop that
 read a common input are merged, and output-only elementwise kernels fold into their
-producer. Every boundary records why it was placed. `run_plan` evaluates a plan kernel by
-kernel with the primitives' numpy impls, to check that fusion preserves semantics.
+producer. Every boundary records why it was placed. `kiln.runtime.plan_runner.run_plan`
+evaluates a plan kernel by kernel, to check that fusion preserves semantics.
 """
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ from enum import Enum
 from typing import Sequence
 
 import networkx as nx
-import numpy as np
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import CONV, CREATION, ELEMENTWISE, INDEX, MATMUL, MOVEMENT, REDUCTION, get_primitive
@@ -630,17 +629,4 @@ class _Planner:
 def plan_fusion(graph: Graph) -> FusionPlan:
     """Partition `graph` into kernels (the graph is not changed)."""
     return _Planner(graph).plan()
-
-
-def run_plan(plan: FusionPlan, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Evaluate `plan` kernel by kernel: each kernel sees only its inputs, in memory order."""
-    g = plan.graph
-    mem: dict[int, np.ndarray] = {id(n): np.asarray(a) for n, a in zip(g.inputs, inputs)}
-    for k in plan.kernels:
-        local = {id(i): mem[id(i)] for i in k.inputs}  # KeyError: read before written
-        for n in k.nodes:
-            local[id(n)] = get_primitive(n.op).impl(*(local[id(i)] for i in n.inputs), **n.attrs)
-        for o in k.outputs:
-            mem[id(o)] = local[id(o)]
-    return [mem[id(o)] for o in g.outputs]
 

@@ -4,8 +4,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from kiln.passes import KernelKind, plan_fusion, run_plan
+from kiln.passes import KernelKind, plan_fusion
 from kiln.runtime.interpreter import run_graph
+from kiln.runtime.plan_runner import run_plan
 from passes_helpers import ir
 
 
