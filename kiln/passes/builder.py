@@ -49,7 +49,8 @@ class GraphBuilder:
         return self.graph.add_node(op, inputs, attrs, shape, dtype, name=name, loc=loc)
 
     def copy(self, old: Node, inputs: Sequence[Node] | None = None) -> Node:
-        """Re-emit `old` (same op, attrs, name) on mapped (or given) inputs and record the mapping."""
+        """Re-emit `old` (same op, attrs, name) on mapped (or given) inputs and record the mapping:
+        a `Graph.node_copy` while the inputs keep their types, else typed anew by the primitive's rule."""
         ins = self.mapped_inputs(old) if inputs is None else list(inputs)
         if all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(ins, old.inputs)) \
                 and len(ins) == len(old.inputs):  # same operand types: the type rule gives old's type

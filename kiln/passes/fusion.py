@@ -505,7 +505,8 @@ class _Planner:
         return {id(i) for m in k.members.values() for i in m.inputs if id(i) not in k.members}
 
     def _merge(self, a: _Draft, b: _Draft) -> None:
-        """Fold kernel `b` into `a` (the caller checked that neither depends on the other)."""
+        """Fold kernel `b` into `a`. The caller checked that this makes no cycle: neither depends
+        on the other, or (merge_sinks) `b` reads only from `a` and nothing reads `b`."""
         computed_here = {nid for k in (a, b) for nid in k.members if nid not in k.recomputed}
         a.members.update(b.members)
         a.recomputed = (a.recomputed | b.recomputed) - computed_here
