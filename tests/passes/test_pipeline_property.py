@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from kiln.ir import Graph, ShapeError, get_primitive, verify
 from kiln.ir import dtypes as dt
-from kiln.passes import optimize, plan_fusion, plan_memory, run_plan
+from kiln.passes import optimize, plan_fusion, plan_memory
 from kiln.runtime.interpreter import run_graph
+from kiln.runtime.plan_runner import run_plan
 
 F32, F64, I64, B1 = dt.float32, dt.float64, dt.int64, dt.bool_
 UNARY_FLOAT = ["exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "logistic", "erf", "floor"]
