@@ -5,6 +5,7 @@ primitive's VJP rule in kiln.ir.primitives, the same rule graph autodiff uses.
 """
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Any, Sequence
 
@@ -35,7 +36,6 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
-        import functools
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
@@ -152,7 +152,7 @@ def _edge(t):
 
 
 def _unpack(saved: SavedValue, node: BackwardNode, which: str):
-    from .tensor import Tensor
+    from .tensor import Tensor  # function-local: tensor.py builds on this module (apply records BackwardNodes)
     if saved.vc[0] != saved.version:
         dims = ", ".join(str(s) for s in saved.shape)
         raise RuntimeError(
@@ -190,7 +190,7 @@ def _bind_skipping_unsaved(name: str, *args, **attrs):
 
     Such values are cotangents of inputs that need no gradient; the engine drops them.
     """
-    from .tensor import apply
+    from .tensor import apply  # function-local: tensor.py builds on this module (apply records BackwardNodes)
     if any(isinstance(a, Aval) for a in args):
         shape, dtype = get_primitive(name).abstract_eval(args, attrs)
         return Aval(tuple(shape), dtype)
@@ -244,7 +244,7 @@ def run_backward(roots: Sequence, grads: Sequence, retain_graph: bool = False, c
 
     With `inputs` given, returns their gradients (autograd.grad) instead of accumulating into `.grad`.
     """
-    from .tensor import active_trace, apply
+    from .tensor import active_trace, apply  # function-local: tensor.py builds on this module
     tr = active_trace()
     if tr is not None:
         tr.ran_backward = True

@@ -1,15 +1,14 @@
 """`kiln.autograd`: functional gradient entry points (as torch.autograd)."""
 from __future__ import annotations
 
-
 from .autograd import enable_grad, no_grad, run_backward, set_grad_enabled  # noqa: F401
+from .creation import ones_like
 from .tensor import Tensor
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph: bool = False,
          allow_unused: bool = False) -> tuple:
     """Gradients of `outputs` with respect to `inputs`, returned rather than accumulated into .grad."""
-    from .creation import ones_like
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single = isinstance(inputs, Tensor)
     inputs = [inputs] if single else list(inputs)

@@ -7,6 +7,8 @@ lifted like any captured tensor and compiled code draws the same numbers as eage
 from __future__ import annotations
 
 import math
+import random
+import warnings
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from .autograd import no_grad
-from .ops import _cast, _shape_arg, full_const
+from .operands import _cast, _constant_tensor, _shape_arg, full_const
 from .tensor import Tensor, _check_device, active_trace, apply
 
 _DEFAULT_FLOAT = [dt.float32]
@@ -52,17 +54,6 @@ def _finish(t: Tensor, requires_grad: bool, device) -> Tensor:
     if requires_grad:
         t.requires_grad_(True)
     return t
-
-
-def _constant_tensor(arr: np.ndarray) -> Tensor:
-    """A tensor holding `arr`: wrapped directly when eager, a `constant` node when tracing."""
-    if active_trace() is None:
-        return Tensor._make(arr)
-    d = dt.from_numpy_dtype(arr.dtype)
-    flat = arr.reshape(-1).tolist()
-    if arr.size and np.all(arr == arr.reshape(-1)[0]):
-        return full_const(flat[0], arr.shape, d)
-    return apply("constant", value=flat, shape=tuple(arr.shape), dtype=d)
 
 
 _SUPPORTED_NP = {np.dtype(d) for d in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}
@@ -200,7 +191,6 @@ def from_numpy(ndarray: np.ndarray) -> Tensor:
     if active_trace() is not None:
         return _constant_tensor(ndarray)
     if not ndarray.flags.writeable:
-        import warnings
         warnings.warn("The given NumPy array is not writable; the tensor shares its memory, so in-place operations "
                       "on it will fail. Copy the array (or use kiln.tensor(array)) to get a writable tensor.",
                       UserWarning, stacklevel=2)
@@ -277,8 +267,7 @@ def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad: 
     half = steps // 2
     lo = i * step + start
     hi = (i - (steps - 1)) * step + end
-    from .ops import where
-    vals = where(i < half, lo, hi)
+    vals = apply("select", i < half, lo, hi)
     return _finish(_cast(vals, d), requires_grad, device)
 
 
@@ -305,7 +294,6 @@ class Generator:
         return self
 
     def seed(self) -> int:
-        import random
         s = random.getrandbits(63)
         self.manual_seed(s)
         return s

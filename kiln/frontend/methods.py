@@ -5,7 +5,8 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from . import ops
-from .indexing import getitem, setitem
+from .creation import rand, randn, tensor
+from .ops.indexing import getitem, setitem
 from .tensor import Tensor, _check_device
 
 # Methods that are the same function with the tensor as first argument.
@@ -84,17 +85,14 @@ def _copy_(self, src, non_blocking=False):
 
 
 def _uniform_(self, a=0.0, b=1.0, *, generator=None):
-    from .creation import rand
     return self._assign_(rand(tuple(self.shape), dtype=self.dtype, generator=generator) * (b - a) + a)
 
 
 def _normal_(self, mean=0.0, std=1.0, *, generator=None):
-    from .creation import randn
     return self._assign_(randn(tuple(self.shape), dtype=self.dtype, generator=generator) * std + mean)
 
 
 def _bernoulli_(self, p=0.5, *, generator=None):
-    from .creation import rand
     return self._assign_(ops._cast(rand(tuple(self.shape), generator=generator) < p, self.dtype))
 
 
@@ -163,29 +161,23 @@ Tensor.new_full = lambda self, size, fill_value, dtype=None, **k: ops.full_const
 
 
 def _new_tensor(self, data, dtype=None, **k):
-    from .creation import tensor
     return tensor(data, dtype=dtype or self.dtype)
 
 
 Tensor.new_tensor = _new_tensor
 
 # -- operators ------------------------------------------------------------------------------
-Tensor.__add__ = lambda a, b: ops.add(a, b)
-Tensor.__radd__ = lambda a, b: ops.add(b, a)
-Tensor.__sub__ = lambda a, b: ops.sub(a, b)
-Tensor.__rsub__ = lambda a, b: ops.sub(b, a)
-Tensor.__mul__ = lambda a, b: ops.mul(a, b)
-Tensor.__rmul__ = lambda a, b: ops.mul(b, a)
-Tensor.__truediv__ = lambda a, b: ops.div(a, b)
-Tensor.__rtruediv__ = lambda a, b: ops.div(b, a)
-Tensor.__floordiv__ = lambda a, b: ops.floor_divide(a, b)
-Tensor.__rfloordiv__ = lambda a, b: ops.floor_divide(b, a)
-Tensor.__mod__ = lambda a, b: ops.remainder(a, b)
-Tensor.__rmod__ = lambda a, b: ops.remainder(b, a)
+def _bind_binary_operators() -> None:
+    """a + b and b + a, ... for the arithmetic operators: __add__ calls ops.add(a, b), __radd__ ops.add(b, a)."""
+    for dunder, name in (("add", "add"), ("sub", "sub"), ("mul", "mul"), ("truediv", "div"),
+                         ("floordiv", "floor_divide"), ("mod", "remainder"), ("matmul", "matmul")):
+        setattr(Tensor, f"__{dunder}__", lambda a, b, name=name: getattr(ops, name)(a, b))
+        setattr(Tensor, f"__r{dunder}__", lambda a, b, name=name: getattr(ops, name)(b, a))
+
+
+_bind_binary_operators()
 Tensor.__pow__ = lambda a, b: ops.pow(a, b)
 Tensor.__rpow__ = lambda a, b: ops.pow(b, a) if isinstance(b, Tensor) else ops.pow(ops.full_const(b, (), ops._promote(a, b)), a)
-Tensor.__matmul__ = lambda a, b: ops.matmul(a, b)
-Tensor.__rmatmul__ = lambda a, b: ops.matmul(b, a)
 Tensor.__neg__ = lambda a: ops.neg(a)
 Tensor.__pos__ = lambda a: a
 Tensor.__abs__ = lambda a: ops.abs(a)

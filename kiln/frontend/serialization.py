@@ -105,7 +105,7 @@ class _Encoder:
 
 
 def _serialize(obj: Any) -> bytes:
-    import safetensors.numpy as stnp
+    import safetensors.numpy as stnp  # function-local: safetensors is loaded only when a file is read or written
     enc = _Encoder()
     structure = enc.encode(obj)
     meta = {"kiln.format": FORMAT, "kiln.structure": json.dumps(structure, separators=(",", ":"))}
@@ -334,7 +334,7 @@ def load(f: PathOrFile, map_location: Any = None, pickle_module: Any = None, *, 
     name = _file_name(f)
     head, total, source = _read_head(f, name)
     header = _parse_header(head, total, name)
-    import safetensors.numpy as stnp
+    import safetensors.numpy as stnp  # function-local: safetensors is loaded only when a file is read or written
     try:
         arrays = stnp.load_file(source) if isinstance(source, str) else stnp.load(source)
     except Exception as e:  # safetensors raises its own SafetensorError for framing problems

@@ -17,6 +17,9 @@ from ..ir.dtypes import DType
 from ..ir.graph import Node
 from ..ir.primitives import MOVEMENT, get_primitive
 from .autograd import AccumulateGrad, BackwardNode, is_grad_enabled, no_grad, run_backward
+from .dims import _norm_dim
+from .printing import format_array
+from .source_location import user_location
 
 
 class Size(tuple):
@@ -164,7 +167,7 @@ class Tensor:
         `Tensor(*sizes)` makes a (zero-filled) float32 tensor of that shape."""
         if cls is not Tensor:
             return object.__new__(cls)
-        from .creation import tensor, zeros
+        from .creation import tensor, zeros  # function-local: creation builds on Tensor (Tensor(data) is tensor(data))
         if kwargs:
             raise TypeError(f"Tensor() got unexpected keyword arguments {sorted(kwargs)}; use kiln.tensor(...)")
         if len(args) == 1 and not isinstance(args[0], (int, np.integer)):
@@ -255,7 +258,6 @@ class Tensor:
     # -- concrete values -----------------------------------------------------------------
     def _concrete(self, what: str) -> np.ndarray:
         if self._cell.trace is not None:
-            from .trace import user_location
             raise TracingError(
                 f"{user_location()}: {what} needs the tensor's value, but inside kiln.compile tensors are "
                 "symbolic, so Python control flow cannot depend on them. Use kiln.where(cond, a, b) to select "
@@ -314,7 +316,6 @@ class Tensor:
         if arr.size == 0:
             body = "[]" if arr.ndim == 1 else f"[], size={tuple(arr.shape)}"
         else:
-            from .printing import format_array
             body = format_array(arr)
         d = self.dtype
         if d not in (dt.float32, dt.int64, dt.bool_):
@@ -420,13 +421,12 @@ class Tensor:
         self._grad_fn.retained = weakref.ref(self)
 
     def backward(self, gradient=None, retain_graph=None, create_graph: bool = False, inputs=None) -> None:
-        from .creation import ones_like
+        from .creation import ones_like, tensor as _tensor  # function-local: creation builds on Tensor
         if gradient is None:
             if self.numel() != 1:
                 raise RuntimeError("grad can be implicitly created only for scalar outputs")
             gradient = ones_like(self)
         elif not isinstance(gradient, Tensor):
-            from .creation import tensor as _tensor
             gradient = _tensor(gradient, dtype=self.dtype)
         if tuple(gradient.shape) != tuple(self.shape):
             raise RuntimeError(f"Mismatch in shape: grad_output[0] has a shape of {tuple(gradient.shape)} and "
@@ -485,7 +485,6 @@ class Tensor:
         This keeps autograd (the base's history gains a scatter) and tracing (the base is
         rebound) right, as PyTorch's view+inplace handling does.
         """
-        from ..ir import dtypes as _dt
         base = self._base
         for name, attrs in self._view_chain:
             if name == "broadcast_to":
@@ -494,7 +493,7 @@ class Tensor:
                                    "before performing the operation.")
         n = base.numel()
         with no_grad():
-            iota = apply("iota", shape=(n,), axis=0, dtype=_dt.int64)
+            iota = apply("iota", shape=(n,), axis=0, dtype=dt.int64)
             pos = _replay(apply("reshape", iota, shape=tuple(base.shape)), self._view_chain)
             pos = apply("reshape", pos, shape=(pos.numel(),))
         flat = apply("reshape", base, shape=(n,))
@@ -569,11 +568,3 @@ class _HookHandle:
     def remove(self) -> None:
         self._table.pop(self.id, None)
 
-
-def _norm_dim(dim: int, ndim: int) -> int:
-    lo, hi = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
-    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
-        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
-    if not lo <= dim <= hi:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{lo}, {hi}], but got {dim})")
-    return int(dim) % max(ndim, 1)

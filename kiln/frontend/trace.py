@@ -7,27 +7,14 @@ become extra graph outputs that the caller writes back after running the graph.
 """
 from __future__ import annotations
 
-import os
-import sys
+import weakref
 from typing import Any, Callable
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import ShapeError
+from .operands import _constant_tensor
+from .source_location import user_location
 from .tensor import Tensor, active_trace, set_active_trace
-
-_KILN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def user_location(depth: int = 1) -> str:
-    """'file:line' of the innermost stack frame outside the kiln package (the user's code)."""
-    f = sys._getframe(depth)
-    while f is not None:
-        fn = f.f_code.co_filename
-        if not os.path.abspath(fn).startswith(_KILN_DIR + os.sep) and not fn.startswith("<frozen"):
-            return f"{fn}:{f.f_lineno}"
-        f = f.f_back
-    return "<unknown>"
-
 
 class Trace:
     """One recording: the graph under construction and the tensors lifted into it."""
@@ -93,7 +80,6 @@ class Trace:
         if isinstance(new, Tensor):
             node = self.node_of(new)
         else:  # a concrete array written while tracing: record it as a constant
-            from .creation import _constant_tensor
             node = self.node_of(_constant_tensor(new))
         if t._cell.trace is not self:
             self.node_of(t)
@@ -112,7 +98,6 @@ class Trace:
         if t._grad is not None and t._grad._cell.trace is None:
             self._grad_of[id(t._grad)] = t
         self._grad_guarded.add(id(t))
-        import weakref
         ref = weakref.ref(t)
         self.guard(lambda: ref() is not None and ref()._grad is None)
 
@@ -181,6 +166,5 @@ def guard_attr(obj: Any, attr: str) -> Any:
     tr = active_trace()
     if tr is None:
         return getattr(obj, attr)
-    import weakref
     ref = weakref.ref(obj)
     return tr.guard(lambda: getattr(ref(), attr, None) if ref() is not None else None)

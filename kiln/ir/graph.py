@@ -6,7 +6,7 @@ people and the text form.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .dtypes import DType
 
@@ -77,6 +77,26 @@ class Graph:
         node = Node(self._fresh(name), op, inputs, attrs, shape, dtype, loc)
         self.nodes.append(node)
         return node
+
+    def node_copy(self, node: Node, arg_transform: Callable[[Node], Node], name: str | None = None) -> Node:
+        """Append a copy of `node` (from any graph): same op, attributes, shape, dtype and loc, with each
+        input mapped through `arg_transform` (called once per input, in order). The copy is named
+        `name`, else `node.name` while that is free here, else a fresh name. The mapped inputs must
+        have the original inputs' shapes and dtypes, since the copy keeps `node`'s type."""
+        if node.op == "input":
+            raise ValueError(f"node_copy(%{node.name}): a graph input is not copied as a node; use add_input")
+        inputs = [arg_transform(i) for i in node.inputs]
+        for k, (old, new) in enumerate(zip(node.inputs, inputs)):
+            if not isinstance(new, Node) or new.shape != old.shape or new.dtype != old.dtype:
+                got = f"%{new.name}: {new.dtype.name}{list(new.shape)}" if isinstance(new, Node) else repr(new)
+                raise ValueError(f"node_copy(%{node.name}): input {k} (%{old.name}: {old.dtype.name}"
+                                 f"{list(old.shape)}) maps to {got}")
+        return self.add_node(node.op, inputs, node.attrs, node.shape, node.dtype,
+                             name=node.name if name is None else name, loc=node.loc)
+
+    def has_name(self, name: str) -> bool:
+        """Is `name` already taken by an input or node of this graph?"""
+        return name in self._names
 
     def set_outputs(self, outputs: Iterable[Node]) -> None:
         self.outputs = list(outputs)

@@ -15,24 +15,26 @@ import numpy as np
 
 from ..frontend import ops as K
 from ..frontend.autograd import no_grad
-from ..frontend.creation import rand
+from ..frontend.creation import arange, ones, rand, tensor
 from ..frontend.tensor import Tensor, active_trace, apply
 from ..ir import dtypes as dt
 
 __all__ = [
-    "linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
-    "adaptive_max_pool1d", "adaptive_max_pool2d", "max_unpool1d", "max_unpool2d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample", "affine_grid", "grid_sample", "instance_norm", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
-    "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
-    "batch_norm", "layer_norm", "rms_norm", "max_unpool3d", "lp_pool3d", "adaptive_max_pool3d",
-    "multilabel_margin_loss", "triplet_margin_with_distance_loss", "ctc_loss", "alpha_dropout", "feature_alpha_dropout", "group_norm", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "embedding_bag",
-    "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid", "tanh",
-    "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid", "tanhshrink", "threshold",
-    "glu", "hardshrink", "softshrink", "rrelu", "gumbel_softmax", "local_response_norm", "unfold", "fold", "pixel_shuffle", "pixel_unshuffle",
-    "channel_shuffle", "softmax", "softmin", "log_softmax", "normalize", "cosine_similarity", "pairwise_distance",
-    "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
-    "binary_cross_entropy_with_logits", "kl_div", "poisson_nll_loss", "gaussian_nll_loss", "margin_ranking_loss",
-    "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "multi_margin_loss",
-    "cosine_embedding_loss", "triplet_margin_loss", "one_hot", "pad", "scaled_dot_product_attention",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "adaptive_max_pool3d", "affine_grid", "alpha_dropout", "avg_pool1d", "avg_pool2d", "avg_pool3d", "batch_norm",
+    "bilinear", "binary_cross_entropy", "binary_cross_entropy_with_logits", "celu", "channel_shuffle", "conv1d",
+    "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "cosine_embedding_loss",
+    "cosine_similarity", "cross_entropy", "ctc_loss", "dropout", "dropout1d", "dropout2d", "dropout3d", "elu",
+    "embedding", "embedding_bag", "feature_alpha_dropout", "fold", "gaussian_nll_loss", "gelu", "glu", "grid_sample",
+    "group_norm", "gumbel_softmax", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "hinge_embedding_loss",
+    "huber_loss", "instance_norm", "interpolate", "kl_div", "l1_loss", "layer_norm", "leaky_relu", "linear",
+    "local_response_norm", "log_softmax", "logsigmoid", "lp_pool1d", "lp_pool2d", "lp_pool3d", "margin_ranking_loss",
+    "max_pool1d", "max_pool2d", "max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d", "mish", "mse_loss",
+    "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss", "nll_loss", "normalize", "one_hot",
+    "pad", "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "poisson_nll_loss", "relu", "relu6", "relu_",
+    "rms_norm", "rrelu", "scaled_dot_product_attention", "selu", "sigmoid", "silu", "smooth_l1_loss",
+    "soft_margin_loss", "softmax", "softmin", "softplus", "softshrink", "softsign", "tanh", "tanhshrink", "threshold",
+    "triplet_margin_loss", "triplet_margin_with_distance_loss", "unfold", "upsample",
 ]
 
 
@@ -83,46 +85,8 @@ def _zero(x: Tensor) -> Tensor:
 
 
 # ======================================================================================
-# linear and convolution
+# convolution functions
 # ======================================================================================
-
-def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y = x W^T + b, for x of shape (*, in_features) and W of shape (out_features, in_features)."""
-    _check_tensor(input, "input", "linear")
-    if weight.ndim not in (1, 2):
-        raise RuntimeError(f"linear: weight must be 1-D or 2-D, got shape {tuple(weight.shape)}")
-    if input.ndim == 0:
-        raise RuntimeError("linear: input must have at least 1 dimension, got a 0-d tensor")
-    in_f = weight.shape[-1]
-    if input.shape[-1] != in_f:
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
-                           f"({math.prod(input.shape[:-1])}x{input.shape[-1]} and {in_f}x"
-                           f"{weight.shape[0] if weight.ndim == 2 else 1})")
-    if input.dtype != weight.dtype:
-        raise RuntimeError(f"linear: input dtype {input.dtype.name} and weight dtype {weight.dtype.name} differ "
-                           "(convert the model with .to(dtype) or the input with .float()/.double())")
-    lead = tuple(input.shape[:-1])
-    x2 = input if input.ndim == 2 else K.reshape(input, (-1, in_f))
-    if weight.ndim == 1:
-        out = K.matmul(x2, weight)
-        out_shape = lead
-    else:
-        out = K.matmul(x2, K.t(weight))
-        out_shape = lead + (weight.shape[0],)
-    if bias is not None:
-        out = K.add(out, bias)
-    return out if tuple(out.shape) == out_shape else K.reshape(out, out_shape)
-
-
-def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """y_k = x1^T W_k x2 + b_k for W of shape (out, in1, in2)."""
-    lead = tuple(input1.shape[:-1])
-    a = K.reshape(input1, (-1, 1, 1, input1.shape[-1]))            # (B,1,1,in1)
-    b = K.reshape(input2, (-1, 1, input2.shape[-1], 1))            # (B,1,in2,1)
-    t = K.matmul(K.matmul(a, K.unsqueeze(weight, 0)), b)           # (B,out,1,1)
-    out = K.reshape(t, lead + (weight.shape[0],))
-    return out if bias is None else K.add(out, bias)
-
 
 def _conv_padding(padding, n, ksize, dilation, stride, fn):
     """(lo, hi) per spatial dim from an int, a tuple, 'valid' or 'same'."""
@@ -335,42 +299,59 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
     return K.squeeze(img, 0) if input.ndim == 2 else img
 
 
-def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
-    """(*, C*r^2, H, W) -> (*, C, H*r, W*r)."""
-    r = upscale_factor
-    *lead, c, h, w = input.shape
-    if c % (r * r):
-        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square of "
-                           f"upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
-    x = K.reshape(input, (-1, c // (r * r), r, r, h, w))
-    x = K.permute(x, (0, 1, 4, 2, 5, 3))
-    return K.reshape(x, tuple(lead) + (c // (r * r), h * r, w * r))
-
-
-def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
-    """(*, C, H*r, W*r) -> (*, C*r^2, H, W)."""
-    r = downscale_factor
-    *lead, c, h, w = input.shape
-    if h % r or w % r:
-        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by downscale_factor, but got "
-                           f"{h}x{w} and {r}")
-    x = K.reshape(input, (-1, c, h // r, r, w // r, r))
-    x = K.permute(x, (0, 1, 3, 5, 2, 4))
-    return K.reshape(x, tuple(lead) + (c * r * r, h // r, w // r))
-
-
-def channel_shuffle(input: Tensor, groups: int) -> Tensor:
-    n, c = input.shape[0], input.shape[1]
-    if c % groups:
-        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels and {groups} groups.")
-    rest = tuple(input.shape[2:])
-    x = K.reshape(input, (n, groups, c // groups) + rest)
-    return K.reshape(K.transpose(x, 1, 2), (n, c) + rest)
-
-
 # ======================================================================================
-# pooling
+# pooling functions
 # ======================================================================================
+
+def _avg_divisor(spatial, ks, st, pd, outs, count_include_pad) -> np.ndarray:
+    """PyTorch's per-window divisor: padding counts (up to the padded edge) only with count_include_pad."""
+    per_dim = []
+    for s, k, stv, p, o in zip(spatial, ks, st, pd, outs):
+        start = np.arange(o) * stv - p
+        end = np.minimum(start + k, s + p)
+        size = end - start
+        cs, ce = np.maximum(start, 0), np.minimum(end, s)
+        per_dim.append(size if count_include_pad else ce - cs)
+    div = per_dim[0].astype(np.float64)
+    for v in per_dim[1:]:
+        div = np.multiply.outer(div, v)
+    return div
+
+
+def _avg_pool(n, fn, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    x, unbatched, ks, st, pd, dl, outs = _pool_args(n, fn, input, kernel_size, stride, padding, 1, ceil_mode)
+    if not x.dtype.is_floating_point:
+        raise RuntimeError(f"{fn}: expected a floating-point input, got {x.dtype.name}")
+    w = _windows(x, ks, st, pd, dl, outs, 0.0)
+    s = K.sum(w, -1)
+    if divisor_override:
+        out = K.div(s, float(divisor_override))
+    else:
+        div = _avg_divisor(tuple(x.shape[2:]), ks, st, pd, outs, count_include_pad)
+        if np.all(div == div.flat[0]):
+            out = K.div(s, float(div.flat[0]))
+        else:
+            out = K.div(s, _const(div.astype(x.dtype.np_dtype)))
+    return K.squeeze(out, 0) if unbatched else out
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True) -> Tensor:
+    return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Mean over sliding windows of (N, C, H, W), with PyTorch's divisor rules."""
+    return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
+
+def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                     divisor_override)
+
 
 def _pool_args(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode):
     _check_tensor(input, "input", fn)
@@ -471,7 +452,6 @@ def _max_pool(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode, r
 
 
 def _const(arr: np.ndarray) -> Tensor:
-    from ..frontend.creation import tensor
     return tensor(arr)
 
 
@@ -490,6 +470,15 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
 def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
                return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
     return _max_pool(3, "max_pool3d", input, kernel_size, stride, padding, dilation, ceil_mode, return_indices)
+
+
+def max_unpool1d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    return _max_unpool(1, "max_unpool1d", input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """Partial inverse of max_pool2d: values placed at `indices` (from return_indices=True), zeros elsewhere."""
+    return _max_unpool(2, "max_unpool2d", input, indices, kernel_size, stride, padding, output_size)
 
 
 def _max_unpool(n, fn, input, indices, kernel_size, stride, padding, output_size):
@@ -522,26 +511,6 @@ def max_unpool3d(input: Tensor, indices: Tensor, kernel_size, stride=None, paddi
     return _max_unpool(3, "max_unpool3d", input, indices, kernel_size, stride, padding, output_size)
 
 
-def lp_pool3d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
-    ks = _ntuple(kernel_size, 3, "kernel_size")
-    out = avg_pool3d(K.pow(input, norm_type), ks, stride, 0, ceil_mode)
-    return K.pow(K.mul(K.mul(K.sign(out), K.relu(K.abs(out))), math.prod(ks)), 1.0 / norm_type)
-
-
-def adaptive_max_pool3d(input: Tensor, output_size,
-                        return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
-    return _adaptive_max(3, "adaptive_max_pool3d", input, output_size, return_indices)
-
-
-def max_unpool1d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
-    return _max_unpool(1, "max_unpool1d", input, indices, kernel_size, stride, padding, output_size)
-
-
-def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
-    """Partial inverse of max_pool2d: values placed at `indices` (from return_indices=True), zeros elsewhere."""
-    return _max_unpool(2, "max_unpool2d", input, indices, kernel_size, stride, padding, output_size)
-
-
 def lp_pool1d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
     (k,) = _ntuple(kernel_size, 1, "kernel_size")
     out = avg_pool1d(K.pow(input, norm_type), k, stride, 0, ceil_mode)
@@ -555,101 +524,10 @@ def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mo
     return K.pow(K.mul(K.mul(K.sign(out), K.relu(K.abs(out))), kh * kw), 1.0 / norm_type)
 
 
-def _avg_divisor(spatial, ks, st, pd, outs, count_include_pad) -> np.ndarray:
-    """PyTorch's per-window divisor: padding counts (up to the padded edge) only with count_include_pad."""
-    per_dim = []
-    for s, k, stv, p, o in zip(spatial, ks, st, pd, outs):
-        start = np.arange(o) * stv - p
-        end = np.minimum(start + k, s + p)
-        size = end - start
-        cs, ce = np.maximum(start, 0), np.minimum(end, s)
-        per_dim.append(size if count_include_pad else ce - cs)
-    div = per_dim[0].astype(np.float64)
-    for v in per_dim[1:]:
-        div = np.multiply.outer(div, v)
-    return div
-
-
-def _avg_pool(n, fn, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    x, unbatched, ks, st, pd, dl, outs = _pool_args(n, fn, input, kernel_size, stride, padding, 1, ceil_mode)
-    if not x.dtype.is_floating_point:
-        raise RuntimeError(f"{fn}: expected a floating-point input, got {x.dtype.name}")
-    w = _windows(x, ks, st, pd, dl, outs, 0.0)
-    s = K.sum(w, -1)
-    if divisor_override:
-        out = K.div(s, float(divisor_override))
-    else:
-        div = _avg_divisor(tuple(x.shape[2:]), ks, st, pd, outs, count_include_pad)
-        if np.all(div == div.flat[0]):
-            out = K.div(s, float(div.flat[0]))
-        else:
-            out = K.div(s, _const(div.astype(x.dtype.np_dtype)))
-    return K.squeeze(out, 0) if unbatched else out
-
-
-def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-               count_include_pad: bool = True) -> Tensor:
-    return _avg_pool(1, "avg_pool1d", input, kernel_size, stride, padding, ceil_mode, count_include_pad, None)
-
-
-def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
-    """Mean over sliding windows of (N, C, H, W), with PyTorch's divisor rules."""
-    return _avg_pool(2, "avg_pool2d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override)
-
-
-def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
-    return _avg_pool(3, "avg_pool3d", input, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                     divisor_override)
-
-
-def _adaptive_avg(n, fn, input, output_size):
-    _check_tensor(input, "input", fn)
-    if input.ndim not in (n + 1, n + 2):
-        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got input of size: {list(input.shape)}")
-    spatial = tuple(input.shape[-n:])
-    if isinstance(output_size, (list, tuple)):
-        if len(output_size) != n:
-            raise ValueError(f"{fn}: output_size must have {n} entries, got {tuple(output_size)}")
-        osz = tuple(s if o is None else int(o) for o, s in zip(output_size, spatial))
-    else:
-        osz = (int(output_size),) * n
-    if any(o < 1 for o in osz):
-        raise ValueError(f"{fn}: output_size must be positive, got {osz}")
-    x = input
-    for i, (s, o) in enumerate(zip(spatial, osz)):
-        ax = x.ndim - n + i
-        if s == o:
-            continue
-        if s % o == 0:  # equal windows: split the dim and average
-            k = s // o
-            shape = tuple(x.shape[:ax]) + (o, k) + tuple(x.shape[ax + 1:])
-            x = K.mean(K.reshape(x, shape), ax + 1)
-            continue
-        a = np.zeros((s, o), dtype=x.dtype.np_dtype)  # column j averages input [floor(j*s/o), ceil((j+1)*s/o))
-        for j in range(o):
-            lo, hi = (j * s) // o, -(-((j + 1) * s) // o)
-            a[lo:hi, j] = 1.0 / (hi - lo)
-        xm = K.movedim(x, ax, -1)
-        lead = tuple(xm.shape[:-1])
-        y = K.matmul(K.reshape(xm, (-1, s)), _const(a))
-        x = K.movedim(K.reshape(y, lead + (o,)), -1, ax)
-    return x if x is not input else K.clone(input)
-
-
-def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
-    return _adaptive_avg(1, "adaptive_avg_pool1d", input, output_size)
-
-
-def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
-    """Average pooling to a fixed output size; windows [floor(i*H/OH), ceil((i+1)*H/OH)) as PyTorch."""
-    return _adaptive_avg(2, "adaptive_avg_pool2d", input, output_size)
-
-
-def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
-    return _adaptive_avg(3, "adaptive_avg_pool3d", input, output_size)
+def lp_pool3d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    ks = _ntuple(kernel_size, 3, "kernel_size")
+    out = avg_pool3d(K.pow(input, norm_type), ks, stride, 0, ceil_mode)
+    return K.pow(K.mul(K.mul(K.sign(out), K.relu(K.abs(out))), math.prod(ks)), 1.0 / norm_type)
 
 
 def _adaptive_max(n, fn, input, output_size, return_indices):
@@ -705,177 +583,235 @@ def adaptive_max_pool2d(input: Tensor, output_size,
     return _adaptive_max(2, "adaptive_max_pool2d", input, output_size, return_indices)
 
 
-# ======================================================================================
-# resampling
-# ======================================================================================
+def adaptive_max_pool3d(input: Tensor, output_size,
+                        return_indices: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    return _adaptive_max(3, "adaptive_max_pool3d", input, output_size, return_indices)
 
-def _interp_matrix(n_in: int, n_out: int, scale: float | None, align_corners: bool, mode: str,
-                   dtype) -> np.ndarray:
-    """(n_out, n_in) weights of 1-D linear interpolation, or of nearest / nearest-exact selection."""
-    a = np.zeros((n_out, n_in), dtype=np.float64)
-    i = np.arange(n_out, dtype=np.float64)
-    if mode in ("nearest", "nearest-exact"):
-        r = (1.0 / scale) if scale else n_in / n_out
-        src = np.floor((i + 0.5) * r) if mode == "nearest-exact" else np.floor(i * r)
-        src = np.minimum(src.astype(np.int64), n_in - 1)
-        a[np.arange(n_out), src] = 1.0
-        return a.astype(dtype)
-    if align_corners:
-        src = i * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out)
+
+def _adaptive_avg(n, fn, input, output_size):
+    _check_tensor(input, "input", fn)
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got input of size: {list(input.shape)}")
+    spatial = tuple(input.shape[-n:])
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != n:
+            raise ValueError(f"{fn}: output_size must have {n} entries, got {tuple(output_size)}")
+        osz = tuple(s if o is None else int(o) for o, s in zip(output_size, spatial))
     else:
-        r = (1.0 / scale) if scale else n_in / n_out
-        src = np.maximum((i + 0.5) * r - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
-    i1 = np.minimum(i0 + 1, n_in - 1)
-    w1 = src - i0
-    np.add.at(a, (np.arange(n_out), i0), 1.0 - w1)
-    np.add.at(a, (np.arange(n_out), i1), w1)
-    return a.astype(dtype)
-
-
-def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
-                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
-    """Resize the spatial dims of (N, C, *S): nearest, nearest-exact, linear, bilinear, trilinear."""
-    _check_tensor(input, "input", "interpolate")
-    n = input.ndim - 2
-    if n < 1:
-        raise ValueError(f"interpolate: expected input of shape (N, C, *spatial), got {list(input.shape)}")
-    modes = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "trilinear": 3}
-    if mode not in modes:
-        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; use one of {sorted(modes)}")
-    if modes[mode] is not None and modes[mode] != n:
-        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs {modes[mode] + 2}D input")
-    if align_corners is not None and modes[mode] is None:
-        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
-                         "bicubic | trilinear")
-    if antialias:
-        raise NotImplementedError("interpolate: antialias=True is not supported by kiln")
-    if (size is None) == (scale_factor is None):
-        raise ValueError("only one of size or scale_factor should be defined")
-    spatial = tuple(input.shape[2:])
-    if size is not None:
-        out = _ntuple(size, n, "size")
-        scales = (None,) * n
-    else:
-        sf = tuple(float(v) for v in scale_factor) if isinstance(scale_factor, (list, tuple)) \
-            else (float(scale_factor),) * n
-        if len(sf) != n:
-            raise ValueError(f"interpolate: scale_factor needs {n} entries, got {sf}")
-        out = tuple(int(math.floor(s * f)) for s, f in zip(spatial, sf))
-        scales = (None,) * n if recompute_scale_factor else sf
+        osz = (int(output_size),) * n
+    if any(o < 1 for o in osz):
+        raise ValueError(f"{fn}: output_size must be positive, got {osz}")
     x = input
-    for d in range(n):
-        # PyTorch's kernels copy a dim whose size does not change, whatever the scale factor, except the
-        # 1-d nearest and the nearest-exact kernels, which still apply the scale (matched here, as measured)
-        if out[d] == spatial[d] and (scales[d] in (None, 1.0) or modes[mode] is not None
-                                     or (mode == "nearest" and n > 1)):
+    for i, (s, o) in enumerate(zip(spatial, osz)):
+        ax = x.ndim - n + i
+        if s == o:
             continue
-        a = _interp_matrix(spatial[d], out[d], scales[d], bool(align_corners), mode, x.dtype.np_dtype)
-        ax = 2 + d
+        if s % o == 0:  # equal windows: split the dim and average
+            k = s // o
+            shape = tuple(x.shape[:ax]) + (o, k) + tuple(x.shape[ax + 1:])
+            x = K.mean(K.reshape(x, shape), ax + 1)
+            continue
+        a = np.zeros((s, o), dtype=x.dtype.np_dtype)  # column j averages input [floor(j*s/o), ceil((j+1)*s/o))
+        for j in range(o):
+            lo, hi = (j * s) // o, -(-((j + 1) * s) // o)
+            a[lo:hi, j] = 1.0 / (hi - lo)
         xm = K.movedim(x, ax, -1)
         lead = tuple(xm.shape[:-1])
-        y = K.matmul(K.reshape(xm, (-1, spatial[d])), _const(np.ascontiguousarray(a.T)))
-        x = K.movedim(K.reshape(y, lead + (out[d],)), -1, ax)
+        y = K.matmul(K.reshape(xm, (-1, s)), _const(a))
+        x = K.movedim(K.reshape(y, lead + (o,)), -1, ax)
     return x if x is not input else K.clone(input)
 
 
-def _base_coords(n: int, align_corners: bool) -> np.ndarray:
-    if n == 1:
-        return np.zeros(1)
-    lin = np.linspace(-1.0, 1.0, n)
-    return lin if align_corners else lin * (n - 1) / n
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    return _adaptive_avg(1, "adaptive_avg_pool1d", input, output_size)
 
 
-def affine_grid(theta: Tensor, size, align_corners: bool | None = None) -> Tensor:
-    """Sampling grid (N, H, W, 2) of normalised (x, y) coordinates for a batch of 2x3 affine matrices."""
-    align_corners = bool(align_corners)
-    if len(size) != 4:
-        raise NotImplementedError(f"affine_grid only supports 4D sizes (N, C, H, W), got {tuple(size)}")
-    n, _, h, w = (int(v) for v in size)
-    if tuple(theta.shape) != (n, 2, 3):
-        raise ValueError(f"Expected a batch of 2D affine matrices of shape Nx2x3 for size {tuple(size)}. Got "
-                         f"{list(theta.shape)}.")
-    xs, ys = _base_coords(w, align_corners), _base_coords(h, align_corners)
-    base = np.stack([np.broadcast_to(xs[None, :], (h, w)), np.broadcast_to(ys[:, None], (h, w)), np.ones((h, w))],
-                    -1).reshape(1, h * w, 3).astype(theta.dtype.np_dtype)
-    grid = K.matmul(K._bcast(_const(base), (n, h * w, 3)), K.transpose(theta, 1, 2))  # (N, H*W, 2)
-    return K.reshape(grid, (n, h, w, 2))
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average pooling to a fixed output size; windows [floor(i*H/OH), ceil((i+1)*H/OH)) as PyTorch."""
+    return _adaptive_avg(2, "adaptive_avg_pool2d", input, output_size)
 
 
-def _unnormalize(coord: Tensor, size: int, align_corners: bool) -> Tensor:
-    if align_corners:
-        return K.mul(K.add(coord, 1.0), (size - 1) / 2.0)
-    return K.div(K.sub(K.mul(K.add(coord, 1.0), float(size)), 1.0), 2.0)
-
-
-def _reflect(x: Tensor, lo: float, hi: float) -> Tensor:
-    """Reflect coordinates into [lo, hi] (PyTorch's reflect_coordinates)."""
-    span = hi - lo
-    if span <= 0:
-        return K.mul(x, 0.0)
-    d = K.abs(K.sub(x, lo))
-    flips = K.floor(K.div(d, span))
-    extra = K.sub(d, K.mul(flips, span))
-    even = K.eq(K.remainder(flips, 2.0), 0.0)
-    return K.where(even, K.add(extra, lo), K.sub(hi, extra))
-
-
-def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool | None = None) -> Tensor:
-    """Sample (N, C, H, W) at the normalised (x, y) locations of grid (N, Ho, Wo, 2); bilinear or nearest."""
-    if mode not in ("bilinear", "nearest"):
-        raise NotImplementedError(f"grid_sample: mode {mode!r} is not supported; use 'bilinear' or 'nearest'")
-    if padding_mode not in ("zeros", "border", "reflection"):
-        raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', or "
-                         f"'reflection', but got: '{padding_mode}'")
-    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
-        raise RuntimeError(f"grid_sample: expected input (N, C, H, W) and grid (N, H_out, W_out, 2) with the same N, "
-                           f"got {list(input.shape)} and {list(grid.shape)}")
-    align_corners = bool(align_corners)
-    n, c, h, w = input.shape
-    ho, wo = grid.shape[1], grid.shape[2]
-    gx = _unnormalize(grid[..., 0], w, align_corners)
-    gy = _unnormalize(grid[..., 1], h, align_corners)
-    if padding_mode == "border":
-        gx, gy = K.clamp(gx, 0.0, float(w - 1)), K.clamp(gy, 0.0, float(h - 1))
-    elif padding_mode == "reflection":
-        if align_corners:
-            gx, gy = _reflect(gx, 0.0, float(w - 1)), _reflect(gy, 0.0, float(h - 1))
-        else:
-            gx, gy = _reflect(gx, -0.5, w - 0.5), _reflect(gy, -0.5, h - 0.5)
-        gx, gy = K.clamp(gx, 0.0, float(w - 1)), K.clamp(gy, 0.0, float(h - 1))
-    flat = K.reshape(input, (n, c, h * w))
-
-    def tap(ix: Tensor, iy: Tensor) -> Tensor:
-        """input at integer (float-valued) positions, zero outside; (N, C, Ho, Wo)."""
-        inside = K.logical_and(K.logical_and(K.ge(ix, 0.0), K.le(ix, float(w - 1))),
-                               K.logical_and(K.ge(iy, 0.0), K.le(iy, float(h - 1))))
-        cx = K._cast(K.clamp(ix, 0.0, float(w - 1)), dt.int64)
-        cy = K._cast(K.clamp(iy, 0.0, float(h - 1)), dt.int64)
-        idx = K.reshape(K.add(K.mul(cy, w), cx), (n, 1, ho * wo))
-        vals = K.reshape(K.gather(flat, 2, K._bcast(idx, (n, c, ho * wo))), (n, c, ho, wo))
-        return K.where(K.unsqueeze(inside, 1), vals, _zero(vals))
-
-    if mode == "nearest":
-        return tap(K.round(gx), K.round(gy))
-    x0, y0 = K.floor(gx), K.floor(gy)
-    x1, y1 = K.add(x0, 1.0), K.add(y0, 1.0)
-    wx1, wy1 = K.sub(gx, x0), K.sub(gy, y0)
-    wx0, wy0 = K.rsub(wx1, 1.0), K.rsub(wy1, 1.0)
-    out = None
-    for ix, iy, wgt in ((x0, y0, K.mul(wx0, wy0)), (x1, y0, K.mul(wx1, wy0)), (x0, y1, K.mul(wx0, wy1)),
-                        (x1, y1, K.mul(wx1, wy1))):
-        term = K.mul(tap(ix, iy), K.unsqueeze(wgt, 1))
-        out = term if out is None else K.add(out, term)
-    return out
-
-
-def upsample(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> Tensor:
-    return interpolate(input, size, scale_factor, mode, align_corners)
+def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
+    return _adaptive_avg(3, "adaptive_avg_pool3d", input, output_size)
 
 
 # ======================================================================================
-# normalisation
+# attention
+# ======================================================================================
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(Q K^T * scale + mask) V; a bool mask marks positions that take part."""
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = K.mul(K.matmul(query, K.transpose(key, -2, -1)), scale)
+    if is_causal:
+        causal = K.tril(ones(L, S, dtype=dt.bool_))
+        scores = K.masked_fill(scores, K.logical_not(causal), -math.inf)
+    if attn_mask is not None:
+        if attn_mask.dtype.is_bool:
+            scores = K.masked_fill(scores, K.logical_not(attn_mask), -math.inf)
+        else:
+            scores = K.add(scores, attn_mask)
+    attn = K.softmax(scores, -1)
+    if dropout_p > 0.0:
+        attn = dropout(attn, dropout_p, True)
+    return K.matmul(attn, value)
+
+
+# ======================================================================================
+# non-linear activations
+# ======================================================================================
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    out = K.where(K.gt(input, threshold), input, K.full_const(value, (), input.dtype))
+    return input._assign_(out) if inplace else out
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    """max(x, 0); the gradient at 0 is 0, as PyTorch."""
+    return input.relu_() if inplace else K.relu(input)
+
+
+def relu_(input: Tensor) -> Tensor:
+    return input.relu_()
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    out = K.clamp(input, min_val, max_val)
+    return input._assign_(out) if inplace else out
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.mul(input, hardsigmoid(input))
+    return input._assign_(out) if inplace else out
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    out = K.where(K.gt(input, 0), input, K.mul(K.expm1(input), alpha))
+    return input._assign_(out) if inplace else out
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.mul(elu(input, _SELU_ALPHA), _SELU_SCALE)
+    return input._assign_(out) if inplace else out
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    out = K.where(K.gt(input, 0), input, K.mul(K.expm1(K.div(input, alpha)), alpha))
+    return input._assign_(out) if inplace else out
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    out = K.leaky_relu(input, negative_slope)
+    return input._assign_(out) if inplace else out
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Leaky ReLU whose negative slope is drawn from U(lower, upper) per element in training, else their mean."""
+    if training:
+        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype), upper - lower), lower)
+    else:
+        slope = (lower + upper) / 2.0
+    out = K.where(K.ge(input, 0), input, K.mul(input, slope))
+    return input._assign_(out) if inplace else out
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    a, b = K.chunk(input, 2, dim)
+    if a.shape != b.shape:
+        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {dim} is size {input.shape[dim]}")
+    return K.mul(a, K.sigmoid(b))
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    return K.gelu(input, approximate)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    return K.logsigmoid(input)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    return K.where(K.gt(K.abs(input), lambd), input, _zero(input))
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    return K.sub(input, K.tanh(input))
+
+
+def softsign(input: Tensor) -> Tensor:
+    return K.div(input, K.add(K.abs(input), 1.0))
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    return K.softplus(input, beta, threshold)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return K.softmax(K.neg(input), _softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+def _softmax_dim(ndim: int) -> int:
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return K.softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    return K.where(K.gt(input, lambd), K.sub(input, lambd),
+                   K.where(K.lt(input, -lambd), K.add(input, lambd), _zero(input)))
+
+
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
+                   dim: int = -1) -> Tensor:
+    """Softmax of (logits + Gumbel noise) / tau; `hard` returns one-hot samples with the soft gradient."""
+    u = rand(tuple(logits.shape), dtype=logits.dtype)
+    gumbels = K.neg(K.log(K.neg(K.log(K.add(u, eps)))))  # -log(Exp(1)) samples
+    y_soft = K.softmax(K.div(K.add(logits, gumbels), tau), dim)
+    if not hard:
+        return y_soft
+    index = K.argmax(y_soft, dim, keepdim=True)
+    y_hard = K.scatter(K.mul(y_soft.detach(), 0.0), dim, index, 1.0)
+    return K.add(K.sub(y_hard, y_soft.detach()), y_soft)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return K.log_softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+tanh = K.tanh
+
+
+sigmoid = K.sigmoid
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.div(K.clamp(K.add(input, 3.0), 0.0, 6.0), 6.0)
+    return input._assign_(out) if inplace else out
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """x * sigmoid(x)."""
+    out = K.silu(input)
+    return input._assign_(out) if inplace else out
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    out = K.mul(input, K.tanh(softplus(input)))
+    return input._assign_(out) if inplace else out
+
+
+# ======================================================================================
+# normalization
 # ======================================================================================
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
@@ -920,39 +856,6 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     if bias is not None:
         y = K.add(y, K.reshape(bias, bshape))
     return y
-
-
-def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
-               eps: float = 1e-5) -> Tensor:
-    """Normalise over the trailing `normalized_shape` dims (biased variance), then scale and shift."""
-    _check_tensor(input, "input", "layer_norm")
-    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if tuple(input.shape[input.ndim - len(ns):]) != ns or len(ns) > input.ndim:
-        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
-                           f"{', '.join(map(str, ns))}], but got input of size{list(input.shape)}")
-    axes = tuple(range(input.ndim - len(ns), input.ndim))
-    mean = K.mean(input, axes, keepdim=True)
-    d = K.sub(input, mean)
-    var = K.mean(K.mul(d, d), axes, keepdim=True)
-    y = K.mul(d, K.rsqrt(K.add(var, eps)))
-    if weight is not None:
-        y = K.mul(y, weight)
-    if bias is not None:
-        y = K.add(y, bias)
-    return y
-
-
-def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
-    """x / sqrt(mean(x^2 over the trailing dims) + eps) * weight; eps defaults to the dtype's machine epsilon."""
-    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(ns) > input.ndim or tuple(input.shape[input.ndim - len(ns):]) != ns:
-        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
-                           f"{', '.join(map(str, ns))}], but got input of size{list(input.shape)}")
-    if eps is None:
-        eps = float(np.finfo(input.dtype.np_dtype).eps)
-    axes = tuple(range(input.ndim - len(ns), input.ndim))
-    y = K.mul(input, K.rsqrt(K.add(K.mean(K.mul(input, input), axes, keepdim=True), eps)))
-    return y if weight is None else K.mul(y, weight)
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -1003,6 +906,26 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     return y
 
 
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalise over the trailing `normalized_shape` dims (biased variance), then scale and shift."""
+    _check_tensor(input, "input", "layer_norm")
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(ns):]) != ns or len(ns) > input.ndim:
+        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
+                           f"{', '.join(map(str, ns))}], but got input of size{list(input.shape)}")
+    axes = tuple(range(input.ndim - len(ns), input.ndim))
+    mean = K.mean(input, axes, keepdim=True)
+    d = K.sub(input, mean)
+    var = K.mean(K.mul(d, d), axes, keepdim=True)
+    y = K.mul(d, K.rsqrt(K.add(var, eps)))
+    if weight is not None:
+        y = K.mul(y, weight)
+    if bias is not None:
+        y = K.add(y, bias)
+    return y
+
+
 def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
                         k: float = 1.0) -> Tensor:
     """x / (k + alpha * mean of x^2 over `size` neighbouring channels)^beta (AlexNet's LRN)."""
@@ -1017,8 +940,72 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     return K.div(input, K.pow(K.add(K.mul(div, alpha), k), beta))
 
 
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x^2 over the trailing dims) + eps) * weight; eps defaults to the dtype's machine epsilon."""
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(ns) > input.ndim or tuple(input.shape[input.ndim - len(ns):]) != ns:
+        raise RuntimeError(f"Given normalized_shape={list(ns)}, expected input with shape [*, "
+                           f"{', '.join(map(str, ns))}], but got input of size{list(input.shape)}")
+    if eps is None:
+        eps = float(np.finfo(input.dtype.np_dtype).eps)
+    axes = tuple(range(input.ndim - len(ns), input.ndim))
+    y = K.mul(input, K.rsqrt(K.add(K.mean(K.mul(input, input), axes, keepdim=True), eps)))
+    return y if weight is None else K.mul(y, weight)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
+    """x / max(||x||_p, eps) along `dim`."""
+    if p == 2.0:
+        norm = K.sqrt(K.sum(K.mul(input, input), dim, keepdim=True))
+    else:
+        norm = K.pow(K.sum(K.pow(K.abs(input), p), dim, keepdim=True), 1.0 / p)
+    return K.div(input, K.clamp_min(norm, eps))
+
+
 # ======================================================================================
-# dropout and embedding
+# linear functions
+# ======================================================================================
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b, for x of shape (*, in_features) and W of shape (out_features, in_features)."""
+    _check_tensor(input, "input", "linear")
+    if weight.ndim not in (1, 2):
+        raise RuntimeError(f"linear: weight must be 1-D or 2-D, got shape {tuple(weight.shape)}")
+    if input.ndim == 0:
+        raise RuntimeError("linear: input must have at least 1 dimension, got a 0-d tensor")
+    in_f = weight.shape[-1]
+    if input.shape[-1] != in_f:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied "
+                           f"({math.prod(input.shape[:-1])}x{input.shape[-1]} and {in_f}x"
+                           f"{weight.shape[0] if weight.ndim == 2 else 1})")
+    if input.dtype != weight.dtype:
+        raise RuntimeError(f"linear: input dtype {input.dtype.name} and weight dtype {weight.dtype.name} differ "
+                           "(convert the model with .to(dtype) or the input with .float()/.double())")
+    lead = tuple(input.shape[:-1])
+    x2 = input if input.ndim == 2 else K.reshape(input, (-1, in_f))
+    if weight.ndim == 1:
+        out = K.matmul(x2, weight)
+        out_shape = lead
+    else:
+        out = K.matmul(x2, K.t(weight))
+        out_shape = lead + (weight.shape[0],)
+    if bias is not None:
+        out = K.add(out, bias)
+    return out if tuple(out.shape) == out_shape else K.reshape(out, out_shape)
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y_k = x1^T W_k x2 + b_k for W of shape (out, in1, in2)."""
+    lead = tuple(input1.shape[:-1])
+    a = K.reshape(input1, (-1, 1, 1, input1.shape[-1]))            # (B,1,1,in1)
+    b = K.reshape(input2, (-1, 1, input2.shape[-1], 1))            # (B,1,in2,1)
+    t = K.matmul(K.matmul(a, K.unsqueeze(weight, 0)), b)           # (B,out,1,1)
+    out = K.reshape(t, lead + (weight.shape[0],))
+    return out if bias is None else K.add(out, bias)
+
+
+# ======================================================================================
+# dropout functions
 # ======================================================================================
 
 def _check_p(p: float) -> None:
@@ -1042,30 +1029,6 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     else:
         out = K.mul(input, _dropout_mask(input, input.shape, p))
     return input._assign_(out) if inplace else out
-
-
-def _channel_dropout(input, p, training, inplace, n, fn):
-    _check_p(p)
-    if not training or p == 0.0:
-        return input
-    if input.ndim not in (n + 1, n + 2):
-        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got {list(input.shape)}")
-    shape = tuple(input.shape[:input.ndim - n]) + (1,) * n
-    out = K.mul(input, 0.0) if p == 1.0 else K.mul(input, _dropout_mask(input, shape, p))
-    return input._assign_(out) if inplace else out
-
-
-def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    return _channel_dropout(input, p, training, inplace, 1, "dropout1d")
-
-
-def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """Zero whole channels of (N, C, H, W) with probability `p`."""
-    return _channel_dropout(input, p, training, inplace, 2, "dropout2d")
-
-
-def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    return _channel_dropout(input, p, training, inplace, 3, "dropout3d")
 
 
 _SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
@@ -1096,6 +1059,34 @@ def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
     out = _alpha_dropout(input, p, training, True)
     return input._assign_(out) if inplace and out is not input else out
 
+
+def _channel_dropout(input, p, training, inplace, n, fn):
+    _check_p(p)
+    if not training or p == 0.0:
+        return input
+    if input.ndim not in (n + 1, n + 2):
+        raise RuntimeError(f"{fn}: Expected {n + 1}D or {n + 2}D input, but got {list(input.shape)}")
+    shape = tuple(input.shape[:input.ndim - n]) + (1,) * n
+    out = K.mul(input, 0.0) if p == 1.0 else K.mul(input, _dropout_mask(input, shape, p))
+    return input._assign_(out) if inplace else out
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    return _channel_dropout(input, p, training, inplace, 1, "dropout1d")
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, H, W) with probability `p`."""
+    return _channel_dropout(input, p, training, inplace, 2, "dropout2d")
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    return _channel_dropout(input, p, training, inplace, 3, "dropout3d")
+
+
+# ======================================================================================
+# sparse functions
+# ======================================================================================
 
 def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
               norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
@@ -1210,161 +1201,23 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
     return K.matmul(a, rows)
 
 
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot encoding in a new last dim of size num_classes (default: max + 1)."""
+    if tensor.dtype.is_integer and num_classes != -1 and active_trace() is None and tensor.numel():
+        arr = tensor._cell.value
+        if arr.min() < 0 or arr.max() >= num_classes:
+            raise RuntimeError("Class values must be smaller than num_classes." if arr.max() >= num_classes
+                               else "Class values must be non-negative.")
+    return K.one_hot(tensor, num_classes)
+
+
 # ======================================================================================
-# activations
+# distance functions
 # ======================================================================================
 
-sigmoid = K.sigmoid
-tanh = K.tanh
-
-
-def relu(input: Tensor, inplace: bool = False) -> Tensor:
-    """max(x, 0); the gradient at 0 is 0, as PyTorch."""
-    return input.relu_() if inplace else K.relu(input)
-
-
-def relu_(input: Tensor) -> Tensor:
-    return input.relu_()
-
-
-def silu(input: Tensor, inplace: bool = False) -> Tensor:
-    """x * sigmoid(x)."""
-    out = K.silu(input)
-    return input._assign_(out) if inplace else out
-
-
-def relu6(input: Tensor, inplace: bool = False) -> Tensor:
-    return hardtanh(input, 0.0, 6.0, inplace)
-
-
-def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
-    out = K.leaky_relu(input, negative_slope)
-    return input._assign_(out) if inplace else out
-
-
-def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    out = K.where(K.gt(input, 0), input, K.mul(K.expm1(input), alpha))
-    return input._assign_(out) if inplace else out
-
-
-def selu(input: Tensor, inplace: bool = False) -> Tensor:
-    out = K.mul(elu(input, _SELU_ALPHA), _SELU_SCALE)
-    return input._assign_(out) if inplace else out
-
-
-def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    out = K.where(K.gt(input, 0), input, K.mul(K.expm1(K.div(input, alpha)), alpha))
-    return input._assign_(out) if inplace else out
-
-
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    return K.gelu(input, approximate)
-
-
-def mish(input: Tensor, inplace: bool = False) -> Tensor:
-    out = K.mul(input, K.tanh(softplus(input)))
-    return input._assign_(out) if inplace else out
-
-
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    return K.softplus(input, beta, threshold)
-
-
-def softsign(input: Tensor) -> Tensor:
-    return K.div(input, K.add(K.abs(input), 1.0))
-
-
-def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
-    out = K.clamp(input, min_val, max_val)
-    return input._assign_(out) if inplace else out
-
-
-def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
-    out = K.div(K.clamp(K.add(input, 3.0), 0.0, 6.0), 6.0)
-    return input._assign_(out) if inplace else out
-
-
-def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
-    out = K.mul(input, hardsigmoid(input))
-    return input._assign_(out) if inplace else out
-
-
-def logsigmoid(input: Tensor) -> Tensor:
-    return K.logsigmoid(input)
-
-
-def tanhshrink(input: Tensor) -> Tensor:
-    return K.sub(input, K.tanh(input))
-
-
-def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
-    out = K.where(K.gt(input, threshold), input, K.full_const(value, (), input.dtype))
-    return input._assign_(out) if inplace else out
-
-
-def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
-    return K.where(K.gt(K.abs(input), lambd), input, _zero(input))
-
-
-def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
-    return K.where(K.gt(input, lambd), K.sub(input, lambd),
-                   K.where(K.lt(input, -lambd), K.add(input, lambd), _zero(input)))
-
-
-def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
-          inplace: bool = False) -> Tensor:
-    """Leaky ReLU whose negative slope is drawn from U(lower, upper) per element in training, else their mean."""
-    if training:
-        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype), upper - lower), lower)
-    else:
-        slope = (lower + upper) / 2.0
-    out = K.where(K.ge(input, 0), input, K.mul(input, slope))
-    return input._assign_(out) if inplace else out
-
-
-def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
-                   dim: int = -1) -> Tensor:
-    """Softmax of (logits + Gumbel noise) / tau; `hard` returns one-hot samples with the soft gradient."""
-    u = rand(tuple(logits.shape), dtype=logits.dtype)
-    gumbels = K.neg(K.log(K.neg(K.log(K.add(u, eps)))))  # -log(Exp(1)) samples
-    y_soft = K.softmax(K.div(K.add(logits, gumbels), tau), dim)
-    if not hard:
-        return y_soft
-    index = K.argmax(y_soft, dim, keepdim=True)
-    y_hard = K.scatter(K.mul(y_soft.detach(), 0.0), dim, index, 1.0)
-    return K.add(K.sub(y_hard, y_soft.detach()), y_soft)
-
-
-def glu(input: Tensor, dim: int = -1) -> Tensor:
-    a, b = K.chunk(input, 2, dim)
-    if a.shape != b.shape:
-        raise RuntimeError(f"glu: Halving dimension must be even, but dimension {dim} is size {input.shape[dim]}")
-    return K.mul(a, K.sigmoid(b))
-
-
-def _softmax_dim(ndim: int) -> int:
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
-    return K.softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype)
-
-
-def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
-    return K.softmax(K.neg(input), _softmax_dim(input.ndim) if dim is None else dim, dtype)
-
-
-def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
-    return K.log_softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype)
-
-
-def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12) -> Tensor:
-    """x / max(||x||_p, eps) along `dim`."""
-    if p == 2.0:
-        norm = K.sqrt(K.sum(K.mul(input, input), dim, keepdim=True))
-    else:
-        norm = K.pow(K.sum(K.pow(K.abs(input), p), dim, keepdim=True), 1.0 / p)
-    return K.div(input, K.clamp_min(norm, eps))
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
+    d = K.add(K.sub(x1, x2), eps)
+    return K.pow(K.sum(K.pow(K.abs(d), p), -1, keepdim=keepdim), 1.0 / p)
 
 
 def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
@@ -1374,72 +1227,71 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
     return K.div(dot, K.mul(K.clamp_min(n1, eps), K.clamp_min(n2, eps)))
 
 
-def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False) -> Tensor:
-    d = K.add(K.sub(x1, x2), eps)
-    return K.pow(K.sum(K.pow(K.abs(d), p), -1, keepdim=keepdim), 1.0 / p)
-
-
 # ======================================================================================
-# losses
+# loss functions
 # ======================================================================================
 
-def _class_dim_input(input: Tensor, fn: str) -> Tensor:
-    if input.ndim == 0:
-        raise ValueError(f"{fn}: input must have at least 1 dimension (C) or 2 (N, C), got a 0-d tensor")
-    return input
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                         reduce=None, reduction: str = "mean") -> Tensor:
+    """-(t log x + (1 - t) log(1 - x)) on probabilities x, logs clamped at -100 as PyTorch."""
+    reduction = _reduction(reduction, size_average, reduce)
+    _check_same_size(input, target, "binary_cross_entropy")
+    if active_trace() is None and input.numel():
+        arr = input._cell.value
+        if np.any((arr < 0) | (arr > 1)):
+            raise RuntimeError("all elements of input should be between 0 and 1")
+    log_x = K.clamp_min(K.log(input), -100.0)
+    log_1mx = K.clamp_min(K.log1p(K.neg(input)), -100.0)
+    loss = K.neg(K.add(K.mul(target, log_x), K.mul(K.rsub(target, 1.0), log_1mx)))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
 
 
-def _check_targets(target: Tensor, n_classes: int, ignore_index: int, fn: str) -> None:
-    if active_trace() is not None or target.numel() == 0:
-        return
-    arr = np.asarray(target._cell.value)
-    bad = arr[((arr < 0) | (arr >= n_classes)) & (arr != ignore_index)]
-    if bad.size:
-        raise IndexError(f"{fn}: Target {int(bad.flat[0])} is out of bounds (input has {n_classes} classes)")
-
-
-def _nll(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
-         fn: str = "nll_loss") -> Tensor:
-    """Negative log-likelihood of class-index targets; logp is (N, C, *d) or (C,)."""
-    if not target.dtype.is_integer:
-        raise RuntimeError(f"{fn}: expected target of an integer dtype (class indices), got {target.dtype.name}")
-    unbatched = logp.ndim == 1
-    if unbatched:
-        if target.ndim != 0:
-            raise ValueError(f"{fn}: for 1-D input {list(logp.shape)} (one sample), target must be 0-D, got "
-                             f"{list(target.shape)}")
-        logp, target = K.unsqueeze(logp, 0), K.unsqueeze(target, 0)
-    c = logp.shape[1]
-    expected = (logp.shape[0],) + tuple(logp.shape[2:])
-    if tuple(target.shape) != expected:
-        raise ValueError(f"{fn}: Expected target size {list(expected)} for input of size {list(logp.shape)}, got "
-                         f"{list(target.shape)}")
-    if weight is not None and tuple(weight.shape) != (c,):
-        raise RuntimeError(f"{fn}: weight tensor should be defined either for all {c} classes or no classes but "
-                           f"got weight tensor of shape: {list(weight.shape)}")
-    _check_targets(target, c, ignore_index, fn)
-    target = K._cast(target, dt.int64)
-    valid = K.ne(target, ignore_index)
-    safe = K.where(valid, target, K.full_const(0, (), dt.int64))
-    picked = K.squeeze(K.gather(logp, 1, K.unsqueeze(safe, 1)), 1)
-    if weight is None:
-        w = K._cast(valid, logp.dtype)
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average=None, reduce=None, reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """BCE on logits, computed stably: (1 - t) x - w_pos(t) * logsigmoid(x)."""
+    reduction = _reduction(reduction, size_average, reduce)
+    _check_same_size(input, target, "binary_cross_entropy_with_logits")
+    log_sig = K.logsigmoid(input)
+    if pos_weight is not None:
+        lw = K.add(K.mul(K.sub(pos_weight, 1.0), target), 1.0)
+        loss = K.sub(K.mul(K.rsub(target, 1.0), input), K.mul(lw, log_sig))
     else:
-        w = K.reshape(K.index_select(K._cast(weight, logp.dtype), 0, K.reshape(safe, (-1,))), tuple(safe.shape))
-        w = K.where(valid, w, _zero(w))
-    loss = K.neg(K.mul(picked, w))
-    if reduction == "none":
-        return K.squeeze(loss, 0) if unbatched else loss
-    if reduction == "sum":
-        return K.sum(loss)
-    return K.div(K.sum(loss), K.sum(w))
+        loss = K.sub(K.mul(K.rsub(target, 1.0), input), log_sig)
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
 
 
-def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
-             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
-    """Negative log-likelihood of log-probabilities (N, C, *d) at class indices (N, *d)."""
-    _class_dim_input(input, "nll_loss")
-    return _nll(input, target, weight, ignore_index, _reduction(reduction, size_average, reduce))
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, size_average=None,
+                     eps: float = 1e-8, reduce=None, reduction: str = "mean") -> Tensor:
+    """Poisson negative log-likelihood (Stirling term added for target > 1 when `full`)."""
+    reduction = _reduction(reduction, size_average, reduce)
+    if log_input:
+        loss = K.sub(K.exp(input), K.mul(target, input))
+    else:
+        loss = K.sub(input, K.mul(target, K.log(K.add(input, eps))))
+    if full:
+        safe = K.where(K.gt(target, 1), target, K.full_const(2.0, (), target.dtype))
+        stirling = K.add(K.sub(K.mul(safe, K.log(safe)), safe), K.mul(K.log(K.mul(safe, 2 * math.pi)), 0.5))
+        loss = K.add(loss, K.where(K.gt(target, 1), stirling, _zero(stirling)))
+    return _reduce(loss, reduction)
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
+                          reduce=None, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    eps = 1e-12
+    dot = K.sum(K.mul(input1, input2), -1)
+    m1 = K.add(K.sum(K.mul(input1, input1), -1), eps)
+    m2 = K.add(K.sum(K.mul(input2, input2), -1), eps)
+    cos = K.div(dot, K.sqrt(K.mul(m1, m2)))
+    zero = _zero(cos)
+    pos = K.where(K.eq(target, 1), K.rsub(cos, 1.0), zero)
+    neg = K.where(K.eq(target, -1), K.clamp_min(K.sub(cos, margin), 0.0), zero)
+    return _reduce(K.add(pos, neg), reduction)
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
@@ -1491,232 +1343,6 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
     elif reduction == "sum":
         smooth = K.sum(smooth)
     return K.add(K.mul(nll, 1.0 - label_smoothing), K.mul(smooth, label_smoothing / c))
-
-
-def _check_same_size(input: Tensor, target: Tensor, fn: str) -> None:
-    if tuple(input.shape) != tuple(target.shape):
-        raise ValueError(f"{fn}: Using a target size ({list(target.shape)}) that is different to the input size "
-                         f"({list(input.shape)}) is not supported. Please ensure they have the same size.")
-
-
-def _warn_broadcast(input: Tensor, target: Tensor, fn: str) -> None:
-    if tuple(input.shape) != tuple(target.shape):
-        warnings.warn(f"{fn}: Using a target size ({list(target.shape)}) that is different to the input size "
-                      f"({list(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
-                      "Please ensure they have the same size.", stacklevel=3)
-
-
-def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
-             weight: Tensor | None = None) -> Tensor:
-    """Squared error, (input - target)^2, reduced."""
-    reduction = _reduction(reduction, size_average, reduce)
-    _warn_broadcast(input, target, "mse_loss")
-    d = K.sub(input, target)
-    loss = K.mul(d, d)
-    if weight is not None:
-        loss = K.mul(loss, weight)
-    return _reduce(loss, reduction)
-
-
-def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
-            weight: Tensor | None = None) -> Tensor:
-    """Absolute error |input - target|, reduced."""
-    reduction = _reduction(reduction, size_average, reduce)
-    _warn_broadcast(input, target, "l1_loss")
-    loss = K.abs(K.sub(input, target))
-    if weight is not None:
-        loss = K.mul(loss, weight)
-    return _reduce(loss, reduction)
-
-
-def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
-                   beta: float = 1.0) -> Tensor:
-    reduction = _reduction(reduction, size_average, reduce)
-    d = K.abs(K.sub(input, target))
-    if beta == 0:
-        return _reduce(d, reduction)
-    loss = K.where(K.lt(d, beta), K.div(K.mul(K.mul(d, d), 0.5), beta), K.sub(d, 0.5 * beta))
-    return _reduce(loss, reduction)
-
-
-def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
-               weight: Tensor | None = None) -> Tensor:
-    reduction = _reduction(reduction)
-    d = K.abs(K.sub(input, target))
-    loss = K.where(K.lt(d, delta), K.mul(K.mul(d, d), 0.5), K.mul(K.sub(d, 0.5 * delta), delta))
-    if weight is not None:
-        loss = K.mul(loss, weight)
-    return _reduce(loss, reduction)
-
-
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
-                         reduce=None, reduction: str = "mean") -> Tensor:
-    """-(t log x + (1 - t) log(1 - x)) on probabilities x, logs clamped at -100 as PyTorch."""
-    reduction = _reduction(reduction, size_average, reduce)
-    _check_same_size(input, target, "binary_cross_entropy")
-    if active_trace() is None and input.numel():
-        arr = input._cell.value
-        if np.any((arr < 0) | (arr > 1)):
-            raise RuntimeError("all elements of input should be between 0 and 1")
-    log_x = K.clamp_min(K.log(input), -100.0)
-    log_1mx = K.clamp_min(K.log1p(K.neg(input)), -100.0)
-    loss = K.neg(K.add(K.mul(target, log_x), K.mul(K.rsub(target, 1.0), log_1mx)))
-    if weight is not None:
-        loss = K.mul(loss, weight)
-    return _reduce(loss, reduction)
-
-
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
-                                     size_average=None, reduce=None, reduction: str = "mean",
-                                     pos_weight: Tensor | None = None) -> Tensor:
-    """BCE on logits, computed stably: (1 - t) x - w_pos(t) * logsigmoid(x)."""
-    reduction = _reduction(reduction, size_average, reduce)
-    _check_same_size(input, target, "binary_cross_entropy_with_logits")
-    log_sig = K.logsigmoid(input)
-    if pos_weight is not None:
-        lw = K.add(K.mul(K.sub(pos_weight, 1.0), target), 1.0)
-        loss = K.sub(K.mul(K.rsub(target, 1.0), input), K.mul(lw, log_sig))
-    else:
-        loss = K.sub(K.mul(K.rsub(target, 1.0), input), log_sig)
-    if weight is not None:
-        loss = K.mul(loss, weight)
-    return _reduce(loss, reduction)
-
-
-def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
-           log_target: bool = False) -> Tensor:
-    """KL(target || exp(input)) pointwise; reduction 'batchmean' divides the sum by the batch size."""
-    if reduction == "batchmean":
-        red = "batchmean"
-    else:
-        red = _reduction(reduction, size_average, reduce)
-    if log_target:
-        loss = K.mul(K.exp(target), K.sub(target, input))
-    else:
-        safe = K.where(K.gt(target, 0), target, K.full_const(1.0, (), target.dtype))
-        loss = K.where(K.gt(target, 0), K.mul(target, K.sub(K.log(safe), input)), _zero(input))
-    if red == "batchmean":
-        return K.div(K.sum(loss), float(input.shape[0]) if input.ndim else 1.0)
-    return _reduce(loss, red)
-
-
-def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False, size_average=None,
-                     eps: float = 1e-8, reduce=None, reduction: str = "mean") -> Tensor:
-    """Poisson negative log-likelihood (Stirling term added for target > 1 when `full`)."""
-    reduction = _reduction(reduction, size_average, reduce)
-    if log_input:
-        loss = K.sub(K.exp(input), K.mul(target, input))
-    else:
-        loss = K.sub(input, K.mul(target, K.log(K.add(input, eps))))
-    if full:
-        safe = K.where(K.gt(target, 1), target, K.full_const(2.0, (), target.dtype))
-        stirling = K.add(K.sub(K.mul(safe, K.log(safe)), safe), K.mul(K.log(K.mul(safe, 2 * math.pi)), 0.5))
-        loss = K.add(loss, K.where(K.gt(target, 1), stirling, _zero(stirling)))
-    return _reduce(loss, reduction)
-
-
-def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6,
-                      reduction: str = "mean") -> Tensor:
-    """0.5 * (log(max(var, eps)) + (input - target)^2 / max(var, eps)) (+ 0.5 log(2 pi) when `full`)."""
-    reduction = _reduction(reduction)
-    if not isinstance(var, Tensor):
-        var = K.full_const(float(var), tuple(input.shape), input.dtype)
-    if var.ndim == input.ndim - 1 and tuple(var.shape) == tuple(input.shape[:-1]):
-        var = K.unsqueeze(var, -1)
-    v = K.clamp_min(var.detach(), eps)
-    v = K.add(var, K.sub(v, var.detach()))  # clamp the value, keep var's gradient (as PyTorch's no_grad clamp_)
-    d = K.sub(input, target)
-    loss = K.mul(K.add(K.log(v), K.div(K.mul(d, d), v)), 0.5)
-    if full:
-        loss = K.add(loss, 0.5 * math.log(2 * math.pi))
-    return _reduce(loss, reduction)
-
-
-def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
-                        reduce=None, reduction: str = "mean") -> Tensor:
-    reduction = _reduction(reduction, size_average, reduce)
-    loss = K.clamp_min(K.add(K.mul(K.neg(target), K.sub(input1, input2)), margin), 0.0)
-    return _reduce(loss, reduction)
-
-
-def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None, reduce=None,
-                         reduction: str = "mean") -> Tensor:
-    reduction = _reduction(reduction, size_average, reduce)
-    zero = _zero(input)
-    margin_clamp = K.clamp_min(K.rsub(input, margin), 0.0)
-    loss = K.add(K.where(K.ne(target, 1), margin_clamp, zero), K.where(K.ne(target, -1), input, zero))
-    return _reduce(loss, reduction)
-
-
-def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-                     reduction: str = "mean") -> Tensor:
-    reduction = _reduction(reduction, size_average, reduce)
-    return _reduce(K.softplus(K.neg(K.mul(target, input))), reduction)
-
-
-def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
-                                reduce=None, reduction: str = "mean") -> Tensor:
-    reduction = _reduction(reduction, size_average, reduce)
-    loss = K.neg(K.add(K.mul(target, K.logsigmoid(input)), K.mul(K.rsub(target, 1.0), K.logsigmoid(K.neg(input)))))
-    if weight is not None:
-        loss = K.mul(loss, weight)
-    loss = K.mean(loss, -1)
-    return _reduce(loss, reduction)
-
-
-def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
-                      size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
-    """Multi-class hinge loss: sum_{j != y} max(0, margin - x_y + x_j)^p / C."""
-    reduction = _reduction(reduction, size_average, reduce)
-    if p not in (1, 2):
-        raise ValueError("only p == 1 and p == 2 supported")
-    x = input if input.ndim == 2 else K.unsqueeze(input, 0)
-    t = K.reshape(K._cast(target, dt.int64), (-1, 1))
-    c = x.shape[1]
-    xy = K.gather(x, 1, t)
-    h = K.clamp_min(K.add(K.sub(x, xy), margin), 0.0)
-    if p == 2:
-        h = K.mul(h, h)
-    if weight is not None:
-        h = K.mul(h, K.index_select(weight, 0, K.reshape(t, (-1,))).unsqueeze(1))
-    from ..frontend.creation import arange
-    not_y = K.ne(K.unsqueeze(arange(c), 0), t)
-    loss = K.div(K.sum(K.where(not_y, h, _zero(h)), 1), float(c))
-    if input.ndim == 1:
-        loss = K.squeeze(loss, 0)
-    return _reduce(loss, reduction)
-
-
-def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
-                           reduction: str = "mean") -> Tensor:
-    """sum over target classes j and non-target classes i of max(0, 1 - (x[j] - x[i])) / C; targets end at -1."""
-    reduction = _reduction(reduction, size_average, reduce)
-    x = input if input.ndim == 2 else K.unsqueeze(input, 0)
-    t = np.asarray((target if target.ndim == 2 else K.unsqueeze(target, 0))._concrete("multilabel_margin_loss"))
-    n, c = x.shape
-    is_target = np.zeros((n, c), dtype=bool)
-    for b in range(n):
-        for v in t[b]:
-            if v < 0:
-                break
-            is_target[b, v] = True
-    # pair (j target, i non-target): hinge of 1 - x_j + x_i
-    diff = K.add(K.sub(K.unsqueeze(x, 1), K.unsqueeze(x, 2)), 1.0)  # [b, j, i] = 1 - x_j + x_i
-    pair = _const(is_target[:, :, None] & ~is_target[:, None, :])
-    loss = K.div(K.sum(K.where(pair, K.clamp_min(diff, 0.0), _zero(diff)), (1, 2)), float(c))
-    if input.ndim == 1:
-        loss = K.squeeze(loss, 0)
-    return _reduce(loss, reduction)
-
-
-def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *, distance_function=None,
-                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
-    reduction = _reduction(reduction)
-    dist = distance_function if distance_function is not None else pairwise_distance
-    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
-    if swap:
-        d_neg = K.minimum(d_neg, dist(positive, negative))
-    return _reduce(K.clamp_min(K.add(K.sub(d_pos, d_neg), margin), 0.0), reduction)
 
 
 _CTC_NEG = -1e30  # "log 0" kept finite, so logsumexp over unreachable states has a finite (zero) gradient
@@ -1798,18 +1424,229 @@ def _lengths_of(lengths, n: int) -> np.ndarray:
     return arr
 
 
-def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
-                          reduce=None, reduction: str = "mean") -> Tensor:
+def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """0.5 * (log(max(var, eps)) + (input - target)^2 / max(var, eps)) (+ 0.5 log(2 pi) when `full`)."""
+    reduction = _reduction(reduction)
+    if not isinstance(var, Tensor):
+        var = K.full_const(float(var), tuple(input.shape), input.dtype)
+    if var.ndim == input.ndim - 1 and tuple(var.shape) == tuple(input.shape[:-1]):
+        var = K.unsqueeze(var, -1)
+    v = K.clamp_min(var.detach(), eps)
+    v = K.add(var, K.sub(v, var.detach()))  # clamp the value, keep var's gradient (as PyTorch's no_grad clamp_)
+    d = K.sub(input, target)
+    loss = K.mul(K.add(K.log(v), K.div(K.mul(d, d), v)), 0.5)
+    if full:
+        loss = K.add(loss, 0.5 * math.log(2 * math.pi))
+    return _reduce(loss, reduction)
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None, reduce=None,
+                         reduction: str = "mean") -> Tensor:
     reduction = _reduction(reduction, size_average, reduce)
-    eps = 1e-12
-    dot = K.sum(K.mul(input1, input2), -1)
-    m1 = K.add(K.sum(K.mul(input1, input1), -1), eps)
-    m2 = K.add(K.sum(K.mul(input2, input2), -1), eps)
-    cos = K.div(dot, K.sqrt(K.mul(m1, m2)))
-    zero = _zero(cos)
-    pos = K.where(K.eq(target, 1), K.rsub(cos, 1.0), zero)
-    neg = K.where(K.eq(target, -1), K.clamp_min(K.sub(cos, margin), 0.0), zero)
-    return _reduce(K.add(pos, neg), reduction)
+    zero = _zero(input)
+    margin_clamp = K.clamp_min(K.rsub(input, margin), 0.0)
+    loss = K.add(K.where(K.ne(target, 1), margin_clamp, zero), K.where(K.ne(target, -1), input, zero))
+    return _reduce(loss, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """KL(target || exp(input)) pointwise; reduction 'batchmean' divides the sum by the batch size."""
+    if reduction == "batchmean":
+        red = "batchmean"
+    else:
+        red = _reduction(reduction, size_average, reduce)
+    if log_target:
+        loss = K.mul(K.exp(target), K.sub(target, input))
+    else:
+        safe = K.where(K.gt(target, 0), target, K.full_const(1.0, (), target.dtype))
+        loss = K.where(K.gt(target, 0), K.mul(target, K.sub(K.log(safe), input)), _zero(input))
+    if red == "batchmean":
+        return K.div(K.sum(loss), float(input.shape[0]) if input.ndim else 1.0)
+    return _reduce(loss, red)
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+            weight: Tensor | None = None) -> Tensor:
+    """Absolute error |input - target|, reduced."""
+    reduction = _reduction(reduction, size_average, reduce)
+    _warn_broadcast(input, target, "l1_loss")
+    loss = K.abs(K.sub(input, target))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def _check_same_size(input: Tensor, target: Tensor, fn: str) -> None:
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(f"{fn}: Using a target size ({list(target.shape)}) that is different to the input size "
+                         f"({list(input.shape)}) is not supported. Please ensure they have the same size.")
+
+
+def _warn_broadcast(input: Tensor, target: Tensor, fn: str) -> None:
+    if tuple(input.shape) != tuple(target.shape):
+        warnings.warn(f"{fn}: Using a target size ({list(target.shape)}) that is different to the input size "
+                      f"({list(input.shape)}). This will likely lead to incorrect results due to broadcasting. "
+                      "Please ensure they have the same size.", stacklevel=3)
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+             weight: Tensor | None = None) -> Tensor:
+    """Squared error, (input - target)^2, reduced."""
+    reduction = _reduction(reduction, size_average, reduce)
+    _warn_broadcast(input, target, "mse_loss")
+    d = K.sub(input, target)
+    loss = K.mul(d, d)
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0, size_average=None,
+                        reduce=None, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    loss = K.clamp_min(K.add(K.mul(K.neg(target), K.sub(input1, input2)), margin), 0.0)
+    return _reduce(loss, reduction)
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                           reduction: str = "mean") -> Tensor:
+    """sum over target classes j and non-target classes i of max(0, 1 - (x[j] - x[i])) / C; targets end at -1."""
+    reduction = _reduction(reduction, size_average, reduce)
+    x = input if input.ndim == 2 else K.unsqueeze(input, 0)
+    t = np.asarray((target if target.ndim == 2 else K.unsqueeze(target, 0))._concrete("multilabel_margin_loss"))
+    n, c = x.shape
+    is_target = np.zeros((n, c), dtype=bool)
+    for b in range(n):
+        for v in t[b]:
+            if v < 0:
+                break
+            is_target[b, v] = True
+    # pair (j target, i non-target): hinge of 1 - x_j + x_i
+    diff = K.add(K.sub(K.unsqueeze(x, 1), K.unsqueeze(x, 2)), 1.0)  # [b, j, i] = 1 - x_j + x_i
+    pair = _const(is_target[:, :, None] & ~is_target[:, None, :])
+    loss = K.div(K.sum(K.where(pair, K.clamp_min(diff, 0.0), _zero(diff)), (1, 2)), float(c))
+    if input.ndim == 1:
+        loss = K.squeeze(loss, 0)
+    return _reduce(loss, reduction)
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                                reduce=None, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    loss = K.neg(K.add(K.mul(target, K.logsigmoid(input)), K.mul(K.rsub(target, 1.0), K.logsigmoid(K.neg(input)))))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    loss = K.mean(loss, -1)
+    return _reduce(loss, reduction)
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0, weight: Tensor | None = None,
+                      size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """Multi-class hinge loss: sum_{j != y} max(0, margin - x_y + x_j)^p / C."""
+    reduction = _reduction(reduction, size_average, reduce)
+    if p not in (1, 2):
+        raise ValueError("only p == 1 and p == 2 supported")
+    x = input if input.ndim == 2 else K.unsqueeze(input, 0)
+    t = K.reshape(K._cast(target, dt.int64), (-1, 1))
+    c = x.shape[1]
+    xy = K.gather(x, 1, t)
+    h = K.clamp_min(K.add(K.sub(x, xy), margin), 0.0)
+    if p == 2:
+        h = K.mul(h, h)
+    if weight is not None:
+        h = K.mul(h, K.index_select(weight, 0, K.reshape(t, (-1,))).unsqueeze(1))
+    not_y = K.ne(K.unsqueeze(arange(c), 0), t)
+    loss = K.div(K.sum(K.where(not_y, h, _zero(h)), 1), float(c))
+    if input.ndim == 1:
+        loss = K.squeeze(loss, 0)
+    return _reduce(loss, reduction)
+
+
+def _class_dim_input(input: Tensor, fn: str) -> Tensor:
+    if input.ndim == 0:
+        raise ValueError(f"{fn}: input must have at least 1 dimension (C) or 2 (N, C), got a 0-d tensor")
+    return input
+
+
+def _check_targets(target: Tensor, n_classes: int, ignore_index: int, fn: str) -> None:
+    if active_trace() is not None or target.numel() == 0:
+        return
+    arr = np.asarray(target._cell.value)
+    bad = arr[((arr < 0) | (arr >= n_classes)) & (arr != ignore_index)]
+    if bad.size:
+        raise IndexError(f"{fn}: Target {int(bad.flat[0])} is out of bounds (input has {n_classes} classes)")
+
+
+def _nll(logp: Tensor, target: Tensor, weight: Tensor | None, ignore_index: int, reduction: str,
+         fn: str = "nll_loss") -> Tensor:
+    """Negative log-likelihood of class-index targets; logp is (N, C, *d) or (C,)."""
+    if not target.dtype.is_integer:
+        raise RuntimeError(f"{fn}: expected target of an integer dtype (class indices), got {target.dtype.name}")
+    unbatched = logp.ndim == 1
+    if unbatched:
+        if target.ndim != 0:
+            raise ValueError(f"{fn}: for 1-D input {list(logp.shape)} (one sample), target must be 0-D, got "
+                             f"{list(target.shape)}")
+        logp, target = K.unsqueeze(logp, 0), K.unsqueeze(target, 0)
+    c = logp.shape[1]
+    expected = (logp.shape[0],) + tuple(logp.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f"{fn}: Expected target size {list(expected)} for input of size {list(logp.shape)}, got "
+                         f"{list(target.shape)}")
+    if weight is not None and tuple(weight.shape) != (c,):
+        raise RuntimeError(f"{fn}: weight tensor should be defined either for all {c} classes or no classes but "
+                           f"got weight tensor of shape: {list(weight.shape)}")
+    _check_targets(target, c, ignore_index, fn)
+    target = K._cast(target, dt.int64)
+    valid = K.ne(target, ignore_index)
+    safe = K.where(valid, target, K.full_const(0, (), dt.int64))
+    picked = K.squeeze(K.gather(logp, 1, K.unsqueeze(safe, 1)), 1)
+    if weight is None:
+        w = K._cast(valid, logp.dtype)
+    else:
+        w = K.reshape(K.index_select(K._cast(weight, logp.dtype), 0, K.reshape(safe, (-1,))), tuple(safe.shape))
+        w = K.where(valid, w, _zero(w))
+    loss = K.neg(K.mul(picked, w))
+    if reduction == "none":
+        return K.squeeze(loss, 0) if unbatched else loss
+    if reduction == "sum":
+        return K.sum(loss)
+    return K.div(K.sum(loss), K.sum(w))
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood of log-probabilities (N, C, *d) at class indices (N, *d)."""
+    _class_dim_input(input, "nll_loss")
+    return _nll(input, target, weight, ignore_index, _reduction(reduction, size_average, reduce))
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    reduction = _reduction(reduction)
+    d = K.abs(K.sub(input, target))
+    loss = K.where(K.lt(d, delta), K.mul(K.mul(d, d), 0.5), K.mul(K.sub(d, 0.5 * delta), delta))
+    if weight is not None:
+        loss = K.mul(loss, weight)
+    return _reduce(loss, reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    d = K.abs(K.sub(input, target))
+    if beta == 0:
+        return _reduce(d, reduction)
+    loss = K.where(K.lt(d, beta), K.div(K.mul(K.mul(d, d), 0.5), beta), K.sub(d, 0.5 * beta))
+    return _reduce(loss, reduction)
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                     reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction, size_average, reduce)
+    return _reduce(K.softplus(K.neg(K.mul(target, input))), reduction)
 
 
 def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0, p: float = 2,
@@ -1823,18 +1660,51 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
     return _reduce(K.clamp_min(K.add(K.sub(d_pos, d_neg), margin), 0.0), reduction)
 
 
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *, distance_function=None,
+                                      margin: float = 1.0, swap: bool = False, reduction: str = "mean") -> Tensor:
+    reduction = _reduction(reduction)
+    dist = distance_function if distance_function is not None else pairwise_distance
+    d_pos, d_neg = dist(anchor, positive), dist(anchor, negative)
+    if swap:
+        d_neg = K.minimum(d_neg, dist(positive, negative))
+    return _reduce(K.clamp_min(K.add(K.sub(d_pos, d_neg), margin), 0.0), reduction)
+
+
 # ======================================================================================
-# misc
+# vision functions
 # ======================================================================================
 
-def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
-    """int64 one-hot encoding in a new last dim of size num_classes (default: max + 1)."""
-    if tensor.dtype.is_integer and num_classes != -1 and active_trace() is None and tensor.numel():
-        arr = tensor._cell.value
-        if arr.min() < 0 or arr.max() >= num_classes:
-            raise RuntimeError("Class values must be smaller than num_classes." if arr.max() >= num_classes
-                               else "Class values must be non-negative.")
-    return K.one_hot(tensor, num_classes)
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(*, C*r^2, H, W) -> (*, C, H*r, W*r)."""
+    r = upscale_factor
+    *lead, c, h, w = input.shape
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the square of "
+                           f"upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
+    x = K.reshape(input, (-1, c // (r * r), r, r, h, w))
+    x = K.permute(x, (0, 1, 4, 2, 5, 3))
+    return K.reshape(x, tuple(lead) + (c // (r * r), h * r, w * r))
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H*r, W*r) -> (*, C*r^2, H, W)."""
+    r = downscale_factor
+    *lead, c, h, w = input.shape
+    if h % r or w % r:
+        raise RuntimeError(f"pixel_unshuffle expects height and width to be divisible by downscale_factor, but got "
+                           f"{h}x{w} and {r}")
+    x = K.reshape(input, (-1, c, h // r, r, w // r, r))
+    x = K.permute(x, (0, 1, 3, 5, 2, 4))
+    return K.reshape(x, tuple(lead) + (c * r * r, h // r, w // r))
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    n, c = input.shape[0], input.shape[1]
+    if c % groups:
+        raise RuntimeError(f"Number of channels must be divisible by groups. Got {c} channels and {groups} groups.")
+    rest = tuple(input.shape[2:])
+    x = K.reshape(input, (n, groups, c // groups) + rest)
+    return K.reshape(K.transpose(x, 1, 2), (n, c) + rest)
 
 
 def _pad_index(n: int, lo: int, hi: int, mode: str) -> np.ndarray:
@@ -1899,23 +1769,166 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
     return x
 
 
-def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
-                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
-                                 enable_gqa: bool = False) -> Tensor:
-    """softmax(Q K^T * scale + mask) V; a bool mask marks positions that take part."""
-    L, S = query.shape[-2], key.shape[-2]
-    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
-    scores = K.mul(K.matmul(query, K.transpose(key, -2, -1)), scale)
-    if is_causal:
-        from ..frontend.creation import ones
-        causal = K.tril(ones(L, S, dtype=dt.bool_))
-        scores = K.masked_fill(scores, K.logical_not(causal), -math.inf)
-    if attn_mask is not None:
-        if attn_mask.dtype.is_bool:
-            scores = K.masked_fill(scores, K.logical_not(attn_mask), -math.inf)
+def _interp_matrix(n_in: int, n_out: int, scale: float | None, align_corners: bool, mode: str,
+                   dtype) -> np.ndarray:
+    """(n_out, n_in) weights of 1-D linear interpolation, or of nearest / nearest-exact selection."""
+    a = np.zeros((n_out, n_in), dtype=np.float64)
+    i = np.arange(n_out, dtype=np.float64)
+    if mode in ("nearest", "nearest-exact"):
+        r = (1.0 / scale) if scale else n_in / n_out
+        src = np.floor((i + 0.5) * r) if mode == "nearest-exact" else np.floor(i * r)
+        src = np.minimum(src.astype(np.int64), n_in - 1)
+        a[np.arange(n_out), src] = 1.0
+        return a.astype(dtype)
+    if align_corners:
+        src = i * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros(n_out)
+    else:
+        r = (1.0 / scale) if scale else n_in / n_out
+        src = np.maximum((i + 0.5) * r - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = src - i0
+    np.add.at(a, (np.arange(n_out), i0), 1.0 - w1)
+    np.add.at(a, (np.arange(n_out), i1), w1)
+    return a.astype(dtype)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
+                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+    """Resize the spatial dims of (N, C, *S): nearest, nearest-exact, linear, bilinear, trilinear."""
+    _check_tensor(input, "input", "interpolate")
+    n = input.ndim - 2
+    if n < 1:
+        raise ValueError(f"interpolate: expected input of shape (N, C, *spatial), got {list(input.shape)}")
+    modes = {"nearest": None, "nearest-exact": None, "linear": 1, "bilinear": 2, "trilinear": 3}
+    if mode not in modes:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported; use one of {sorted(modes)}")
+    if modes[mode] is not None and modes[mode] != n:
+        raise NotImplementedError(f"Got {input.ndim}D input, but {mode} mode needs {modes[mode] + 2}D input")
+    if align_corners is not None and modes[mode] is None:
+        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                         "bicubic | trilinear")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported by kiln")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("only one of size or scale_factor should be defined")
+    spatial = tuple(input.shape[2:])
+    if size is not None:
+        out = _ntuple(size, n, "size")
+        scales = (None,) * n
+    else:
+        sf = tuple(float(v) for v in scale_factor) if isinstance(scale_factor, (list, tuple)) \
+            else (float(scale_factor),) * n
+        if len(sf) != n:
+            raise ValueError(f"interpolate: scale_factor needs {n} entries, got {sf}")
+        out = tuple(int(math.floor(s * f)) for s, f in zip(spatial, sf))
+        scales = (None,) * n if recompute_scale_factor else sf
+    x = input
+    for d in range(n):
+        # PyTorch's kernels copy a dim whose size does not change, whatever the scale factor, except the
+        # 1-d nearest and the nearest-exact kernels, which still apply the scale (matched here, as measured)
+        if out[d] == spatial[d] and (scales[d] in (None, 1.0) or modes[mode] is not None
+                                     or (mode == "nearest" and n > 1)):
+            continue
+        a = _interp_matrix(spatial[d], out[d], scales[d], bool(align_corners), mode, x.dtype.np_dtype)
+        ax = 2 + d
+        xm = K.movedim(x, ax, -1)
+        lead = tuple(xm.shape[:-1])
+        y = K.matmul(K.reshape(xm, (-1, spatial[d])), _const(np.ascontiguousarray(a.T)))
+        x = K.movedim(K.reshape(y, lead + (out[d],)), -1, ax)
+    return x if x is not input else K.clone(input)
+
+
+def upsample(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None) -> Tensor:
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def _unnormalize(coord: Tensor, size: int, align_corners: bool) -> Tensor:
+    if align_corners:
+        return K.mul(K.add(coord, 1.0), (size - 1) / 2.0)
+    return K.div(K.sub(K.mul(K.add(coord, 1.0), float(size)), 1.0), 2.0)
+
+
+def _reflect(x: Tensor, lo: float, hi: float) -> Tensor:
+    """Reflect coordinates into [lo, hi] (PyTorch's reflect_coordinates)."""
+    span = hi - lo
+    if span <= 0:
+        return K.mul(x, 0.0)
+    d = K.abs(K.sub(x, lo))
+    flips = K.floor(K.div(d, span))
+    extra = K.sub(d, K.mul(flips, span))
+    even = K.eq(K.remainder(flips, 2.0), 0.0)
+    return K.where(even, K.add(extra, lo), K.sub(hi, extra))
+
+
+def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Tensor:
+    """Sample (N, C, H, W) at the normalised (x, y) locations of grid (N, Ho, Wo, 2); bilinear or nearest."""
+    if mode not in ("bilinear", "nearest"):
+        raise NotImplementedError(f"grid_sample: mode {mode!r} is not supported; use 'bilinear' or 'nearest'")
+    if padding_mode not in ("zeros", "border", "reflection"):
+        raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', 'border', or "
+                         f"'reflection', but got: '{padding_mode}'")
+    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
+        raise RuntimeError(f"grid_sample: expected input (N, C, H, W) and grid (N, H_out, W_out, 2) with the same N, "
+                           f"got {list(input.shape)} and {list(grid.shape)}")
+    align_corners = bool(align_corners)
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1], grid.shape[2]
+    gx = _unnormalize(grid[..., 0], w, align_corners)
+    gy = _unnormalize(grid[..., 1], h, align_corners)
+    if padding_mode == "border":
+        gx, gy = K.clamp(gx, 0.0, float(w - 1)), K.clamp(gy, 0.0, float(h - 1))
+    elif padding_mode == "reflection":
+        if align_corners:
+            gx, gy = _reflect(gx, 0.0, float(w - 1)), _reflect(gy, 0.0, float(h - 1))
         else:
-            scores = K.add(scores, attn_mask)
-    attn = K.softmax(scores, -1)
-    if dropout_p > 0.0:
-        attn = dropout(attn, dropout_p, True)
-    return K.matmul(attn, value)
+            gx, gy = _reflect(gx, -0.5, w - 0.5), _reflect(gy, -0.5, h - 0.5)
+        gx, gy = K.clamp(gx, 0.0, float(w - 1)), K.clamp(gy, 0.0, float(h - 1))
+    flat = K.reshape(input, (n, c, h * w))
+
+    def tap(ix: Tensor, iy: Tensor) -> Tensor:
+        """input at integer (float-valued) positions, zero outside; (N, C, Ho, Wo)."""
+        inside = K.logical_and(K.logical_and(K.ge(ix, 0.0), K.le(ix, float(w - 1))),
+                               K.logical_and(K.ge(iy, 0.0), K.le(iy, float(h - 1))))
+        cx = K._cast(K.clamp(ix, 0.0, float(w - 1)), dt.int64)
+        cy = K._cast(K.clamp(iy, 0.0, float(h - 1)), dt.int64)
+        idx = K.reshape(K.add(K.mul(cy, w), cx), (n, 1, ho * wo))
+        vals = K.reshape(K.gather(flat, 2, K._bcast(idx, (n, c, ho * wo))), (n, c, ho, wo))
+        return K.where(K.unsqueeze(inside, 1), vals, _zero(vals))
+
+    if mode == "nearest":
+        return tap(K.round(gx), K.round(gy))
+    x0, y0 = K.floor(gx), K.floor(gy)
+    x1, y1 = K.add(x0, 1.0), K.add(y0, 1.0)
+    wx1, wy1 = K.sub(gx, x0), K.sub(gy, y0)
+    wx0, wy0 = K.rsub(wx1, 1.0), K.rsub(wy1, 1.0)
+    out = None
+    for ix, iy, wgt in ((x0, y0, K.mul(wx0, wy0)), (x1, y0, K.mul(wx1, wy0)), (x0, y1, K.mul(wx0, wy1)),
+                        (x1, y1, K.mul(wx1, wy1))):
+        term = K.mul(tap(ix, iy), K.unsqueeze(wgt, 1))
+        out = term if out is None else K.add(out, term)
+    return out
+
+
+def _base_coords(n: int, align_corners: bool) -> np.ndarray:
+    if n == 1:
+        return np.zeros(1)
+    lin = np.linspace(-1.0, 1.0, n)
+    return lin if align_corners else lin * (n - 1) / n
+
+
+def affine_grid(theta: Tensor, size, align_corners: bool | None = None) -> Tensor:
+    """Sampling grid (N, H, W, 2) of normalised (x, y) coordinates for a batch of 2x3 affine matrices."""
+    align_corners = bool(align_corners)
+    if len(size) != 4:
+        raise NotImplementedError(f"affine_grid only supports 4D sizes (N, C, H, W), got {tuple(size)}")
+    n, _, h, w = (int(v) for v in size)
+    if tuple(theta.shape) != (n, 2, 3):
+        raise ValueError(f"Expected a batch of 2D affine matrices of shape Nx2x3 for size {tuple(size)}. Got "
+                         f"{list(theta.shape)}.")
+    xs, ys = _base_coords(w, align_corners), _base_coords(h, align_corners)
+    base = np.stack([np.broadcast_to(xs[None, :], (h, w)), np.broadcast_to(ys[:, None], (h, w)), np.ones((h, w))],
+                    -1).reshape(1, h * w, 3).astype(theta.dtype.np_dtype)
+    grid = K.matmul(K._bcast(_const(base), (n, h * w, 3)), K.transpose(theta, 1, 2))  # (N, H*W, 2)
+    return K.reshape(grid, (n, h, w, 2))

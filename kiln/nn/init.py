@@ -13,6 +13,7 @@ import numpy as np
 from ..frontend.autograd import no_grad
 from ..frontend.creation import randn
 from ..frontend.tensor import Tensor
+from ..ir.primitives import erf
 
 __all__ = ["calculate_gain", "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_",
            "dirac_", "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_"]
@@ -96,9 +97,6 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     return tensor
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
-
-
 def _erfinv(y: np.ndarray) -> np.ndarray:
     """Inverse error function: Giles' single-precision approximation refined by Newton steps."""
     y = np.clip(y, -1 + 1e-15, 1 - 1e-15)
@@ -116,7 +114,7 @@ def _erfinv(y: np.ndarray) -> np.ndarray:
         q = c + q * wl
     x = np.where(small, p, q) * y
     for _ in range(2):
-        err = _erf(x).astype(np.float64) - y
+        err = erf(x) - y
         x = x - err / (2.0 / math.sqrt(math.pi) * np.exp(-x * x))
     return x
 

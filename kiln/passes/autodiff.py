@@ -137,7 +137,7 @@ def split_joint(joint: Graph, n_inputs: int, n_outputs: int) -> SplitGraphs:
         env[n] = fwd.add_input(n.shape, n.dtype, name=n.name)
     for n in joint.nodes:
         if n not in bwd_set:
-            env[n] = fwd.add_node(n.op, [env[i] for i in n.inputs], n.attrs, n.shape, n.dtype, name=n.name, loc=n.loc)
+            env[n] = fwd.node_copy(n, env.__getitem__)
     fwd_saved = [env[n] for n in saved]
     fwd.set_outputs([env[o] for o in joint.outputs[:n_outputs]] + fwd_saved)
     fwd = dce(fwd)
@@ -149,7 +149,6 @@ def split_joint(joint: Graph, n_inputs: int, n_outputs: int) -> SplitGraphs:
         benv[n] = bwd.add_input(n.shape, n.dtype, name=n.name)
     for n in joint.nodes:
         if n in needed_bwd:
-            benv[n] = bwd.add_node(n.op, [benv[i] for i in n.inputs], n.attrs, n.shape, n.dtype, name=n.name,
-                                   loc=n.loc)
+            benv[n] = bwd.node_copy(n, benv.__getitem__)
     bwd.set_outputs([benv[o] for o in grads])
     return SplitGraphs(fwd, bwd, n_outputs, len(saved))

@@ -31,7 +31,7 @@ class GraphBuilder:
         while True:
             name = str(self._counter)
             self._counter += 1
-            if name not in self._reserved and name not in self.graph._names:
+            if name not in self._reserved and not self.graph.has_name(name):
                 return name
 
     def lookup(self, old: Node) -> Node:
@@ -44,17 +44,19 @@ class GraphBuilder:
              loc: str | None = None) -> Node:
         """Add `op(*inputs, **attrs)` with its type from the primitive's rule; `name` if still free."""
         shape, dtype = get_primitive(op).abstract_eval(list(inputs), attrs)
-        if name is None or name in self.graph._names:
+        if name is None or self.graph.has_name(name):
             name = self.fresh_name()
         return self.graph.add_node(op, inputs, attrs, shape, dtype, name=name, loc=loc)
 
     def copy(self, old: Node, inputs: Sequence[Node] | None = None) -> Node:
-        """Re-emit `old` (same op, attrs, name) on mapped (or given) inputs and record the mapping."""
+        """Re-emit `old` (same op, attrs, name) on mapped (or given) inputs and record the mapping:
+        a `Graph.node_copy` while the inputs keep their types, else typed anew by the primitive's rule."""
         ins = self.mapped_inputs(old) if inputs is None else list(inputs)
         if all(a.shape == b.shape and a.dtype == b.dtype for a, b in zip(ins, old.inputs)) \
                 and len(ins) == len(old.inputs):  # same operand types: the type rule gives old's type
-            name = old.name if old.name not in self.graph._names else self.fresh_name()
-            new = self.graph.add_node(old.op, ins, dict(old.attrs), old.shape, old.dtype, name=name, loc=old.loc)
+            name = old.name if not self.graph.has_name(old.name) else self.fresh_name()
+            in_order = iter(ins)
+            new = self.graph.node_copy(old, lambda _: next(in_order), name=name)
         else:
             new = self.emit(old.op, ins, dict(old.attrs), name=old.name, loc=old.loc)
         self.env[id(old)] = new

@@ -23,27 +23,29 @@ arithmetic, or one evaluation outside the loops). An expensive elementwise op (e
 log, div, ...) never joins a kernel where a broadcast would recompute it more than once
 per element it produces. After the walk, independent kernels over the same loop that
 read a common input are merged, and output-only elementwise kernels fold into their
-producer. Every boundary records why it was placed. `run_plan` evaluates a plan kernel by
-kernel with the primitives' numpy impls, to check that fusion preserves semantics.
+producer. Every boundary records why it was placed. `kiln.runtime.plan_runner.run_plan`
+evaluates a plan kernel by kernel, to check that fusion preserves semantics.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Sequence
 
-import numpy as np
+import networkx as nx
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import CONV, CREATION, ELEMENTWISE, INDEX, MATMUL, MOVEMENT, REDUCTION, get_primitive
 from ..ir.printer import format_node, format_type
+from ..ir.primitives import Prop, prims_with
 
-VIEW_OPS = frozenset({"reshape", "permute", "broadcast_to", "slice"})
-EXPENSIVE = frozenset({"exp", "log", "log1p", "sqrt", "rsqrt", "sin", "cos", "tanh", "logistic", "erf", "pow",
-                       "div", "floor_divide", "remainder", "random_uniform"})
-SCATTERS = frozenset({"scatter", "scatter_add"})
-PROLOGUE_OPS = VIEW_OPS | {"pad"}  # operand loads of a matmul/conv: strided, zero outside a pad
-EPILOGUE_VIEWS = frozenset({"reshape", "permute"})  # bijective re-indexing of a matmul/conv result
+# op facts come from the primitive table (kiln.ir.primitives.Prop), not name lists kept here
+VIEW_OPS = prims_with(Prop.VIEW)
+EXPENSIVE = prims_with(Prop.EXPENSIVE)
+SCATTERS = prims_with(Prop.SCATTER)
+PROLOGUE_OPS = prims_with(Prop.INDEX_MAP)  # operand loads of a matmul/conv: strided, zero outside a pad
+EPILOGUE_VIEWS = prims_with(Prop.VIEW | Prop.BIJECTIVE)  # bijective re-indexing of a matmul/conv result
 
 
 def _numel(shape: Sequence[int]) -> int:
@@ -91,12 +93,32 @@ def is_free(n: Node) -> bool:
     return n.op in VIEW_OPS
 
 
+class KernelKind(str, Enum):
+    """The loop structure of a kernel, which the code generator lowers one module per kind.
+    A `str` Enum: `KernelKind.MATMUL == "matmul"`, and it prints as its value."""
+
+    ELEMENTWISE = "elementwise"  # one loop nest over the domain
+    GATHER = "gather"  # elementwise, with some operand read at computed indices
+    REDUCTION = "reduction"  # a loop over rows of S and, inside it, over the reduced axes R
+    MATMUL = "matmul"  # the matmul anchor's tiles, with operand prologue and epilogue
+    CONV = "conv"  # the same around a convolution
+    SCATTER = "scatter"  # a loop over the updates of one scatter/scatter_add
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__
+
+
+_ANCHOR_KIND = {MATMUL: KernelKind.MATMUL, CONV: KernelKind.CONV}  # primitive kind -> kernel kind
+
+
 @dataclass
 class Kernel:
     """One kernel: `nodes` in topological order (including `recomputed` copies)."""
 
     id: int
-    kind: str
+    kind: KernelKind
     nodes: list[Node]
     inputs: list[Node]
     outputs: list[Node]
@@ -116,8 +138,7 @@ class Kernel:
         for i in self.inputs:
             env[id(i)] = g.add_input(i.shape, i.dtype, name=i.name)
         for n in self.nodes:
-            env[id(n)] = g.add_node(n.op, [env[id(i)] for i in n.inputs], dict(n.attrs), n.shape, n.dtype,
-                                    name=n.name, loc=n.loc)
+            env[id(n)] = g.node_copy(n, lambda i: env[id(i)])
         g.set_outputs([env[id(o)] for o in self.outputs])
         return g
 
@@ -182,8 +203,7 @@ class FusionPlan:
         for k in self.kernels:
             rec = {id(n) for n in k.recomputed}
             for n in k.recomputed:
-                assert n.op in ("constant", "iota") or n.op in VIEW_OPS or n.numel == 1, \
-                    f"%{n.name} ({n.op}) recomputed in kernel {k.id} but it is not free"
+                assert is_free(n), f"%{n.name} ({n.op}) recomputed in kernel {k.id} but it is not free"
             for n in k.nodes:
                 if id(n) not in rec:
                     assert id(n) not in where, f"%{n.name} in kernels {where[id(n)]} and {k.id}"
@@ -211,103 +231,96 @@ class FusionPlan:
 # Planning
 # ======================================================================================
 
-class _K:
-    """A kernel under construction."""
+class _Draft:
+    """A kernel under construction: the nodes placed in it so far and what they imply."""
 
-    def __init__(self, uid: int, kind: str, domain: tuple[int, ...]):
-        self.uid = uid
-        self.kind = kind  # elementwise | reduction | matmul | conv | scatter
-        self.domain = domain  # reduction: the reduced input shape S
-        self.raxes: tuple[int, ...] | None = None
-        self.anchor: Node | None = None
-        self.members: dict[int, Node] = {}
-        self.dups: set[int] = set()
-        self.prologue: set[int] = set()
-        self.factor: dict[int, float] = {}
-        self.succ: set[_K] = set()
-        self.first = 1 << 60  # smallest graph position of a member
+    def __init__(self, uid: int, kind: KernelKind, domain: tuple[int, ...]):
+        self.uid = uid  # creation order (the walk runs backwards: uid 0 is the graph's last kernel)
+        self.kind = kind  # never GATHER: that is decided when the plan is built
+        self.domain = domain  # the loop: the output shape; for a reduction the reduced input shape S
+        self.reduce_axes: tuple[int, ...] | None = None  # a reduction's axes R
+        self.anchor: Node | None = None  # the matmul / conv / scatter node
+        self.members: dict[int, Node] = {}  # node id -> node: everything this kernel computes
+        self.recomputed: set[int] = set()  # members that are free and also computed by other kernels
+        self.prologue: set[int] = set()  # members that only feed the anchor's operands (strided loads)
+        self.evaluations: dict[int, float] = {}  # member id -> evaluations per element it produces
+        self.first_position = 1 << 60  # smallest graph position of a member: orders independent kernels
 
     @property
     def row_numel(self) -> int:
+        """Values per row set: the domain's size, or for a reduction one value per row of S."""
         full = _numel(self.domain)
-        if self.kind != "reduction":
+        if self.kind != KernelKind.REDUCTION:
             return full
-        red = _numel([self.domain[a] for a in self.raxes])
+        red = _numel([self.domain[a] for a in self.reduce_axes])
         return full // red if red else 0
-
-    def __hash__(self) -> int:
-        return self.uid
-
-    def __eq__(self, other) -> bool:
-        return self is other
 
 
 class _Planner:
+    """The walk's state. `kernels_of` maps a node to the drafts holding it (several for a
+    recomputed free node); `dependencies` has an edge a -> b when kernel b reads a value
+    kernel a writes (b runs after a); `rejections` keeps why a node did not join a kernel,
+    which becomes the reason of the boundary between them."""
+
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.pos = {id(n): k for k, n in enumerate(graph.nodes)}
+        self.position = {id(n): k for k, n in enumerate(graph.nodes)}
         self.users = graph.users()
-        self.outputs = {id(o) for o in graph.outputs}
+        self.output_ids = {id(o) for o in graph.outputs}
         self.input_ids = {id(n) for n in graph.inputs}
-        self.kof: dict[int, list[_K]] = {}
-        self.kernels: list[_K] = []
-        self.rejected: dict[tuple[int, int], str] = {}
-        self.red_domains = {reduce_domain(n) for n in graph.nodes if _kind(n) == REDUCTION}
-        self.cheap = {id(n) for n in graph.nodes if is_free(n)}
+        self.free_ids = {id(n) for n in graph.nodes if is_free(n)}
+        self.reduction_domains = {reduce_domain(n) for n in graph.nodes if _kind(n) == REDUCTION}
+        self.kernels: list[_Draft] = []
+        self.kernels_of: dict[int, list[_Draft]] = {}
+        self.dependencies = nx.DiGraph()
+        self.rejections: dict[tuple[int, int], str] = {}  # (node id, draft uid) -> reason
 
     # -- helpers ------------------------------------------------------------------------------
-    def _new(self, n: Node) -> _K:
+    def _start_kernel(self, n: Node) -> _Draft:
+        """A new draft whose kind and loop are those `n` needs."""
         kind = _kind(n)
         if kind == REDUCTION:
             S, R = reduce_domain(n)
-            k = _K(len(self.kernels), "reduction", S)
-            k.raxes = R
+            k = _Draft(len(self.kernels), KernelKind.REDUCTION, S)
+            k.reduce_axes = R
         elif kind in (MATMUL, CONV):
-            k = _K(len(self.kernels), "matmul" if kind == MATMUL else "conv", n.shape)
+            k = _Draft(len(self.kernels), _ANCHOR_KIND[kind], n.shape)
             k.anchor = n
         elif n.op in SCATTERS:
-            k = _K(len(self.kernels), "scatter", n.inputs[2].shape)
+            k = _Draft(len(self.kernels), KernelKind.SCATTER, n.inputs[2].shape)
             k.anchor = n
         else:
-            k = _K(len(self.kernels), "elementwise", n.shape)
+            k = _Draft(len(self.kernels), KernelKind.ELEMENTWISE, n.shape)
         self.kernels.append(k)
+        self.dependencies.add_node(k)
         return k
 
-    def _add(self, n: Node, k: _K, dup: bool = False) -> None:
+    def _place(self, n: Node, k: _Draft, recomputed: bool = False) -> None:
         k.members[id(n)] = n
-        k.first = min(k.first, self.pos[id(n)])
-        if dup:
-            k.dups.add(id(n))
-        self.kof.setdefault(id(n), []).append(k)
-        k.factor[id(n)] = self._factor(n, k)
-        if k.anchor is not None and (n is k.anchor or any(
-                u is k.anchor or id(u) in k.prologue for u in self._users_in(n, k))):
-            if n is not k.anchor:
-                k.prologue.add(id(n))
+        k.first_position = min(k.first_position, self.position[id(n)])
+        if recomputed:
+            k.recomputed.add(id(n))
+        self.kernels_of.setdefault(id(n), []).append(k)
+        k.evaluations[id(n)] = self._count_evaluations(n, k)
+        if k.anchor is not None and n is not k.anchor and any(
+                u is k.anchor or id(u) in k.prologue for u in self._users_in(n, k)):
+            k.prologue.add(id(n))
 
-    def _users_in(self, n: Node, k: _K) -> list[Node]:
+    def _users_in(self, n: Node, k: _Draft) -> list[Node]:
         return [u for u in self.users.get(n, []) if id(u) in k.members]
 
-    def _reaches(self, a: _K, b: _K) -> bool:
-        seen, stack = set(), [a]
-        while stack:
-            x = stack.pop()
-            if x is b:
-                return True
-            if x.uid in seen:
-                continue
-            seen.add(x.uid)
-            stack.extend(x.succ)
-        return False
+    def _reaches(self, a: _Draft, b: _Draft) -> bool:
+        """Does kernel `b` depend on kernel `a`, directly or through other kernels?"""
+        return nx.has_path(self.dependencies, a, b)
 
-    def _ratio(self, n: Node, u: Node, k: _K) -> float:
+    def _ratio(self, n: Node, u: Node, k: _Draft) -> float:
         """How many times `u` evaluates `n` per element of `n`, for each evaluation of `u`."""
         if u.op == "broadcast_to":
             axes = _row_broadcast_axes(n.shape, u.shape)
             if axes is not None:
-                if k.kind == "reduction" and tuple(u.shape) == k.domain and axes == k.raxes:
+                if k.kind == KernelKind.REDUCTION and tuple(u.shape) == k.domain and axes == k.reduce_axes:
                     return 1.0  # a row value, held once per row
-                if k.kind == "elementwise" and (tuple(u.shape), axes) in self.red_domains \
+                if k.kind == KernelKind.ELEMENTWISE and (tuple(u.shape), axes) in self.reduction_domains \
                         and tuple(u.shape) == k.domain:
                     return 1.0  # will be a row value once the reduction joins
             return _numel(u.shape) / max(_numel(n.shape), 1)
@@ -315,23 +328,24 @@ class _Planner:
             return _numel(u.shape) / max(_numel(n.shape), 1)
         return 1.0
 
-    def _factor(self, n: Node, k: _K) -> float:
+    def _count_evaluations(self, n: Node, k: _Draft) -> float:
+        """How many times `k` would evaluate `n` per element of `n`, through its users in `k`."""
         us = self._users_in(n, k)
         if not us:
             return 1.0
-        return max(k.factor.get(id(u), 1.0) * self._ratio(n, u, k) for u in us)
+        return max(k.evaluations.get(id(u), 1.0) * self._ratio(n, u, k) for u in us)
 
     def _row_numels(self, domain: tuple[int, ...]) -> set[int]:
         """Output sizes an elementwise kernel over `domain` may write: the domain, or one value per row
         of a reduction over `domain` (such a kernel becomes a row kernel once that reduction joins)."""
         out = {_numel(domain)}
-        for S, R in self.red_domains:
+        for S, R in self.reduction_domains:
             if tuple(S) == tuple(domain):
                 red = _numel([S[a] for a in R])
                 out.add(_numel(S) // red if red else 0)
         return out
 
-    def _downstream(self, n: Node, k: _K) -> list[Node]:
+    def _downstream(self, n: Node, k: _Draft) -> list[Node]:
         """Members of `k` that depend on `n` through a chain of members."""
         out, seen, stack = [], set(), list(self._users_in(n, k))
         while stack:
@@ -344,13 +358,13 @@ class _Planner:
         return out
 
     # -- legality -----------------------------------------------------------------------------
-    def _row_check(self, q: Node, k: _K, S, R) -> str | None:
+    def _row_check(self, q: Node, k: _Draft, S, R) -> str | None:
         """Can everything in `k` downstream of reduction `q` run in a row kernel over (S, R)?"""
         full = _numel(S)
         red = _numel([S[a] for a in R])
         row = full // red if red else 0
         dep = {id(q)}
-        for v in sorted(self._downstream(q, k), key=lambda m: self.pos[id(m)]):
+        for v in sorted(self._downstream(q, k), key=lambda m: self.position[id(m)]):
             dep.add(id(v))
             via = [i for i in v.inputs if id(i) in dep]
             if _kind(v) == REDUCTION:
@@ -384,13 +398,13 @@ class _Planner:
                 return f"%{v.name} has {_numel(v.shape)} elements, neither a full row set ({full}) nor one per row ({row})"
         return None
 
-    def why_not(self, n: Node, k: _K, materialized: bool) -> str | None:
+    def why_not(self, n: Node, k: _Draft, materialized: bool) -> str | None:
         """None if `n` may join kernel `k`, else the reason for the boundary."""
         kind = _kind(n)
         if n.op in SCATTERS:
             return f"{n.op} output is complete only after every update: its consumers start a new kernel"
         if kind in (MATMUL, CONV):
-            if k.kind != "elementwise":
+            if k.kind != KernelKind.ELEMENTWISE:
                 return f"{n.op} output used by a {k.kind} kernel"
             if _numel(k.domain) != n.numel:
                 return f"{n.op} output {list(n.shape)} differs from the consumer kernel's domain {list(k.domain)}"
@@ -401,11 +415,11 @@ class _Planner:
             return None
         if kind == REDUCTION:
             S, R = reduce_domain(n)
-            if k.kind == "reduction":
-                if (k.domain, k.raxes) != (S, R):
+            if k.kind == KernelKind.REDUCTION:
+                if (k.domain, k.reduce_axes) != (S, R):
                     return (f"reduction over axes {R} of {list(S)} cannot share a loop with a reduction over axes "
-                            f"{k.raxes} of {list(k.domain)}")
-            elif k.kind == "elementwise":
+                            f"{k.reduce_axes} of {list(k.domain)}")
+            elif k.kind == KernelKind.ELEMENTWISE:
                 full = _numel(S)
                 red = _numel([S[a] for a in R])
                 if _numel(k.domain) not in (full, full // red if red else 0):
@@ -417,10 +431,10 @@ class _Planner:
         us = self._users_in(n, k)
         if n.numel == 1 and kind in (ELEMENTWISE, MOVEMENT, CREATION):
             materialized = False  # a scalar is computed once outside the kernel's loops and written once
-        if k.kind in ("matmul", "conv", "scatter"):
+        if k.kind in (KernelKind.MATMUL, KernelKind.CONV, KernelKind.SCATTER):
             anchor = k.anchor
             pro = any(u is anchor or id(u) in k.prologue for u in us)
-            if k.kind == "scatter":
+            if k.kind == KernelKind.SCATTER:
                 if any(u is anchor and anchor.inputs[0] is n for u in us) and kind != CREATION:
                     return "the scatter's base operand is read from memory"
                 if materialized:
@@ -436,151 +450,112 @@ class _Planner:
                 return None
             if materialized and n.numel != k.anchor.numel:
                 return f"output {list(n.shape)} cannot be written by a {k.kind} epilogue over {list(k.anchor.shape)}"
-        f = self._factor(n, k)
+        f = self._count_evaluations(n, k)
         if f > 1.0 + 1e-9 and n.op in EXPENSIVE and n.numel > 1:  # a scalar is computed once, hoisted
             return f"{n.op} would be recomputed {f:g}x through a broadcast"
         if materialized:
-            if k.kind == "elementwise" and _numel(n.shape) not in self._row_numels(k.domain):
+            if k.kind == KernelKind.ELEMENTWISE and _numel(n.shape) not in self._row_numels(k.domain):
                 return f"output {list(n.shape)} cannot be written from the kernel's loop over {list(k.domain)}"
-            if k.kind == "reduction" and _numel(n.shape) not in (_numel(k.domain), k.row_numel):
+            if k.kind == KernelKind.REDUCTION and _numel(n.shape) not in (_numel(k.domain), k.row_numel):
                 return (f"output {list(n.shape)} is neither full-shaped nor one value per row of the reduction "
                         f"over {list(k.domain)}")
         return None
 
-    def _convert(self, n: Node, k: _K) -> None:
+    def _convert(self, n: Node, k: _Draft) -> None:
         kind = _kind(n)
-        if kind in (MATMUL, CONV) and k.kind == "elementwise":
-            k.kind = "matmul" if kind == MATMUL else "conv"
+        if kind in (MATMUL, CONV) and k.kind == KernelKind.ELEMENTWISE:
+            k.kind = _ANCHOR_KIND[kind]
             k.anchor = n
             k.domain = tuple(n.shape)
-        elif kind == REDUCTION and k.kind == "elementwise":
-            k.kind = "reduction"
-            k.domain, k.raxes = reduce_domain(n)
+        elif kind == REDUCTION and k.kind == KernelKind.ELEMENTWISE:
+            k.kind = KernelKind.REDUCTION
+            k.domain, k.reduce_axes = reduce_domain(n)
 
     # -- the walk ----------------------------------------------------------------------------
     def run(self) -> None:
         for n in reversed(self.graph.nodes):
-            ukernels: list[_K] = []
+            ukernels: list[_Draft] = []
             for u in self.users.get(n, []):
-                for k in self.kof.get(id(u), []):
+                for k in self.kernels_of.get(id(u), []):
                     if k not in ukernels:
                         ukernels.append(k)
-            is_out = id(n) in self.outputs
-            if id(n) in self.cheap and not is_out and len(ukernels) > 1:
+            is_out = id(n) in self.output_ids
+            if id(n) in self.free_ids and not is_out and len(ukernels) > 1:
                 for k in ukernels:
-                    self._add(n, k, dup=True)
+                    self._place(n, k, recomputed=True)
                 continue
             materialized = is_out or len(ukernels) > 1
             placed = None
-            for k in sorted(ukernels, key=lambda k: k.first):
+            for k in sorted(ukernels, key=lambda k: k.first_position):
                 reason = self.why_not(n, k, materialized)
                 if reason is None and any(self._reaches(o, k) for o in ukernels if o is not k):
                     reason = "fusing here would create a cycle between kernels"
                 if reason is not None:
-                    self.rejected[(id(n), k.uid)] = reason
+                    self.rejections[(id(n), k.uid)] = reason
                     continue
                 self._convert(n, k)
                 placed = k
                 break
             if placed is None:
-                placed = self._new(n)
-            self._add(n, placed)
-            for o in ukernels:
-                if o is not placed:
-                    placed.succ.add(o)
+                placed = self._start_kernel(n)
+            self._place(n, placed)
+            self.dependencies.add_edges_from((placed, o) for o in ukernels if o is not placed)
 
     # -- sibling merging ------------------------------------------------------------------------
-    def _external_inputs(self, k: _K) -> set[int]:
+    def _external_inputs(self, k: _Draft) -> set[int]:
         return {id(i) for m in k.members.values() for i in m.inputs if id(i) not in k.members}
 
-    def _merge(self, a: _K, b: _K) -> None:
-        """Fold kernel `b` into `a` (the caller checked that neither depends on the other)."""
-        primary = {nid for nid in a.members if nid not in a.dups} | {nid for nid in b.members if nid not in b.dups}
+    def _merge(self, a: _Draft, b: _Draft) -> None:
+        """Fold kernel `b` into `a`. The caller checked that this makes no cycle: neither depends
+        on the other, or (merge_sinks) `b` reads only from `a` and nothing reads `b`."""
+        computed_here = {nid for k in (a, b) for nid in k.members if nid not in k.recomputed}
         a.members.update(b.members)
-        a.dups = (a.dups | b.dups) - primary
+        a.recomputed = (a.recomputed | b.recomputed) - computed_here
         a.prologue |= b.prologue
-        a.factor.update(b.factor)
-        a.first = min(a.first, b.first)
-        a.succ |= {x for x in b.succ if x is not a}
-        for x in self.kernels:
-            if b in x.succ:
-                x.succ.discard(b)
-                if x is not a:
-                    x.succ.add(a)
+        a.evaluations.update(b.evaluations)
+        a.first_position = min(a.first_position, b.first_position)
+        nx.contracted_nodes(self.dependencies, a, b, self_loops=False, copy=False)
         for nid in b.members:
-            ks = self.kof[nid]
-            self.kof[nid] = [a if k is b else k for k in ks if k is not b or a not in ks]
+            ks = self.kernels_of[nid]
+            self.kernels_of[nid] = [a if k is b else k for k in ks if k is not b or a not in ks]
         self.kernels.remove(b)
-
-    def _descendants(self) -> dict[int, int]:
-        """Bitsets (by position in self.kernels) of the kernels each kernel reaches."""
-        bit = {k.uid: 1 << i for i, k in enumerate(self.kernels)}
-        indeg = {k.uid: 0 for k in self.kernels}
-        for k in self.kernels:
-            for x in k.succ:
-                indeg[x.uid] += 1
-        order, ready = [], [k for k in self.kernels if indeg[k.uid] == 0]
-        while ready:
-            k = ready.pop()
-            order.append(k)
-            for x in k.succ:
-                indeg[x.uid] -= 1
-                if indeg[x.uid] == 0:
-                    ready.append(x)
-        desc: dict[int, int] = {}
-        for k in reversed(order):
-            d = 0
-            for x in k.succ:
-                d |= bit[x.uid] | desc[x.uid]
-            desc[k.uid] = d
-        return desc
 
     def merge_siblings(self) -> None:
         """Merge independent kernels of the same kind and loop (elementwise over one domain, or
         reductions over one (S, R)) that read a common input: one pass over it instead of two."""
-        groups: dict[tuple, list[_K]] = {}
+        groups: dict[tuple, list[_Draft]] = {}
         for k in self.kernels:
-            if k.kind in ("elementwise", "reduction"):
-                groups.setdefault((k.kind, tuple(k.domain), k.raxes), []).append(k)
-        if all(len(ks) < 2 for ks in groups.values()):
-            return
-        desc = self._descendants()
-        memb = {k.uid: 1 << i for i, k in enumerate(self.kernels)}  # original kernels in each cluster
+            if k.kind in (KernelKind.ELEMENTWISE, KernelKind.REDUCTION):
+                groups.setdefault((k.kind, tuple(k.domain), k.reduce_axes), []).append(k)
         for ks in groups.values():
-            clusters: list[tuple[_K, set[int]]] = []
+            clusters: list[tuple[_Draft, set[int]]] = []  # (merged kernel, the ids of what it reads)
             for b in ks:
-                ins_b = self._external_inputs(b)
-                for i, (a, ins_a) in enumerate(clusters):
-                    if not ins_a & ins_b or desc[a.uid] & memb[b.uid] or desc[b.uid] & memb[a.uid]:
+                reads_b = self._external_inputs(b)
+                for i, (a, reads_a) in enumerate(clusters):
+                    if not reads_a & reads_b or self._reaches(a, b) or self._reaches(b, a):
                         continue
                     self._merge(a, b)
-                    memb[a.uid] |= memb.pop(b.uid)
-                    desc[a.uid] |= desc.pop(b.uid)
-                    for x in desc:  # whatever reached a or b now reaches all the merged kernel reaches
-                        if desc[x] & memb[a.uid]:
-                            desc[x] |= desc[a.uid] | memb[a.uid]
-                    clusters[i] = (a, ins_a | ins_b)
+                    clusters[i] = (a, reads_a | reads_b)
                     break
                 else:
-                    clusters.append((b, ins_b))
+                    clusters.append((b, reads_b))
 
-    def _sink_fits(self, b: _K, a: _K) -> bool:
+    def _sink_fits(self, b: _Draft, a: _Draft) -> bool:
         """May elementwise kernel `b`, which only writes graph outputs, run at the end of `a`?"""
         n_b = _numel(b.domain)
         if n_b == 1 and all(m.numel == 1 for m in b.members.values()):
             return True  # scalars: computed once after a's loops
-        union = _K(-1, a.kind, a.domain)
-        union.raxes, union.anchor = a.raxes, a.anchor
+        union = _Draft(-1, a.kind, a.domain)
+        union.reduce_axes, union.anchor = a.reduce_axes, a.anchor
         union.members = {**a.members, **b.members}
-        union.dups = (a.dups | b.dups) - {nid for nid in union.members if nid not in a.dups and nid not in b.dups}
-        if a.kind == "elementwise":
+        if a.kind == KernelKind.ELEMENTWISE:
             return n_b == _numel(a.domain)
-        if a.kind == "reduction":
+        if a.kind == KernelKind.REDUCTION:
             if n_b not in (_numel(a.domain), a.row_numel):
                 return False
             reds = [m for m in a.members.values() if _kind(m) == REDUCTION]
-            return all(self._row_check(q, union, a.domain, a.raxes) is None for q in reds)
-        if a.kind in ("matmul", "conv"):
+            return all(self._row_check(q, union, a.domain, a.reduce_axes) is None for q in reds)
+        if a.kind in (KernelKind.MATMUL, KernelKind.CONV):
             return n_b == a.anchor.numel and all(
                 v.op in EPILOGUE_VIEWS or (_kind(v) == ELEMENTWISE and v.numel == a.anchor.numel)
                 for v in self._downstream(a.anchor, union))
@@ -591,90 +566,69 @@ class _Planner:
         statistics, a step counter) into the one kernel it reads from, when that kernel's loop
         can compute it."""
         for b in list(self.kernels):
-            if b.kind != "elementwise" or b.succ or any(
-                    id(u) not in b.members for nid, m in b.members.items() if nid not in b.dups
+            if b.kind != KernelKind.ELEMENTWISE or self.dependencies.out_degree(b) or any(
+                    id(u) not in b.members for nid, m in b.members.items() if nid not in b.recomputed
                     for u in self.users.get(m, [])):
                 continue
-            srcs = {k.uid: k for nid in self._external_inputs(b) for k in self.kof.get(nid, [])
-                    if nid not in self.input_ids and nid not in k.dups}
+            srcs = {k.uid: k for nid in self._external_inputs(b) for k in self.kernels_of.get(nid, [])
+                    if nid not in self.input_ids and nid not in k.recomputed}
             srcs.pop(b.uid, None)
             if not srcs and len(self.kernels) > 1 and all(m.numel == 1 for m in b.members.values()):
-                a = min((k for k in self.kernels if k is not b), key=lambda k: k.first)
+                a = min((k for k in self.kernels if k is not b), key=lambda k: k.first_position)
                 self._merge(a, b)  # scalars of graph inputs only (a step counter): any kernel computes them
             elif len(srcs) == 1:
                 a = next(iter(srcs.values()))
                 if self._sink_fits(b, a):
                     self._merge(a, b)
 
+    def execution_order(self) -> list[_Draft]:
+        """The kernels in dependency order: next runs, of the kernels whose inputs are all
+        written, the one whose first node comes first in the graph; on a tie (both start with
+        the same recomputed node) the one the walk started first."""
+        return list(nx.lexicographical_topological_sort(self.dependencies,
+                                                        key=lambda k: (k.first_position, k.uid)))
+
     def plan(self) -> FusionPlan:
         self.run()
         self.merge_siblings()
         self.merge_sinks()
-        # topological order of kernels (Kahn), ties broken by graph position
-        indeg = {k.uid: 0 for k in self.kernels}
-        for k in self.kernels:
-            for s in k.succ:
-                indeg[s.uid] += 1
-        ready = sorted((k for k in self.kernels if indeg[k.uid] == 0), key=lambda k: k.first)
-        order: list[_K] = []
-        while ready:
-            k = ready.pop(0)
-            order.append(k)
-            for s in k.succ:
-                indeg[s.uid] -= 1
-                if indeg[s.uid] == 0:
-                    ready.append(s)
-            ready.sort(key=lambda k: k.first)
-        assert len(order) == len(self.kernels), "fusion produced a cycle"
+        order = self.execution_order()
         new_id = {k.uid: i for i, k in enumerate(order)}
         primary: dict[int, int] = {}
         for k in order:
             for nid in k.members:
-                if nid not in k.dups:
+                if nid not in k.recomputed:
                     primary[nid] = new_id[k.uid]
         kernels, boundaries = [], []
         for k in order:
             kid = new_id[k.uid]
-            nodes = sorted(k.members.values(), key=lambda m: self.pos[id(m)])
+            nodes = sorted(k.members.values(), key=lambda m: self.position[id(m)])
             ins: list[Node] = []
             for m in nodes:
                 for i in m.inputs:
                     if id(i) not in k.members and all(i is not x for x in ins):
                         ins.append(i)
-            outs = [m for m in nodes if id(m) not in k.dups and (id(m) in self.outputs or any(
-                kk is not k for u in self.users.get(m, []) for kk in self.kof.get(id(u), [])))]
+            outs = [m for m in nodes if id(m) not in k.recomputed and (id(m) in self.output_ids or any(
+                kk is not k for u in self.users.get(m, []) for kk in self.kernels_of.get(id(u), [])))]
             for i in ins:
                 src = primary.get(id(i))
                 if src is None:
                     reason = "graph input"
                 else:
-                    reason = self.rejected.get((id(i), k.uid))
+                    reason = self.rejections.get((id(i), k.uid))
                     if reason is None:
-                        n_k = len({kk.uid for u in self.users.get(i, []) for kk in self.kof.get(id(u), [])})
+                        n_k = len({kk.uid for u in self.users.get(i, []) for kk in self.kernels_of.get(id(u), [])})
                         reason = f"multiple consumers ({n_k} kernels): computed once in kernel {src}"
                 boundaries.append(Boundary(i, src, kid, reason))
             kind = k.kind
-            if kind == "elementwise" and any(m.op == "gather" for m in nodes):
-                kind = "gather"
-            kernels.append(Kernel(kid, kind, nodes, ins, outs, tuple(k.domain), k.raxes, k.anchor,
-                                  [m for m in nodes if id(m) in k.dups]))
+            if kind == KernelKind.ELEMENTWISE and any(m.op == "gather" for m in nodes):
+                kind = KernelKind.GATHER
+            kernels.append(Kernel(kid, kind, nodes, ins, outs, tuple(k.domain), k.reduce_axes, k.anchor,
+                                  [m for m in nodes if id(m) in k.recomputed]))
         return FusionPlan(self.graph, kernels, boundaries)
 
 
 def plan_fusion(graph: Graph) -> FusionPlan:
     """Partition `graph` into kernels (the graph is not changed)."""
     return _Planner(graph).plan()
-
-
-def run_plan(plan: FusionPlan, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Evaluate `plan` kernel by kernel: each kernel sees only its inputs, in memory order."""
-    g = plan.graph
-    mem: dict[int, np.ndarray] = {id(n): np.asarray(a) for n, a in zip(g.inputs, inputs)}
-    for k in plan.kernels:
-        local = {id(i): mem[id(i)] for i in k.inputs}  # KeyError: read before written
-        for n in k.nodes:
-            local[id(n)] = get_primitive(n.op).impl(*(local[id(i)] for i in n.inputs), **n.attrs)
-        for o in k.outputs:
-            mem[id(o)] = local[id(o)]
-    return [mem[id(o)] for o in g.outputs]
 

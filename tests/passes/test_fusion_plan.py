@@ -2,9 +2,11 @@
 import textwrap
 
 import numpy as np
+import pytest
 
-from kiln.passes import plan_fusion, run_plan
+from kiln.passes import KernelKind, plan_fusion
 from kiln.runtime.interpreter import run_graph
+from kiln.runtime.plan_runner import run_plan
 from passes_helpers import ir
 
 
@@ -165,6 +167,24 @@ def test_scatter_consumers_start_new_kernel_and_constants_are_recomputed():
     assert sum(1 for k in plan.kernels for n in k.recomputed if n.name == "z") == 2
     assert [b.reason for b in plan.boundaries if b.value.name == "s"] == [
         "scatter_add output is complete only after every update: its consumers start a new kernel"]
+
+
+def test_kernel_kinds_are_an_enum_that_reads_as_its_value():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,8], %w: f32[8,5], %i: i64[4,1]) {
+          %m: f32[4,5] = matmul(%x, %w)
+          %s: f32[4,1] = reduce_sum(%m) {axes=(1,), keepdims=True}
+          %g: f32[4,1] = gather(%m, %i) {axis=1}
+          %e: f32[4,1] = exp(%s)
+          %y: f32[4,1] = add(%e, %g)
+          return (%y)
+        }"""))
+    kinds = [k.kind for k in plan.kernels]
+    assert kinds == [KernelKind.MATMUL, KernelKind.REDUCTION]
+    assert all(type(k) is KernelKind for k in kinds)
+    assert kinds[0] == "matmul" and f"[{kinds[1]}]" == "[reduction]" and str(kinds[1]) == "reduction"
+    assert "kernel 0 [matmul] domain=[4,5] anchor=%m" in str(plan)
+    assert {k.value for k in KernelKind} == {"elementwise", "gather", "reduction", "matmul", "conv", "scatter"}
 
 
 def test_cross_entropy_forward_and_backward_kernel_counts():
@@ -332,6 +352,28 @@ def test_output_only_kernel_that_would_move_rows_is_not_folded():
         }"""))
     a = assignment(plan)
     assert a["s"] != a["e"]
+
+
+def test_check_accepts_recomputation_only_of_what_is_free():
+    plan = check_semantics(ir("""
+        graph f(%x: f32[4,3], %y: f32[4,3]) {
+          %s: f32[] = reduce_sum(%x) {axes=(0, 1), keepdims=False}
+          %e: f32[4,3] = exp(%x)
+          %b: f32[4,3] = broadcast_to(%s) {shape=(4, 3)}
+          %a: f32[4,3] = add(%e, %b)
+          %m: f32[4,3] = mul(%a, %y)
+          return (%m, %e)
+        }"""))
+    k = plan.kernels[-1]
+    for name, free in (("b", True), ("s", False), ("e", False)):  # a view; a scalar reduction; exp
+        node = next(n for n in plan.graph.nodes if n.name == name)
+        k.recomputed.append(node)
+        if free:
+            plan.check()
+        else:
+            with pytest.raises(AssertionError, match=f"%{name} .* recomputed in kernel {k.id} but it is not free"):
+                plan.check()
+        k.recomputed.remove(node)
 
 
 def test_kernel_as_graph_is_a_standalone_verified_graph():

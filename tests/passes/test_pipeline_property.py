@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kiln.ir import verify
-from kiln.passes import optimize, plan_fusion, plan_memory, run_plan
+from kiln.passes import optimize, plan_fusion, plan_memory
 from kiln.runtime.interpreter import run_graph
+from kiln.runtime.plan_runner import run_plan
 
 
 def _close(ref, got, what):

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import kiln
-from kiln.passes import default_pipeline, optimize, run_plan
+from kiln.passes import default_pipeline, optimize
 from kiln.runtime.interpreter import run_graph
+from kiln.runtime.plan_runner import run_plan
 
 
 def _arrays(args):

@@ -3,7 +3,6 @@
     conv(x: (N, C, *S), w: (O, C // groups, *K)) -> (N, O, *S_out)
     attrs: strides (per spatial dim), padding ((lo, hi) per spatial dim), dilation, groups
 
-It is registered into `PRIMITIVES` from here; `primitives.py` imports this module last.
 The numpy reference sums per-kernel-offset matmuls for small kernels and uses im2col (a strided
 window view and one batched matmul) for large ones (the weight gradients' "kernels").
 The VJP is written with `conv` itself plus `pad`, `slice`, `permute`, `reshape` and a flip by
@@ -13,13 +12,12 @@ convolution of the input with the output gradient (stride and dilation swapped).
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from . import dtypes as dt
-from .primitives import CONV, PRIMITIVES, ShapeError, _fmt, _register
+from .. import dtypes as dt
+from .registry import CONV, ShapeError, fmt_shape, register
 
 _ATTRS = ("strides", "padding", "dilation", "groups")
 
@@ -54,9 +52,9 @@ def _conv_rule(avals, strides, padding, dilation, groups):
     xs, ws = tuple(x.shape), tuple(w.shape)
     if len(xs) < 3:
         raise ShapeError(f"conv: input must have shape (N, C, *spatial) with at least one spatial dim, "
-                         f"got {_fmt(xs)}")
+                         f"got {fmt_shape(xs)}")
     if len(ws) != len(xs):
-        raise ShapeError(f"conv: weight {_fmt(ws)} must have the same rank as input {_fmt(xs)} "
+        raise ShapeError(f"conv: weight {fmt_shape(ws)} must have the same rank as input {fmt_shape(xs)} "
                          "(out_channels, in_channels // groups, *kernel)")
     if x.dtype != w.dtype:
         raise ShapeError(f"conv: input dtype {x.dtype.name} and weight dtype {w.dtype.name} differ")
@@ -65,16 +63,16 @@ def _conv_rule(avals, strides, padding, dilation, groups):
     nsp = len(xs) - 2
     strides, padding, dilation, groups = _norm_attrs(nsp, strides, padding, dilation, groups)
     if ws[0] % groups:
-        raise ShapeError(f"conv: out_channels {ws[0]} (weight {_fmt(ws)}) is not divisible by groups={groups}")
+        raise ShapeError(f"conv: out_channels {ws[0]} (weight {fmt_shape(ws)}) is not divisible by groups={groups}")
     if xs[1] != ws[1] * groups:
-        raise ShapeError(f"conv: input {_fmt(xs)} has {xs[1]} channels, but weight {_fmt(ws)} with groups={groups} "
-                         f"expects {ws[1] * groups}")
+        raise ShapeError(f"conv: input {fmt_shape(xs)} has {xs[1]} channels, but weight {fmt_shape(ws)} with "
+                         f"groups={groups} expects {ws[1] * groups}")
     if any(k < 1 for k in ws[2:]):
-        raise ShapeError(f"conv: kernel sizes must be positive, weight is {_fmt(ws)}")
+        raise ShapeError(f"conv: kernel sizes must be positive, weight is {fmt_shape(ws)}")
     for d, (s, k, (lo, hi), dl) in enumerate(zip(xs[2:], ws[2:], padding, dilation)):
         if s + lo + hi < dl * (k - 1) + 1:
-            raise ShapeError(f"conv: padded input size {s + lo + hi} of spatial dim {d} (input {_fmt(xs)}) is smaller "
-                             f"than the dilated kernel size {dl * (k - 1) + 1} (weight {_fmt(ws)})")
+            raise ShapeError(f"conv: padded input size {s + lo + hi} of spatial dim {d} (input {fmt_shape(xs)}) "
+                             f"is smaller than the dilated kernel size {dl * (k - 1) + 1} (weight {fmt_shape(ws)})")
     return (xs[0], ws[0]) + _out_sizes(xs[2:], ws[2:], strides, padding, dilation), x.dtype
 
 
@@ -202,8 +200,7 @@ def _conv_vjp(ops, g, inputs, out, strides, padding, dilation, groups):
     return gx, gw
 
 
-_register("conv", CONV, _conv_rule, _conv_impl, _conv_vjp, 2, _ATTRS,
-          doc="grouped N-d cross-correlation of x (N, C, *S) with w (O, C/groups, *K); "
-              "padding is a (lo, hi) pair per spatial dim")
 # the input cotangent reads only the weight, the weight cotangent only the input
-PRIMITIVES["conv"] = replace(PRIMITIVES["conv"], saves="i", save_deps={0: "1", 1: "0"})
+register("conv", CONV, _conv_rule, _conv_impl, _conv_vjp, 2, _ATTRS, saves="i", save_deps={0: "1", 1: "0"},
+         doc="grouped N-d cross-correlation of x (N, C, *S) with w (O, C/groups, *K); "
+             "padding is a (lo, hi) pair per spatial dim")

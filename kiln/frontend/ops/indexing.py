@@ -11,9 +11,12 @@ import math
 
 import numpy as np
 
-from ..ir import dtypes as dt
-from .ops import _bcast, _cast, _prep, permute, reshape, where
-from .tensor import Tensor, active_trace, apply
+from ...ir import dtypes as dt
+from ..creation import arange, tensor
+from ..operands import _bcast, _cast, _prep
+from ..tensor import Tensor, active_trace, apply
+from .comparison import nonzero, where
+from .shape import broadcast_tensors, expand, permute, reshape, unsqueeze
 
 
 def _is_advanced(k) -> bool:
@@ -21,7 +24,6 @@ def _is_advanced(k) -> bool:
 
 
 def _to_index_tensor(k) -> Tensor:
-    from .creation import tensor
     if isinstance(k, Tensor):
         return k
     if isinstance(k, bool):
@@ -84,8 +86,6 @@ def _is_bool_scalar(k) -> bool:
 
 def _bool_scalars(x: Tensor, items: list):
     """PyTorch's x[True] / x[False]: a new dim of size 1, indexed by [0] (True) or [] (False)."""
-    from .creation import tensor
-    from .ops import unsqueeze
     out, dim = [], 0
     for k in items:
         if _is_bool_scalar(k):
@@ -144,7 +144,6 @@ def getitem(x: Tensor, key) -> Tensor:
                 if tuple(t.shape) != tuple(x.shape[dim:dim + t.ndim]):
                     raise IndexError(f"The shape of the mask {list(t.shape)} at index {dim} does not match the shape "
                                      f"of the indexed tensor {list(x.shape[dim:dim + t.ndim])}")
-                from .ops import nonzero
                 parts = nonzero(t, as_tuple=True)
                 for j, p in enumerate(parts):
                     if j:
@@ -172,7 +171,6 @@ def getitem(x: Tensor, key) -> Tensor:
 
 
 def _advanced(y: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
-    from .ops import broadcast_tensors
     dims = [d for d, _ in adv]
     idx = [_cast(t, dt.int64) for _, t in adv]
     for d, t in zip(dims, idx):
@@ -262,7 +260,6 @@ def _finish_basic(y: Tensor, x: Tensor, out_items, adv) -> Tensor:
 
 def setitem(x: Tensor, key, value) -> None:
     """x[key] = value, as an out-of-place scatter assigned back into x."""
-    from .creation import arange
     if not isinstance(value, (Tensor, int, float, bool, np.number, np.bool_)):
         raise TypeError(f"can't assign a {type(value).__name__} to a kiln tensor; assign a tensor or a Python "
                         "number (e.g. kiln.tensor(value))")
@@ -279,7 +276,6 @@ def setitem(x: Tensor, key, value) -> None:
         pos = getitem(reshape(arange(n), tuple(x.shape)), key)
     v = _prep(value, x.dtype, tuple(pos.shape)) if not isinstance(value, Tensor) else None
     if v is None:
-        from .ops import expand
         if value.ndim > pos.ndim:  # PyTorch drops leading size-1 dims of the value
             lead = value.ndim - pos.ndim
             if all(s == 1 for s in value.shape[:lead]):
