@@ -475,28 +475,29 @@ def _s64(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], consts: dict[int, str],
-                 const_nodes: dict[int, Node], checks: list[IndexCheck]) -> tuple[KernelFunc, list[Node]]:
-    """Lower one plan kernel. Returns the kernel and the nodes behind its params, in order."""
+def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], const_nodes: dict[int, Node],
+                 checks: list[IndexCheck]) -> tuple[KernelFunc, list[tuple[str, Node]]]:
+    """Lower one plan kernel. Returns the kernel and, per param, (its role, the node behind it):
+    role "in"/"out" for values in memory, "const" for a literal array the kernel reads."""
     low = _KernelLowering(kernel, name, {}, {}, checks)
     params: list[BufferParam] = []
-    nodes: list[Node] = []
+    nodes: list[tuple[str, Node]] = []
     for k, i in enumerate(kernel.inputs):
         pname = f"in{k}"
         low.buf_names[id(i)] = pname
         params.append(BufferParam(pname, i.dtype, i.numel, "r"))
-        nodes.append(i)
+        nodes.append(("in", i))
     for k, n in enumerate(m for m in kernel.nodes if id(m) in const_nodes):
         pname = f"c{k}"
         low.consts[id(n)] = pname
         params.append(BufferParam(pname, n.dtype, n.numel, "r"))
-        nodes.append(n)
+        nodes.append(("const", n))
     outs = list(kernel.outputs)
     for k, o in enumerate(outs):
         pname = f"out{k}"
         low.buf_names[id(o)] = pname
         params.append(BufferParam(pname, o.dtype, o.numel, "rw" if kernel.kind == "scatter" else "w"))
-        nodes.append(o)
+        nodes.append(("out", o))
     low.write_outputs(outs)
     return low.finish(params, f"plan kernel {kernel.id} [{kernel.kind}] domain={list(kernel.domain)}"), nodes
 
@@ -505,16 +506,17 @@ def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
     """Lower every kernel of `plan`; graph inputs, outputs and intermediates become buffers."""
     g = plan.graph
     buffers: list[ProgramBuffer] = []
-    bname: dict[int, str] = {}
+    bname: dict[int, str] = {}      # values in memory
+    cname: dict[int, str] = {}      # literal arrays
 
-    def buf(n: Node, role: str, data=None) -> str:
-        if id(n) not in bname:
-            bname[id(n)] = f"b{len(buffers)}"
-            buffers.append(ProgramBuffer(bname[id(n)], n.dtype, tuple(n.shape), role, data))
-        return bname[id(n)]
+    def buf(table: dict, n: Node, role: str, data=None) -> str:
+        if id(n) not in table:
+            table[id(n)] = f"b{len(buffers)}"
+            buffers.append(ProgramBuffer(table[id(n)], n.dtype, tuple(n.shape), role, data))
+        return table[id(n)]
 
     for n in g.inputs:
-        buf(n, "input")
+        buf(bname, n, "input")
     outs = {id(o) for o in g.outputs}
     const_nodes: dict[int, Node] = {}
     for k in plan.kernels:
@@ -524,14 +526,16 @@ def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
     kernels, calls, checks = [], [], []
     for k in plan.kernels:
         for o in k.outputs:
-            buf(o, "output" if id(o) in outs else "temp")
-        for n in k.nodes:
-            if id(n) in const_nodes and id(n) not in bname:
-                buf(n, "const", get_primitive("constant").impl(**n.attrs))
-        kf, nodes = lower_kernel(k, f"{name}_k{k.id}", bname, {}, const_nodes, checks)
+            buf(bname, o, "output" if id(o) in outs else "temp")
+        kf, params = lower_kernel(k, f"{name}_k{k.id}", bname, const_nodes, checks)
+        args = []
+        for role, n in params:
+            if role == "const":
+                args.append(buf(cname, n, "const", get_primitive("constant").impl(**n.attrs)))
+            else:
+                args.append(bname[id(n)])
         kernels.append(kf)
-        calls.append((kf.name, [bname[id(n)] for n in nodes]))
-    # graph outputs that no kernel writes: graph inputs returned as they are, or constants
+        calls.append((kf.name, args))
     for o in g.outputs:
         if id(o) not in bname:
             raise LoweringError(f"graph output %{o.name} is written by no kernel")

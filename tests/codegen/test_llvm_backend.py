@@ -209,7 +209,7 @@ def test_parallel_kernels_match_reference(threads, monkeypatch):
         return (x * 1.5 + 0.25).tanh().softmax(dim=1) + x.sum(dim=0, keepdim=True)
     got = kiln.compile(fn)(kiln.from_numpy(x)).numpy()
     ref = kiln.compile(fn, backend="reference")(kiln.from_numpy(x)).numpy()
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=3e-4)  # column sums of 700 floats: summation order
     ex = compile_graph(kiln.make_graph(fn)(kiln.from_numpy(x)))
     assert ex.parallel
 
@@ -238,7 +238,7 @@ def test_lower_shows_every_stage():
     assert "kernel 0 [matmul]" in lo.as_text("plan")
     assert "for i" in lo.as_text("kernels")
     assert "define" in lo.as_text("llvm") and "define" in lo.as_text("llvm-opt")
-    assert re.search(r"\bret\b", lo.as_text("asm"))
+    assert re.search(r"\bretq?\b", lo.as_text("asm"))
     with pytest.raises(ValueError, match="unknown stage"):
         lo.as_text("ptx")
     x, w = kiln.randn(8, 16), kiln.randn(16, 4)
