@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -14,13 +13,12 @@ from .. import config
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
 from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
-from ..passes.manager import DumpWriter
+from ..passes.manager import dump_writer as _dump_writer
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
 from .trace import Trace, tracing
 
-_dump_writers: dict[str, DumpWriter] = {}  # one per dump directory: its files are numbered in pipeline order
 
 
 def _leaf_key(x: Any) -> Any:
@@ -362,17 +360,6 @@ def optimize_graph(graph: Graph, name: str) -> Graph:
         return graph
     writer = _dump_writer()
     return default_pipeline().run_report(graph, prefix=f"{name}-", plans=False, writer=writer).graph
-
-
-def _dump_writer() -> DumpWriter | None:
-    """The writer for the `dump` directory now set (None when not dumping), shared by every trace."""
-    d = config.get().dump
-    if not d:
-        return None
-    key = os.path.abspath(d)
-    if key not in _dump_writers:
-        _dump_writers[key] = DumpWriter(d)
-    return _dump_writers[key]
 
 
 def _dump(graph: Graph, name: str) -> None:

@@ -55,6 +55,21 @@ class DumpWriter:
         return index
 
 
+_dump_writers: dict[str, DumpWriter] = {}  # one per dump directory: its files are numbered in pipeline order
+
+
+def dump_writer() -> DumpWriter | None:
+    """The writer for the `dump` directory now set (None when not dumping), shared by every
+    stage that dumps (traces, passes, plans, code generation)."""
+    d = config.get().dump
+    if not d:
+        return None
+    key = os.path.abspath(d)
+    if key not in _dump_writers:
+        _dump_writers[key] = DumpWriter(d)
+    return _dump_writers[key]
+
+
 @dataclass(frozen=True)
 class Pass:
     name: str

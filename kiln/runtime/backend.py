@@ -78,7 +78,19 @@ def executable(graph: Graph, backend: str | None = None):
     if ex is None:
         ex = get_backend(name).compile(graph)
         cache[key] = ex
+        _dump_stages(graph, ex)
     return ex
+
+
+def _dump_stages(graph: Graph, ex) -> None:
+    """With KILN_DUMP set, write the compiled program's stages after the graph's passes."""
+    from ..passes.manager import dump_writer
+    writer = dump_writer()
+    stages = getattr(ex, "stages", None)
+    if writer is None or stages is None:
+        return
+    for stage in ("plan", "kernels", "llvm", "llvm-opt", "asm"):
+        writer.write(f"{graph.name}-{stage}", stages(stage))
 
 
 def run_graph(graph: Graph, inputs: Sequence[np.ndarray], backend: str | None = None) -> list[np.ndarray]:
