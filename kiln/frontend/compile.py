@@ -89,6 +89,7 @@ class CompiledFunction:
         self._hits = 0
         self._misses = 0
         self._warned = False
+        self._flat_specs: dict[int, Any] = {}
         functools.update_wrapper(self, fn)
 
     # -- public API ------------------------------------------------------------------------
@@ -119,8 +120,16 @@ class CompiledFunction:
 
     # -- internals ---------------------------------------------------------------------------
     def _lookup(self, args, kwargs, count: bool = True):
-        leaves, spec = tree_flatten((args, kwargs))
-        key = (spec_key(spec), tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
+        if not kwargs and all(type(a) is Tensor for a in args):
+            # the common call, positional tensors only: the spec depends on their count alone
+            leaves = list(args)
+            sk = self._flat_specs.get(len(args))
+            if sk is None:
+                sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
+        else:
+            leaves, spec = tree_flatten((args, kwargs))
+            sk = spec_key(spec)
+        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
         entries = self._cache.setdefault(key, [])
         for entry in entries:
             if entry.guards_hold():
@@ -149,7 +158,12 @@ class CompiledFunction:
         captured = entry.captured_now()
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         if entry.autograd is None:
-            return finish_call(entry, tensors, run_graph(entry.graph, arrays, self.backend))[0]
+            run = entry.__dict__.get("_run_main")
+            if run is None or entry.__dict__.get("_run_backend") != self.backend:
+                from ..runtime.backend import executable
+                run = entry.__dict__["_run_main"] = executable(entry.graph, self.backend).run
+                entry.__dict__["_run_backend"] = self.backend
+            return finish_call(entry, tensors, run(arrays), captured)[0]
         split = entry.autograd
         results = run_graph(split.forward, arrays, self.backend)
         out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
@@ -206,11 +220,15 @@ class CompiledBackward:
         self.saved = None
 
 
-def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray]):
+def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray],
+                captured: list[Tensor] | None = None):
     """Write back mutations and `.grad` assignments, then build the user's outputs.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    lifted = arg_tensors + entry.captured_now()
+    if not entry.mutations and not entry.grad_sets:
+        lifted = arg_tensors
+    else:
+        lifted = arg_tensors + (entry.captured_now() if captured is None else captured)
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:

@@ -110,8 +110,9 @@ class LLVMExecutable:
         self._ptrs_addr = ctypes.addressof(self._ptrs)
         self._call_lock = threading.Lock()
         self.parallel = any(ls.parallel for k in program.kernels for ls in k.schedule.loops.values())
-        for k, arr in self._consts.items():
-            self._ptrs[k] = arr.__array_interface__["data"][0]
+        self._input_specs = [self._specs[k] for k in self._inputs]
+        self._template = [self._consts.get(k) for k in range(len(bufs))]
+        self._fresh = [(k, *self._specs[k]) for k, r in enumerate(self._roles) if r in ("output", "temp")]
 
     def stages(self, stage: str) -> str:
         """This program's text at `stage`: plan | kernels | llvm | llvm-opt | asm."""
@@ -133,26 +134,16 @@ class LLVMExecutable:
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self._inputs):
             raise ValueError(f"program {self.program.name} takes {len(self._inputs)} inputs, got {len(inputs)}")
-        arrays: list = [None] * len(self._specs)
-        for k, arr in zip(self._inputs, inputs):
-            arr = np.asarray(arr)
-            shape, dtype = self._specs[k]
-            if arr.shape != shape or arr.dtype != dtype:
-                b = self.program.buffers[k]
-                raise ValueError(f"input {b.name} expects {b.dtype.name}{list(b.shape)}, "
-                                 f"got {arr.dtype}{list(arr.shape)}")
-            if not arr.flags.c_contiguous:
-                arr = np.ascontiguousarray(arr)
+        arrays = list(self._template)
+        ptrs = self._ptrs
+        for k, arr, (shape, dtype) in zip(self._inputs, inputs, self._input_specs):
+            if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype \
+                    or not arr.flags.c_contiguous:
+                arr = self._checked_input(k, arr)
             arrays[k] = arr
-        for k, role in enumerate(self._roles):
-            if arrays[k] is None:
-                if role == "const":
-                    arrays[k] = self._consts[k]
-                else:
-                    shape, dtype = self._specs[k]
-                    arrays[k] = np.empty(shape, dtype)
+        for k, shape, dtype in self._fresh:
+            arrays[k] = np.empty(shape, dtype)
         with self._call_lock:
-            ptrs = self._ptrs
             for k, a in enumerate(arrays):
                 ptrs[k] = a.__array_interface__["data"][0]
             n = native_threads() if self.parallel else 1
@@ -167,6 +158,14 @@ class LLVMExecutable:
             check = self.program.checks[rc - 1]
             raise IndexError(check.message(value))
         return [arrays[k] for k in self._outputs]
+
+    def _checked_input(self, k: int, arr) -> np.ndarray:
+        arr = np.asarray(arr)
+        shape, dtype = self._specs[k]
+        if arr.shape != shape or arr.dtype != dtype:
+            b = self.program.buffers[k]
+            raise ValueError(f"input {b.name} expects {b.dtype.name}{list(b.shape)}, got {arr.dtype}{list(arr.shape)}")
+        return np.ascontiguousarray(arr)
 
 
 def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None = None) -> LLVMExecutable:
