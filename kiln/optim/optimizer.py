@@ -16,8 +16,10 @@ Compile-friendliness (see docs/training.md):
 """
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -59,6 +61,21 @@ def _number_of(value: Any, key: str) -> float:
     return float(value)
 
 
+def _guard_value(v: Any) -> Any:
+    """What a guard on a param-group option compares: tensors by identity, other values by value."""
+    return ("tensor", id(v)) if isinstance(v, Tensor) else v
+
+
+@contextmanager
+def _internal_reads() -> Iterator[None]:
+    """kiln's own update code reads param groups without guards (it reads hyperparameter tensors)."""
+    _reads.internal += 1
+    try:
+        yield
+    finally:
+        _reads.internal -= 1
+
+
 def _check_lr(lr: Any) -> None:
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
@@ -70,12 +87,32 @@ def _check_lr(lr: Any) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
+class _Reads(threading.local):
+    internal = 0  # > 0 while kiln's own update code reads param groups (it reads hyperparameter tensors)
+
+
+_reads = _Reads()
+
+
 class ParamGroup(dict):
     """A parameter group: a dict whose numeric hyperparameters are mirrored in 0-d tensors.
 
     `group["lr"] = 0.01` updates the float64 tensor `group.hparam("lr")` in place, so code
     compiled with `kiln.compile` (which reads that tensor at every call) sees the new value.
+    Code that reads an option's Python value while tracing (a user optimizer's
+    `group["lr"]`) makes the trace specialise on that value: a changed value retraces.
     """
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if key != "params" and not _reads.internal:
+            tr = active_trace()
+            if tr is not None:
+                tr.guard_once((id(self), key), lambda: _guard_value(dict.get(self, key, _trace.ABSENT)))
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else default
 
     def __init__(self, *args, tensor_keys: Iterable[str] = (), **kwargs):
         super().__init__()
@@ -87,6 +124,12 @@ class ParamGroup(dict):
     def __setitem__(self, key: str, value: Any) -> None:
         if key in self._tensor_keys:
             self._sync(key, value)
+        else:
+            tr = active_trace()
+            if tr is not None:  # e.g. a user optimizer counting steps in its group: redone after each call
+                tr.note_store(("group", id(self), key), lambda: dict.get(self, key, _trace.ABSENT),
+                              lambda v: self.__setitem__(key, v) if v is not _trace.ABSENT else self.pop(key, None),
+                              f"param_group[{key!r}]")
         super().__setitem__(key, value)
 
     def update(self, *args, **kwargs) -> None:  # type: ignore[override]
@@ -267,6 +310,18 @@ class Optimizer:
             param_groups = [{"params": param_groups}]
         for g in param_groups:
             self.add_param_group(g)
+        _trace.watch_state(self)
+
+    def _traced_state_slots(self) -> Iterator[tuple]:
+        """Per parameter, the slot `self.state[p]` (for `kiln.compile`: state a traced step creates
+        is written back after every call; see `trace.Trace.state_writes`)."""
+        state = self.state
+        for group in self.param_groups:
+            for p in dict.__getitem__(group, "params"):
+                yield (("state", id(state), id(p)),
+                       lambda p=p: state.get(p, _trace.ABSENT),
+                       lambda v, p=p: state.__setitem__(p, v) if v is not _trace.ABSENT else state.pop(p, None),
+                       f"{type(self).__name__}.state[<parameter of shape {tuple(p.shape)}>]")
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -339,7 +394,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         tr = active_trace()
-        with no_grad():
+        with no_grad(), _internal_reads():
             for group in self.param_groups:
                 if tr is not None:  # retrace if an option's branch (zero / non-zero, a flag) changes later
                     tr.guard(lambda g=group: _structure(g, self._branch_on_zero))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Iterator
 
@@ -12,7 +13,10 @@ from ...frontend.tensor import Tensor, _Cell, _check_device
 from ...ir import dtypes as dt
 from ..parameter import Buffer, Parameter
 from ...frontend.tensor import active_trace as _active_trace
+from ...frontend.trace import ABSENT as _ABSENT
 from ...frontend.trace import guard_attr as _guard_attr
+
+_no_trace = lambda: None  # noqa: E731  (what `_born_in_trace` holds for a module built outside any trace)
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -77,6 +81,9 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        tr = _active_trace()
+        # a module built inside a kiln.compile trace is that call's own: its stores are not state to write back
+        object.__setattr__(self, "_born_in_trace", weakref.ref(tr) if tr is not None else None)
 
     forward: Callable[..., Any]
 
@@ -148,6 +155,12 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         params = self.__dict__.get("_parameters")
+        if params is not None:
+            tr = _active_trace()
+            if tr is not None and (self.__dict__.get("_born_in_trace") or _no_trace)() is not tr:
+                # stored while tracing (a cached mask, a counter): kiln.compile redoes it after every call
+                tr.note_store(("module", id(self), name), lambda: self._slot_value(name),
+                              lambda v: self._put_slot(name, v), f"{type(self).__name__}.{name}")
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
@@ -186,6 +199,21 @@ class Module:
             return
         object.__setattr__(self, name, value)
 
+    def _slot_value(self, name: str) -> Any:
+        """The attribute `name` as stored (parameter, buffer, child or plain attribute), or ABSENT."""
+        d = self.__dict__
+        for store in (d["_parameters"], d["_buffers"], d["_modules"]):
+            if name in store:
+                return store[name]
+        return d.get(name, _ABSENT)
+
+    def _put_slot(self, name: str, value: Any) -> None:
+        if value is _ABSENT:
+            if self._slot_value(name) is not _ABSENT:
+                delattr(self, name)
+        else:
+            setattr(self, name, value)
+
     def _remove_from(self, name: str) -> None:
         for d in (self.__dict__, self._parameters, self._buffers, self._modules):
             if name in d:
@@ -212,7 +240,8 @@ class Module:
 
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        if _active_trace() is not None:
+        tr = _active_trace()
+        if tr is not None and (self.__dict__.get("_born_in_trace") or _no_trace)() is not tr:
             _guard_attr(self, "training")  # a compiled function retraces when train()/eval() changes
         for hook, with_kwargs in list(self._forward_pre_hooks.values()):
             if with_kwargs:
@@ -369,12 +398,13 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the parameters' gradients: to None (default), or to zeros in place."""
         for p in self.parameters():
-            if p.grad is None:
-                continue
             if set_to_none:
+                # Assign without reading first: inside kiln.compile, reading .grad would specialise
+                # the trace on whether it was None, costing a retrace after the first call.
                 p.grad = None
-            else:
+            elif p.grad is not None:
                 with no_grad():
                     p.grad.zero_()
 
