@@ -164,7 +164,7 @@ class Module:
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
-            self._remove_from(name)
+            self._remove_from(name, keep=self._parameters)
             self.register_parameter(name, value)
             return
         if params is not None and name in params:
@@ -177,7 +177,7 @@ class Module:
         if isinstance(value, Module):
             if modules is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
-            self._remove_from(name)
+            self._remove_from(name, keep=modules)
             modules[name] = value
             return
         if modules is not None and name in modules:
@@ -188,7 +188,7 @@ class Module:
             return
         buffers = self.__dict__.get("_buffers")
         if isinstance(value, Buffer):
-            self._remove_from(name)
+            self._remove_from(name, keep=self._buffers)
             self.register_buffer(name, value, persistent=value.persistent)
             return
         if buffers is not None and name in buffers:
@@ -214,11 +214,14 @@ class Module:
         else:
             setattr(self, name, value)
 
-    def _remove_from(self, name: str) -> None:
+    def _remove_from(self, name: str, keep: dict | None = None) -> None:
+        """Drop `name` from every store but `keep`: re-assigning a child, parameter or buffer keeps its
+        place in registration order (children(), state_dict keys), as in PyTorch."""
         for d in (self.__dict__, self._parameters, self._buffers, self._modules):
-            if name in d:
+            if name in d and d is not keep:
                 del d[name]
-        self._non_persistent_buffers_set.discard(name)
+        if keep is not self._buffers:
+            self._non_persistent_buffers_set.discard(name)
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
