@@ -222,7 +222,7 @@ class UpdateOps:
         t = self.group.hparam(key)
         return t[index] if index is not None else t
 
-    # interface: val, hp64, cast, sqrt, maximum, where, assign
+    # interface: val, hp64, cast, sqrt, abs, sign, maximum, minimum, clamp, where, assign
 
 
 class TensorOps(UpdateOps):
@@ -247,6 +247,19 @@ class TensorOps(UpdateOps):
     def where(self, cond: Tensor, a: Any, b: Any) -> Tensor:
         from ..frontend.ops import where
         return where(cond, a, b)
+
+    def abs(self, x: Tensor) -> Tensor:
+        return x.abs()
+
+    def sign(self, x: Tensor) -> Tensor:
+        return x.sign()
+
+    def clamp(self, x: Tensor, lo: Any, hi: Any) -> Tensor:
+        return self.minimum(self.maximum(x, lo), hi)
+
+    def minimum(self, a: Tensor, b: Tensor) -> Tensor:
+        from ..frontend.ops import minimum
+        return minimum(a, b)
 
     def assign(self, t: Tensor, value: Tensor) -> None:
         t.copy_(value)
@@ -275,6 +288,18 @@ class NumpyOps(UpdateOps):
 
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         return np.where(cond, a, b)
+
+    def abs(self, x: Any) -> Any:
+        return np.abs(x)
+
+    def sign(self, x: Any) -> Any:
+        return np.sign(x)
+
+    def clamp(self, x: Any, lo: Any, hi: Any) -> Any:
+        return np.minimum(np.maximum(x, lo), hi)
+
+    def minimum(self, a: Any, b: Any) -> Any:
+        return np.minimum(a, b)
 
     def assign(self, t: Tensor, value: Any) -> None:
         np.copyto(t._cell.value, value, casting="unsafe")

@@ -30,6 +30,13 @@ CASES = [
     ("RMSprop", dict(lr=0.01, centered=True)),
     ("RMSprop", dict(lr=0.005, centered=True, momentum=0.5, weight_decay=0.1, alpha=0.9)),
     ("RMSprop", dict(lr=0.01, maximize=True, eps=1e-4)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1, maximize=True)),
+    ("Adamax", dict()),
+    ("Adamax", dict(lr=0.01, betas=(0.7, 0.9), eps=1e-4, weight_decay=0.1)),
+    ("Adamax", dict(lr=0.01, maximize=True)),
+    ("Rprop", dict()),
+    ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), maximize=True)),
 ]
 
 
@@ -77,9 +84,9 @@ def test_trajectory_matches_torch(case):
                 assert kg[key] == tval, key
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adadelta", "Adamax", "Rprop"])
 def test_param_groups_with_own_options(name):
-    kw = dict(lr=0.01, momentum=0.9) if name != "Adam" else dict(lr=0.01)
+    kw = dict(lr=0.01, momentum=0.9) if name in ("SGD", "RMSprop") else dict(lr=0.01)
     kopt, topt, *_ = run_both(name, kw, steps=5, groups=True)
     assert [g["lr"] for g in kopt.param_groups] == [g["lr"] for g in topt.param_groups]
 
@@ -196,7 +203,10 @@ def test_load_torch_state_dict_then_continue():
 
 @pytest.mark.parametrize("name,kw", [("Adam", dict(lr=0.01, amsgrad=True)),
                                      ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1)),
-                                     ("RMSprop", dict(lr=0.01, centered=True, alpha=0.3, momentum=0.2))])
+                                     ("RMSprop", dict(lr=0.01, centered=True, alpha=0.3, momentum=0.2)),
+                                     ("Adadelta", dict(lr=0.5, weight_decay=0.1)),
+                                     ("Adamax", dict(lr=0.01, weight_decay=0.1)),
+                                     ("Rprop", dict(lr=0.01))])
 def test_float64_parameters_match_torch_tightly(name, kw):
     import numpy as np
     rng = np.random.default_rng(0)
@@ -243,3 +253,12 @@ def test_param_group_mirrors_numeric_options_in_place():
     g2 = copy.deepcopy(g)
     g2["lr"] = 1.0
     assert float(lr_t) == 0.25 and float(g2.hparam("lr")) == 1.0
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adamax", "Rprop"])
+def test_param_group_and_state_keys_match_torch(name):
+    kopt, topt, *_ = run_both(name, {}, steps=1)
+    ks, ts = kopt.state_dict(), topt.state_dict()
+    assert set(ks["param_groups"][0]) == set(ts["param_groups"][0])
+    assert list(ks["state"][0]) == list(ts["state"][0])
+    assert ks["state"][0]["step"].dtype == kiln.float32 and ks["state"][0]["step"].ndim == 0
