@@ -320,6 +320,8 @@ class Optimizer:
     #: Eager steps run the update formulas on numpy arrays (NumpyOps); set False to run them
     #: with kiln tensor ops (TensorOps, what a trace records) also when eager.
     _eager_numpy: bool = True
+    #: 0-d state kept float32 whatever the parameter dtype, as PyTorch's (other floating state follows the parameter).
+    _scalar_state: tuple[str, ...] = ("step",)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -519,7 +521,7 @@ class Optimizer:
                 continue
             if not isinstance(value, Tensor):
                 value = _tensor(np.asarray(value))
-            if key == "step":
+            if key in self._scalar_state:
                 want = dt.float32 if not value.dtype.is_floating_point else value.dtype
             elif value.dtype.is_floating_point:
                 want = p.dtype

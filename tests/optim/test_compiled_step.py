@@ -23,6 +23,9 @@ CONFIGS = [
     ("Adadelta", dict(lr=0.5, weight_decay=0.01)),
     ("Adamax", dict(lr=0.01, weight_decay=0.01)),
     ("Rprop", dict(lr=0.01, maximize=True)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.01)),
+    ("RAdam", dict(lr=0.01, decoupled_weight_decay=True, weight_decay=0.01)),
+    ("ASGD", dict(lr=0.05, t0=2)),
 ]
 
 
