@@ -16,8 +16,6 @@ from ...frontend.tensor import active_trace as _active_trace
 from ...frontend.trace import ABSENT as _ABSENT
 from ...frontend.trace import guard_attr as _guard_attr
 
-_no_trace = lambda: None  # noqa: E731  (what `_born_in_trace` holds for a module built outside any trace)
-
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
@@ -157,7 +155,7 @@ class Module:
         params = self.__dict__.get("_parameters")
         if params is not None:
             tr = _active_trace()
-            if tr is not None and (self.__dict__.get("_born_in_trace") or _no_trace)() is not tr:
+            if tr is not None and self._predates(tr):
                 # stored while tracing (a cached mask, a counter): kiln.compile redoes it after every call
                 tr.note_store(("module", id(self), name), lambda: self._slot_value(name),
                               lambda v: self._put_slot(name, v), f"{type(self).__name__}.{name}")
@@ -198,6 +196,11 @@ class Module:
             buffers[name] = value
             return
         object.__setattr__(self, name, value)
+
+    def _predates(self, trace: Any) -> bool:
+        """Whether this module was built before `trace` began (not inside it): its attributes are state."""
+        born = self.__dict__.get("_born_in_trace")
+        return born is None or born() is not trace
 
     def _slot_value(self, name: str) -> Any:
         """The attribute `name` as stored (parameter, buffer, child or plain attribute), or ABSENT."""
@@ -244,7 +247,7 @@ class Module:
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         tr = _active_trace()
-        if tr is not None and (self.__dict__.get("_born_in_trace") or _no_trace)() is not tr:
+        if tr is not None and self._predates(tr):
             _guard_attr(self, "training")  # a compiled function retraces when train()/eval() changes
         for hook, with_kwargs in list(self._forward_pre_hooks.values()):
             if with_kwargs:
