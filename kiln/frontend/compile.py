@@ -17,7 +17,7 @@ from ..passes.manager import dump_writer as _dump_writer
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
-from .trace import Trace, tracing
+from .trace import StateWrite, Trace, tracing
 
 
 
@@ -54,6 +54,7 @@ class CompiledEntry:
     diff_outputs: list[int] = field(default_factory=list)  # graph outputs that get a grad_fn
 
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
+    state_writes: list[StateWrite] = field(default_factory=list)  # stores redone after each call ("node" -> output index)
 
     def captured_now(self) -> list[Tensor]:
         """The captured tensors as of now (e.g. a parameter's current `.grad` object)."""
@@ -233,6 +234,8 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
         t._grad = None if out_idx is None else Tensor._make(np.array(results[out_idx], copy=True))
+    for w in entry.state_writes:
+        w.put(tree_unflatten(w.spec, [_state_value(leaf, lifted, results) for leaf in w.leaves]))
     outs = []
     by_index = {}
     for kind, v in entry.out_leaves:
@@ -242,6 +245,19 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
         else:
             outs.append(v)
     return tree_unflatten(entry.out_spec, outs), by_index
+
+
+def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -> Any:
+    """The value a state write stores for one leaf (see `trace.StateWrite`), after a call."""
+    kind = leaf[0]
+    if kind == "out":
+        return Tensor._make(np.array(results[leaf[1]], copy=True))
+    if kind == "lifted":
+        return lifted[leaf[1]]
+    if kind == "view":
+        from .tensor import _replay
+        return _replay(lifted[leaf[1]], leaf[2])
+    return leaf[1]
 
 
 def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
@@ -275,6 +291,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
                     out_nodes.append(trace.node_of(o))
                 else:
                     out_leaves.append(("const", o))
+            state_writes = trace.state_writes(sum(isinstance(x, Tensor) for x in leaves))
         except BaseException:
             trace.finish()
             raise
@@ -293,10 +310,16 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
             out_nodes.append(g._cell.value)
         elif g is not t._grad:
             raise RuntimeError("a .grad assigned inside kiln.compile must be computed inside the function")
+    for w in state_writes:  # values the graph computes for stored state become outputs too
+        for j, leaf in enumerate(w.leaves):
+            if leaf[0] == "node":
+                w.leaves[j] = ("out", len(out_nodes))
+                out_nodes.append(leaf[1])
     trace.graph.set_outputs(out_nodes)
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
-                          [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards)
+                          [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards,
+                          state_writes=state_writes)
     if config.get().verify:
         check_graph(trace.graph)
     _dump(trace.graph, name)

@@ -4,15 +4,23 @@ Tensors that the function reads without receiving them as arguments (parameters,
 optimizer state, the random generator) are *lifted*: they become extra graph inputs,
 read again at every call. In-place updates of them, and assignments to their `.grad`,
 become extra graph outputs that the caller writes back after running the graph.
+
+State *stored* while tracing (a module attribute set in `forward`, optimizer state created
+on the first `step()`, a Python number written into a param group) is a *state write*:
+its tensors become graph outputs and the store is redone with real tensors after every
+call, and the trace is guarded on what the slot held at entry, so code that branches on
+"is the state there yet?" retraces once it is (see `Trace.state_writes`).
 """
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import ShapeError
 from .operands import _constant_tensor
+from .pytree import tree_flatten
 from .source_location import user_location
 from .tensor import Tensor, active_trace, set_active_trace
 
@@ -30,6 +38,13 @@ class Trace:
         self.guards: list[tuple[Callable[[], Any], Any]] = []  # Python state the trace specialised on
         self._grad_guarded: set[int] = set()
         self._stop_cache: dict[int, Node] = {}
+        self._made: set[int] = set()  # ids of the tensors this trace created (emit)
+        self._stale_views: dict[int, Tensor] = {}  # views made before the trace, re-derived inside it
+        self._slots: dict[Any, _Slot] = {}  # Python containers the traced code may store state into
+        self._guard_tokens: set[Any] = set()
+        for owner in list(_state_owners):
+            for token, get, put, what in owner._traced_state_slots():
+                self.note_store(token, get, put, what, loc="<entry>")
 
     # -- recording -------------------------------------------------------------------------
     def emit(self, prim, args, attrs) -> Tensor:
@@ -39,17 +54,25 @@ class Trace:
         except ShapeError as e:
             raise ShapeError(f"{e} (at {user_location()})") from None
         node = self.graph.add_node(prim.name, nodes, attrs, shape, dtype, loc=user_location())
-        return Tensor._make(node, self)
+        out = Tensor._make(node, self)
+        self._made.add(id(out))
+        return out
 
     def node_of(self, t: Tensor) -> Node:
         if t._base is not None and t._view_synced != t._vc[0]:
             t._resync_view()  # its base was updated in place since this view was made
         cell = t._cell
         if cell.trace is self:
+            if t._base is not None and id(t) not in self._made:
+                self._stale_views.setdefault(id(t), t)  # made eagerly, re-derived here: made eager again by finish
             return self._stopped(cell.value) if t._detached else cell.value
         if cell.trace is not None:
-            raise RuntimeError("a tensor from another kiln.compile trace was used here; tensors created while "
-                               "tracing must be returned from the compiled function, not stored")
+            made = getattr(cell.value, "loc", None)
+            raise RuntimeError("a tensor from another kiln.compile trace was used here"
+                               + (f" (it was created at {made})" if made else "")
+                               + "; tensors created while tracing must be returned from the compiled function, or "
+                               "stored on a module, an optimizer's state or a param group (which kiln.compile "
+                               "writes back), not kept elsewhere")
         node = self.lift(t)
         return self._stopped(node) if t._detached else node
 
@@ -101,9 +124,64 @@ class Trace:
         ref = weakref.ref(t)
         self.guard(lambda: ref() is not None and ref()._grad is None)
 
+    def guard_once(self, token: Any, read: Callable[[], Any]) -> None:
+        """`guard(read)`, at most once per `token` in this trace."""
+        if token not in self._guard_tokens:
+            self._guard_tokens.add(token)
+            self.guard(read)
+
     def note_grad_write(self, t: Tensor) -> None:
         if id(t) not in self.grad_writes:
             self.grad_writes[id(t)] = (t, t._grad)
+
+    # -- state stored while tracing ----------------------------------------------------------
+    def note_store(self, token: Any, get: Callable[[], Any], put: Callable[[Any], None], what: str,
+                   loc: str | None = None) -> None:
+        """The traced code is about to store into a slot (`get()` reads it, `put(v)` writes it).
+
+        The first note per `token` records what the slot held at entry; `state_writes` then
+        decides whether the store must be redone after every call."""
+        if token not in self._slots:
+            self._slots[token] = _Slot(get, put, state_kind(get()), what, loc or user_location())
+
+    def state_writes(self, n_args: int) -> list["StateWrite"]:
+        """The stores to redo after every call, in slot order; guards each on the slot's entry kind.
+
+        A slot needs a write when it now holds tensors this trace computed (they become graph
+        outputs), one of the `n_args` argument tensors (the first lifted; each call passes its
+        own), or a Python value different from its entry value. Slots that hold only other eager
+        tensors need nothing: those objects persist, and in-place updates of them are already
+        written back."""
+        lifted = {id(t): k for k, (t, *_rest) in enumerate(self.lifted)}
+        writes = []
+        for slot in self._slots.values():
+            value = slot.get()
+            leaves, spec = tree_flatten(value)
+            out: list[tuple] = []
+            traced = python = False
+            for leaf in leaves:
+                if not isinstance(leaf, Tensor):
+                    out.append(("const", leaf))
+                    python = True
+                elif leaf._cell.trace is None:
+                    out.append(("const", leaf))
+                elif leaf._cell.trace is not self:
+                    raise RuntimeError(f"{slot.what} (stored at {slot.loc}) holds a tensor from another "
+                                       "kiln.compile trace")
+                elif id(leaf) in lifted:
+                    out.append(("lifted", lifted[id(leaf)]))
+                    traced = traced or lifted[id(leaf)] < n_args
+                elif leaf._base is not None and id(leaf._base) in lifted and not leaf._detached:
+                    out.append(("view", lifted[id(leaf._base)], leaf._view_chain))
+                    traced = True
+                else:
+                    out.append(("node", self.node_of(leaf)))
+                    traced = True
+            if not traced and not (python and state_kind(value) != slot.entry):
+                continue
+            self.guards.append((lambda s=slot: state_kind(s.get()), slot.entry))
+            writes.append(StateWrite(slot.put, spec, out, slot.what))
+        return writes
 
     # -- closing ---------------------------------------------------------------------------
     def finish(self) -> tuple[list[tuple[int, Tensor]], list[tuple[Tensor, Any]]]:
@@ -119,8 +197,78 @@ class Trace:
             t._grad_fn = grad_fn
         for t, before in self.grad_writes.values():
             t._grad = before
+        for t in self._stale_views.values():
+            if t._cell.trace is self and t._base._cell.trace is None:
+                _rederive_view(t)
         self.active = False
         return mutated, grad_final
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+#: What `get()` of a state slot returns when the slot is empty (an attribute or key not set).
+ABSENT = _Absent()
+
+
+def state_kind(value: Any) -> Any:
+    """The structure of a stored value that traced code may branch on: Python values exactly,
+    tensors only as "a tensor" (their shapes and dtypes are checked as lifted inputs)."""
+    if isinstance(value, Tensor):
+        return "T"
+    if value is None or value is ABSENT or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)
+    if isinstance(value, (tuple, list)):
+        return (type(value).__name__, tuple(state_kind(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((("T", id(k)) if isinstance(k, Tensor) else k, state_kind(v))
+                              for k, v in value.items()))
+    return ("obj", type(value).__qualname__)
+
+
+@dataclass
+class _Slot:
+    get: Callable[[], Any]
+    put: Callable[[Any], None]
+    entry: Any  # state_kind of the value at entry
+    what: str  # e.g. "Net.mask", for messages
+    loc: str  # the user's line of the first store
+
+
+@dataclass
+class StateWrite:
+    """A store to redo after each call: `put(tree_unflatten(spec, values of leaves))`.
+
+    Leaves: ("node", Node) a value the graph computes (a graph output), ("lifted", k) the
+    k-th lifted tensor itself, ("view", k, chain) a view of it, ("const", v) a Python value."""
+
+    put: Callable[[Any], None]
+    spec: Any
+    leaves: list[tuple]
+    what: str
+
+
+_state_owners: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def watch_state(owner: Any) -> None:
+    """Snapshot `owner`'s state slots at the start of every trace (e.g. an optimizer's per-parameter state).
+
+    `owner._traced_state_slots()` yields `(token, get, put, what)` per slot; see `Trace.note_store`."""
+    _state_owners.add(owner)
+
+
+def _rederive_view(t: Tensor) -> None:
+    """Make view `t`, re-derived from its base inside a trace, an eager view of that base again."""
+    from .tensor import _replay
+    with suspended():
+        v = _replay(t._base, t._view_chain)
+    t._cell.value, t._cell.trace = v._cell.value, None
+    if not t._detached:
+        t._grad_fn, t._output_nr, t._requires_grad = v._grad_fn, v._output_nr, v._requires_grad
+    t._view_synced = t._vc[0]
 
 
 class tracing:

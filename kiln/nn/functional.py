@@ -1076,8 +1076,27 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
-    """Zero whole channels of (N, C, H, W) with probability `p`."""
-    return _channel_dropout(input, p, training, inplace, 2, "dropout2d")
+    """Zero whole channels of (N, C, H, W) with probability `p`.
+
+    Other ranks behave as in PyTorch: a warning, then the mask covers the first two dims
+    (a 3-D input is (N, C, L); a 2-D input is dropped element by element)."""
+    _check_p(p)
+    if input.ndim not in (3, 4):
+        warnings.warn(f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated and will "
+                      "result in an error in a future release. To retain the behavior and silence this warning, "
+                      "please use dropout instead. Note that dropout2d exists to provide channel-wise dropout on "
+                      "inputs with 2 spatial dimensions, a channel dimension, and an optional batch dimension "
+                      "(i.e. 3D or 4D inputs).", stacklevel=2)
+    if input.ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout "
+                      "behavior is desired - input is interpreted as shape (N, C, L), where C is the channel dim. "
+                      "This behavior will change in a future release to interpret the input as one without a batch "
+                      "dimension, i.e. shape (C, H, W). To maintain the 1D channel-wise dropout behavior, please "
+                      "switch to using dropout1d instead.", stacklevel=2)
+    if input.ndim < 2 and training and p != 0.0:
+        raise RuntimeError(f"dropout2d: Feature dropout requires at least 2 dimensions in the input, but got an "
+                           f"input of shape {list(input.shape)}")
+    return _channel_dropout(input, p, training, inplace, max(input.ndim - 2, 0), "dropout2d")
 
 
 def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
@@ -1240,9 +1259,17 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
         arr = input._cell.value
         if np.any((arr < 0) | (arr > 1)):
             raise RuntimeError("all elements of input should be between 0 and 1")
-    log_x = K.clamp_min(K.log(input), -100.0)
-    log_1mx = K.clamp_min(K.log1p(K.neg(input)), -100.0)
+    # The logs are differentiated through PyTorch's formula instead, d/dx = (x - t) / max(x (1 - x), 1e-12),
+    # which stays finite where a log's derivative is infinite (x exactly 0 or 1).
+    x = input.detach() if input.requires_grad else input
+    log_x = K.clamp_min(K.log(x), -100.0)
+    log_1mx = K.clamp_min(K.log1p(K.neg(x)), -100.0)
     loss = K.neg(K.add(K.mul(target, log_x), K.mul(K.rsub(target, 1.0), log_1mx)))
+    if input.requires_grad:
+        with no_grad():
+            dx = K.div(K.sub(input, target), K.clamp_min(K.mul(input, K.rsub(input, 1.0)), 1e-12))
+        x_dx = K.mul(input, dx)
+        loss = K.add(loss, K.sub(x_dx, x_dx.detach()))  # adds 0, and the gradient dx
     if weight is not None:
         loss = K.mul(loss, weight)
     return _reduce(loss, reduction)

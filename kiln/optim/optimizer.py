@@ -16,8 +16,10 @@ Compile-friendliness (see docs/training.md):
 """
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -59,6 +61,21 @@ def _number_of(value: Any, key: str) -> float:
     return float(value)
 
 
+def _guard_value(v: Any) -> Any:
+    """What a guard on a param-group option compares: tensors by identity, other values by value."""
+    return ("tensor", id(v)) if isinstance(v, Tensor) else v
+
+
+@contextmanager
+def _internal_reads() -> Iterator[None]:
+    """kiln's own update code reads param groups without guards (it reads hyperparameter tensors)."""
+    _reads.internal += 1
+    try:
+        yield
+    finally:
+        _reads.internal -= 1
+
+
 def _check_lr(lr: Any) -> None:
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
@@ -70,12 +87,32 @@ def _check_lr(lr: Any) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
+class _Reads(threading.local):
+    internal = 0  # > 0 while kiln's own update code reads param groups (it reads hyperparameter tensors)
+
+
+_reads = _Reads()
+
+
 class ParamGroup(dict):
     """A parameter group: a dict whose numeric hyperparameters are mirrored in 0-d tensors.
 
     `group["lr"] = 0.01` updates the float64 tensor `group.hparam("lr")` in place, so code
     compiled with `kiln.compile` (which reads that tensor at every call) sees the new value.
+    Code that reads an option's Python value while tracing (a user optimizer's
+    `group["lr"]`) makes the trace specialise on that value: a changed value retraces.
     """
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if key != "params" and not _reads.internal:
+            tr = active_trace()
+            if tr is not None:
+                tr.guard_once((id(self), key), lambda: _guard_value(dict.get(self, key, _trace.ABSENT)))
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else default
 
     def __init__(self, *args, tensor_keys: Iterable[str] = (), **kwargs):
         super().__init__()
@@ -87,6 +124,12 @@ class ParamGroup(dict):
     def __setitem__(self, key: str, value: Any) -> None:
         if key in self._tensor_keys:
             self._sync(key, value)
+        else:
+            tr = active_trace()
+            if tr is not None:  # e.g. a user optimizer counting steps in its group: redone after each call
+                tr.note_store(("group", id(self), key), lambda: dict.get(self, key, _trace.ABSENT),
+                              lambda v: self.__setitem__(key, v) if v is not _trace.ABSENT else self.pop(key, None),
+                              f"param_group[{key!r}]")
         super().__setitem__(key, value)
 
     def update(self, *args, **kwargs) -> None:  # type: ignore[override]
@@ -179,7 +222,7 @@ class UpdateOps:
         t = self.group.hparam(key)
         return t[index] if index is not None else t
 
-    # interface: val, hp64, cast, sqrt, maximum, where, assign
+    # interface: val, hp64, cast, sqrt, abs, sign, maximum, minimum, clamp, where, assign
 
 
 class TensorOps(UpdateOps):
@@ -204,6 +247,19 @@ class TensorOps(UpdateOps):
     def where(self, cond: Tensor, a: Any, b: Any) -> Tensor:
         from ..frontend.ops import where
         return where(cond, a, b)
+
+    def abs(self, x: Tensor) -> Tensor:
+        return x.abs()
+
+    def sign(self, x: Tensor) -> Tensor:
+        return x.sign()
+
+    def clamp(self, x: Tensor, lo: Any, hi: Any) -> Tensor:
+        return self.minimum(self.maximum(x, lo), hi)
+
+    def minimum(self, a: Tensor, b: Tensor) -> Tensor:
+        from ..frontend.ops import minimum
+        return minimum(a, b)
 
     def assign(self, t: Tensor, value: Tensor) -> None:
         t.copy_(value)
@@ -233,6 +289,18 @@ class NumpyOps(UpdateOps):
     def where(self, cond: Any, a: Any, b: Any) -> Any:
         return np.where(cond, a, b)
 
+    def abs(self, x: Any) -> Any:
+        return np.abs(x)
+
+    def sign(self, x: Any) -> Any:
+        return np.sign(x)
+
+    def clamp(self, x: Any, lo: Any, hi: Any) -> Any:
+        return np.minimum(np.maximum(x, lo), hi)
+
+    def minimum(self, a: Any, b: Any) -> Any:
+        return np.minimum(a, b)
+
     def assign(self, t: Tensor, value: Any) -> None:
         np.copyto(t._cell.value, value, casting="unsafe")
         t._vc[0] += 1
@@ -252,6 +320,8 @@ class Optimizer:
     #: Eager steps run the update formulas on numpy arrays (NumpyOps); set False to run them
     #: with kiln tensor ops (TensorOps, what a trace records) also when eager.
     _eager_numpy: bool = True
+    #: 0-d state kept float32 whatever the parameter dtype, as PyTorch's (other floating state follows the parameter).
+    _scalar_state: tuple[str, ...] = ("step",)
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = dict(defaults)
@@ -267,6 +337,18 @@ class Optimizer:
             param_groups = [{"params": param_groups}]
         for g in param_groups:
             self.add_param_group(g)
+        _trace.watch_state(self)
+
+    def _traced_state_slots(self) -> Iterator[tuple]:
+        """Per parameter, the slot `self.state[p]` (for `kiln.compile`: state a traced step creates
+        is written back after every call; see `trace.Trace.state_writes`)."""
+        state = self.state
+        for group in self.param_groups:
+            for p in dict.__getitem__(group, "params"):
+                yield (("state", id(state), id(p)),
+                       lambda p=p: state.get(p, _trace.ABSENT),
+                       lambda v, p=p: state.__setitem__(p, v) if v is not _trace.ABSENT else state.pop(p, None),
+                       f"{type(self).__name__}.state[<parameter of shape {tuple(p.shape)}>]")
 
     # -- groups ------------------------------------------------------------------------------
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -339,7 +421,7 @@ class Optimizer:
             with enable_grad():
                 loss = closure()
         tr = active_trace()
-        with no_grad():
+        with no_grad(), _internal_reads():
             for group in self.param_groups:
                 if tr is not None:  # retrace if an option's branch (zero / non-zero, a flag) changes later
                     tr.guard(lambda g=group: _structure(g, self._branch_on_zero))
@@ -439,7 +521,7 @@ class Optimizer:
                 continue
             if not isinstance(value, Tensor):
                 value = _tensor(np.asarray(value))
-            if key == "step":
+            if key in self._scalar_state:
                 want = dt.float32 if not value.dtype.is_floating_point else value.dtype
             elif value.dtype.is_floating_point:
                 want = p.dtype

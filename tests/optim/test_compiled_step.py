@@ -20,6 +20,12 @@ CONFIGS = [
     ("RMSprop", dict(lr=0.01)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01, weight_decay=0.01)),
     ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01)),
+    ("Adadelta", dict(lr=0.5, weight_decay=0.01)),
+    ("Adamax", dict(lr=0.01, weight_decay=0.01)),
+    ("Rprop", dict(lr=0.01, maximize=True)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.01)),
+    ("RAdam", dict(lr=0.01, decoupled_weight_decay=True, weight_decay=0.01)),
+    ("ASGD", dict(lr=0.05, t0=2)),
 ]
 
 

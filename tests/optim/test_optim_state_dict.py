@@ -15,6 +15,12 @@ CONFIGS = [
     ("AdamW", dict(lr=0.01, betas=(0.8, 0.99))),
     ("RMSprop", dict(lr=0.01, momentum=0.5, centered=True)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.01)),
+    ("Adadelta", dict(lr=0.5, rho=0.8)),
+    ("Adamax", dict(lr=0.01, betas=(0.8, 0.99))),
+    ("Rprop", dict(lr=0.01, etas=(0.4, 1.3))),
+    ("NAdam", dict(lr=0.01, momentum_decay=0.01)),
+    ("RAdam", dict(lr=0.01)),
+    ("ASGD", dict(lr=0.05, t0=2)),
 ]
 
 

@@ -30,6 +30,22 @@ CASES = [
     ("RMSprop", dict(lr=0.01, centered=True)),
     ("RMSprop", dict(lr=0.005, centered=True, momentum=0.5, weight_decay=0.1, alpha=0.9)),
     ("RMSprop", dict(lr=0.01, maximize=True, eps=1e-4)),
+    ("Adadelta", dict()),
+    ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1, maximize=True)),
+    ("Adamax", dict()),
+    ("Adamax", dict(lr=0.01, betas=(0.7, 0.9), eps=1e-4, weight_decay=0.1)),
+    ("Adamax", dict(lr=0.01, maximize=True)),
+    ("Rprop", dict()),
+    ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2), maximize=True)),
+    ("NAdam", dict()),
+    ("NAdam", dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1, momentum_decay=0.01)),
+    ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("RAdam", dict()),
+    ("RAdam", dict(lr=0.01, betas=(0.5, 0.9), weight_decay=0.1)),
+    ("RAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True)),
+    ("ASGD", dict()),
+    ("ASGD", dict(lr=0.05, lambd=0.01, alpha=0.5, t0=3, weight_decay=0.1)),
+    ("ASGD", dict(lr=0.05, t0=0, maximize=True)),
 ]
 
 
@@ -77,9 +93,10 @@ def test_trajectory_matches_torch(case):
                 assert kg[key] == tval, key
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Adadelta", "Adamax", "Rprop", "NAdam", "RAdam",
+                                  "ASGD"])
 def test_param_groups_with_own_options(name):
-    kw = dict(lr=0.01, momentum=0.9) if name != "Adam" else dict(lr=0.01)
+    kw = dict(lr=0.01, momentum=0.9) if name in ("SGD", "RMSprop") else dict(lr=0.01)
     kopt, topt, *_ = run_both(name, kw, steps=5, groups=True)
     assert [g["lr"] for g in kopt.param_groups] == [g["lr"] for g in topt.param_groups]
 
@@ -196,7 +213,13 @@ def test_load_torch_state_dict_then_continue():
 
 @pytest.mark.parametrize("name,kw", [("Adam", dict(lr=0.01, amsgrad=True)),
                                      ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.1)),
-                                     ("RMSprop", dict(lr=0.01, centered=True, alpha=0.3, momentum=0.2))])
+                                     ("RMSprop", dict(lr=0.01, centered=True, alpha=0.3, momentum=0.2)),
+                                     ("Adadelta", dict(lr=0.5, weight_decay=0.1)),
+                                     ("Adamax", dict(lr=0.01, weight_decay=0.1)),
+                                     ("Rprop", dict(lr=0.01)),
+                                     ("NAdam", dict(lr=0.01, weight_decay=0.1)),
+                                     ("RAdam", dict(lr=0.01)),
+                                     ("ASGD", dict(lr=0.05, t0=2))])
 def test_float64_parameters_match_torch_tightly(name, kw):
     import numpy as np
     rng = np.random.default_rng(0)
@@ -211,8 +234,9 @@ def test_float64_parameters_match_torch_tightly(name, kw):
         ((torch.tensor(x) @ tw).tanh() ** 2).sum().backward()
         to.step()
     assert kw_.dtype == kiln.float64
-    for key, value in ko.state[kw_].items():  # floating state follows the parameter; step stays float32
-        assert value.dtype == (kiln.float32 if key == "step" else kiln.float64), key
+    for key, value in ko.state[kw_].items():  # floating state follows the parameter; 0-d scalars stay float32
+        want = str(to.state[tw][key].dtype).replace("torch.", "") if key in to.state[tw] else "float32"  # SGD's step
+        assert value.dtype.name == want, key
     np.testing.assert_allclose(kw_.detach().numpy(), tw.detach().numpy(), rtol=1e-12, atol=1e-13)
 
 
@@ -243,3 +267,12 @@ def test_param_group_mirrors_numeric_options_in_place():
     g2 = copy.deepcopy(g)
     g2["lr"] = 1.0
     assert float(lr_t) == 0.25 and float(g2.hparam("lr")) == 1.0
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Adamax", "Rprop", "NAdam", "RAdam", "ASGD"])
+def test_param_group_and_state_keys_match_torch(name):
+    kopt, topt, *_ = run_both(name, {}, steps=1)
+    ks, ts = kopt.state_dict(), topt.state_dict()
+    assert set(ks["param_groups"][0]) == set(ts["param_groups"][0])
+    assert list(ks["state"][0]) == list(ts["state"][0])
+    assert ks["state"][0]["step"].dtype == kiln.float32 and ks["state"][0]["step"].ndim == 0

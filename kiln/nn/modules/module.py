@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections import OrderedDict, namedtuple
 from typing import Any, Callable, Iterator
 
@@ -12,6 +13,7 @@ from ...frontend.tensor import Tensor, _Cell, _check_device
 from ...ir import dtypes as dt
 from ..parameter import Buffer, Parameter
 from ...frontend.tensor import active_trace as _active_trace
+from ...frontend.trace import ABSENT as _ABSENT
 from ...frontend.trace import guard_attr as _guard_attr
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -77,6 +79,9 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
+        tr = _active_trace()
+        # a module built inside a kiln.compile trace is that call's own: its stores are not state to write back
+        object.__setattr__(self, "_born_in_trace", weakref.ref(tr) if tr is not None else None)
 
     forward: Callable[..., Any]
 
@@ -148,10 +153,16 @@ class Module:
 
     def __setattr__(self, name: str, value: Any) -> None:
         params = self.__dict__.get("_parameters")
+        if params is not None:
+            tr = _active_trace()
+            if tr is not None and self._predates(tr):
+                # stored while tracing (a cached mask, a counter): kiln.compile redoes it after every call
+                tr.note_store(("module", id(self), name), lambda: self._slot_value(name),
+                              lambda v: self._put_slot(name, v), f"{type(self).__name__}.{name}")
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
-            self._remove_from(name)
+            self._remove_from(name, keep=self._parameters)
             self.register_parameter(name, value)
             return
         if params is not None and name in params:
@@ -164,7 +175,7 @@ class Module:
         if isinstance(value, Module):
             if modules is None:
                 raise AttributeError("cannot assign module before Module.__init__() call")
-            self._remove_from(name)
+            self._remove_from(name, keep=modules)
             modules[name] = value
             return
         if modules is not None and name in modules:
@@ -175,7 +186,7 @@ class Module:
             return
         buffers = self.__dict__.get("_buffers")
         if isinstance(value, Buffer):
-            self._remove_from(name)
+            self._remove_from(name, keep=self._buffers)
             self.register_buffer(name, value, persistent=value.persistent)
             return
         if buffers is not None and name in buffers:
@@ -186,11 +197,34 @@ class Module:
             return
         object.__setattr__(self, name, value)
 
-    def _remove_from(self, name: str) -> None:
+    def _predates(self, trace: Any) -> bool:
+        """Whether this module was built before `trace` began (not inside it): its attributes are state."""
+        born = self.__dict__.get("_born_in_trace")
+        return born is None or born() is not trace
+
+    def _slot_value(self, name: str) -> Any:
+        """The attribute `name` as stored (parameter, buffer, child or plain attribute), or ABSENT."""
+        d = self.__dict__
+        for store in (d["_parameters"], d["_buffers"], d["_modules"]):
+            if name in store:
+                return store[name]
+        return d.get(name, _ABSENT)
+
+    def _put_slot(self, name: str, value: Any) -> None:
+        if value is _ABSENT:
+            if self._slot_value(name) is not _ABSENT:
+                delattr(self, name)
+        else:
+            setattr(self, name, value)
+
+    def _remove_from(self, name: str, keep: dict | None = None) -> None:
+        """Drop `name` from every store but `keep`: re-assigning a child, parameter or buffer keeps its
+        place in registration order (children(), state_dict keys), as in PyTorch."""
         for d in (self.__dict__, self._parameters, self._buffers, self._modules):
-            if name in d:
+            if name in d and d is not keep:
                 del d[name]
-        self._non_persistent_buffers_set.discard(name)
+        if keep is not self._buffers:
+            self._non_persistent_buffers_set.discard(name)
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
@@ -212,7 +246,8 @@ class Module:
 
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        if _active_trace() is not None:
+        tr = _active_trace()
+        if tr is not None and self._predates(tr):
             _guard_attr(self, "training")  # a compiled function retraces when train()/eval() changes
         for hook, with_kwargs in list(self._forward_pre_hooks.values()):
             if with_kwargs:
@@ -369,12 +404,13 @@ class Module:
         return self
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the parameters' gradients: to None (default), or to zeros in place."""
         for p in self.parameters():
-            if p.grad is None:
-                continue
             if set_to_none:
+                # Assign without reading first: inside kiln.compile, reading .grad would specialise
+                # the trace on whether it was None, costing a retrace after the first call.
                 p.grad = None
-            else:
+            elif p.grad is not None:
                 with no_grad():
                     p.grad.zero_()
 
