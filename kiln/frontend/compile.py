@@ -226,7 +226,7 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     """Write back mutations and `.grad` assignments, then build the user's outputs.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    if not entry.mutations and not entry.grad_sets:
+    if not entry.mutations and not entry.grad_sets and not entry.state_writes:
         lifted = arg_tensors
     else:
         lifted = arg_tensors + (entry.captured_now() if captured is None else captured)
