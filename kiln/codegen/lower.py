@@ -67,6 +67,7 @@ class ProgramBuffer:
     shape: tuple[int, ...]
     role: str  # input | output | temp | const
     data: np.ndarray | None = None  # const buffers
+    value: str = ""  # the graph value it holds (its node's name)
 
     @property
     def numel(self) -> int:
@@ -512,7 +513,7 @@ def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
     def buf(table: dict, n: Node, role: str, data=None) -> str:
         if id(n) not in table:
             table[id(n)] = f"b{len(buffers)}"
-            buffers.append(ProgramBuffer(table[id(n)], n.dtype, tuple(n.shape), role, data))
+            buffers.append(ProgramBuffer(table[id(n)], n.dtype, tuple(n.shape), role, data, n.name))
         return table[id(n)]
 
     for n in g.inputs:

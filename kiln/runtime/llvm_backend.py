@@ -15,6 +15,7 @@ from ..codegen.lower import LoweredProgram, lower_plan
 from ..codegen.schedule import schedule_parallel
 from ..ir.graph import Graph
 from ..passes.fusion import FusionPlan, plan_fusion
+from . import allocator
 from .native_pool import PARALLEL_MIN_COST, native_threads, pool
 
 _lock = threading.Lock()
@@ -112,7 +113,32 @@ class LLVMExecutable:
         self.parallel = any(ls.parallel for k in program.kernels for ls in k.schedule.loops.values())
         self._input_specs = [self._specs[k] for k in self._inputs]
         self._template = [self._consts.get(k) for k in range(len(bufs))]
-        self._fresh = [(k, *self._specs[k]) for k, r in enumerate(self._roles) if r in ("output", "temp")]
+        for k, arr in self._temps(graph, plan).items():
+            self._template[k] = arr
+        self._fresh = [(k, *self._specs[k]) for k, r in enumerate(self._roles)
+                       if r == "output" or (r == "temp" and self._template[k] is None)]
+
+    def _temps(self, graph: Graph | None, plan: FusionPlan | None) -> dict[int, np.ndarray]:
+        """Intermediate buffers, allocated once and kept across calls, placed by the memory
+        plan: values that are never alive at once share bytes. (No in-place reuse: a kernel's
+        buffers are `noalias`.) The plan is verified under KILN_VERIFY."""
+        if graph is None or plan is None:
+            return {}
+        from .. import config
+        from ..passes.memory import plan_memory
+        mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
+        arenas: dict[int, np.ndarray] = {}
+        sizes = {buf.id: buf.size for buf in mem.buffers}
+        out = {}
+        for k, b in enumerate(self.program.buffers):
+            if b.role != "temp" or b.value not in mem.assignment:
+                continue
+            bid = mem.assignment[b.value]
+            if bid not in arenas:
+                arenas[bid] = np.empty(max(sizes[bid], 1), np.uint8)
+            nbytes = b.numel * b.dtype.itemsize
+            out[k] = arenas[bid][:nbytes].view(b.dtype.np_dtype).reshape(b.shape)
+        return out
 
     def stages(self, stage: str) -> str:
         """This program's text at `stage`: plan | kernels | llvm | llvm-opt | asm."""
@@ -142,7 +168,7 @@ class LLVMExecutable:
                 arr = self._checked_input(k, arr)
             arrays[k] = arr
         for k, shape, dtype in self._fresh:
-            arrays[k] = np.empty(shape, dtype)
+            arrays[k] = allocator.empty(shape, dtype)
         with self._call_lock:
             for k, a in enumerate(arrays):
                 ptrs[k] = a.__array_interface__["data"][0]

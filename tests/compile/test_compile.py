@@ -166,15 +166,20 @@ def test_make_graph_does_not_run_and_kiln_dump(tmp_path):
         files = sorted(os.listdir(tmp_path))
         assert files[1] == "002-f-traced.txt"
         assert parse_graph((tmp_path / files[1]).read_text()) == g
-        # then the graph after every pass, numbered in pipeline order, the plans and a summary
+        # then the graph after every pass, numbered in pipeline order, the plans, a summary, and
+        # the compiled program's stages (native backend)
         rest = files[2:]
         assert [int(fn[:3]) for fn in rest] == list(range(3, 3 + len(rest)))
-        assert rest[0] == "003-f-dce.txt" and rest[-1] == f"{2 + len(rest):03d}-f-summary.txt"
-        assert any(fn.endswith("-f-fusion-plan.txt") for fn in rest)
-        assert any(fn.endswith("-memory-plan.txt") for fn in rest)
-        for fn in rest:
+        stages = ["plan", "kernels", "llvm", "llvm-opt", "asm"]
+        assert [fn[4:] for fn in rest[-5:]] == [f"f-{s}.txt" for s in stages]
+        passes = rest[:-5]
+        assert passes[0] == "003-f-dce.txt" and passes[-1] == f"{2 + len(passes):03d}-f-summary.txt"
+        assert any(fn.endswith("-f-fusion-plan.txt") for fn in passes)
+        assert any(fn.endswith("-memory-plan.txt") for fn in passes)
+        for fn in passes:
             if not fn.endswith(("plan.txt", "summary.txt")):
                 parse_graph((tmp_path / fn).read_text())
+        assert "kernel " in (tmp_path / rest[-4]).read_text() and "define" in (tmp_path / rest[-3]).read_text()
 
 
 def test_pytree_arguments_and_outputs():
