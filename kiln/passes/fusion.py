@@ -43,6 +43,9 @@ from ..ir.primitives import Prop, prims_with
 # op facts come from the primitive table (kiln.ir.primitives.Prop), not name lists kept here
 VIEW_OPS = prims_with(Prop.VIEW)
 EXPENSIVE = prims_with(Prop.EXPENSIVE)
+# A value read at more positions per element than this (through shifted copies of itself)
+# is written to memory instead: recomputing it inline would grow the kernel exponentially.
+RECOMPUTE_LIMIT = 16
 SCATTERS = prims_with(Prop.SCATTER)
 PROLOGUE_OPS = prims_with(Prop.INDEX_MAP)  # operand loads of a matmul/conv: strided, zero outside a pad
 EPILOGUE_VIEWS = prims_with(Prop.VIEW | Prop.BIJECTIVE)  # bijective re-indexing of a matmul/conv result
@@ -244,6 +247,7 @@ class _Draft:
         self.recomputed: set[int] = set()  # members that are free and also computed by other kernels
         self.prologue: set[int] = set()  # members that only feed the anchor's operands (strided loads)
         self.evaluations: dict[int, float] = {}  # member id -> evaluations per element it produces
+        self.index_maps: dict[int, float] = {}  # member id -> distinct positions it is evaluated at, per element
         self.first_position = 1 << 60  # smallest graph position of a member: orders independent kernels
 
     @property
@@ -302,6 +306,7 @@ class _Planner:
             k.recomputed.add(id(n))
         self.kernels_of.setdefault(id(n), []).append(k)
         k.evaluations[id(n)] = self._count_evaluations(n, k)
+        k.index_maps[id(n)] = self._count_index_maps(n, k)
         if k.anchor is not None and n is not k.anchor and any(
                 u is k.anchor or id(u) in k.prologue for u in self._users_in(n, k)):
             k.prologue.add(id(n))
@@ -334,6 +339,23 @@ class _Planner:
         if not us:
             return 1.0
         return max(k.evaluations.get(id(u), 1.0) * self._ratio(n, u, k) for u in us)
+
+    def _count_index_maps(self, n: Node, k: _Draft) -> float:
+        """At how many distinct positions `k` evaluates `n` per element it produces: users that
+        read `n` at their own index (elementwise, same shape) share one evaluation, every other
+        user (a movement or a reduction reads it through another index) adds its own. A chain of
+        shifted copies (a log-step scan: x + shift(x), repeated) doubles it at each step."""
+        us = self._users_in(n, k)
+        if not us:
+            return 1.0
+        same, other = 0.0, 0.0
+        for u in us:
+            c = k.index_maps.get(id(u), 1.0) * self._ratio(n, u, k)
+            if _kind(u) == ELEMENTWISE and tuple(u.shape) == tuple(n.shape):
+                same = max(same, c)
+            else:
+                other += c
+        return same + other
 
     def _row_numels(self, domain: tuple[int, ...]) -> set[int]:
         """Output sizes an elementwise kernel over `domain` may write: the domain, or one value per row
@@ -453,6 +475,10 @@ class _Planner:
         f = self._count_evaluations(n, k)
         if f > 1.0 + 1e-9 and n.op in EXPENSIVE and n.numel > 1:  # a scalar is computed once, hoisted
             return f"{n.op} would be recomputed {f:g}x through a broadcast"
+        if n.numel > 1 and not is_free(n):
+            positions = self._count_index_maps(n, k)
+            if positions > RECOMPUTE_LIMIT:
+                return f"{n.op} would be evaluated at {positions:g} positions per element (limit {RECOMPUTE_LIMIT})"
         if materialized:
             if k.kind == KernelKind.ELEMENTWISE and _numel(n.shape) not in self._row_numels(k.domain):
                 return f"output {list(n.shape)} cannot be written from the kernel's loop over {list(k.domain)}"
@@ -513,6 +539,7 @@ class _Planner:
         a.recomputed = (a.recomputed | b.recomputed) - computed_here
         a.prologue |= b.prologue
         a.evaluations.update(b.evaluations)
+        a.index_maps.update(b.index_maps)
         a.first_position = min(a.first_position, b.first_position)
         nx.contracted_nodes(self.dependencies, a, b, self_loops=False, copy=False)
         for nid in b.members:
