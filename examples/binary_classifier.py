@@ -45,4 +45,5 @@ with torch.no_grad():
     predicted = (model(x_test) > 0.5).float()
     accuracy = (predicted == y_test).float().mean().item()
 print(f"test accuracy: {accuracy:.3f}")
-assert accuracy > 0.9, "binary classifier did not learn the moons"
+# Measured over 5 seeds (every manual_seed shifted by 1000 * k, k = 0..4): kiln 0.995-1.000, PyTorch 2.13 0.995-1.000.
+assert accuracy > 0.95, "binary classifier did not learn the moons"

@@ -23,7 +23,9 @@ def make_waves(n: int):
     noise = torch.randn(n, SEQ_LEN).clamp(-1, 1)
     lab = labels.view(n, 1)
     wave = torch.where(lab == 0, s, torch.where(lab == 1, square, torch.where(lab == 2, saw, noise)))
-    x = torch.stack([wave, 0.3 * torch.randn(n, SEQ_LEN)], dim=2)  # (n, T, 2): signal + a distractor channel
+    # (n, T, 2): the signal and its step-to-step change (which tells a sawtooth's steady ramp from noise)
+    change = torch.cat([torch.zeros(n, 1), wave[:, 1:] - wave[:, :-1]], dim=1)
+    x = torch.stack([wave, change], dim=2)
     return x, labels
 
 
@@ -57,6 +59,7 @@ for epoch in range(6):
         loss = criterion(model(seqs), labels)
         optimizer.zero_grad()
         loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
         optimizer.step()
         total += loss.item()
     print(f"epoch {epoch + 1}  mean loss {total / (i + 1):.4f}")
@@ -66,4 +69,7 @@ with torch.no_grad():
     predicted = model(x_test).argmax(dim=1)
 accuracy = (predicted == y_test).float().mean().item()
 print(f"test accuracy: {100 * accuracy:.1f}%")
-assert accuracy > 0.75, "LSTM did not learn the waveforms"
+# Measured over 5 seeds (every manual_seed shifted by 1000 * k, k = 0..4): kiln 98.0-100.0%, PyTorch 2.13 97.7-100.0%
+# (PyTorch 2.14.1: the same numbers on seeds 0 and 1). With a distractor channel in place of the step-to-step
+# change the same model reached 52-92% (kiln) and 75-91% (PyTorch): sawtooth and noise were confused.
+assert accuracy > 0.9, "LSTM did not learn the waveforms"

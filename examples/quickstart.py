@@ -16,8 +16,7 @@ x = kiln.randn(8, 16)
 w1 = kiln.randn(16, 32, requires_grad=True)
 b1 = kiln.zeros(32, requires_grad=True)
 w2 = kiln.randn(32, 4, requires_grad=True)
-target = \
-    kiln.one_hot(kiln.randint(0, 4, (8,)), 4).float()
+target = kiln.one_hot(kiln.randint(0, 4, (8,)), 4).float()
 
 # Eager: runs immediately, records a tape for backward().
 loss = mlp_loss(x, w1, b1, w2, target)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import kiln
+import kiln.nn as nn
 from kiln.frontend.serialization import CheckpointNotFoundError, SerializationError
 
 
@@ -248,7 +249,6 @@ def test_text_mode_file_object_is_rejected(tmp_path):
 
 
 def test_nn_module_state_dict_round_trip(tmp_path):
-    nn = pytest.importorskip("kiln.nn")
     kiln.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
                           nn.Linear(4 * 5 * 5, 3))

@@ -197,9 +197,9 @@ def _conv_transposend(n: int, fn: str, input, weight, bias, stride, padding, out
     cin, cout_g = weight.shape[0], weight.shape[1]
     out_sp = tuple((s_in - 1) * s_ - 2 * p + d * (k - 1) + o + 1
                    for s_in, s_, p, d, k, o in zip(x.shape[2:], st, pd, dl, ks, op))
-    if any(v < 0 for v in out_sp):
+    if any(v < 1 for v in out_sp):
         raise RuntimeError(f"{fn}: given input of size {list(x.shape)}, the computed output size {list(out_sp)} is "
-                           "negative (padding too large)")
+                           "too small (padding too large)")
     if any(v == 0 for v in out_sp):  # an empty result, as PyTorch returns
         out = K.full_const(0, (x.shape[0], cout_g * groups) + out_sp, x.dtype)
         return K.squeeze(out, 0) if unbatched else out
@@ -1850,6 +1850,9 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
             raise ValueError(f"interpolate: scale_factor needs {n} entries, got {sf}")
         out = tuple(int(math.floor(s * f)) for s, f in zip(spatial, sf))
         scales = (None,) * n if recompute_scale_factor else sf
+    if min(spatial + out) < 1:
+        raise RuntimeError(f"interpolate: input and output sizes should be greater than 0, got input {spatial} and "
+                           f"output {out}")
     x = input
     for d in range(n):
         # PyTorch's kernels copy a dim whose size does not change, whatever the scale factor, except the

@@ -2,10 +2,6 @@
 import importlib.util
 import os
 
-import pytest
-
-pytest.importorskip("kiln.nn")
-
 
 def test_mlp_training_step_fuses_into_few_kernels(tmp_path):
     path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "inspect_training_step.py")

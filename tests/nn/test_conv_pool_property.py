@@ -45,16 +45,32 @@ def test_conv_random_configs(cfg):
     (ko * kiln.from_numpy(ct)).sum().backward()
     for a, b_, name in zip(kin, tin, ("x", "w", "b")):
         close(a.grad, b_.grad, 1e-5, f"grad {name}")
-    # the transposed convolution with the same parameters, applied to an output-shaped tensor
-    wt = rng.standard_normal((cin, cout // groups) + k).astype(np.float32)
+    # the transposed convolution with the same parameters maps an output-shaped tensor back to cin channels
+    wt = rng.standard_normal((cout, cin // groups) + k).astype(np.float32)
     y = rng.standard_normal(tuple(to.shape)).astype(np.float32)
     ktfn, ttfn = (F.conv_transpose1d, TF.conv_transpose1d) if nd == 1 else (F.conv_transpose2d, TF.conv_transpose2d)
+    kw = dict(stride=stride, padding=pad, dilation=dil, groups=groups)
     try:
-        tref = ttfn(torch.tensor(y), torch.tensor(wt), stride=stride, padding=pad, dilation=dil, groups=groups)
-    except RuntimeError:
-        return  # an invalid transposed configuration for PyTorch too
-    kres = ktfn(kiln.from_numpy(y), kiln.from_numpy(wt), stride=stride, padding=pad, dilation=dil, groups=groups)
-    close(kres, tref, 1e-5, "conv_transpose")
+        tref = ttfn(torch.tensor(y), torch.tensor(wt), **kw)
+    except RuntimeError:  # PyTorch rejects the configuration (an output size below 1): kiln must reject it too
+        with pytest.raises(RuntimeError):
+            ktfn(kiln.from_numpy(y), kiln.from_numpy(wt), **kw)
+        return
+    close(ktfn(kiln.from_numpy(y), kiln.from_numpy(wt), **kw), tref, 1e-5, "conv_transpose")
+
+
+@pytest.mark.parametrize("size,k,pad", [((1,), (2,), (1,)), ((3, 2), (1, 1), (0, 2))])
+def test_conv_transpose_with_an_empty_output_is_rejected_as_pytorch_does(size, k, pad):
+    """(L - 1) * stride - 2 * padding + (k - 1) + 1 is 0 in the last dim: PyTorch raises, so must kiln."""
+    nd = len(size)
+    x = np.ones((1, 1) + size, np.float32)
+    w = np.ones((1, 1) + k, np.float32)
+    stride = (3,) * nd
+    ktfn, ttfn = (F.conv_transpose1d, TF.conv_transpose1d) if nd == 1 else (F.conv_transpose2d, TF.conv_transpose2d)
+    with pytest.raises(RuntimeError):
+        ttfn(torch.tensor(x), torch.tensor(w), stride=stride, padding=pad)
+    with pytest.raises(RuntimeError, match="too small"):
+        ktfn(kiln.from_numpy(x), kiln.from_numpy(w), stride=stride, padding=pad)
 
 
 @st.composite

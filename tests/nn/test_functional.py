@@ -246,7 +246,9 @@ def test_interpolate_random_configs_match_torch():
             kw["align_corners"] = bool(g.random() < 0.5)
         try:
             ref = TF.interpolate(torch.tensor(x), **kw)
-        except (RuntimeError, ValueError):
+        except (RuntimeError, ValueError) as err:  # PyTorch rejects the configuration: kiln must reject it too
+            with pytest.raises(type(err)):
+                F.interpolate(kiln.from_numpy(x), **kw)
             continue
         close(F.interpolate(kiln.from_numpy(x), **kw), ref, what=str((size, kw)))
         checked += 1

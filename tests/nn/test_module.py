@@ -8,6 +8,7 @@ import pytest
 import kiln
 import kiln.nn as nn
 import kiln.nn.functional as F
+import kiln.optim as optim
 
 
 class Net(nn.Module):
@@ -341,7 +342,6 @@ def test_save_load_state_dict_restores_identical_outputs(tmp_path):
 
 
 def test_compiled_cnn_training_step_matches_eager():
-    optim = pytest.importorskip("kiln.optim")
 
     def build():
         kiln.manual_seed(3)

@@ -4,15 +4,12 @@ import numpy as np
 import pytest
 
 import kiln
+import kiln.nn
+import kiln.nn.functional
+import kiln.optim
+import kiln.utils.data
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("kiln.optim")
-pytest.importorskip("kiln.utils.data")
-
-import kiln.nn  # noqa: E402
-import kiln.nn.functional  # noqa: E402
-import kiln.optim  # noqa: E402
-import kiln.utils.data  # noqa: E402
 
 TORCH = (torch, torch.nn, torch.nn.functional, torch.optim, torch.utils.data)
 KILN = (kiln, kiln.nn, kiln.nn.functional, kiln.optim, kiln.utils.data)

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 import kiln
+import kiln.nn as nn
+import kiln.nn.functional as F
 import kiln.optim as optim
 from kiln.optim.lr_scheduler import CosineAnnealingLR, StepLR
 from optim_helpers import X, Y, kiln_loss, kiln_params
@@ -190,9 +192,6 @@ def test_compiling_only_the_step_matches_eager(set_to_none):
 
 @pytest.mark.parametrize("name,kw", [("SGD", dict(lr=0.05, momentum=0.9)), ("Adam", dict(lr=0.01))])
 def test_compiled_nn_training_step_matches_eager(name, kw):
-    nn = pytest.importorskip("kiln.nn")
-    F = pytest.importorskip("kiln.nn.functional")
-
     def run(compiled):
         kiln.manual_seed(0)
         model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))

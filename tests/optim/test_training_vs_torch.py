@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-nn_k = pytest.importorskip("kiln.nn")
 
 
 def _program(T, nn, F, optim, data, weights, opt_name):

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import kiln
+import kiln.nn as nn
+import kiln.optim as optim
 from kiln.passes import default_pipeline, optimize
 from kiln.runtime.interpreter import run_graph
 from kiln.runtime.plan_runner import run_plan
@@ -98,8 +100,6 @@ def test_optimize_does_not_touch_the_traced_graph(mlp_args):
 
 def test_nn_mlp_sgd_momentum_training_step():
     """Linear 784-128-64-10, cross-entropy, SGD momentum: forward + backward + update."""
-    nn = pytest.importorskip("kiln.nn")
-    optim = pytest.importorskip("kiln.optim")
     from kiln.frontend.compile import trace_function
 
     kiln.manual_seed(0)
