@@ -8,12 +8,17 @@ import kiln
 
 
 def test_set_and_get_num_threads():
-    before = kiln.get_num_threads()
+    from kiln.runtime import native_pool
+    before, native_before = kiln.get_num_threads(), native_pool._num_threads
     try:
         kiln.set_num_threads(1)
         assert kiln.get_num_threads() == 1
+        assert native_pool.native_threads() == 1  # kiln's native kernels follow it too
+        kiln.set_num_threads(3)
+        assert native_pool.native_threads() == 3
     finally:
         kiln.set_num_threads(before)
+        native_pool._num_threads = native_before
     with pytest.raises(ValueError, match="positive int"):
         kiln.set_num_threads(0)
 

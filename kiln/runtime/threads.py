@@ -13,9 +13,12 @@ from .. import config
 
 
 def set_num_threads(n: int) -> None:
-    """Limit the BLAS thread pool used by kiln's numpy kernels to `n` threads (process-wide)."""
+    """Use `n` threads (process-wide) for kiln's native kernels and for the BLAS pool of the
+    numpy kernels kiln runs (eager ops, the reference backend). The two never run at once."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"set_num_threads expects a positive int, got {n!r}")
+    from .native_pool import set_native_threads
+    set_native_threads(n)
     from threadpoolctl import threadpool_limits
     threadpool_limits(n, user_api="blas")
 
@@ -34,6 +37,7 @@ def init_threads() -> None:
     if n is None and config.blas_threads_from_env():
         return
     try:
-        set_num_threads(n or 1)
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(n or 1, user_api="blas")
     except ImportError:  # threadpoolctl missing: keep numpy's default
         pass
