@@ -122,24 +122,23 @@ class Settings:
         "run the pass pipeline on traced graphs (0 skips it, for debugging)")
     num_threads: int | None = _setting(
         "KILN_NUM_THREADS", _COUNT, None,
-        "BLAS threads, applied at import (unset: 1, unless OMP/OPENBLAS/MKL_NUM_THREADS is set); "
-        "also read by the native backend's thread pool")
+        "threads of the native kernels (unset: the CPUs available) and BLAS threads, applied at import "
+        "(unset: 1, unless OMP/OPENBLAS/MKL_NUM_THREADS is set)")
     backend: str = _setting(
         "KILN_BACKEND", _choice("llvm", "reference"), "llvm",
-        "which backend runs compiled graphs; read by the native backend")
+        "which backend runs compiled graphs (llvm: native code; reference: the numpy interpreter)")
     cache_dir: str = _setting(
         "KILN_CACHE_DIR", _DIR, _user_cache_dir(os.environ),
-        "directory of the on-disk compile cache ($XDG_CACHE_HOME/kiln or ~/.cache/kiln); "
-        "read by the native backend")
+        "directory of the on-disk cache of compiled object code ($XDG_CACHE_HOME/kiln or ~/.cache/kiln)")
     cache: bool = _setting(
         "KILN_CACHE", _FLAG, True,
-        "keep compiled code in the on-disk cache (0 disables); read by the native backend")
+        "keep compiled object code in the on-disk cache (0 disables)")
     strict_fp: bool = _setting(
         "KILN_STRICT_FP", _FLAG, False,
-        "no fast-math: keep IEEE evaluation order, no reassociation or approximations; read by the native backend")
+        "no re-association of reduction accumulations (every other float op already rounds as written)")
     profile: bool = _setting(
         "KILN_PROFILE", _FLAG, False,
-        "time every compiled call and kernel; read by the native backend")
+        "time every compiled call and kernel (planned; not read yet)")
 
 
 def _fields() -> tuple[dataclasses.Field, ...]:
