@@ -46,6 +46,7 @@ EXPENSIVE = prims_with(Prop.EXPENSIVE)
 # A value read at more positions per element than this (through shifted copies of itself)
 # is written to memory instead: recomputing it inline would grow the kernel exponentially.
 RECOMPUTE_LIMIT = 16
+RECOMPUTE_REASON = "inline recomputation would evaluate it at"
 SCATTERS = prims_with(Prop.SCATTER)
 PROLOGUE_OPS = prims_with(Prop.INDEX_MAP)  # operand loads of a matmul/conv: strided, zero outside a pad
 EPILOGUE_VIEWS = prims_with(Prop.VIEW | Prop.BIJECTIVE)  # bijective re-indexing of a matmul/conv result
@@ -478,7 +479,7 @@ class _Planner:
         if n.numel > 1 and not is_free(n):
             positions = self._count_index_maps(n, k)
             if positions > RECOMPUTE_LIMIT:
-                return f"{n.op} would be evaluated at {positions:g} positions per element (limit {RECOMPUTE_LIMIT})"
+                return f"{RECOMPUTE_REASON} {positions:g} positions per element (limit {RECOMPUTE_LIMIT})"
         if materialized:
             if k.kind == KernelKind.ELEMENTWISE and _numel(n.shape) not in self._row_numels(k.domain):
                 return f"output {list(n.shape)} cannot be written from the kernel's loop over {list(k.domain)}"
@@ -572,6 +573,8 @@ class _Planner:
         n_b = _numel(b.domain)
         if n_b == 1 and all(m.numel == 1 for m in b.members.values()):
             return True  # scalars: computed once after a's loops
+        if any(self.rejections.get((nid, b.uid), "").startswith(RECOMPUTE_REASON) for nid in self._external_inputs(b)):
+            return False  # b reads a value written to memory to bound recomputation: it stays apart
         union = _Draft(-1, a.kind, a.domain)
         union.reduce_axes, union.anchor = a.reduce_axes, a.anchor
         union.members = {**a.members, **b.members}
