@@ -378,10 +378,11 @@ def test_compiled_batchnorm_updates_running_stats_like_eager(momentum):
     f = kiln.compile(lambda x: comp(x).sum())
     for x in xs:
         e = eager(x).sum()
-        c = f(x)
-        np.testing.assert_allclose(c.detach().numpy(), e.detach().numpy(), rtol=1e-5, atol=1e-6)
+        c = f(x)  # the sum of a batch-normalised output is ~0: rounding noise, float32 sums in another order
+        np.testing.assert_allclose(c.detach().numpy(), e.detach().numpy(), rtol=1e-5, atol=1e-5)
     for key in ("running_mean", "running_var"):
-        np.testing.assert_allclose(getattr(comp[1], key).numpy(), getattr(eager[1], key).numpy(), rtol=1e-5)
+        np.testing.assert_allclose(getattr(comp[1], key).numpy(), getattr(eager[1], key).numpy(), rtol=1e-5,
+                                   atol=1e-5)  # a running mean near 0: float32 sums in another order
     assert int(comp[1].num_batches_tracked) == 3
 
 
