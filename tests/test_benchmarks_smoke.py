@@ -102,3 +102,26 @@ def test_unknown_workload_is_a_usage_error():
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "nope", "--json", "-"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown workload" in proc.stderr
+
+
+def test_first_call_cold_then_warm_kiln(tmp_path):
+    out = tmp_path / "first_call.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.first_call", "--frameworks", "kiln", "--repeats", "1",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    cold, warm = report["results"]
+    assert (cold["cache"], warm["cache"]) == ("cold", "warm")
+    assert cold["status"] == warm["status"] == "ok", report["results"]
+    # the cold process starts from an empty cache directory and fills it; the warm one finds it filled
+    assert cold["cache_files_before"] == 0 < cold["cache_files_after"] == warm["cache_files_before"]
+    assert cold["first_call_s"] > 0 and warm["first_call_s"] > 0
+    assert cold["loss"] == warm["loss"]  # the same step, compiled or loaded from the cache
+    assert [r["cache"] for r in report["summary"]] == ["cold", "warm"]
+    assert "first call s" in proc.stdout
+
+
+def test_first_call_rejects_an_unknown_framework():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.first_call", "--frameworks", "tf", "--json", "-"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown framework" in proc.stderr
