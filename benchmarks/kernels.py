@@ -78,6 +78,7 @@ def _prepare(column: str, fns: dict[str, Callable], inputs: list[np.ndarray], ex
     kind, T, _ = _framework(column)
     fn = fns[kind]
     notes = list(notes or [])
+    lower = None
     if kind == "numpy":
         args = inputs
         step = lambda: fn(*args)  # noqa: E731
@@ -90,6 +91,7 @@ def _prepare(column: str, fns: dict[str, Callable], inputs: list[np.ndarray], ex
         args = [T.tensor(a) for a in inputs] if kind == "kiln" else [T.from_numpy(a.copy()) for a in inputs]
         if column in KILN_COMPILE:
             run = T.compile(fn, backend=kiln_backend(column))
+            lower = lambda: run.lower(*args)  # noqa: E731
             notes.append(f"{kiln_backend(column)} backend")
         elif column == "torch.compile":
             run = T.compile(fn)
@@ -97,7 +99,7 @@ def _prepare(column: str, fns: dict[str, Callable], inputs: list[np.ndarray], ex
             run = fn
         step = lambda: run(*args)  # noqa: E731
     return Prepared(step=step, loss_of=_checksum, notes=notes, check=allclose_check(expected, rtol, atol),
-                    bytes_moved=bytes_moved)
+                    bytes_moved=bytes_moved, lower=lower)
 
 
 def _rng_normal(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

@@ -141,13 +141,15 @@ def _classification_step(column: str, make_model, input_shape, make_opt) -> Prep
     if column in KILN_COMPILE:
         compiled = T.compile(train_step, backend=kiln_backend(column))
         step = lambda: compiled(x, y)  # noqa: E731
+        lower = lambda: compiled.lower(x, y)  # noqa: E731
         notes.append(f"whole step compiled ({kiln_backend(column)} backend)")
     elif column == "torch.compile":
         compiled = T.compile(train_step)
         step = lambda: compiled(x, y)  # noqa: E731
     else:
         step = lambda: train_step(x, y)  # noqa: E731
-    return Prepared(step=step, loss_of=lambda loss: float(loss.detach().item()), notes=notes)
+    return Prepared(step=step, loss_of=lambda loss: float(loss.detach().item()), notes=notes,
+                    lower=lower if column in KILN_COMPILE else None)
 
 
 @register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step",
@@ -209,8 +211,10 @@ def adam(column: str, quick: bool) -> Prepared:
     for p in params:
         p.grad = T.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32))
     opt = optim.Adam(params, lr=1e-3)
+    lower = None
     if column in KILN_COMPILE:
         step = T.compile(opt.step, backend=kiln_backend(column))
+        lower = step.lower
     elif column == "torch.compile":
         step = T.compile(opt.step)
     else:
@@ -220,7 +224,7 @@ def adam(column: str, quick: bool) -> Prepared:
         step()
         return params[0]
     return Prepared(step=run, loss_of=lambda p: float(p.detach().sum().item()),
-                    notes=["'first_loss' is the sum of the first parameter after one step"])
+                    notes=["'first_loss' is the sum of the first parameter after one step"], lower=lower)
 
 
 # -- JAX: the MLP step written with jax.numpy (same weights, data, loss and SGD momentum) -----

@@ -125,3 +125,20 @@ def test_first_call_rejects_an_unknown_framework():
     proc = subprocess.run([sys.executable, "-m", "benchmarks.first_call", "--frameworks", "tf", "--json", "-"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "unknown framework" in proc.stderr
+
+
+def test_anatomy_of_a_quick_softmax():
+    from benchmarks.anatomy import anatomy, format_anatomy, vector_facts
+    programs = anatomy("softmax", repeats=1, quick=True)
+    assert len(programs) == 1 and programs[0]["kernels"], programs
+    k = programs[0]["kernels"][0]
+    assert k["bytes"] >= 2 * 64 * 256 * 4 and k["max_float_lanes"] >= 1 and "[reduction]" in k["source"]
+    assert "softmax (kiln.compile[llvm])" in format_anatomy("softmax", programs)
+    facts = vector_facts("define void @f() {\n  %a = fadd <8 x float> %x, %y\n  call void @llvm.x(<4 x float> %a)\n}")
+    assert facts == {"max_float_lanes": 8, "vector_instructions": 1, "calls": ["llvm.x"]}
+
+
+def test_anatomy_rejects_a_workload_without_a_compiled_step():
+    from benchmarks.anatomy import anatomy
+    with pytest.raises(ValueError, match="no kiln.compile\\[llvm\\] column"):
+        anatomy("copy", repeats=1, quick=True)
