@@ -9,7 +9,8 @@ compiled program (forward, backward):
   (min over `--repeats`), so indices and data are the real ones;
 - GB/s over the bytes of its buffer parameters (each read or written once);
 - the widest float vector in its optimized LLVM IR (`llvm-opt`), how many vector
-  instructions, and the external functions it calls (a scalar libm call blocks vectorizing);
+  instructions, and the functions it calls (a scalar libm call blocks vectorizing); when
+  LLVM inlined the kernel into the program's entry, these are the entry's (marked `*`);
 - the threads the program runs on.
 
 It reads kiln's compiled program and rebuilds prefixes of it; it changes nothing in kiln.
@@ -92,7 +93,9 @@ def program_anatomy(ex, inputs: list[np.ndarray], repeats: int) -> dict[str, Any
         rows.append({"kernel": kname, "source": kern.source.splitlines()[0] if kern.source else "",
                      "ms": max(delta, 0.0) * 1e3, "bytes": nbytes,
                      "gb_per_s": nbytes / delta / 1e9 if delta > 0 else None, "parallel_loops": len(parallel),
-                     **vector_facts(funcs.get(kname, ""))})
+                     # O3 may inline kernels into the program's entry: then the facts are the entry's
+                     "inlined": kname not in funcs,
+                     **vector_facts(funcs.get(kname) or funcs.get(prog.name, ""))})
         prev = t
     return {"program": prog.name, "total_ms": total * 1e3, "kernels": rows,
             "threads": native_threads() if ex.parallel else 1}
@@ -140,12 +143,15 @@ def format_anatomy(workload: str, programs: list[dict[str, Any]]) -> str:
             lines.append(f"  program {p['program']}: skipped ({p['skipped']})")
             continue
         lines.append(f"  program {p['program']}: {p['total_ms']:.3f} ms per call, {len(p['kernels'])} kernels, "
-                     f"{p['threads']} thread(s)")
+                     f"{p['threads']} thread(s)" + ("  (* inlined into the entry: vector facts are the "
+                                                    "whole program's)" if any(r["inlined"] for r in p["kernels"])
+                                                   else ""))
         for r in p["kernels"]:
             calls = ", ".join(r["calls"]) or "-"
             gbs = f"{r['gb_per_s']:7.2f}" if r["gb_per_s"] is not None else "      -"
             lines.append(f"    {r['kernel']:24s} {r['ms']:9.3f} ms  {gbs} GB/s  "
-                         f"lanes {r['max_float_lanes']:2d}  vec-instr {r['vector_instructions']:4d}  "
+                         f"lanes {r['max_float_lanes']:2d}{'*' if r['inlined'] else ' '} "
+                         f"vec-instr {r['vector_instructions']:4d}  "
                          f"parallel {r['parallel_loops']}  calls {calls}  [{r['source'][:60]}]")
     return "\n".join(lines)
 

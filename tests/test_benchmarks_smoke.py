@@ -133,6 +133,7 @@ def test_anatomy_of_a_quick_softmax():
     assert len(programs) == 1 and programs[0]["kernels"], programs
     k = programs[0]["kernels"][0]
     assert k["bytes"] >= 2 * 64 * 256 * 4 and k["max_float_lanes"] >= 1 and "[reduction]" in k["source"]
+    assert isinstance(k["inlined"], bool) and k["vector_instructions"] > 0  # the softmax loops vectorize
     assert "softmax (kiln.compile[llvm])" in format_anatomy("softmax", programs)
     facts = vector_facts("define void @f() {\n  %a = fadd <8 x float> %x, %y\n  call void @llvm.x(<4 x float> %a)\n}")
     assert facts == {"max_float_lanes": 8, "vector_instructions": 1, "calls": ["llvm.x"]}
