@@ -5,7 +5,7 @@ from typing import Any, Iterable
 
 from ..frontend.tensor import Tensor
 from ..ir import dtypes as dt
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 def lerp(start: Any, end: Any, weight: Any, one_minus_weight: Any, weight_value: float) -> Any:
@@ -28,17 +28,8 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
                  fused: bool | None = None, decoupled_weight_decay: bool = False):
-        _check_lr(lr)
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= betas[0] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-        if not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise ValueError(f"differentiable=True is not supported by kiln's {type(self).__name__}")
+        _check_options(type(self).__name__, lr, eps=eps, betas=betas, weight_decay=weight_decay,
+                       differentiable=differentiable)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, foreach=foreach, capturable=capturable, differentiable=differentiable,
                         fused=fused, decoupled_weight_decay=decoupled_weight_decay)

@@ -8,7 +8,7 @@ import numpy as np
 from ..frontend import trace as _trace
 from ..frontend.tensor import Tensor
 from ..ir import dtypes as dt
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class ASGD(Optimizer):
@@ -21,11 +21,7 @@ class ASGD(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
                  t0: float = 1e6, weight_decay: float = 0.0, foreach: bool | None = None, maximize: bool = False,
                  differentiable: bool = False, capturable: bool = False):
-        _check_lr(lr)
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's ASGD")
+        _check_options("ASGD", lr, weight_decay=weight_decay, differentiable=differentiable)
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)

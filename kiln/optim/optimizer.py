@@ -87,6 +87,39 @@ def _check_lr(lr: Any) -> None:
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
+_OPTION_LABELS = {"eps": "epsilon"}  # names torch.optim's messages use for an option
+
+
+def _option_error(name: str, value: Any) -> str | None:
+    """torch.optim's message for an invalid constructor option, or None when `value` is valid."""
+    if name == "betas":
+        for i, b in enumerate(value):
+            if not 0.0 <= b < 1.0:
+                return f"Invalid beta parameter at index {i}: {b}"
+        return None
+    if name == "etas":
+        return None if 0.0 < value[0] < 1.0 < value[1] else f"Invalid eta values: {value[0]}, {value[1]}"
+    if name == "rho":
+        return None if 0.0 <= value <= 1.0 else f"Invalid rho value: {value}"
+    return None if 0.0 <= value else f"Invalid {_OPTION_LABELS.get(name, name)} value: {value}"
+
+
+def _check_options(owner: str, lr: Any, *, differentiable: bool = False, **options: Any) -> None:
+    """Validate a built-in optimizer's constructor options with torch.optim's messages, in the order given.
+
+    `lr` must be a non-negative number or a 1-element tensor; `betas` lie in [0, 1), `rho` in
+    [0, 1], `etas` satisfy 0 < etas[0] < 1 < etas[1]; every other option given must be >= 0.
+    `differentiable=True` is refused, naming `owner`.
+    """
+    _check_lr(lr)
+    for name, value in options.items():
+        message = _option_error(name, value)
+        if message is not None:
+            raise ValueError(message)
+    if differentiable:
+        raise ValueError(f"differentiable=True is not supported by kiln's {owner}")
+
+
 class _Reads(threading.local):
     internal = 0  # > 0 while kiln's own update code reads param groups (it reads hyperparameter tensors)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..frontend import trace as _trace
 from ..frontend.tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class Rprop(Optimizer):
@@ -20,11 +20,7 @@ class Rprop(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
                  step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False):
-        _check_lr(lr)
-        if not 0.0 < etas[0] < 1.0 < etas[1]:
-            raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's Rprop")
+        _check_options("Rprop", lr, etas=etas, differentiable=differentiable)
         defaults = dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes), foreach=foreach, maximize=maximize,
                         differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
