@@ -212,6 +212,10 @@ class ParamGroup(dict):
         t._cell.value[...] = v
         t._vc[0] += 1
 
+    def hparam_value(self, key: str) -> float:
+        """The Python float held by the 0-d tensor `hparam(key)` (a number option, or a 1-element tensor's value)."""
+        return float(self.hparam(key)._cell.value)
+
     def hparam(self, key: str) -> Any:
         """The 0-d float64 tensor (or tuple of them, for e.g. `betas`) mirroring `self[key]`."""
         try:
@@ -243,6 +247,15 @@ class UpdateOps:
             v = self._cache[ck] = self.cast(self.hp64(key, index), dtype)
         return v
 
+    def hp64(self, key: str, index: int | None = None) -> Any:
+        """Hyperparameter `key` (element `index` of a tuple option) in float64, read once per step."""
+        ck = (key, index, "float64")
+        v = self._cache.get(ck)
+        if v is None:
+            v = self._cache[ck] = self._read64(self.group.hparam(key) if index is None
+                                               else self.group.hparam(key)[index])
+        return v
+
     def derived(self, name: str, dtype, fn: Callable[[], Any]) -> Any:
         """A float64 value computed from hyperparameters by `fn`, cast to `dtype`, once per step."""
         ck = ("derived", name, dtype)
@@ -251,11 +264,7 @@ class UpdateOps:
             v = self._cache[ck] = self.cast(fn(), dtype)
         return v
 
-    def _hp_tensor(self, key: str, index: int | None) -> Tensor:
-        t = self.group.hparam(key)
-        return t[index] if index is not None else t
-
-    # interface: val, hp64, cast, sqrt, abs, sign, maximum, minimum, clamp, where, assign
+    # interface: val, _read64, cast, sqrt, abs, sign, maximum, minimum, clamp, where, assign
 
 
 class TensorOps(UpdateOps):
@@ -264,8 +273,8 @@ class TensorOps(UpdateOps):
     def val(self, t: Tensor) -> Tensor:
         return t
 
-    def hp64(self, key: str, index: int | None = None) -> Tensor:
-        return self._hp_tensor(key, index)
+    def _read64(self, t: Tensor) -> Tensor:
+        return t
 
     def cast(self, x: Tensor, dtype) -> Tensor:
         return x.to(dtype)
@@ -304,8 +313,8 @@ class NumpyOps(UpdateOps):
     def val(self, t: Tensor) -> np.ndarray:
         return t._cell.value
 
-    def hp64(self, key: str, index: int | None = None) -> np.float64:
-        return np.float64(self._hp_tensor(key, index)._cell.value)
+    def _read64(self, t: Tensor) -> np.float64:
+        return np.float64(t._cell.value)
 
     def cast(self, x: Any, dtype) -> Any:
         npd = dtype.np_dtype
@@ -482,14 +491,29 @@ class Optimizer:
         raise NotImplementedError
 
     @staticmethod
-    def _zeros_like(p: Tensor) -> Tensor:
+    def _full_like(p: Tensor, value: float) -> Tensor:
+        """A new eager tensor of `p`'s shape and dtype filled with `value` (state, even while tracing)."""
         with _trace.suspended():
-            return Tensor._make(np.zeros(tuple(p.shape), dtype=p.dtype.np_dtype))
+            return Tensor._make(np.full(tuple(p.shape), value, dtype=p.dtype.np_dtype))
+
+    @classmethod
+    def _zeros_like(cls, p: Tensor) -> Tensor:
+        return cls._full_like(p, 0.0)
 
     @staticmethod
     def _step_tensor(value: float = 0.0) -> Tensor:
+        """A new eager 0-d float32 tensor: the `step` counter, or other `_scalar_state`."""
         with _trace.suspended():
             return Tensor._make(np.array(value, dtype=np.float32))
+
+    def _start_state(self, p: Tensor, state: dict[str, Any], *zeros: str, **scalars: float) -> None:
+        """Fill a parameter's new `state` in PyTorch's key order: `step` (0), then the float32
+        `scalars` at their given values, then a zero tensor like `p` for each name in `zeros`."""
+        state["step"] = self._step_tensor()
+        for name, value in scalars.items():
+            state[name] = self._step_tensor(value)
+        for name in zeros:
+            state[name] = self._zeros_like(p)
 
     # -- state dicts ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
