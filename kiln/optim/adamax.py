@@ -4,8 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..frontend.tensor import Tensor
-from ..ir import dtypes as dt
-from .adam import lerp
+from . import _functional as F
 from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
@@ -23,25 +22,14 @@ class Adamax(Optimizer):
         super().__init__(params, defaults)
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
-        state["step"] = self._step_tensor()
-        state["exp_avg"] = self._zeros_like(p)
-        state["exp_inf"] = self._zeros_like(p)
-
+        self._start_state(p, state, "exp_avg", "exp_inf")
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
-        beta1 = ops.hp64("betas", 0)
         for p in params:
-            d = p.dtype
-            state = self.state[p]
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            step = ops.val(state["step"]) + 1
-            ops.assign(state["step"], step)
-            if group["weight_decay"] != 0:
-                grad = grad + param * ops.hp("weight_decay", d)
-            exp_avg = lerp(ops.val(state["exp_avg"]), grad, ops.derived("1-beta1", d, lambda: 1 - beta1),
-                           ops.hp("betas", d, 0), 1 - group["betas"][0])
-            ops.assign(state["exp_avg"], exp_avg)
+            d, state = p.dtype, self.state[p]
+            param, grad = F.param_and_grad(ops, p, group)
+            step64 = F.float64_step(ops, F.count_step(ops, state))
+            exp_avg = F.running_average(ops, state["exp_avg"], grad, group, "betas", 0)
             exp_inf = ops.maximum(ops.val(state["exp_inf"]) * ops.hp("betas", d, 1), ops.abs(grad) + ops.hp("eps", d))
             ops.assign(state["exp_inf"], exp_inf)
-            clr = ops.cast(ops.hp64("lr") / (1 - beta1 ** ops.cast(step, dt.float64)), d)
+            clr = ops.cast(ops.hp64("lr") / F.bias_correction(ops, step64, 0), d)
             ops.assign(p, param - exp_avg / exp_inf * clr)
