@@ -71,6 +71,12 @@ def running_square_average(ops: UpdateOps, avg: Tensor, x: Any, key: str, index:
     return new
 
 
+def adam_moments(ops: UpdateOps, state: dict[str, Any], grad: Any, group: ParamGroup) -> tuple[Any, Any]:
+    """Adam's `exp_avg` (decay `betas[0]`) and `exp_avg_sq` (decay `betas[1]`) updated with `grad`, written back."""
+    exp_avg = running_average(ops, state["exp_avg"], grad, group, "betas", 0)
+    return exp_avg, running_square_average(ops, state["exp_avg_sq"], grad, "betas", 1)
+
+
 def float64_step(ops: UpdateOps, step: Any) -> Any:
     """The step count in float64, where bias corrections are computed (PyTorch uses Python doubles)."""
     return ops.cast(step, dt.float64)

@@ -24,6 +24,7 @@ class Adadelta(Optimizer):
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state, "square_avg", "acc_delta")
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d, state = p.dtype, self.state[p]

@@ -35,6 +35,7 @@ class Adagrad(Optimizer):
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state)
         state["sum"] = self._full_like(p, group["initial_accumulator_value"])
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d, state = p.dtype, self.state[p]

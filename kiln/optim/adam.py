@@ -32,13 +32,13 @@ class Adam(Optimizer):
         self._start_state(p, state, "exp_avg", "exp_avg_sq")
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = self._zeros_like(p)
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d, state = p.dtype, self.state[p]
             param, grad = F.param_and_grad(ops, p, group)
             step64 = F.float64_step(ops, F.count_step(ops, state))
-            exp_avg = F.running_average(ops, state["exp_avg"], grad, group, "betas", 0)
-            exp_avg_sq = F.running_square_average(ops, state["exp_avg_sq"], grad, "betas", 1)
+            exp_avg, exp_avg_sq = F.adam_moments(ops, state, grad, group)
             step_size = ops.cast(ops.hp64("lr") / F.bias_correction(ops, step64, 0), d)
             bias_correction2_sqrt = ops.cast(ops.sqrt(F.bias_correction(ops, step64, 1)), d)
             if group["amsgrad"]:

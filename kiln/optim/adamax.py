@@ -23,6 +23,7 @@ class Adamax(Optimizer):
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state, "exp_avg", "exp_inf")
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d, state = p.dtype, self.state[p]

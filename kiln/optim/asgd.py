@@ -26,6 +26,7 @@ class ASGD(Optimizer):
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state, "ax", eta=group.hparam_value("lr"), mu=1.0)
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         f32, f64 = dt.float32, dt.float64
         lr, lambd = ops.hp64("lr"), ops.hp64("lambd")

@@ -29,6 +29,7 @@ class NAdam(Optimizer):
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state, "exp_avg", "exp_avg_sq", mu_product=1.0)
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         beta1 = ops.hp64("betas", 0)
         lr, decay = ops.hp64("lr"), ops.hp64("momentum_decay")
@@ -42,8 +43,7 @@ class NAdam(Optimizer):
             mu_product = ops.val(state["mu_product"]) * ops.cast(mu, f32)  # float32, as PyTorch's state
             ops.assign(state["mu_product"], mu_product)
             mu_product64 = ops.cast(mu_product, f64)
-            exp_avg = F.running_average(ops, state["exp_avg"], grad, group, "betas", 0)
-            exp_avg_sq = F.running_square_average(ops, state["exp_avg_sq"], grad, "betas", 1)
+            exp_avg, exp_avg_sq = F.adam_moments(ops, state, grad, group)
             denom = ops.sqrt(exp_avg_sq / ops.cast(F.bias_correction(ops, step64, 1), d)) + ops.hp("eps", d)
             grad_coef = ops.cast(-lr * (1.0 - mu) / (1.0 - mu_product64), d)
             avg_coef = ops.cast(-lr * mu_next / (1.0 - mu_product64 * mu_next), d)

@@ -27,6 +27,7 @@ class RAdam(Optimizer):
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state, "exp_avg", "exp_avg_sq")
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         beta2 = ops.hp64("betas", 1)
         rho_inf = 2 / (1 - beta2) - 1
@@ -34,8 +35,7 @@ class RAdam(Optimizer):
             d, state = p.dtype, self.state[p]
             param, grad = F.param_and_grad(ops, p, group)
             step64 = F.float64_step(ops, F.count_step(ops, state))
-            exp_avg = F.running_average(ops, state["exp_avg"], grad, group, "betas", 0)
-            exp_avg_sq = F.running_square_average(ops, state["exp_avg_sq"], grad, "betas", 1)
+            exp_avg, exp_avg_sq = F.adam_moments(ops, state, grad, group)
             bias_correction2 = F.bias_correction(ops, step64, 1)
             rho_t = rho_inf - 2 * step64 * beta2 ** step64 / bias_correction2
             ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)

@@ -29,6 +29,7 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = self._zeros_like(p)
         if group["centered"]:
             state["grad_avg"] = self._zeros_like(p)
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d, state = p.dtype, self.state[p]

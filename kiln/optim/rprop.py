@@ -26,6 +26,7 @@ class Rprop(Optimizer):
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
         self._start_state(p, state, "prev")
         state["step_size"] = self._full_like(p, group.hparam_value("lr"))
+
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
             d, state = p.dtype, self.state[p]
