@@ -45,6 +45,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, _Number) and not isinstance(v, (bool, np.bool_))
 
 
+def _is_number_or_tensor(v: Any) -> bool:
+    """Whether `v` can be a numeric hyperparameter: a Python/numpy number or a (1-element) tensor."""
+    return _is_number(v) or isinstance(v, Tensor)
+
+
 def _scalar_tensor(value: float) -> Tensor:
     with _trace.suspended():
         return Tensor._make(np.array(float(value), dtype=np.float64))
@@ -185,7 +190,7 @@ class ParamGroup(dict):
 
     # -- hyperparameter tensors ------------------------------------------------------------
     def _sync(self, key: str, value: Any) -> None:
-        if isinstance(value, (tuple, list)) and value and all(_is_number(v) or isinstance(v, Tensor) for v in value):
+        if isinstance(value, (tuple, list)) and value and all(_is_number_or_tensor(v) for v in value):
             nums = [_number_of(v, key) for v in value]
             old = self._hp.get(key)
             if isinstance(old, tuple) and len(old) == len(nums):
@@ -193,7 +198,7 @@ class ParamGroup(dict):
                     self._write(t, v, key)
             else:
                 self._hp[key] = tuple(_scalar_tensor(v) for v in nums)
-        elif _is_number(value) or isinstance(value, Tensor):
+        elif _is_number_or_tensor(value):
             v = _number_of(value, key)
             old = self._hp.get(key)
             if isinstance(old, Tensor):
