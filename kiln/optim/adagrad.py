@@ -3,12 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import numpy as np
-
-from ..frontend import trace as _trace
 from ..frontend.tensor import Tensor
-from ..ir import dtypes as dt
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from . import _functional as F
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class Adagrad(Optimizer):
@@ -23,17 +20,8 @@ class Adagrad(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10, foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False, fused: bool | None = None):
-        _check_lr(lr)
-        if not 0.0 <= lr_decay:
-            raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= initial_accumulator_value:
-            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's Adagrad")
+        _check_options("Adagrad", lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                       initial_accumulator_value=initial_accumulator_value, eps=eps, differentiable=differentiable)
         defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused)
@@ -45,22 +33,15 @@ class Adagrad(Optimizer):
                 self.state[p] = state
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
-        state["step"] = self._step_tensor()
-        with _trace.suspended():
-            state["sum"] = Tensor._make(np.full(tuple(p.shape), group["initial_accumulator_value"],
-                                                dtype=p.dtype.np_dtype))
+        self._start_state(p, state)
+        state["sum"] = self._full_like(p, group["initial_accumulator_value"])
 
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
-            d = p.dtype
-            state = self.state[p]
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            step = ops.val(state["step"]) + 1
-            ops.assign(state["step"], step)
-            if group["weight_decay"] != 0:
-                grad = grad + param * ops.hp("weight_decay", d)
-            clr = ops.cast(ops.hp64("lr") / (1 + (ops.cast(step, dt.float64) - 1) * ops.hp64("lr_decay")), d)
+            d, state = p.dtype, self.state[p]
+            param, grad = F.param_and_grad(ops, p, group)
+            step64 = F.float64_step(ops, F.count_step(ops, state))
+            clr = ops.cast(ops.hp64("lr") / (1 + (step64 - 1) * ops.hp64("lr_decay")), d)
             state_sum = ops.val(state["sum"]) + grad * grad
             ops.assign(state["sum"], state_sum)
             std = ops.sqrt(state_sum) + ops.hp("eps", d)

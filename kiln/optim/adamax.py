@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..frontend.tensor import Tensor
-from ..ir import dtypes as dt
-from .adam import lerp
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from . import _functional as F
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class Adamax(Optimizer):
@@ -17,40 +16,21 @@ class Adamax(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, foreach: bool | None = None, *,
                  maximize: bool = False, differentiable: bool = False, capturable: bool = False):
-        _check_lr(lr)
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        for i, b in enumerate(betas):
-            if not 0.0 <= b < 1.0:
-                raise ValueError(f"Invalid beta parameter at index {i}: {b}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's Adamax")
+        _check_options("Adamax", lr, eps=eps, betas=betas, weight_decay=weight_decay, differentiable=differentiable)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
-        state["step"] = self._step_tensor()
-        state["exp_avg"] = self._zeros_like(p)
-        state["exp_inf"] = self._zeros_like(p)
+        self._start_state(p, state, "exp_avg", "exp_inf")
 
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
-        beta1 = ops.hp64("betas", 0)
         for p in params:
-            d = p.dtype
-            state = self.state[p]
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            step = ops.val(state["step"]) + 1
-            ops.assign(state["step"], step)
-            if group["weight_decay"] != 0:
-                grad = grad + param * ops.hp("weight_decay", d)
-            exp_avg = lerp(ops.val(state["exp_avg"]), grad, ops.derived("1-beta1", d, lambda: 1 - beta1),
-                           ops.hp("betas", d, 0), 1 - group["betas"][0])
-            ops.assign(state["exp_avg"], exp_avg)
+            d, state = p.dtype, self.state[p]
+            param, grad = F.param_and_grad(ops, p, group)
+            step64 = F.float64_step(ops, F.count_step(ops, state))
+            exp_avg = F.running_average(ops, state["exp_avg"], grad, group, "betas", 0)
             exp_inf = ops.maximum(ops.val(state["exp_inf"]) * ops.hp("betas", d, 1), ops.abs(grad) + ops.hp("eps", d))
             ops.assign(state["exp_inf"], exp_inf)
-            clr = ops.cast(ops.hp64("lr") / (1 - beta1 ** ops.cast(step, dt.float64)), d)
+            clr = ops.cast(ops.hp64("lr") / F.bias_correction(ops, step64, 0), d)
             ops.assign(p, param - exp_avg / exp_inf * clr)

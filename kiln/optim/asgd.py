@@ -3,12 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import numpy as np
-
-from ..frontend import trace as _trace
 from ..frontend.tensor import Tensor
 from ..ir import dtypes as dt
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from . import _functional as F
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class ASGD(Optimizer):
@@ -21,34 +19,21 @@ class ASGD(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, lambd: float = 1e-4, alpha: float = 0.75,
                  t0: float = 1e6, weight_decay: float = 0.0, foreach: bool | None = None, maximize: bool = False,
                  differentiable: bool = False, capturable: bool = False):
-        _check_lr(lr)
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's ASGD")
+        _check_options("ASGD", lr, weight_decay=weight_decay, differentiable=differentiable)
         defaults = dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0, weight_decay=weight_decay, foreach=foreach,
                         maximize=maximize, differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
-        state["step"] = self._step_tensor()
-        with _trace.suspended():
-            state["eta"] = Tensor._make(np.array(group.hparam("lr")._cell.value, dtype=np.float32))
-            state["mu"] = Tensor._make(np.array(1.0, dtype=np.float32))
-        state["ax"] = self._zeros_like(p)
+        self._start_state(p, state, "ax", eta=group.hparam_value("lr"), mu=1.0)
 
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         f32, f64 = dt.float32, dt.float64
         lr, lambd = ops.hp64("lr"), ops.hp64("lambd")
         for p in params:
-            d = p.dtype
-            state = self.state[p]
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            step = ops.val(state["step"]) + 1
-            ops.assign(state["step"], step)
-            if group["weight_decay"] != 0:
-                grad = grad + param * ops.hp("weight_decay", d)
+            d, state = p.dtype, self.state[p]
+            param, grad = F.param_and_grad(ops, p, group)
+            step64 = F.float64_step(ops, F.count_step(ops, state))
             eta = ops.cast(ops.val(state["eta"]), f64)
             param = param * ops.cast(1 - lambd * eta, d)
             param = param - grad * ops.cast(eta, d)
@@ -56,7 +41,6 @@ class ASGD(Optimizer):
             mu = ops.val(state["mu"])
             ax = ops.val(state["ax"])
             ops.assign(state["ax"], ops.where(mu == 1, param, ax + (param - ax) * ops.cast(mu, d)))
-            step64 = ops.cast(step, f64)
             ops.assign(state["eta"], ops.cast(lr / (1 + lambd * lr * step64) ** ops.hp64("alpha"), f32))
             since_t0 = step64 - ops.hp64("t0")
             ops.assign(state["mu"], ops.cast(1 / ops.where(since_t0 > 1, since_t0, 1.0), f32))

@@ -45,6 +45,11 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, _Number) and not isinstance(v, (bool, np.bool_))
 
 
+def _is_number_or_tensor(v: Any) -> bool:
+    """Whether `v` can be a numeric hyperparameter: a Python/numpy number or a (1-element) tensor."""
+    return _is_number(v) or isinstance(v, Tensor)
+
+
 def _scalar_tensor(value: float) -> Tensor:
     with _trace.suspended():
         return Tensor._make(np.array(float(value), dtype=np.float64))
@@ -85,6 +90,39 @@ def _check_lr(lr: Any) -> None:
         raise TypeError(f"lr must be a number or a 1-element tensor, got {type(lr).__name__}")
     if lr < 0.0:
         raise ValueError(f"Invalid learning rate: {lr}")
+
+
+_OPTION_LABELS = {"eps": "epsilon"}  # names torch.optim's messages use for an option
+
+
+def _option_error(name: str, value: Any) -> str | None:
+    """torch.optim's message for an invalid constructor option, or None when `value` is valid."""
+    if name == "betas":
+        for i, b in enumerate(value):
+            if not 0.0 <= b < 1.0:
+                return f"Invalid beta parameter at index {i}: {b}"
+        return None
+    if name == "etas":
+        return None if 0.0 < value[0] < 1.0 < value[1] else f"Invalid eta values: {value[0]}, {value[1]}"
+    if name == "rho":
+        return None if 0.0 <= value <= 1.0 else f"Invalid rho value: {value}"
+    return None if 0.0 <= value else f"Invalid {_OPTION_LABELS.get(name, name)} value: {value}"
+
+
+def _check_options(owner: str, lr: Any, *, differentiable: bool = False, **options: Any) -> None:
+    """Validate a built-in optimizer's constructor options with torch.optim's messages, in the order given.
+
+    `lr` must be a non-negative number or a 1-element tensor; `betas` lie in [0, 1), `rho` in
+    [0, 1], `etas` satisfy 0 < etas[0] < 1 < etas[1]; every other option given must be >= 0.
+    `differentiable=True` is refused, naming `owner`.
+    """
+    _check_lr(lr)
+    for name, value in options.items():
+        message = _option_error(name, value)
+        if message is not None:
+            raise ValueError(message)
+    if differentiable:
+        raise ValueError(f"differentiable=True is not supported by kiln's {owner}")
 
 
 class _Reads(threading.local):
@@ -152,7 +190,7 @@ class ParamGroup(dict):
 
     # -- hyperparameter tensors ------------------------------------------------------------
     def _sync(self, key: str, value: Any) -> None:
-        if isinstance(value, (tuple, list)) and value and all(_is_number(v) or isinstance(v, Tensor) for v in value):
+        if isinstance(value, (tuple, list)) and value and all(_is_number_or_tensor(v) for v in value):
             nums = [_number_of(v, key) for v in value]
             old = self._hp.get(key)
             if isinstance(old, tuple) and len(old) == len(nums):
@@ -160,7 +198,7 @@ class ParamGroup(dict):
                     self._write(t, v, key)
             else:
                 self._hp[key] = tuple(_scalar_tensor(v) for v in nums)
-        elif _is_number(value) or isinstance(value, Tensor):
+        elif _is_number_or_tensor(value):
             v = _number_of(value, key)
             old = self._hp.get(key)
             if isinstance(old, Tensor):
@@ -178,6 +216,10 @@ class ParamGroup(dict):
                                "not inside it")
         t._cell.value[...] = v
         t._vc[0] += 1
+
+    def hparam_value(self, key: str) -> float:
+        """The Python float held by the 0-d tensor `hparam(key)` (a number option, or a 1-element tensor's value)."""
+        return float(self.hparam(key)._cell.value)
 
     def hparam(self, key: str) -> Any:
         """The 0-d float64 tensor (or tuple of them, for e.g. `betas`) mirroring `self[key]`."""
@@ -210,6 +252,15 @@ class UpdateOps:
             v = self._cache[ck] = self.cast(self.hp64(key, index), dtype)
         return v
 
+    def hp64(self, key: str, index: int | None = None) -> Any:
+        """Hyperparameter `key` (element `index` of a tuple option) in float64, read once per step."""
+        ck = (key, index, "float64")
+        v = self._cache.get(ck)
+        if v is None:
+            v = self._cache[ck] = self._read64(self.group.hparam(key) if index is None
+                                               else self.group.hparam(key)[index])
+        return v
+
     def derived(self, name: str, dtype, fn: Callable[[], Any]) -> Any:
         """A float64 value computed from hyperparameters by `fn`, cast to `dtype`, once per step."""
         ck = ("derived", name, dtype)
@@ -218,11 +269,7 @@ class UpdateOps:
             v = self._cache[ck] = self.cast(fn(), dtype)
         return v
 
-    def _hp_tensor(self, key: str, index: int | None) -> Tensor:
-        t = self.group.hparam(key)
-        return t[index] if index is not None else t
-
-    # interface: val, hp64, cast, sqrt, abs, sign, maximum, minimum, clamp, where, assign
+    # interface: val, _read64, cast, sqrt, abs, sign, maximum, minimum, clamp, where, assign
 
 
 class TensorOps(UpdateOps):
@@ -231,8 +278,8 @@ class TensorOps(UpdateOps):
     def val(self, t: Tensor) -> Tensor:
         return t
 
-    def hp64(self, key: str, index: int | None = None) -> Tensor:
-        return self._hp_tensor(key, index)
+    def _read64(self, t: Tensor) -> Tensor:
+        return t
 
     def cast(self, x: Tensor, dtype) -> Tensor:
         return x.to(dtype)
@@ -271,8 +318,8 @@ class NumpyOps(UpdateOps):
     def val(self, t: Tensor) -> np.ndarray:
         return t._cell.value
 
-    def hp64(self, key: str, index: int | None = None) -> np.float64:
-        return np.float64(self._hp_tensor(key, index)._cell.value)
+    def _read64(self, t: Tensor) -> np.float64:
+        return np.float64(t._cell.value)
 
     def cast(self, x: Any, dtype) -> Any:
         npd = dtype.np_dtype
@@ -449,14 +496,29 @@ class Optimizer:
         raise NotImplementedError
 
     @staticmethod
-    def _zeros_like(p: Tensor) -> Tensor:
+    def _full_like(p: Tensor, value: float) -> Tensor:
+        """A new eager tensor of `p`'s shape and dtype filled with `value` (state, even while tracing)."""
         with _trace.suspended():
-            return Tensor._make(np.zeros(tuple(p.shape), dtype=p.dtype.np_dtype))
+            return Tensor._make(np.full(tuple(p.shape), value, dtype=p.dtype.np_dtype))
+
+    @classmethod
+    def _zeros_like(cls, p: Tensor) -> Tensor:
+        return cls._full_like(p, 0.0)
 
     @staticmethod
     def _step_tensor(value: float = 0.0) -> Tensor:
+        """A new eager 0-d float32 tensor: the `step` counter, or other `_scalar_state`."""
         with _trace.suspended():
             return Tensor._make(np.array(value, dtype=np.float32))
+
+    def _start_state(self, p: Tensor, state: dict[str, Any], *zeros: str, **scalars: float) -> None:
+        """Fill a parameter's new `state` in PyTorch's key order: `step` (0), then the float32
+        `scalars` at their given values, then a zero tensor like `p` for each name in `zeros`."""
+        state["step"] = self._step_tensor()
+        for name, value in scalars.items():
+            state[name] = self._step_tensor(value)
+        for name in zeros:
+            state[name] = self._zeros_like(p)
 
     # -- state dicts ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..frontend.tensor import Tensor
-from .adam import lerp
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from . import _functional as F
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class RMSprop(Optimizer):
@@ -16,25 +16,15 @@ class RMSprop(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False):
-        _check_lr(lr)
-        if not 0.0 <= eps:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        if not 0.0 <= momentum:
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not 0.0 <= weight_decay:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if not 0.0 <= alpha:
-            raise ValueError(f"Invalid alpha value: {alpha}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's RMSprop")
+        _check_options("RMSprop", lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha,
+                       differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered,
                         weight_decay=weight_decay, capturable=capturable, foreach=foreach, maximize=maximize,
                         differentiable=differentiable)
         super().__init__(params, defaults)
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
-        state["step"] = self._step_tensor()
-        state["square_avg"] = self._zeros_like(p)
+        self._start_state(p, state, "square_avg")
         if group["momentum"] > 0:
             state["momentum_buffer"] = self._zeros_like(p)
         if group["centered"]:
@@ -42,20 +32,12 @@ class RMSprop(Optimizer):
 
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
-            d = p.dtype
-            state = self.state[p]
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            ops.assign(state["step"], ops.val(state["step"]) + 1)
-            if group["weight_decay"] != 0:
-                grad = grad + param * ops.hp("weight_decay", d)
-            one_minus_alpha = ops.derived("1-alpha", d, lambda: 1 - ops.hp64("alpha"))
-            square_avg = ops.val(state["square_avg"]) * ops.hp("alpha", d) + grad * grad * one_minus_alpha
-            ops.assign(state["square_avg"], square_avg)
+            d, state = p.dtype, self.state[p]
+            param, grad = F.param_and_grad(ops, p, group)
+            F.count_step(ops, state)
+            square_avg = F.running_square_average(ops, state["square_avg"], grad, "alpha")
             if group["centered"]:
-                grad_avg = lerp(ops.val(state["grad_avg"]), grad, one_minus_alpha, ops.hp("alpha", d),
-                                1 - group["alpha"])
-                ops.assign(state["grad_avg"], grad_avg)
+                grad_avg = F.running_average(ops, state["grad_avg"], grad, group, "alpha")
                 avg = ops.sqrt(square_avg - grad_avg * grad_avg)
             else:
                 avg = ops.sqrt(square_avg)

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import numpy as np
-
-from ..frontend import trace as _trace
 from ..frontend.tensor import Tensor
-from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
+from . import _functional as F
+from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_options
 
 
 class Rprop(Optimizer):
@@ -20,29 +18,20 @@ class Rprop(Optimizer):
     def __init__(self, params: Iterable[Any], lr: float = 1e-2, etas: tuple[float, float] = (0.5, 1.2),
                  step_sizes: tuple[float, float] = (1e-6, 50), *, capturable: bool = False,
                  foreach: bool | None = None, maximize: bool = False, differentiable: bool = False):
-        _check_lr(lr)
-        if not 0.0 < etas[0] < 1.0 < etas[1]:
-            raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
-        if differentiable:
-            raise ValueError("differentiable=True is not supported by kiln's Rprop")
+        _check_options("Rprop", lr, etas=etas, differentiable=differentiable)
         defaults = dict(lr=lr, etas=tuple(etas), step_sizes=tuple(step_sizes), foreach=foreach, maximize=maximize,
                         differentiable=differentiable, capturable=capturable)
         super().__init__(params, defaults)
 
     def _init_state(self, p: Tensor, group: ParamGroup, state: dict) -> None:
-        state["step"] = self._step_tensor()
-        state["prev"] = self._zeros_like(p)
-        lr = float(group.hparam("lr")._cell.value)
-        with _trace.suspended():
-            state["step_size"] = Tensor._make(np.full(tuple(p.shape), lr, dtype=p.dtype.np_dtype))
+        self._start_state(p, state, "prev")
+        state["step_size"] = self._full_like(p, group.hparam_value("lr"))
 
     def _update_group(self, group: ParamGroup, params: list[Tensor], ops: UpdateOps) -> None:
         for p in params:
-            d = p.dtype
-            state = self.state[p]
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            ops.assign(state["step"], ops.val(state["step"]) + 1)
+            d, state = p.dtype, self.state[p]
+            param, grad = F.param_and_grad(ops, p, group)
+            F.count_step(ops, state)
             etaminus, etaplus = ops.hp("etas", d, 0), ops.hp("etas", d, 1)
             sign = ops.sign(grad * ops.val(state["prev"]))
             factor = ops.where(sign > 0, etaplus, ops.where(sign < 0, etaminus, 1.0))

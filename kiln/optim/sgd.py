@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..frontend.tensor import Tensor
+from . import _functional as F
 from .optimizer import Optimizer, ParamGroup, UpdateOps, _check_lr
 
 
@@ -46,10 +47,7 @@ class SGD(Optimizer):
         momentum_on = group["momentum"] != 0
         for p in params:
             d = p.dtype
-            param = ops.val(p)
-            grad = ops.val(p.grad) if not group["maximize"] else -ops.val(p.grad)
-            if group["weight_decay"] != 0:
-                grad = grad + param * ops.hp("weight_decay", d)
+            param, grad = F.param_and_grad(ops, p, group)
             if momentum_on:
                 state = self.state[p]
                 if state.get("momentum_buffer") is None:  # momentum switched on after the state was created
