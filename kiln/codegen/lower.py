@@ -424,6 +424,8 @@ class _KernelLowering:
         full = [o for o in outs if o.numel == numel]
         rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
         rest = [o for o in outs if o not in full and o not in rows]
+        if full and k.anchor is not None and k.anchor.op == "matmul" and self._blocked_matmul(full, domain):
+            full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
@@ -442,6 +444,67 @@ class _KernelLowering:
             index, tokens = self.nest(o.shape)
             self.store(o, index)
             self.close(tokens)
+
+    def _blocked_matmul(self, full: Sequence[Node], domain: tuple[int, ...]) -> bool:
+        """Write a matmul kernel's outputs with `width` columns of the result per step: for each
+        (row, block of columns), `width` accumulators over k, each update a row of the right
+        operand that is contiguous in memory (the SLP vectorizer makes it one vector FMA), then
+        the epilogue per element. Only when the right operand's rows are contiguous (as in
+        `x @ w` and the weight gradient `g.T @ x`); `x @ w.T` reads both operands along k
+        and vectorizes the k reduction instead. Returns False when it does not apply."""
+        mm = self.k.anchor
+        a, b = mm.inputs
+        n, kdim = mm.shape[-1], a.shape[-1]
+        vec = 16 if mm.dtype == dt.float32 else 8
+        # four vectors of accumulators when the row is wide enough: independent FMA chains hide latency
+        width = 4 * vec if n >= 4 * vec else vec
+        if mm.dtype not in (dt.float32, dt.float64) or n < width or kdim == 0 or not self._rows_contiguous(b):
+            return False
+        blocks = n // width
+        em = self.em
+        lead = list(domain[:-1])
+        index, tokens = self.nest(tuple(lead) + (1,))
+        outer = list(index[:-1])
+        jb, tok = em.open_loop(blocks, hint="jb")
+        tokens.append(tok)
+        level = len(em.frames) - 1
+        base = op("mul", jb, idx(width))
+        cols = [op("add", base, idx(t)) for t in range(width)]
+        batch, i = outer[:-1], outer[-1]
+
+        def body(rv, accs):
+            (kk,) = rv
+            av = self.value(a, tuple(batch + [i, kk]))
+            return [op("fma", av, self.value(b, tuple(batch + [kk, c])), acc) for acc, c in zip(accs, cols)]
+        accs = self._accumulate([kdim], body, [const(0, mm.dtype)] * width, level)
+        for acc, c in zip(accs, cols):
+            em.remember((id(mm), tuple(outer + [c])), acc)
+        for c in cols:
+            pos = tuple(outer + [c])
+            for o in full:
+                self.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+        self.close(tokens)
+        if n % width:  # the last columns, one at a time
+            index, tokens = self.nest(tuple(lead) + (n % width,))
+            pos = tuple(list(index[:-1]) + [op("add", index[-1], idx(blocks * width))])
+            for o in full:
+                self.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+            self.close(tokens)
+        return True
+
+    def _rows_contiguous(self, n: Node) -> bool:
+        """Is `n`'s last dimension contiguous in the memory it is read from (a kernel input, or
+        views that keep the last axis last)?"""
+        while id(n) in self.members and id(n) not in self.inputs:
+            if n.op == "permute" and n.attrs["perm"][-1] == len(n.shape) - 1:
+                n = n.inputs[0]
+            elif n.op == "broadcast_to" and n.inputs[0].shape and n.inputs[0].shape[-1] == n.shape[-1]:
+                n = n.inputs[0]
+            elif n.op == "slice" and n.attrs["steps"][-1] == 1:
+                n = n.inputs[0]
+            else:
+                return False
+        return True
 
     def _scatter(self, outs: Sequence[Node]) -> None:
         s = self.k.anchor
