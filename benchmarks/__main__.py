@@ -1,9 +1,12 @@
 """`python -m benchmarks [--quick] [--only mlp,cnn] [--columns ...]`: print a table, write JSON.
 
-Each workload's training step is timed under kiln eager, kiln.compile, PyTorch eager
-and torch.compile (unavailable columns are skipped with the reason). Times are per
-step: min and median over repeats; ratios divide by PyTorch eager's time from the
-same run. Results go to benchmarks/results/latest.json (quick runs: quick.json).
+Each workload's step is timed under numpy, kiln eager, kiln.compile on each backend
+(llvm, reference), PyTorch eager, torch.compile and jax.jit, where the workload applies
+(unavailable columns are skipped with the reason). Times are per step: min and median over
+repeats; ratios divide by PyTorch eager's time and by the best peer's (the fastest of numpy,
+torch eager, torch.compile, jax.jit) from the same run. Kernel workloads' results are checked
+against numpy. Results go to benchmarks/results/latest.json (quick runs: quick.json).
+First-call (trace + compile) times in fresh processes: `python -m benchmarks.first_call`.
 """
 from __future__ import annotations
 
@@ -15,13 +18,14 @@ import sys
 from .harness import format_table, run_suite
 from .workloads import COLUMNS, REGISTRY
 
+QUICK_SKIPS = ("torch.compile", "jax.jit")  # their warm-up (seconds to minutes) is off in --quick runs
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke run: few repeats, no torch.compile column")
+    ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, few repeats, no torch.compile or jax.jit column")
     ap.add_argument("--only", default=None, help=f"comma-separated workloads (of: {', '.join(REGISTRY)})")
     ap.add_argument("--columns", default=None, help=f"comma-separated columns (of: {', '.join(COLUMNS)})")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per cell (default 15; quick: 3)")
@@ -46,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if bad:
             ap.error(f"unknown column(s) {bad}; known: {COLUMNS}")
     else:
-        columns = [c for c in COLUMNS if not (args.quick and c == "torch.compile")]
+        columns = [c for c in COLUMNS if not (args.quick and c in QUICK_SKIPS)]
     q = args.quick
     report = run_suite(
         workloads, columns, quick=q,
@@ -57,13 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         compile_timeout=args.compile_timeout,
         log=lambda *a, **k: print(*a, file=sys.stderr, **k))
     if q and args.columns is None:
-        report["settings"]["note"] = "torch.compile skipped in --quick (pass --columns to include it)"
+        report["settings"]["note"] = "torch.compile and jax.jit skipped in --quick (pass --columns to include them)"
     print()
     for w in workloads:
         print(f"{w}: {REGISTRY[w].description}")
     m = report["machine"]
     print(f"machine: {m.get('cpu')} x{m.get('cpu_count')}, python {m['python']}, numpy {m['numpy']}, "
-          f"torch {m.get('torch')} ({m.get('torch_threads')} threads), kiln {m['kiln']} @ {m.get('git_commit')}; "
+          f"torch {m.get('torch')} ({m.get('torch_threads')} threads), jax {m.get('jax')}, kiln {m['kiln']} @ "
+          f"{m.get('git_commit')} ({m.get('kiln_native_threads')} native threads, {m.get('kiln_blas_threads')} BLAS); "
           f"load average before/after {m.get('loadavg_before')} / {m.get('loadavg_after')}")
     print(format_table(report["results"]))
     loads = [l[0] for l in (m.get("loadavg_before"), m.get("loadavg_after")) if l]

@@ -1,55 +1,23 @@
-"""The workload registry: each workload builds one zero-argument `step()` per framework column.
+"""The training workloads (mlp, cnn, lstm, loader, adam); `kernels.py` adds the kernel ones.
 
-A workload is a function `build(column, quick) -> Prepared`; it raises `Skip(reason)` when a
-column cannot run (a missing package, `kiln.nn` not written yet, ...). Columns:
-
-- `kiln eager`     kiln tensors, eager numpy execution
-- `kiln.compile`   the same step wrapped in `kiln.compile` (today: the reference interpreter)
-- `torch eager`    PyTorch, eager
-- `torch.compile`  PyTorch with `torch.compile` (run in a subprocess with a time box, see harness)
-
-The model code is written once against a framework namespace (`T`, `nn`, `F`, `optim`),
-so the kiln and PyTorch versions are literally the same program with the import changed,
-and kiln's model starts from a copy of PyTorch's initial weights.
+Each workload builds one zero-argument `step()` per column (see `registry.py` for the
+columns). The model code is written once against a framework namespace (`T`, `nn`, `F`,
+`optim`), so the kiln and PyTorch versions are literally the same program with the import
+changed, and kiln's model starts from a copy of PyTorch's initial weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-COLUMNS = ["kiln eager", "kiln.compile", "torch eager", "torch.compile"]
+from .registry import (COLUMNS, KILN_COMPILE, PEERS, REGISTRY, SUBPROCESS_COLUMNS, Prepared, Skip, Workload,
+                       kiln_backend, register)
 
+__all__ = ["COLUMNS", "PEERS", "REGISTRY", "SUBPROCESS_COLUMNS", "Prepared", "Skip", "Workload", "register"]
 
-class Skip(Exception):
-    """This (workload, column) cannot run here; the message says why."""
-
-
-@dataclass
-class Prepared:
-    """A ready-to-time training step and what to report about it."""
-
-    step: Callable[[], Any]  # one training step; returns the loss tensor
-    loss_of: Callable[[Any], float]  # the float value of what step() returned
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Workload:
-    name: str
-    description: str
-    build: Callable[[str, bool], Prepared]
-
-
-REGISTRY: dict[str, Workload] = {}
-
-
-def register(name: str, description: str):
-    def deco(fn: Callable[[str, bool], Prepared]) -> Callable[[str, bool], Prepared]:
-        REGISTRY[name] = Workload(name, description, fn)
-        return fn
-    return deco
+# the training workloads run on kiln and PyTorch (the same model source); numpy/jax do not apply
+TRAINING_COLUMNS = ["kiln eager", *KILN_COMPILE, "torch eager", "torch.compile"]
 
 
 # -- frameworks ----------------------------------------------------------------------------------
@@ -170,40 +138,45 @@ def _classification_step(column: str, make_model, input_shape, make_opt) -> Prep
         opt.step()
         return loss
 
-    if column == "kiln.compile":
-        compiled = T.compile(train_step)
+    if column in KILN_COMPILE:
+        compiled = T.compile(train_step, backend=kiln_backend(column))
         step = lambda: compiled(x, y)  # noqa: E731
-        notes.append("whole step compiled (reference interpreter backend)")
+        lower = lambda: compiled.lower(x, y)  # noqa: E731
+        notes.append(f"whole step compiled ({kiln_backend(column)} backend)")
     elif column == "torch.compile":
         compiled = T.compile(train_step)
         step = lambda: compiled(x, y)  # noqa: E731
     else:
         step = lambda: train_step(x, y)  # noqa: E731
-    return Prepared(step=step, loss_of=lambda loss: float(loss.detach().item()), notes=notes)
+    return Prepared(step=step, loss_of=lambda loss: float(loss.detach().item()), notes=notes,
+                    lower=lower if column in KILN_COMPILE else None)
 
 
-@register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step")
+@register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step",
+          columns=[*TRAINING_COLUMNS, "jax.jit"])
 def mlp(column: str, quick: bool) -> Prepared:
+    if column == "jax.jit":
+        return jax_mlp_step()
     return _classification_step(column, make_mlp, (64, 784), _sgd_momentum(0.01, 0.9))
 
 
 @register("cnn", "CNN Conv(3,32)-ReLU-Pool-Conv(32,64)-ReLU-Pool-Linear(4096,128)-ReLU-Linear(128,10), batch 64 "
-                 "of 3x32x32, CrossEntropyLoss, SGD(lr=0.001, momentum=0.9): one training step")
+                 "of 3x32x32, CrossEntropyLoss, SGD(lr=0.001, momentum=0.9): one training step", columns=TRAINING_COLUMNS)
 def cnn(column: str, quick: bool) -> Prepared:
     return _classification_step(column, make_cnn, (64, 3, 32, 32), _sgd_momentum(0.001, 0.9))
 
 
 @register("lstm", "LSTM classifier: LSTM(10, 256, 2 layers, batch_first) with zero h0/c0, Linear(256, 10) on the "
-                  "last step, batch 64 x 20 steps, CrossEntropyLoss, Adam(lr=0.001): one training step")
+                  "last step, batch 64 x 20 steps, CrossEntropyLoss, Adam(lr=0.001): one training step",
+          columns=TRAINING_COLUMNS)
 def lstm(column: str, quick: bool) -> Prepared:
     return _classification_step(column, make_lstm, (64, 20, 10), lambda optim, params: optim.Adam(params, lr=1e-3))
 
 
 @register("loader", "DataLoader epoch: TensorDataset of 10,000 x 784 float32 + int64 labels, batch 64, shuffle "
-                    "with a seeded generator (157 batches); time per epoch")
+                    "with a seeded generator (157 batches); time per epoch",
+          columns=["kiln eager", "torch eager"])  # data loading runs outside compiled code
 def loader(column: str, quick: bool) -> Prepared:
-    if column.endswith("compile"):
-        raise Skip("not applicable (data loading runs outside compiled code)")
     if column.startswith("kiln"):
         import kiln as T
         from kiln.utils.data import DataLoader, TensorDataset
@@ -224,7 +197,7 @@ def loader(column: str, quick: bool) -> Prepared:
 
 
 @register("adam", "Adam optimizer step alone (lr=1e-3) on the MLP's parameters (784x128, 128, 128x64, 64, 64x10, 10) "
-                  "with fixed gradients")
+                  "with fixed gradients", columns=TRAINING_COLUMNS)
 def adam(column: str, quick: bool) -> Prepared:
     if column.startswith("kiln"):
         import kiln as T
@@ -238,10 +211,69 @@ def adam(column: str, quick: bool) -> Prepared:
     for p in params:
         p.grad = T.tensor(rng.standard_normal(tuple(p.shape)).astype(np.float32))
     opt = optim.Adam(params, lr=1e-3)
-    step = T.compile(opt.step) if column.endswith("compile") else opt.step
+    lower = None
+    if column in KILN_COMPILE:
+        step = T.compile(opt.step, backend=kiln_backend(column))
+        lower = step.lower
+    elif column == "torch.compile":
+        step = T.compile(opt.step)
+    else:
+        step = opt.step
 
     def run():
         step()
         return params[0]
     return Prepared(step=run, loss_of=lambda p: float(p.detach().sum().item()),
-                    notes=["'first_loss' is the sum of the first parameter after one step"])
+                    notes=["'first_loss' is the sum of the first parameter after one step"], lower=lower)
+
+
+# -- JAX: the MLP step written with jax.numpy (same weights, data, loss and SGD momentum) -----
+def _jax():
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as e:
+        raise Skip(f"jax is not installed ({e}); pip install 'kiln[bench]'") from None
+    return jax, jnp
+
+
+def jax_mlp_step() -> Prepared:
+    """`mlp` under jax.jit: forward, cross-entropy, grad and SGD(momentum) in one jitted function."""
+    jax, jnp = _jax()
+    w = _reference_weights(make_mlp)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((64, 784)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, 10, size=(64,)).astype(np.int32))
+    names = ["fc1", "fc2", "fc3"]
+    params = {k: jnp.asarray(v) for k, v in w.items()}
+
+    def loss_fn(p, x, y):
+        h = x
+        for i, n in enumerate(names):
+            h = h @ p[f"{n}.weight"].T + p[f"{n}.bias"]
+            if i < len(names) - 1:
+                h = jax.nn.relu(h)
+        logp = jax.nn.log_softmax(h, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    lr, momentum = 0.01, 0.9
+
+    @jax.jit
+    def train_step(p, buf, first, x, y):
+        loss, g = jax.value_and_grad(loss_fn)(p, x, y)
+        # torch.optim.SGD: the first step's buffer is the gradient itself
+        buf = {k: jnp.where(first, g[k], momentum * buf[k] + g[k]) for k in p}
+        p = {k: p[k] - lr * buf[k] for k in p}
+        return p, buf, loss
+
+    state = {"p": params, "buf": {k: jnp.zeros_like(v) for k, v in params.items()}, "first": True}
+
+    def step():
+        state["p"], state["buf"], loss = train_step(state["p"], state["buf"], state["first"], x, y)
+        state["first"] = False
+        return loss.block_until_ready()
+    return Prepared(step=step, loss_of=lambda loss: float(loss),
+                    notes=["initial weights copied from PyTorch", "forward+grad+update in one jax.jit"])
+
+
+from . import kernels  # noqa: E402,F401  (registers the kernel workloads after the training ones)
