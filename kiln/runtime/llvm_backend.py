@@ -80,12 +80,12 @@ _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 class LLVMExecutable:
     """A compiled program: `run(inputs) -> outputs` over numpy arrays."""
 
-    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, llvm_ir: str, obj: bytes,
+    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, render, obj: bytes,
                  entry_name: str, strict_fp: bool, from_cache: bool = False):
         self.graph = graph
         self.plan = plan
         self.program = program
-        self.llvm_ir = llvm_ir
+        self._render = render  # () -> the program's LLVM IR (rendered on demand after a cache hit)
         self.strict_fp = strict_fp
         self.from_cache = from_cache
         self._llvm_opt: str | None = None
@@ -139,6 +139,10 @@ class LLVMExecutable:
             nbytes = b.numel * b.dtype.itemsize
             out[k] = arenas[bid][:nbytes].view(b.dtype.np_dtype).reshape(b.shape)
         return out
+
+    @property
+    def llvm_ir(self) -> str:
+        return self._render()
 
     def stages(self, stage: str) -> str:
         """This program's text at `stage`: plan | kernels | llvm | llvm-opt | asm."""
@@ -207,29 +211,48 @@ def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None
 
 def build_program(program: LoweredProgram, graph: Graph | None = None, plan: FusionPlan | None = None,
                   strict_fp: bool = False) -> "LLVMExecutable":
-    """Decompose, render, optimize and JIT a lowered program (through the disk cache)."""
+    """Decompose, render, optimize and JIT a lowered program (through the disk cache).
+
+    Kernels with the same body (an LSTM's time steps, say) are compiled once and called on
+    each one's buffers. The cache key is the kernel IR of the distinct kernels and the call
+    sequence, so a cache hit skips rendering and LLVM altogether."""
     from ..codegen.decompose import decompose
+    from ..codegen.kir_printer import format_kernel
     from ..codegen.llvm_render import render_program
     name = program.name
-    kernels = program.kernels
-    kernels = [decompose(k) for k in kernels]
-    program.kernels = kernels
+    distinct: dict[str, object] = {}
+    alias: dict[str, str] = {}
+    texts = []
+    for k in program.kernels:
+        body = format_kernel(k).replace(k.name, "@kernel", 1)
+        if body not in distinct:
+            distinct[body] = k
+            texts.append(body)
+        alias[k.name] = distinct[body].name
     index = {b.name: k for k, b in enumerate(program.buffers)}
-    calls = [(kname, [index[a] for a in args]) for kname, args in program.calls]
-    text = render_program(name, kernels, calls, strict_fp=strict_fp,
-                          prefer_vector_width=512 if _has_avx512() else None)
-    key = cache_key(text)
+    calls = [(alias[kname], [index[a] for a in args]) for kname, args in program.calls]
+    pvw = 512 if _has_avx512() else None
+    key = cache_key("\n".join(texts) + f"\ncalls {calls}\nstrict_fp={strict_fp} prefer_vector_width={pvw}\n"
+                    + name)
+    rendered: list[str] = []
+
+    def render() -> str:
+        if not rendered:
+            kernels = [decompose(k) for k in distinct.values()]
+            rendered.append(render_program(name, kernels, calls, strict_fp=strict_fp, prefer_vector_width=pvw))
+        return rendered[0]
+
     cache = disk_cache()
     obj = cache.get(key) if cache is not None else None
     hit = obj is not None
     if obj is None:
         _, tm, _ = _llvm()
-        module = optimize_ir(text)
+        module = optimize_ir(render())
         with _lock:
             obj = tm.emit_object(module)
         if cache is not None:
             cache.put(key, obj)
-    return LLVMExecutable(graph, plan, program, text, obj, name, strict_fp, from_cache=hit)
+    return LLVMExecutable(graph, plan, program, render, obj, name, strict_fp, from_cache=hit)
 
 
 def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -242,13 +265,13 @@ def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return build_program(prog).run(inputs)
 
 
-def cache_key(llvm_ir: str) -> str:
+def cache_key(program_text: str) -> str:
     """What compiled object code depends on: the program, the target and the versions."""
     import llvmlite
     from .. import __version__
     llvm, _, _ = _llvm()
     return "\n".join([f"kiln {__version__}", f"llvmlite {llvmlite.__version__} llvm {llvm.llvm_version_info}",
-                      host_description(), "O3 vectorize", llvm_ir])
+                      host_description(), "O3 vectorize", program_text])
 
 
 _caches: dict = {}
