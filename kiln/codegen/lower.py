@@ -40,6 +40,11 @@ def lowerable_primitives() -> frozenset[str]:
     return ELEMENTWISE_PRIMS | MOVEMENT_PRIMS | REDUCE_PRIMS | OTHER_PRIMS
 
 
+# a blocked matmul writes its epilogue out once per column of the block (64): above this many
+# epilogue nodes (an optimizer update fused into a weight gradient, say) the code grows too much
+EPILOGUE_UNROLL_LIMIT = 8
+
+
 class LoweringError(NotImplementedError):
     pass
 
@@ -460,6 +465,8 @@ class _KernelLowering:
         width = 4 * vec if n >= 4 * vec else vec
         if mm.dtype not in (dt.float32, dt.float64) or n < width or kdim == 0 or not self._rows_contiguous(b):
             return False
+        if self._epilogue_size(mm) > EPILOGUE_UNROLL_LIMIT:  # the epilogue is written out once per column
+            return False
         blocks = n // width
         em = self.em
         lead = list(domain[:-1])
@@ -491,6 +498,14 @@ class _KernelLowering:
                 self.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
             self.close(tokens)
         return True
+
+    def _epilogue_size(self, anchor: Node) -> int:
+        """How many of this kernel's nodes compute from the anchor's result."""
+        after = {id(anchor)}
+        for m in self.k.nodes:
+            if any(id(i) in after for i in m.inputs):
+                after.add(id(m))
+        return len(after) - 1
 
     def _rows_contiguous(self, n: Node) -> bool:
         """Is `n`'s last dimension contiguous in the memory it is read from (a kernel input, or
