@@ -110,7 +110,11 @@ class LLVMExecutable:
         self._status_ptr = self._status.ctypes.data
         self._ptrs_addr = ctypes.addressof(self._ptrs)
         self._call_lock = threading.Lock()
-        self.parallel = any(ls.parallel for k in program.kernels for ls in k.schedule.loops.values())
+        # threads only when most of the program's work is in parallel loops: every kernel of a
+        # threaded run ends at a barrier, and a program of many small serial kernels (an LSTM step:
+        # 311 kernels, 3 parallel) spent 1 s a call waiting at them for a worker that was not running
+        par = sum(k.cost for k in program.kernels if any(ls.parallel for ls in k.schedule.loops.values()))
+        self.parallel = par * 2 >= sum(k.cost for k in program.kernels) and par > 0
         self._input_specs = [self._specs[k] for k in self._inputs]
         self._template = [self._consts.get(k) for k in range(len(bufs))]
         for k, arr in self._temps(graph, plan).items():
@@ -123,7 +127,8 @@ class LLVMExecutable:
         plan: values that are never alive at once share bytes. (No in-place reuse: a kernel's
         buffers are `noalias`.) The plan is verified under KILN_VERIFY."""
         if graph is None or plan is None:
-            return {}
+            return {k: np.empty(b.shape, b.dtype.np_dtype) for k, b in enumerate(self.program.buffers)
+                    if b.role == "scratch"}
         from .. import config
         from ..passes.memory import plan_memory
         mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
@@ -131,6 +136,9 @@ class LLVMExecutable:
         sizes = {buf.id: buf.size for buf in mem.buffers}
         out = {}
         for k, b in enumerate(self.program.buffers):
+            if b.role == "scratch":
+                out[k] = np.empty(b.shape, b.dtype.np_dtype)
+                continue
             if b.role != "temp" or b.value not in mem.assignment:
                 continue
             bid = mem.assignment[b.value]
