@@ -5,6 +5,7 @@ native entry point: one foreign call runs every kernel over buffers the executor
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from dataclasses import dataclass
 from typing import Sequence
@@ -119,8 +120,10 @@ class LLVMExecutable:
         self._template = [self._consts.get(k) for k in range(len(bufs))]
         for k, arr in self._temps(graph, plan).items():
             self._template[k] = arr
-        self._fresh = [(k, *self._specs[k]) for k, r in enumerate(self._roles)
-                       if r == "output" or (r == "temp" and self._template[k] is None)]
+        # per call: outputs (and any temp the memory plan did not place); large ones from the caching allocator
+        self._fresh = [(k, shape, dtype, allocator.empty if math.prod(shape) * dtype.itemsize >= allocator.MIN_BYTES
+                        else np.empty) for k, (shape, dtype) in enumerate(self._specs)
+                       if self._roles[k] == "output" or (self._roles[k] == "temp" and self._template[k] is None)]
 
     def _temps(self, graph: Graph | None, plan: FusionPlan | None) -> dict[int, np.ndarray]:
         """Intermediate buffers, allocated once and kept across calls, placed by the memory
@@ -179,8 +182,8 @@ class LLVMExecutable:
                     or not arr.flags.c_contiguous:
                 arr = self._checked_input(k, arr)
             arrays[k] = arr
-        for k, shape, dtype in self._fresh:
-            arrays[k] = allocator.empty(shape, dtype)
+        for k, shape, dtype, alloc in self._fresh:
+            arrays[k] = alloc(shape, dtype)
         with self._call_lock:
             for k, a in enumerate(arrays):
                 ptrs[k] = a.__array_interface__["data"][0]
