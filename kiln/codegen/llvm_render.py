@@ -329,6 +329,12 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
     code (its payload is in the status buffer), 0 when every kernel ran."""
     m = ir.Module(name=name)
     fns = {k.name: render_kernel(m, k, strict_fp) for k in kernels}
+    uses: dict[str, int] = {}
+    for kname, _ in calls:
+        uses[kname] = uses.get(kname, 0) + 1
+    for kname, n in uses.items():
+        if n > 1:  # one body called on several buffer sets: compile it once, do not copy it per call
+            fns[kname].attributes.add("noinline")
     barrier = _render_barrier(m, name + "_barrier")
     entry = ir.Function(m, ir.FunctionType(I32, [PTR, PTR, I64, I64, PTR]), name=name)
     entry.attributes.add("nounwind")

@@ -40,6 +40,11 @@ def lowerable_primitives() -> frozenset[str]:
     return ELEMENTWISE_PRIMS | MOVEMENT_PRIMS | REDUCE_PRIMS | OTHER_PRIMS
 
 
+# a blocked matmul writes its epilogue out once per column of the block (64): above this many
+# epilogue nodes (an optimizer update fused into a weight gradient, say) the code grows too much
+EPILOGUE_UNROLL_LIMIT = 4
+
+
 class LoweringError(NotImplementedError):
     pass
 
@@ -65,7 +70,7 @@ class ProgramBuffer:
     name: str
     dtype: DType
     shape: tuple[int, ...]
-    role: str  # input | output | temp | const
+    role: str  # input | output | temp | const | scratch (kernel-private, never a graph value)
     data: np.ndarray | None = None  # const buffers
     value: str = ""  # the graph value it holds (its node's name)
 
@@ -126,6 +131,7 @@ class _KernelLowering:
         self.checks = checks
         self.members = {id(n) for n in kernel.nodes}
         self.inputs = {id(n) for n in kernel.inputs}
+        self.scratch: list[tuple[str, Node]] = []  # (param name, the value it holds)
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
@@ -424,6 +430,8 @@ class _KernelLowering:
         full = [o for o in outs if o.numel == numel]
         rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
         rest = [o for o in outs if o not in full and o not in rows]
+        if full and k.anchor is not None and k.anchor.op == "matmul" and self._blocked_matmul(full, domain):
+            full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
@@ -442,6 +450,106 @@ class _KernelLowering:
             index, tokens = self.nest(o.shape)
             self.store(o, index)
             self.close(tokens)
+
+    def _blocked_matmul(self, full: Sequence[Node], domain: tuple[int, ...]) -> bool:
+        """Write a matmul kernel's outputs with `width` columns of the result per step: for each
+        (row, block of columns), `width` accumulators over k, each update a row of the right
+        operand that is contiguous in memory (the SLP vectorizer makes it one vector FMA), then
+        the epilogue per element. Only when the right operand's rows are contiguous (as in
+        `x @ w` and the weight gradient `g.T @ x`); `x @ w.T` reads both operands along k
+        and vectorizes the k reduction instead. Returns False when it does not apply."""
+        mm = self.k.anchor
+        a, b = mm.inputs
+        n, kdim = mm.shape[-1], a.shape[-1]
+        vec = 16 if mm.dtype == dt.float32 else 8
+        # four vectors of accumulators when the row is wide enough: independent FMA chains hide latency
+        width = 4 * vec if n >= 4 * vec else vec
+        if mm.dtype not in (dt.float32, dt.float64) or n < width or kdim == 0 or not self._rows_contiguous(b):
+            return False
+        lead = list(domain[:-1])
+        scratch = self._epilogue_size(mm) > EPILOGUE_UNROLL_LIMIT
+        if scratch and math.prod(lead) <= 1:
+            return False  # phase 2 would be chunked over other loops than phase 1 (threads)
+        blocks = n // width
+        em = self.em
+        index, tokens = self.nest(tuple(lead) + (1,))
+        outer = list(index[:-1])
+        jb, tok = em.open_loop(blocks, hint="jb")
+        tokens.append(tok)
+        level = len(em.frames) - 1
+        base = op("mul", jb, idx(width))
+        cols = [op("add", base, idx(t)) for t in range(width)]
+        batch, i = outer[:-1], outer[-1]
+
+        def body(rv, accs):
+            (kk,) = rv
+            av = self.value(a, tuple(batch + [i, kk]))
+            return [op("fma", av, self.value(b, tuple(batch + [kk, c])), acc) for acc, c in zip(accs, cols)]
+        accs = self._accumulate([kdim], body, [const(0, mm.dtype)] * width, level)
+        if scratch:
+            # a large epilogue (an optimizer update fused into a weight gradient) is not written out
+            # once per column: phase 1 stores the products into a scratch buffer, phase 2 runs the
+            # epilogue over it per element (the same rows on the same thread: same outer loop)
+            sname = self.scratch_param(mm)
+            for acc, c in zip(accs, cols):
+                em.emit(Store(sname, ix.linearize(tuple(outer + [c]), mm.shape), acc), em.level(acc))
+            self.close(tokens)
+            if n % width:
+                index, tokens = self.nest(tuple(lead) + (n % width,))
+                pos = tuple(list(index[:-1]) + [op("add", index[-1], idx(blocks * width))])
+                v = self._matmul(mm, pos)
+                em.emit(Store(sname, ix.linearize(pos, mm.shape), v), em.level(v, *pos))
+                self.close(tokens)
+            self.inputs.add(id(mm))  # from here on the product is read from the scratch buffer
+            self.buf_names[id(mm)] = sname
+            index, tokens = self.nest(domain)
+            for o in full:
+                self.store(o, ix.delinearize(ix.linearize(index, domain), o.shape) if tuple(o.shape) != domain
+                           else index)
+            self.close(tokens)
+            return True
+        for acc, c in zip(accs, cols):
+            em.remember((id(mm), tuple(outer + [c])), acc)
+        for c in cols:
+            pos = tuple(outer + [c])
+            for o in full:
+                self.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+        self.close(tokens)
+        if n % width:  # the last columns, one at a time
+            index, tokens = self.nest(tuple(lead) + (n % width,))
+            pos = tuple(list(index[:-1]) + [op("add", index[-1], idx(blocks * width))])
+            for o in full:
+                self.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+            self.close(tokens)
+        return True
+
+    def scratch_param(self, n: Node) -> str:
+        """A kernel-private buffer holding `n` (the runtime allocates it once per program)."""
+        pname = f"s{len(self.scratch)}"
+        self.scratch.append((pname, n))
+        return pname
+
+    def _epilogue_size(self, anchor: Node) -> int:
+        """How many of this kernel's nodes compute from the anchor's result."""
+        after = {id(anchor)}
+        for m in self.k.nodes:
+            if any(id(i) in after for i in m.inputs):
+                after.add(id(m))
+        return len(after) - 1
+
+    def _rows_contiguous(self, n: Node) -> bool:
+        """Is `n`'s last dimension contiguous in the memory it is read from (a kernel input, or
+        views that keep the last axis last)?"""
+        while id(n) in self.members and id(n) not in self.inputs:
+            if n.op == "permute" and n.attrs["perm"][-1] == len(n.shape) - 1:
+                n = n.inputs[0]
+            elif n.op == "broadcast_to" and n.inputs[0].shape and n.inputs[0].shape[-1] == n.shape[-1]:
+                n = n.inputs[0]
+            elif n.op == "slice" and n.attrs["steps"][-1] == 1:
+                n = n.inputs[0]
+            else:
+                return False
+        return True
 
     def _scatter(self, outs: Sequence[Node]) -> None:
         s = self.k.anchor
@@ -500,6 +608,9 @@ def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], const_nodes
         params.append(BufferParam(pname, o.dtype, o.numel, "rw" if kernel.kind == "scatter" else "w"))
         nodes.append(("out", o))
     low.write_outputs(outs)
+    for pname, n in low.scratch:
+        params.append(BufferParam(pname, n.dtype, n.numel, "rw"))
+        nodes.append(("scratch", n))
     return low.finish(params, f"plan kernel {kernel.id} [{kernel.kind}] domain={list(kernel.domain)}"), nodes
 
 
@@ -509,6 +620,7 @@ def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
     buffers: list[ProgramBuffer] = []
     bname: dict[int, str] = {}      # values in memory
     cname: dict[int, str] = {}      # literal arrays
+    sname: dict[int, str] = {}      # kernel-private scratch
 
     def buf(table: dict, n: Node, role: str, data=None) -> str:
         if id(n) not in table:
@@ -533,6 +645,8 @@ def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
         for role, n in params:
             if role == "const":
                 args.append(buf(cname, n, "const", get_primitive("constant").impl(**n.attrs)))
+            elif role == "scratch":
+                args.append(buf(sname, n, "scratch"))
             else:
                 args.append(bname[id(n)])
         kernels.append(kf)

@@ -12,7 +12,7 @@ from typing import Callable
 
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
-from .kir import Expr, const, op
+from .kir import Const, Expr, const, op
 
 Rule = Callable[[list[Expr], dict, DType], Expr]
 
@@ -66,6 +66,23 @@ def _remainder(a, attrs, out):
     return op("select", fix, op("add", r, ys), r)
 
 
+def _pow(a, attrs, out):
+    """x ** y; a small integral constant exponent (x ** 2, x ** 3, x ** -1 ...) is a product,
+    as numpy's own fast paths do, instead of the general exp/log evaluation."""
+    x, y = a
+    if isinstance(y, Const) and x.dtype.is_floating_point and float(y.value).is_integer() and abs(y.value) <= 4:
+        k = int(y.value)
+        if k == 0:
+            return const(1, x.dtype)
+        r = x
+        for _ in range(abs(k) - 1):
+            r = op("mul", r, x)
+        return r if k > 0 else op("div", const(1, x.dtype), r)
+    if isinstance(y, Const) and x.dtype.is_floating_point and y.value == 0.5:
+        return op("select", op("eq", x, const(float("-inf"), x.dtype)), const(float("inf"), x.dtype), op("sqrt", x))
+    return op("pow", x, y)
+
+
 def _mul(a, attrs, out):
     x, y = a
     return op("and", x, y) if x.dtype.is_bool else op("mul", x, y)
@@ -95,7 +112,7 @@ SCALAR_RULES: dict[str, Rule] = {
     "logistic": _unary("logistic"), "erf": _unary("erf"), "floor": _unary("floor"),
     "logical_not": _unary("not"), "stop_gradient": lambda a, attrs, out: a[0],
     "add": _binary("add"), "sub": _binary("sub"), "mul": _mul, "div": _div,
-    "floor_divide": _floor_divide, "remainder": _remainder, "pow": _binary("pow"),
+    "floor_divide": _floor_divide, "remainder": _remainder, "pow": _pow,
     "maximum": _binary("max"), "minimum": _binary("min"),
     "eq": _binary("eq"), "ne": _binary("ne"), "lt": _binary("lt"), "le": _binary("le"),
     "gt": _binary("gt"), "ge": _binary("ge"),

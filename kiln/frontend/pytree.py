@@ -18,7 +18,9 @@ def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
         leaves.append(x)
         return ("leaf", None, None)
 
-    return leaves, go(tree)
+    spec = go(tree)
+    go = None  # break the closure's cycle (go -> its cell -> go), which would keep the leaves alive until gc
+    return leaves, spec
 
 
 def tree_unflatten(spec: Any, leaves: list[Any]) -> Any:
@@ -37,7 +39,9 @@ def tree_unflatten(spec: Any, leaves: list[Any]) -> Any:
             return vals
         return dict(zip(meta, vals))
 
-    return go(spec)
+    out = go(spec)
+    go = None  # break the closure's cycle, which would keep the leaves (large outputs) alive until gc
+    return out
 
 
 def spec_key(spec: Any) -> Any:

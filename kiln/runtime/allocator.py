@@ -13,6 +13,7 @@ the owner dies only when nothing can reach the block any more.
 """
 from __future__ import annotations
 
+import math
 import threading
 import weakref
 
@@ -45,7 +46,7 @@ def _give_back(block: np.ndarray) -> None:
 def empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """Like np.empty; large arrays reuse cached blocks."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < MIN_BYTES:
         return np.empty(shape, dtype)
     with _lock:

@@ -5,6 +5,7 @@ native entry point: one foreign call runs every kernel over buffers the executor
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from dataclasses import dataclass
 from typing import Sequence
@@ -80,12 +81,12 @@ _ENTRY = ctypes.CFUNCTYPE(ctypes.c_int32, ctypes.c_void_p, ctypes.c_void_p, ctyp
 class LLVMExecutable:
     """A compiled program: `run(inputs) -> outputs` over numpy arrays."""
 
-    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, llvm_ir: str, obj: bytes,
+    def __init__(self, graph: Graph, plan: FusionPlan, program: LoweredProgram, render, obj: bytes,
                  entry_name: str, strict_fp: bool, from_cache: bool = False):
         self.graph = graph
         self.plan = plan
         self.program = program
-        self.llvm_ir = llvm_ir
+        self._render = render  # () -> the program's LLVM IR (rendered on demand after a cache hit)
         self.strict_fp = strict_fp
         self.from_cache = from_cache
         self._llvm_opt: str | None = None
@@ -110,20 +111,27 @@ class LLVMExecutable:
         self._status_ptr = self._status.ctypes.data
         self._ptrs_addr = ctypes.addressof(self._ptrs)
         self._call_lock = threading.Lock()
-        self.parallel = any(ls.parallel for k in program.kernels for ls in k.schedule.loops.values())
+        # threads only when most of the program's work is in parallel loops: every kernel of a
+        # threaded run ends at a barrier, and a program of many small serial kernels (an LSTM step:
+        # 311 kernels, 3 parallel) spent 1 s a call waiting at them for a worker that was not running
+        par = sum(k.cost for k in program.kernels if any(ls.parallel for ls in k.schedule.loops.values()))
+        self.parallel = par * 2 >= sum(k.cost for k in program.kernels) and par > 0
         self._input_specs = [self._specs[k] for k in self._inputs]
         self._template = [self._consts.get(k) for k in range(len(bufs))]
         for k, arr in self._temps(graph, plan).items():
             self._template[k] = arr
-        self._fresh = [(k, *self._specs[k]) for k, r in enumerate(self._roles)
-                       if r == "output" or (r == "temp" and self._template[k] is None)]
+        # per call: outputs (and any temp the memory plan did not place); large ones from the caching allocator
+        self._fresh = [(k, shape, dtype, allocator.empty if math.prod(shape) * dtype.itemsize >= allocator.MIN_BYTES
+                        else np.empty) for k, (shape, dtype) in enumerate(self._specs)
+                       if self._roles[k] == "output" or (self._roles[k] == "temp" and self._template[k] is None)]
 
     def _temps(self, graph: Graph | None, plan: FusionPlan | None) -> dict[int, np.ndarray]:
         """Intermediate buffers, allocated once and kept across calls, placed by the memory
         plan: values that are never alive at once share bytes. (No in-place reuse: a kernel's
         buffers are `noalias`.) The plan is verified under KILN_VERIFY."""
         if graph is None or plan is None:
-            return {}
+            return {k: np.empty(b.shape, b.dtype.np_dtype) for k, b in enumerate(self.program.buffers)
+                    if b.role == "scratch"}
         from .. import config
         from ..passes.memory import plan_memory
         mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
@@ -131,6 +139,9 @@ class LLVMExecutable:
         sizes = {buf.id: buf.size for buf in mem.buffers}
         out = {}
         for k, b in enumerate(self.program.buffers):
+            if b.role == "scratch":
+                out[k] = np.empty(b.shape, b.dtype.np_dtype)
+                continue
             if b.role != "temp" or b.value not in mem.assignment:
                 continue
             bid = mem.assignment[b.value]
@@ -139,6 +150,10 @@ class LLVMExecutable:
             nbytes = b.numel * b.dtype.itemsize
             out[k] = arenas[bid][:nbytes].view(b.dtype.np_dtype).reshape(b.shape)
         return out
+
+    @property
+    def llvm_ir(self) -> str:
+        return self._render()
 
     def stages(self, stage: str) -> str:
         """This program's text at `stage`: plan | kernels | llvm | llvm-opt | asm."""
@@ -167,8 +182,8 @@ class LLVMExecutable:
                     or not arr.flags.c_contiguous:
                 arr = self._checked_input(k, arr)
             arrays[k] = arr
-        for k, shape, dtype in self._fresh:
-            arrays[k] = allocator.empty(shape, dtype)
+        for k, shape, dtype, alloc in self._fresh:
+            arrays[k] = alloc(shape, dtype)
         with self._call_lock:
             for k, a in enumerate(arrays):
                 ptrs[k] = a.__array_interface__["data"][0]
@@ -207,29 +222,48 @@ def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None
 
 def build_program(program: LoweredProgram, graph: Graph | None = None, plan: FusionPlan | None = None,
                   strict_fp: bool = False) -> "LLVMExecutable":
-    """Decompose, render, optimize and JIT a lowered program (through the disk cache)."""
+    """Decompose, render, optimize and JIT a lowered program (through the disk cache).
+
+    Kernels with the same body (an LSTM's time steps, say) are compiled once and called on
+    each one's buffers. The cache key is the kernel IR of the distinct kernels and the call
+    sequence, so a cache hit skips rendering and LLVM altogether."""
     from ..codegen.decompose import decompose
+    from ..codegen.kir_printer import format_kernel
     from ..codegen.llvm_render import render_program
     name = program.name
-    kernels = program.kernels
-    kernels = [decompose(k) for k in kernels]
-    program.kernels = kernels
+    distinct: dict[str, object] = {}
+    alias: dict[str, str] = {}
+    texts = []
+    for k in program.kernels:
+        body = format_kernel(k).replace(k.name, "@kernel", 1)
+        if body not in distinct:
+            distinct[body] = k
+            texts.append(body)
+        alias[k.name] = distinct[body].name
     index = {b.name: k for k, b in enumerate(program.buffers)}
-    calls = [(kname, [index[a] for a in args]) for kname, args in program.calls]
-    text = render_program(name, kernels, calls, strict_fp=strict_fp,
-                          prefer_vector_width=512 if _has_avx512() else None)
-    key = cache_key(text)
+    calls = [(alias[kname], [index[a] for a in args]) for kname, args in program.calls]
+    pvw = 512 if _has_avx512() else None
+    key = cache_key("\n".join(texts) + f"\ncalls {calls}\nstrict_fp={strict_fp} prefer_vector_width={pvw}\n"
+                    + name)
+    rendered: list[str] = []
+
+    def render() -> str:
+        if not rendered:
+            kernels = [decompose(k) for k in distinct.values()]
+            rendered.append(render_program(name, kernels, calls, strict_fp=strict_fp, prefer_vector_width=pvw))
+        return rendered[0]
+
     cache = disk_cache()
     obj = cache.get(key) if cache is not None else None
     hit = obj is not None
     if obj is None:
         _, tm, _ = _llvm()
-        module = optimize_ir(text)
+        module = optimize_ir(render())
         with _lock:
             obj = tm.emit_object(module)
         if cache is not None:
             cache.put(key, obj)
-    return LLVMExecutable(graph, plan, program, text, obj, name, strict_fp, from_cache=hit)
+    return LLVMExecutable(graph, plan, program, render, obj, name, strict_fp, from_cache=hit)
 
 
 def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -242,13 +276,13 @@ def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return build_program(prog).run(inputs)
 
 
-def cache_key(llvm_ir: str) -> str:
+def cache_key(program_text: str) -> str:
     """What compiled object code depends on: the program, the target and the versions."""
     import llvmlite
     from .. import __version__
     llvm, _, _ = _llvm()
     return "\n".join([f"kiln {__version__}", f"llvmlite {llvmlite.__version__} llvm {llvm.llvm_version_info}",
-                      host_description(), "O3 vectorize", llvm_ir])
+                      host_description(), "O3 vectorize", program_text])
 
 
 _caches: dict = {}

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import threading
 
-# Below this many elements touched per call, one thread: waking a worker and meeting at a
-# barrier costs ~20-40 us here, a 2-thread split of 256k float32 adds (1 MB) saves about that.
-PARALLEL_MIN_COST = 1 << 18
+# Below this many elements touched per kernel, one thread. Measured on this 2-core machine
+# (docs/kernel-ir.md, "Threads"): waking a Python worker and meeting at a spin barrier cost
+# 0.5-1 ms when the other core was busy, so threads made x * 2 over 2^18-2^22 elements 3-13x
+# slower; only kernels past a few million elements can win it back.
+PARALLEL_MIN_COST = 1 << 21
 
 _num_threads: int | None = None
 

@@ -42,6 +42,21 @@ def _cnn(lib):
         tnn.Flatten(), tnn.Linear(16 * 4 * 4, 32), tnn.ReLU(), tnn.Linear(32, 10))
 
 
+def _lstm(lib):
+    tnn = lib.nn
+
+    class M(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = tnn.LSTM(6, 16, 2, batch_first=True)
+            self.fc = tnn.Linear(16, 10)
+
+        def forward(self, x):
+            out, _ = self.lstm(x)
+            return self.fc(out[:, -1, :])
+    return M()
+
+
 def _bn_dropout(lib):
     tnn = lib.nn
     return tnn.Sequential(tnn.Linear(20, 32), tnn.BatchNorm1d(32), tnn.ReLU(), tnn.Dropout(0.0),
@@ -78,15 +93,15 @@ def _make_step(model, opt):
 
 @pytest.mark.parametrize("arch,opt_name,steps", [
     ("mlp", "sgd_momentum", 10), ("cnn", "sgd_momentum", 10), ("mlp", "adam", 10), ("mlp", "adamw", 6),
-    ("bn", "sgd_nesterov_wd", 6),
+    ("bn", "sgd_nesterov_wd", 6), ("lstm", "adam", 6), ("lstm", "sgd_momentum", 6),
 ])
 def test_compiled_training_step_matches_pytorch(arch, opt_name, steps):
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    build = {"mlp": _mlp, "cnn": _cnn, "bn": _bn_dropout}[arch]
+    build = {"mlp": _mlp, "cnn": _cnn, "bn": _bn_dropout, "lstm": _lstm}[arch]
     tmodel, kmodel = build(torch), build(kiln)
     _copy_weights(kmodel, tmodel)
-    shape = {"mlp": (32, 784), "cnn": (8, 3, 16, 16), "bn": (16, 20)}[arch]
+    shape = {"mlp": (32, 784), "cnn": (8, 3, 16, 16), "bn": (16, 20), "lstm": (8, 5, 6)}[arch]
     n_cls = 10 if arch != "bn" else 5
     xs = [rng.normal(size=shape).astype(np.float32) for _ in range(3)]
     ys = [rng.integers(0, n_cls, size=shape[0]) for _ in range(3)]
