@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import threading
 
-# Below this many elements touched per kernel, one thread. Measured on this 2-core machine
-# (docs/kernel-ir.md, "Threads"): waking a Python worker and meeting at a spin barrier cost
-# 0.5-1 ms when the other core was busy, so threads made x * 2 over 2^18-2^22 elements 3-13x
-# slower; only kernels past a few million elements can win it back.
+# Below this many elements touched per kernel (inputs + outputs), one thread. Measured on this
+# 2-core machine, 1 / 2 threads, idle: x * 2 over 2^16 elements 0.010 / 0.043 ms, 2^18 0.036 /
+# 0.058, 2^20 (2^21 touched) 0.104 / 0.106, 2^22 0.73 / 0.46; gelu 2^24 24.3 / 12.3 ms. With the
+# other core busy, waking a worker cost 0.5-1 ms and threads lost up to 10x (docs/kernel-ir.md).
 PARALLEL_MIN_COST = 1 << 21
 
 _num_threads: int | None = None
