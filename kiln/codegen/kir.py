@@ -91,13 +91,7 @@ def _lift(v, like: Expr) -> Expr:
 
 def const(value, dtype: DType) -> Const:
     """A constant, normalised to the Python type of its dtype."""
-    if dtype.is_bool:
-        value = bool(value)
-    elif dtype.is_integer:
-        value = int(value)
-    else:
-        value = float(value)
-    return Const(value, dtype)
+    return Const(dtype.python_scalar(value), dtype)
 
 
 def idx(v: int) -> Const:
@@ -252,11 +246,16 @@ class KernelFunc:
         return format_kernel(self)
 
 
-def walk_exprs(e: Expr) -> Iterator[Expr]:
-    """e and all its sub-expressions (pre-order, shared subtrees repeated)."""
-    stack = [e]
+def walk_exprs(*roots: Expr) -> Iterator[Expr]:
+    """The roots and all their sub-expressions, each distinct object once (pre-order), so a
+    shared subtree of a DAG is visited once."""
+    seen: set[int] = set()
+    stack = list(reversed(roots))
     while stack:
         x = stack.pop()
+        if id(x) in seen:
+            continue
+        seen.add(id(x))
         yield x
         if isinstance(x, Op):
             stack.extend(reversed(x.args))

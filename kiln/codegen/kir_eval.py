@@ -31,7 +31,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt,
-                  Store, Var, stmt_exprs, walk_stmts)
+                  Store, Var, stmt_exprs, walk_stmts, walk_exprs)
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -360,17 +360,4 @@ class _Interp:
 
 
 def _loaded_buffers(roots) -> set[str]:
-    seen: set[int] = set()
-    out: set[str] = set()
-    stack = list(roots)
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, Load):
-            out.add(x.buf)
-            stack.append(x.index)
-        elif isinstance(x, Op):
-            stack.extend(x.args)
-    return out
+    return {x.buf for x in walk_exprs(*roots) if isinstance(x, Load)}

@@ -37,14 +37,7 @@ def _promote(*xs) -> DType:
 
 def full_const(value, shape, dtype: DType) -> Tensor:
     """A tensor filled with a Python number (one `constant` primitive)."""
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if dtype.is_bool:
-        value = bool(value)
-    elif dtype.is_integer:
-        value = int(value)
-    else:
-        value = float(value)
+    value = dtype.python_scalar(value)
     return apply("constant", value=value, shape=tuple(int(s) for s in shape), dtype=dtype)
 
 

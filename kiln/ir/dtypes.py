@@ -28,6 +28,16 @@ class DType:
     def is_bool(self) -> bool:
         return self.category == 0
 
+    def python_scalar(self, value):
+        """`value` as the Python scalar type of this dtype (bool, int or float)."""
+        if hasattr(value, "item"):
+            value = value.item()
+        if self.is_bool:
+            return bool(value)
+        if self.is_integer:
+            return int(value)
+        return float(value)
+
     def __repr__(self) -> str:
         return f"kiln.{self.name}"
 

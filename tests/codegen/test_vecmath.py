@@ -16,7 +16,7 @@ import pytest
 
 from kiln.codegen.decompose import decompose
 from kiln.codegen.kir import (SCALAR_OPS, Const, Assign, BufferParam, If, KernelFunc, Let, Load, Loop, Op, Store,
-                              Var, Fail, const, idx, op, walk_stmts)
+                              Var, Fail, const, idx, op, walk_exprs, walk_stmts)
 from kiln.codegen.kir_eval import KernelFailure, eval_expr, run_kernel
 from kiln.codegen.kir_verify import verify_kernel
 from kiln.codegen import vecmath
@@ -357,16 +357,7 @@ def test_split_constant_parts_are_exact_for_their_multipliers():
 # ---------------------------------------------------------------------------------------
 
 def _ops_used(e) -> set[str]:
-    seen, names, stack = set(), set(), [e]
-    while stack:
-        x = stack.pop()
-        if id(x) in seen:
-            continue
-        seen.add(id(x))
-        if isinstance(x, Op):
-            names.add(x.name)
-            stack.extend(x.args)
-    return names
+    return {x.name for x in walk_exprs(e) if isinstance(x, Op)}
 
 
 @pytest.mark.parametrize("d", [dt.float16, dt.float32, dt.float64])
