@@ -73,6 +73,7 @@ class ProgramBuffer:
     role: str  # input | output | temp | const | scratch (kernel-private, never a graph value)
     data: np.ndarray | None = None  # const buffers
     value: str = ""  # the graph value it holds (its node's name)
+    strides: tuple[int, ...] | None = None  # inputs: the element strides it is read through (None: contiguous)
 
     @property
     def numel(self) -> int:
@@ -132,11 +133,19 @@ class _KernelLowering:
         self.members = {id(n) for n in kernel.nodes}
         self.inputs = {id(n) for n in kernel.inputs}
         self.scratch: list[tuple[str, Node]] = []  # (param name, the value it holds)
+        self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
         name = self.buf_names[id(n)]
-        flat = ix.linearize(index, n.shape)
+        strides = self.strides.get(id(n))
+        if strides is None:
+            flat = ix.linearize(index, n.shape)
+        else:  # a strided view of the caller's memory, read in place (element strides, any sign)
+            flat = idx(0)
+            for e, st, size in zip(index, strides, n.shape):
+                if st and size != 1:
+                    flat = op("add", flat, op("mul", e, idx(st)))
         return self.em.bind(Load(name, flat, n.dtype), "x")
 
     def value(self, n: Node, index: ix.Index) -> Expr:
@@ -585,10 +594,13 @@ def _s64(u: int) -> int:
 
 
 def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], const_nodes: dict[int, Node],
-                 checks: list[IndexCheck]) -> tuple[KernelFunc, list[tuple[str, Node]]]:
+                 checks: list[IndexCheck], strides: dict[int, tuple[int, ...]] | None = None
+                 ) -> tuple[KernelFunc, list[tuple[str, Node]]]:
     """Lower one plan kernel. Returns the kernel and, per param, (its role, the node behind it):
-    role "in"/"out" for values in memory, "const" for a literal array the kernel reads."""
+    role "in"/"out" for values in memory, "const" for a literal array the kernel reads.
+    `strides`: graph inputs given as strided views (element strides), read without copies."""
     low = _KernelLowering(kernel, name, {}, {}, checks)
+    low.strides = dict(strides or {})
     params: list[BufferParam] = []
     nodes: list[tuple[str, Node]] = []
     for k, i in enumerate(kernel.inputs):
@@ -614,9 +626,12 @@ def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], const_nodes
     return low.finish(params, f"plan kernel {kernel.id} [{kernel.kind}] domain={list(kernel.domain)}"), nodes
 
 
-def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
-    """Lower every kernel of `plan`; graph inputs, outputs and intermediates become buffers."""
+def lower_plan(plan: FusionPlan, name: str = "main",
+               input_strides: Sequence[tuple[int, ...] | None] | None = None) -> LoweredProgram:
+    """Lower every kernel of `plan`; graph inputs, outputs and intermediates become buffers.
+    `input_strides[k]`: the element strides graph input k arrives with (None: C-contiguous)."""
     g = plan.graph
+    strided = {id(n): tuple(st) for n, st in zip(g.inputs, input_strides or ()) if st is not None}
     buffers: list[ProgramBuffer] = []
     bname: dict[int, str] = {}      # values in memory
     cname: dict[int, str] = {}      # literal arrays
@@ -640,7 +655,7 @@ def lower_plan(plan: FusionPlan, name: str = "main") -> LoweredProgram:
     for k in plan.kernels:
         for o in k.outputs:
             buf(bname, o, "output" if id(o) in outs else "temp")
-        kf, params = lower_kernel(k, f"{name}_k{k.id}", bname, const_nodes, checks)
+        kf, params = lower_kernel(k, f"{name}_k{k.id}", bname, const_nodes, checks, strided)
         args = []
         for role, n in params:
             if role == "const":

@@ -117,6 +117,8 @@ class LLVMExecutable:
         par = sum(k.cost for k in program.kernels if any(ls.parallel for ls in k.schedule.loops.values()))
         self.parallel = par * 2 >= sum(k.cost for k in program.kernels) and par > 0
         self._input_specs = [self._specs[k] for k in self._inputs]
+        self._input_strides = [b.strides for b in (self.program.buffers[k] for k in self._inputs)]
+        self._root, self._variants = self, {}
         self._template = [self._consts.get(k) for k in range(len(bufs))]
         for k, arr in self._temps(graph, plan).items():
             self._template[k] = arr
@@ -177,10 +179,11 @@ class LLVMExecutable:
             raise ValueError(f"program {self.program.name} takes {len(self._inputs)} inputs, got {len(inputs)}")
         arrays = list(self._template)
         ptrs = self._ptrs
-        for k, arr, (shape, dtype) in zip(self._inputs, inputs, self._input_specs):
-            if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype \
-                    or not arr.flags.c_contiguous:
+        for k, arr, (shape, dtype), strides in zip(self._inputs, inputs, self._input_specs, self._input_strides):
+            if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype:
                 arr = self._checked_input(k, arr)
+            if (not arr.flags.c_contiguous) if strides is None else (element_strides(arr) != strides):
+                return self._strided_variant(inputs).run(inputs)
             arrays[k] = arr
         for k, shape, dtype, alloc in self._fresh:
             arrays[k] = alloc(shape, dtype)
@@ -206,15 +209,42 @@ class LLVMExecutable:
         if arr.shape != shape or arr.dtype != dtype:
             b = self.program.buffers[k]
             raise ValueError(f"input {b.name} expects {b.dtype.name}{list(b.shape)}, got {arr.dtype}{list(arr.shape)}")
-        return np.ascontiguousarray(arr)
+        return arr if element_strides(arr) is not None else np.ascontiguousarray(arr)
+
+    def _strided_variant(self, inputs) -> "LLVMExecutable":
+        """The program compiled for these inputs' strides: non-contiguous views (a transpose, a
+        strided slice, a broadcast) are read in place, through their strides, not copied."""
+        root = self._root
+        key = tuple(None if a.flags.c_contiguous else element_strides(a) for a in map(np.asarray, inputs))
+        ex = root._variants.get(key)
+        if ex is None:
+            if root.graph is None or root.plan is None:
+                raise ValueError(f"program {self.program.name} takes C-contiguous inputs only")
+            ex = compile_graph(root.graph, root.strict_fp, root.plan, input_strides=key)
+            ex._root = root
+            root._variants[key] = ex
+        return ex
 
 
-def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None = None) -> LLVMExecutable:
-    """Compile `graph` for the host CPU."""
+def element_strides(arr: np.ndarray) -> tuple[int, ...] | None:
+    """`arr`'s strides in elements (None when a stride is not a whole number of elements)."""
+    size = arr.itemsize
+    if any(s % size for s in arr.strides):
+        return None
+    return tuple(s // size for s in arr.strides)
+
+
+def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None = None,
+                  input_strides=None) -> LLVMExecutable:
+    """Compile `graph` for the host CPU (`input_strides`: per graph input, the element strides
+    it is read through, or None for C-contiguous)."""
     plan = plan if plan is not None else plan_fusion(graph)
     _llvm()
     name = f"kiln_{_sanitize(graph.name)}"  # each program has its own engine: names need not be unique
-    program = lower_plan(plan, name)
+    program = lower_plan(plan, name, input_strides)
+    if input_strides:
+        for b, st in zip((program.buffer(n) for n in program.inputs), input_strides):
+            b.strides = tuple(st) if st is not None else None
     for k in program.kernels:
         schedule_parallel(k, PARALLEL_MIN_COST)
     return build_program(program, graph, plan, strict_fp)

@@ -243,3 +243,24 @@ def test_lower_shows_every_stage():
         lo.as_text("ptx")
     x, w = kiln.randn(8, 16), kiln.randn(16, 4)
     np.testing.assert_allclose(lo.compile()(x, w).numpy(), (x.numpy() @ w.numpy()).clip(0).sum(1), rtol=1e-5)
+
+
+def test_non_contiguous_inputs_are_read_in_place_through_their_strides():
+    from kiln.runtime.backend import executable
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((12, 10)).astype(np.float32)
+
+    def fn(x):
+        return (x * 2).softmax(dim=1) + x.sum(dim=0)
+    f, ref = kiln.compile(fn), kiln.compile(fn, backend="reference")
+    views = {"transpose": np.ascontiguousarray(base[:10, :10].T).T, "reversed": base[:6, ::-1][:, :10],
+             "strided": base[::2], "offset": base[3:9, 2:]}
+    shapes = {name: v.shape for name, v in views.items()}
+    for name, v in views.items():
+        assert not v.flags.c_contiguous, name
+        x = kiln.from_numpy(v)
+        assert x._cell.value.base is not None and not x._cell.value.flags.c_contiguous
+        np.testing.assert_allclose(f(x).numpy(), ref(x).numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
+    for name, shape in shapes.items():
+        ex = executable(f.graph_for(kiln.zeros(*shape)))
+        assert ex._variants, f"{name}: no strided variant was compiled (the input was copied)"
