@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -12,8 +13,12 @@ import numpy as np
 from .. import config
 from ..ir.graph import Graph, Node
 from ..ir.dtypes import DType
+from ..ir.parser import parse_graph
+from ..ir.verifier import verify
+from ..passes import default_pipeline
 from ..passes.autodiff import SplitGraphs, split_joint, vjp_graph
 from ..passes.manager import dump_writer as _dump_writer
+from ..runtime.backend import check_backend_name, executable, run_graph
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, active_trace
@@ -81,7 +86,6 @@ class CompiledFunction:
 
     def __init__(self, fn: Callable, *, recompile_limit: int = 8, name: str | None = None,
                  backend: str | None = None):
-        from ..runtime.backend import check_backend_name
         self.fn = fn
         self.backend = check_backend_name(backend) if backend is not None else None
         self.recompile_limit = recompile_limit
@@ -154,14 +158,12 @@ class CompiledFunction:
         return trace_function(self.fn, args, kwargs, name=self.name)
 
     def _run(self, entry: CompiledEntry, leaves):
-        from ..runtime.backend import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         captured = entry.captured_now()
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         if entry.autograd is None:
             run = entry.__dict__.get("_run_main")
             if run is None or entry.__dict__.get("_run_backend") != self.backend:
-                from ..runtime.backend import executable
                 run = entry.__dict__["_run_main"] = executable(entry.graph, self.backend).run
                 entry.__dict__["_run_backend"] = self.backend
             return finish_call(entry, tensors, run(arrays), captured)[0]
@@ -200,7 +202,6 @@ class CompiledBackward:
         return f"<CompiledFunctionBackward of {self.fn_name}>"
 
     def run(self, grads: list, create_graph: bool) -> list:
-        from ..runtime.backend import run_graph
         if create_graph:
             raise RuntimeError(f"create_graph=True (double backward) through the compiled function {self.fn_name} "
                                "is not supported; differentiate the plain Python function instead")
@@ -363,8 +364,6 @@ def forward_backward(graph: Graph, wrt: list[int], outputs: list[int]) -> SplitG
 
 def check_graph(graph: Graph) -> None:
     """Debug check (KILN_VERIFY=1): the graph verifies and its text form parses back to an equal graph."""
-    from ..ir.parser import parse_graph
-    from ..ir.verifier import verify
     verify(graph)
     text = str(graph)
     again = parse_graph(text)
@@ -389,14 +388,12 @@ def _arg_names(fn, args, kwargs, leaves) -> list[str | None]:
 
 
 def _sanitize(name: str) -> str:
-    import re
     return re.sub(r"\W", "_", name).strip("_") or "fn"
 
 
 def optimize_graph(graph: Graph, name: str) -> Graph:
     """Run the pass pipeline; with the `dump` setting (KILN_DUMP), every pass's graph and the
     plans are dumped, numbered after the files already written there."""
-    from ..passes import default_pipeline
     if not config.get().passes:
         return graph
     writer = _dump_writer()

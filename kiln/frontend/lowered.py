@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..ir.dtypes import DType, get_dtype
+from ..ir.dtypes import get_dtype
+from ..runtime.backend import executable
 
 STAGES = ("traced", "optimized", "plan", "kernels", "llvm", "llvm-opt", "asm")
 
@@ -56,7 +57,6 @@ class Lowered:
         return [e.graph]
 
     def _executables(self):
-        from ..runtime.backend import executable
         return [executable(g, self._fn.backend) for g in self._graphs()]
 
     def as_text(self, stage: str = "kernels") -> str:

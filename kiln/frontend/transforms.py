@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ..passes.autodiff import vjp_graph
+from ..runtime.backend import run_graph
 from .compile import CompiledEntry, CompiledFunction, finish_call, forward_backward, optimize_graph, trace_function
 from .pytree import tree_flatten
 from .tensor import Tensor
@@ -57,7 +60,6 @@ class GradFunction(CompiledFunction):
         return entry
 
     def _run(self, entry: CompiledEntry, leaves):
-        from ..runtime.backend import run_graph
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured_now()]
         results = run_graph(entry.graph, arrays, self.backend)
@@ -87,8 +89,6 @@ def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     The forward graph returns the values the backward needs; `vjp_fn` runs only the
     backward graph.
     """
-    from ..runtime.backend import run_graph
-    import numpy as np
     for k, p in enumerate(primals):
         if not isinstance(p, Tensor):
             raise TypeError(f"vjp: primal {k} must be a Tensor, got {type(p).__name__}")
