@@ -21,7 +21,7 @@ from ..passes.manager import dump_writer as _dump_writer
 from ..runtime.backend import check_backend_name, executable, run_graph
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
-from .tensor import Tensor, active_trace
+from .tensor import Tensor, _replay, active_trace
 from .trace import StateWrite, Trace, tracing
 
 
@@ -115,7 +115,7 @@ class CompiledFunction:
         """Trace and compile for these arguments without running (as JAX's `jit(f).lower`):
         tensors or `kiln.ShapeDtype` specs. Returns a `kiln.Lowered` whose `as_text(stage)`
         shows each stage and whose `compile()` gives the callable."""
-        from .lowered import lower_function
+        from .lowered import lower_function  # function-local: lowered builds on this module
         return lower_function(self, args, kwargs)
 
     def graph_for(self, *args, **kwargs) -> Graph:
@@ -256,7 +256,6 @@ def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -
     if kind == "lifted":
         return lifted[leaf[1]]
     if kind == "view":
-        from .tensor import _replay
         return _replay(lifted[leaf[1]], leaf[2])
     return leaf[1]
 

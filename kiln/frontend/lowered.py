@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 from ..ir.dtypes import get_dtype
 from ..runtime.backend import executable
+from .compile import trace_function
+from .creation import zeros
 
 STAGES = ("traced", "optimized", "plan", "kernels", "llvm", "llvm-opt", "asm")
 
@@ -28,7 +30,6 @@ class ShapeDtype:
 
 
 def _materialize(x):
-    from .creation import zeros
     if isinstance(x, ShapeDtype):
         t = zeros(x.shape, dtype=x.dtype)
         if x.requires_grad:
@@ -85,7 +86,6 @@ class Lowered:
 
 
 def lower_function(cf, args: Sequence, kwargs: dict) -> Lowered:
-    from .compile import optimize_graph, trace_function
     args = _materialize(tuple(args))
     kwargs = _materialize(dict(kwargs))
     traced = trace_function(cf.fn, args, kwargs, name=cf.name, autograd=False, optimize=False).graph

@@ -22,7 +22,7 @@ from ..ir.primitives import ShapeError
 from .operands import _constant_tensor
 from .pytree import tree_flatten
 from .source_location import user_location
-from .tensor import Tensor, active_trace, set_active_trace
+from .tensor import Tensor, _replay, active_trace, set_active_trace
 
 class Trace:
     """One recording: the graph under construction and the tensors lifted into it."""
@@ -262,7 +262,6 @@ def watch_state(owner: Any) -> None:
 
 def _rederive_view(t: Tensor) -> None:
     """Make view `t`, re-derived from its base inside a trace, an eager view of that base again."""
-    from .tensor import _replay
     with suspended():
         v = _replay(t._base, t._view_chain)
     t._cell.value, t._cell.trace = v._cell.value, None
