@@ -70,6 +70,7 @@ class NativePool:
         self._done = threading.Condition()
         self._pending = 0
         self._ctypes = ctypes
+        self.pid = os.getpid()
 
     def _finished(self) -> None:
         with self._done:
@@ -102,8 +103,9 @@ _pool_lock = threading.Lock()
 
 
 def pool() -> NativePool:
+    """The process's pool (a fresh one after fork: a child inherits no worker threads)."""
     global _pool
     with _pool_lock:
-        if _pool is None:
+        if _pool is None or _pool.pid != os.getpid():
             _pool = NativePool()
         return _pool

@@ -264,3 +264,19 @@ def test_non_contiguous_inputs_are_read_in_place_through_their_strides():
     for name, shape in shapes.items():
         ex = executable(f.graph_for(kiln.zeros(*shape)))
         assert ex._variants, f"{name}: no strided variant was compiled (the input was copied)"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_threaded_program_runs_in_a_forked_child(monkeypatch):
+    import os
+    monkeypatch.setattr(native_pool, "_num_threads", 2)
+    x = kiln.randn(1 << 20)
+    f = kiln.compile(lambda x: (x * 2 + 1).tanh())
+    want = f(x).numpy()  # the parent starts its worker threads
+    assert compile_graph(kiln.make_graph(lambda x: (x * 2 + 1).tanh())(x)).parallel
+    pid = os.fork()
+    if pid == 0:  # the child has the pool object but none of its threads
+        ok = np.allclose(f(x).numpy(), want)
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
