@@ -126,6 +126,11 @@ class LLVMExecutable:
         self._fresh = [(k, shape, dtype, allocator.empty if math.prod(shape) * dtype.itemsize >= allocator.MIN_BYTES
                         else np.empty) for k, (shape, dtype) in enumerate(self._specs)
                        if self._roles[k] == "output" or (self._roles[k] == "temp" and self._template[k] is None)]
+        # buffers kept across calls (literals, placed intermediates, scratch) have fixed addresses
+        for k, arr in enumerate(self._template):
+            if arr is not None:
+                self._ptrs[k] = arr.__array_interface__["data"][0]
+        self._per_call = [k for k, arr in enumerate(self._template) if arr is None]
 
     def _temps(self, graph: Graph | None, plan: FusionPlan | None) -> dict[int, np.ndarray]:
         """Intermediate buffers, allocated once and kept across calls, placed by the memory
@@ -188,8 +193,8 @@ class LLVMExecutable:
         for k, shape, dtype, alloc in self._fresh:
             arrays[k] = alloc(shape, dtype)
         with self._call_lock:
-            for k, a in enumerate(arrays):
-                ptrs[k] = a.__array_interface__["data"][0]
+            for k in self._per_call:
+                ptrs[k] = arrays[k].__array_interface__["data"][0]
             n = native_threads() if self.parallel else 1
             if n > 1:
                 rc = pool().run(self._fn, (self._ptrs_addr, self._status_ptr), n)
