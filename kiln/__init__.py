@@ -19,6 +19,10 @@ from .frontend.creation import (Generator, arange, as_tensor, bernoulli, default
                                 from_numpy, full, full_like, get_default_dtype, initial_seed, linspace, manual_seed,
                                 normal, ones, ones_like, rand, rand_like, randint, randint_like, randn, randn_like,
                                 randperm, seed, set_default_dtype, tensor, zeros, zeros_like)
+from .frontend.layouts import (channels_last, channels_last_3d, contiguous_format, layout, memory_format,
+                               preserve_format, strided)
+from .frontend.legacy import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor,
+                              HalfTensor, IntTensor, LongTensor, ShortTensor)
 from .frontend.compile import compile, make_graph
 from .frontend.lowered import Lowered, ShapeDtype
 from .frontend.transforms import grad, value_and_grad, vjp
@@ -47,4 +51,4 @@ def numel(t: Tensor) -> "builtins.int":
 from .frontend.serialization import save, load  # noqa: E402
 from . import optim, utils  # noqa: E402
 from . import nn  # noqa: E402
-from . import cuda  # noqa: E402
+from . import accelerator, backends, cuda  # noqa: E402

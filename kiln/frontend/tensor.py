@@ -18,6 +18,7 @@ from ..ir.graph import Node
 from ..ir.primitives import MOVEMENT, get_primitive
 from .autograd import AccumulateGrad, BackwardNode, is_grad_enabled, no_grad, run_backward
 from .dims import _norm_dim
+from .layouts import layout, strided
 from .printing import format_array
 from .source_location import user_location
 
@@ -218,6 +219,36 @@ class Tensor:
 
     @property
     def is_cuda(self) -> bool:
+        return False
+
+    @property
+    def is_cpu(self) -> bool:
+        return True
+
+    @property
+    def layout(self) -> layout:
+        return strided
+
+    # Device and layout predicates of PyTorch: kiln tensors are dense, strided CPU tensors.
+    is_xpu = is_mps = is_meta = is_xla = is_ipu = is_mtia = is_maia = is_vulkan = property(lambda self: False)
+    is_sparse = is_sparse_csr = is_quantized = is_mkldnn = is_nested = property(lambda self: False)
+
+    def is_complex(self) -> bool:
+        """False: kiln has no complex dtypes."""
+        return False
+
+    def is_signed(self) -> bool:
+        """True for every dtype but bool (kiln has no unsigned integer dtypes)."""
+        return not self.dtype.is_bool
+
+    def is_conj(self) -> bool:
+        return False
+
+    def is_neg(self) -> bool:
+        return False
+
+    def is_inference(self) -> bool:
+        """False: kiln has no inference mode (`no_grad` tensors are ordinary tensors, as in PyTorch)."""
         return False
 
     @property

@@ -3,9 +3,9 @@
     import kiln.nn as nn
     import kiln.nn.functional as F
 """
-from . import functional, init, utils  # noqa: F401
+from . import functional, init, parallel, utils  # noqa: F401
 from .modules import *  # noqa: F401,F403
 from .modules import __all__ as _modules_all
 from .parameter import Buffer, Parameter
 
-__all__ = list(_modules_all) + ["Parameter", "Buffer", "functional", "init", "utils"]
+__all__ = list(_modules_all) + ["Parameter", "Buffer", "functional", "init", "parallel", "utils"]

@@ -16,7 +16,7 @@ layers (each imports only modules above it in this list, never this package):
     linalg       matmul, mm, bmm, addmm, cross, cdist, tril/triu, diagonal, trace
     contraction  einsum
     sorting      sort, topk, median, unique, bincount, searchsorted
-    promotion    result_type, promote_types, can_cast
+    promotion    result_type, promote_types, can_cast, is_floating_point, is_complex
 
 Below them all: `..operands` (promotion, broadcasting, casts, constants), `..dims` (dim
 arguments) and `..creation` (tensor(), arange, from_numpy). This package re-exports every
@@ -51,7 +51,7 @@ from .linalg import (addbmm, addmm, baddbmm, bmm, cdist, cross, diag, diagonal, 
                      tril, triu)
 from .contraction import (einsum)
 from .sorting import (argsort, bincount, bucketize, median, searchsorted, sort, topk, unique)
-from .promotion import (can_cast, is_floating_point, promote_types, result_type)
+from .promotion import (can_cast, is_complex, is_floating_point, promote_types, result_type)
 
 __all__ = sorted(n for n, v in globals().items() if not n.startswith("_") and not isinstance(v, _ModuleType))
 

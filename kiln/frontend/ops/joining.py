@@ -115,17 +115,16 @@ def flip(input: Tensor, dims) -> Tensor:
 
 
 def repeat(input: Tensor, *sizes) -> Tensor:
+    """`input` tiled `sizes[i]` times along each dim: a new tensor, never a view of `input` (as PyTorch)."""
     sizes = _shape_arg(sizes)
     if len(sizes) < input.ndim:
-        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of tensor")
-    x = reshape(input, (1,) * (len(sizes) - input.ndim) + tuple(input.shape))
-    inter = []
-    for r, s in zip(sizes, x.shape):
-        inter += [r, s]
-    x = reshape(x, tuple(v for pair in zip([1] * x.ndim, x.shape) for v in pair))
-    x = _bcast(x, tuple(inter))
-    return reshape(x, tuple(r * s for r, s in zip(sizes, input.shape if len(sizes) == input.ndim else
-                                                   (1,) * (len(sizes) - input.ndim) + tuple(input.shape))))
+        raise RuntimeError("Number of dimensions of repeat dims can not be smaller than number of dimensions of "
+                           f"tensor (repeat got {len(sizes)} sizes for a {input.ndim}-d tensor)")
+    shape = (1,) * (len(sizes) - input.ndim) + tuple(input.shape)
+    x = reshape(input, tuple(v for s in shape for v in (1, s)))
+    x = _bcast(x, tuple(v for r, s in zip(sizes, shape) for v in (r, s)))
+    # reshape/broadcast are views of `input`; the copy makes the result own its memory.
+    return clone(reshape(x, tuple(r * s for r, s in zip(sizes, shape))))
 
 
 def roll(input: Tensor, shifts, dims=None) -> Tensor:

@@ -1,4 +1,4 @@
-"""dtype queries: result_type, promote_types, can_cast, is_floating_point.
+"""dtype queries: result_type, promote_types, can_cast, is_floating_point, is_complex.
 """
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ from ..tensor import Tensor
 
 
 def is_floating_point(input: Tensor) -> bool:
-    return input.dtype.is_floating_point
+    return _tensor_arg(input, "is_floating_point").dtype.is_floating_point
+
+
+def is_complex(input: Tensor) -> bool:
+    """False for every kiln tensor: kiln has no complex dtypes."""
+    return _tensor_arg(input, "is_complex").is_complex()
+
+
+def _tensor_arg(input, fn: str) -> Tensor:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}(): argument 'input' (position 1) must be Tensor, not {type(input).__name__}")
+    return input
 
 
 def result_type(tensor1, tensor2) -> DType:

@@ -1,0 +1,10 @@
+"""`kiln.backends.mps`: Apple's Metal backend is neither built into kiln nor available."""
+from __future__ import annotations
+
+
+def is_available() -> bool:
+    return False
+
+
+def is_built() -> bool:
+    return False
