@@ -28,9 +28,11 @@ from .trace import StateWrite, Trace, tracing
 
 def _leaf_key(x: Any) -> Any:
     if isinstance(x, Tensor):
-        if x.is_tracer:
+        cell = x._cell
+        if cell.trace is not None:
             raise RuntimeError("a traced tensor was passed to a compiled function from outside its trace")
-        return ("T", tuple(x.shape), x.dtype.name, str(x.device), x.requires_grad)
+        # (shape, dtype, device, requires_grad), read without the properties: this runs on every call
+        return ("T", cell.value.shape, cell.value.dtype.name, "cpu", x._requires_grad)
     if x is None or isinstance(x, (bool, int, float, str, complex, DType)):
         return (type(x).__name__, x)
     try:
