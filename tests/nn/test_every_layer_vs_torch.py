@@ -359,3 +359,24 @@ def test_dropout_statistics_match_torch(name):
     kmod.eval()
     tmod.eval()
     np.testing.assert_array_equal(kmod(kiln.from_numpy(x)).numpy(), x)
+
+
+def _probabilities(*shape):
+    p = prob(*shape)
+    return p / p.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1}, {"weight": True},
+                                  {"weight": True, "label_smoothing": 0.2}], ids=["plain", "smooth", "weight", "all"])
+@pytest.mark.parametrize("shape", [(2, 4, 3, 5), (3, 4, 2), (4,)], ids=["spatial2d", "spatial1d", "unbatched"])
+def test_cross_entropy_probability_targets_match_torch(shape, opts, reduction):
+    """Class probabilities as targets: the mean divides by the number of samples times spatial positions."""
+    kw = {"reduction": reduction, "label_smoothing": opts.get("label_smoothing", 0.0)}
+    tkw = dict(kw)
+    if opts.get("weight"):
+        w = rng.uniform(0.2, 2.0, size=4).astype(np.float32)
+        kw["weight"], tkw["weight"] = kiln.from_numpy(w), torch.tensor(w)
+    x = r(*shape)
+    target = _probabilities(*shape) if len(shape) > 1 else _probabilities(1, 4)[0]
+    check_module(torch, tnn.CrossEntropyLoss(**tkw), nn.CrossEntropyLoss(**kw), x, target)
