@@ -29,11 +29,18 @@ def k(arr: np.ndarray, grad: bool = False):
 
 
 def check_module(torch, tmod, kmod, *inputs: np.ndarray, grad_inputs: bool = True, rtol: float = RTOL,
-                 seed: int = 0, out_index=None) -> None:
-    """Same weights, same inputs: outputs, input gradients and parameter gradients agree."""
+                 seed: int = 0, out_index=None, needs_grad=None) -> None:
+    """Same weights, same inputs: outputs, input gradients and parameter gradients agree.
+
+    `needs_grad` (one bool per input) picks which floating inputs get a gradient; by default all do
+    when `grad_inputs` is true (integer inputs never do)."""
     copy_weights(tmod, kmod)
-    t_in = [torch.tensor(x, requires_grad=grad_inputs and x.dtype.kind == "f") for x in inputs]
-    k_in = [k(x, grad_inputs and x.dtype.kind == "f") for x in inputs]
+    if needs_grad is None:
+        needs_grad = [grad_inputs] * len(inputs)
+    assert len(needs_grad) == len(inputs), f"needs_grad has {len(needs_grad)} entries for {len(inputs)} inputs"
+    wants = [g and x.dtype.kind == "f" for g, x in zip(needs_grad, inputs)]
+    t_in = [torch.tensor(x, requires_grad=w) for x, w in zip(inputs, wants)]
+    k_in = [k(x, w) for x, w in zip(inputs, wants)]
     t_out = tmod(*t_in)
     k_out = kmod(*k_in)
     if out_index is not None:
