@@ -126,7 +126,9 @@ def _pow_vjp(ops, g, inputs, out):
     gx = ops.mul(g, ops.mul(y, ops.pow(x, ops.sub(y, one))))
     zero = ops.zeros_like(x)
     safe = ops.select(ops.gt(x, zero), x, ops.full_like(1, x))
-    logx = ops.select(ops.gt(x, zero), ops.log(safe), ops.zeros_like(x))
+    # d/dy x**y = x**y * log(x): 0 at x == 0 (as PyTorch), nan for x < 0 (log of a negative number, as PyTorch)
+    logx = ops.select(ops.gt(x, zero), ops.log(safe),
+                      ops.select(ops.eq(x, zero), ops.zeros_like(x), ops.full_like(float("nan"), x)))
     gy = ops.mul(g, ops.mul(out, logx))
     return gx, gy
 
