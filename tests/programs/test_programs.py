@@ -1,0 +1,34 @@
+"""The corpus of PyTorch programs (issue 9, item 6): each trains a few steps under PyTorch, kiln eager and kiln
+with the whole step compiled, from the same weights and data; the losses agree step by step."""
+import numpy as np
+import pytest
+
+from . import runner
+
+# program -> {mode: reason}: runs that hit a known kiln bug (strict xfail, so a fix shows up)
+KNOWN_FAILURES: dict[str, dict[str, str]] = {
+    "word_lstm": {"compiled": (
+        "kiln.compile bug: a tensor (or tuple of tensors) stored on a module attribute inside the compiled step "
+        "(model.hidden = ...) is written back after the call, but the cached graph keeps reading the value the "
+        "attribute held at trace time, so the carried LSTM hidden state is the initial zeros on every step")},
+    "time_sequence_lbfgs": {"compiled": (
+        "kiln limitation: LBFGS.step cannot run inside kiln.compile (its line search branches on loss values); "
+        "kiln raises RuntimeError and suggests opt.step(kiln.compile(closure))")},
+}
+
+
+def _cases():
+    for name in runner.PROGRAMS:
+        for mode in ("kiln", "compiled"):
+            reason = KNOWN_FAILURES.get(name, {}).get(mode)
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            yield pytest.param(name, mode, marks=marks, id=f"{name}-{mode}")
+
+
+@pytest.mark.parametrize("name,mode", list(_cases()))
+def test_program_matches_pytorch(name, mode):
+    program = runner.load(name)
+    expected = runner.run(program, "torch")
+    got = runner.run(program, mode)
+    np.testing.assert_allclose(got.losses, expected.losses, rtol=getattr(program, "RTOL", 1e-4),
+                               atol=getattr(program, "ATOL", 1e-5), err_msg=f"{name} ({mode}) losses per step")
