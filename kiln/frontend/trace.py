@@ -142,7 +142,9 @@ class Trace:
         The first note per `token` records what the slot held at entry; `state_writes` then
         decides whether the store must be redone after every call."""
         if token not in self._slots:
-            self._slots[token] = _Slot(get, put, state_kind(get()), what, loc or user_location())
+            entry = get()
+            tensors = [(k, leaf) for k, leaf in enumerate(tree_flatten(entry)[0]) if isinstance(leaf, Tensor)]
+            self._slots[token] = _Slot(get, put, state_kind(entry), what, loc or user_location(), tensors)
 
     def state_writes(self, n_args: int) -> list["StateWrite"]:
         """The stores to redo after every call, in slot order; guards each on the slot's entry kind.
@@ -153,6 +155,7 @@ class Trace:
         tensors need nothing: those objects persist, and in-place updates of them are already
         written back."""
         lifted = {id(t): k for k, (t, *_rest) in enumerate(self.lifted)}
+        lifted_cells = {id(t._cell): k for k, (t, *_rest) in enumerate(self.lifted)}
         writes = []
         for slot in self._slots.values():
             value = slot.get()
@@ -181,6 +184,12 @@ class Trace:
                 continue
             self.guards.append((lambda s=slot: state_kind(s.get()), slot.entry))
             writes.append(StateWrite(slot.put, spec, out, slot.what))
+            # the tensors the slot held at entry, if the graph read them, are found through the slot at
+            # each call: the write-back replaces them (`m.h = m.h + x` reads the new `m.h` next time)
+            for pos, t in slot.entry_tensors:
+                k = lifted_cells.get(id(t._cell))  # lifted itself or through an alias (detach(), .data)
+                if k is not None and k >= n_args:
+                    self.sources[k] = (lambda s=slot, pos=pos, t=t: _leaf_at(s.get(), pos, t))
         return writes
 
     # -- closing ---------------------------------------------------------------------------
@@ -228,6 +237,17 @@ def state_kind(value: Any) -> Any:
     return ("obj", type(value).__qualname__)
 
 
+def _leaf_at(value: Any, pos: int, entry: Tensor) -> Any:
+    """The eager tensor at leaf `pos` of a stored value; `entry` (the tensor the trace read)
+    until the first call has written the slot back (it still holds the trace's value then).
+    None when the value no longer has such a leaf (the guards then retrace)."""
+    leaves = tree_flatten(value)[0]
+    leaf = leaves[pos] if pos < len(leaves) else None
+    if isinstance(leaf, Tensor) and leaf._cell.trace is not None:
+        return entry
+    return leaf if isinstance(leaf, Tensor) else None
+
+
 @dataclass
 class _Slot:
     get: Callable[[], Any]
@@ -235,6 +255,7 @@ class _Slot:
     entry: Any  # state_kind of the value at entry
     what: str  # e.g. "Net.mask", for messages
     loc: str  # the user's line of the first store
+    entry_tensors: list = None  # (leaf position, tensor) of the value at entry
 
 
 @dataclass

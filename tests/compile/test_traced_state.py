@@ -162,3 +162,32 @@ def test_module_built_inside_the_trace_is_not_state():
     for _ in range(3):
         f(kiln.ones(3))
     assert f.cache_info().misses == 1
+
+
+def test_state_carried_on_a_module_attribute_is_read_back_at_every_call():
+    """`m.h = m.h + x` in a compiled step: the next call reads the written-back tensor (as eagerly),
+    also for a tuple of tensors and when the step reads the attribute through detach()."""
+    class M(kiln.nn.Module):
+        pass
+
+    def make():
+        m = M()
+        m.t = kiln.zeros(2)
+        m.h = (kiln.zeros(2), kiln.ones(2))
+
+        def step(x):
+            m.t = m.t + x
+            h, c = (v.detach() for v in m.h)
+            m.h = (h + x, c * 2)
+            return m.t.sum() + h.sum() + c.sum()
+        return m, step
+    x = kiln.ones(2)
+    me, eager = make()
+    mc, step = make()
+    compiled = kiln.compile(step)
+    want = [eager(x).item() for _ in range(4)]
+    got = [compiled(x).item() for _ in range(4)]
+    assert got == want
+    np.testing.assert_array_equal(mc.t.numpy(), me.t.numpy())
+    np.testing.assert_array_equal(mc.h[1].numpy(), me.h[1].numpy())
+    assert compiled.cache_info().misses == 1

@@ -95,9 +95,13 @@ def run(program: ModuleType, mode: str, *, dtype=None, steps: int | None = None)
         else:
             models[name] = _to_kiln(ref, dtype) if lib is kiln else _to_torch(ref.detach().clone(), dtype)
     batches = [_to_kiln(b, dtype) if lib is kiln else _to_torch(b, dtype) for b in data]
-    step = program.make_step(lib, models)
-    if mode == "compiled":
-        step = kiln.compile(step)
+    if mode == "compiled" and hasattr(program, "make_compiled_step"):
+        # the program says how its users compile it (LBFGS: the closure, around an eager line search)
+        step = program.make_compiled_step(lib, models, kiln.compile)
+    else:
+        step = program.make_step(lib, models)
+        if mode == "compiled":
+            step = kiln.compile(step)
     rows, seconds = [], []
     for i in range(steps):
         start = time.perf_counter()

@@ -5,15 +5,8 @@ import pytest
 
 from . import runner
 
-# program -> {mode: reason}: runs that hit a known kiln bug (strict xfail, so a fix shows up)
+# program -> {mode: reason}: runs that hit a known kiln bug or limitation (strict xfail, so a fix shows up)
 KNOWN_FAILURES: dict[str, dict[str, str]] = {
-    "word_lstm": {"compiled": (
-        "kiln.compile bug: a tensor (or tuple of tensors) stored on a module attribute inside the compiled step "
-        "(model.hidden = ...) is written back after the call, but the cached graph keeps reading the value the "
-        "attribute held at trace time, so the carried LSTM hidden state is the initial zeros on every step")},
-    "time_sequence_lbfgs": {"compiled": (
-        "kiln limitation: LBFGS.step cannot run inside kiln.compile (its line search branches on loss values); "
-        "kiln raises RuntimeError and suggests opt.step(kiln.compile(closure))")},
 }
 
 

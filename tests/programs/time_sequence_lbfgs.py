@@ -44,6 +44,26 @@ def make_step(torch, models):
     return train_step
 
 
+def make_compiled_step(torch, models, compile):
+    """How a user compiles an LBFGS step: `LBFGS.step` branches on loss values (its line search),
+    so the closure — zero_grad, forward, loss, backward — is the compiled function."""
+    seq = models["seq"]
+    criterion = torch.nn.MSELoss()
+    optimizer = torch.optim.LBFGS(seq.parameters(), lr=0.8, max_iter=4)
+
+    @compile
+    def loss_and_grad(input, target):
+        optimizer.zero_grad()
+        loss = criterion(seq(input), target)
+        loss.backward()
+        return loss
+
+    def train_step(input, target):
+        return optimizer.step(lambda: loss_and_grad(input, target))
+
+    return train_step
+
+
 def make_data(torch):
     x = torch.arange(12, dtype=torch.double).unsqueeze(0) + torch.randint(-4, 4, (6, 1)).double() * 2
     data = torch.sin(x / 2.0)
