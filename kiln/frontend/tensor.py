@@ -272,7 +272,26 @@ class Tensor:
         return self.dtype.is_floating_point
 
     def is_contiguous(self, memory_format=None) -> bool:
-        return True
+        """Whether the elements lie in memory in the order `memory_format` names (default: row-major),
+        as PyTorch answers it; eager views (a transpose, a strided slice) are not contiguous. A traced
+        value is logical: always contiguous."""
+        v = self._cell.value
+        if not isinstance(v, np.ndarray):
+            return True
+        name = getattr(memory_format, "name", "contiguous_format")
+        if name in ("contiguous_format", "preserve_format"):
+            return bool(v.flags.c_contiguous)
+        rank = {"channels_last": 4, "channels_last_3d": 5}.get(name)
+        if rank is None:
+            raise ValueError(f"is_contiguous: unknown memory_format {memory_format!r}")
+        if v.ndim != rank:
+            return False
+        order = (0,) + tuple(range(2, rank)) + (1,)  # N, spatial..., C: the channels-last layout
+        expected, stride = [0] * rank, v.itemsize
+        for d in reversed(order):
+            expected[d] = stride
+            stride *= v.shape[d]
+        return all(v.shape[d] == 1 or v.strides[d] == expected[d] for d in range(rank))
 
     @property
     def is_tracer(self) -> bool:

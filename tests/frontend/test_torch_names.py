@@ -164,3 +164,29 @@ def test_nn_parallel_distributed_data_parallel_says_it_is_not_supported():
     import kiln.nn as nn
     with pytest.raises(RuntimeError, match="DistributedDataParallel needs a torch.distributed process group"):
         nn.parallel.DistributedDataParallel(nn.Linear(2, 2))
+
+
+def test_is_contiguous_answers_like_pytorch():
+    import numpy as np
+    import torch
+    a = np.random.default_rng(0).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    a5 = np.random.default_rng(1).standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    cases = {
+        "plain": lambda m, t: t,
+        "transpose": lambda m, t: t.transpose(1, 2),
+        "slice": lambda m, t: t[:, :, ::2],
+        "nhwc": lambda m, t: t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2),
+        "one_channel": lambda m, t: t[:, :1],
+        "rank2": lambda m, t: t.reshape(6, 20),
+    }
+    formats = ["contiguous_format", "channels_last", "preserve_format"]
+    for name, view in cases.items():
+        kt, tt = view(kiln, kiln.from_numpy(a)), view(torch, torch.from_numpy(a))
+        assert kt.is_contiguous() == tt.is_contiguous(), name
+        for f in formats:
+            assert kt.is_contiguous(memory_format=getattr(kiln, f)) == \
+                tt.is_contiguous(memory_format=getattr(torch, f)), (name, f)
+    for view in (lambda t: t, lambda t: t.permute(0, 2, 3, 4, 1).contiguous().permute(0, 4, 1, 2, 3)):
+        kt, tt = view(kiln.from_numpy(a5)), view(torch.from_numpy(a5))
+        for f in ("channels_last_3d", "channels_last"):
+            assert kt.is_contiguous(memory_format=getattr(kiln, f)) == tt.is_contiguous(memory_format=getattr(torch, f))

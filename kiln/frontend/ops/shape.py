@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ...ir.dtypes import DType
 from ..dims import _dims, _infer_shape, _norm_dim, accept_axis
 from ..operands import _bcast, _broadcast_operands, _shape_arg
@@ -159,7 +161,15 @@ def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
 
 
 def contiguous(input: Tensor, memory_format=None) -> Tensor:
-    return input
+    """`input` itself when its elements are in row-major order, else a row-major copy (as PyTorch;
+    `memory_format=channels_last` gives the same values in kiln's row-major layout). Traced values
+    are logical: always `input`."""
+    v = input._cell.value
+    if not isinstance(v, np.ndarray) or v.flags.c_contiguous:
+        return input
+    out = clone(input)
+    out._cell.value = np.ascontiguousarray(out._cell.value)  # the copy's values, in row-major order
+    return out
 
 
 def clone(input: Tensor, *, memory_format=None) -> Tensor:
