@@ -11,6 +11,7 @@ same loop and branch); nothing else of the kernel changes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Iterator
 
 from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store,
@@ -23,8 +24,7 @@ def decompose(kernel: KernelFunc) -> KernelFunc:
     names = _used_names(kernel)
     d = _Decomposer(names)
     body = d.block(kernel.body)
-    return KernelFunc(kernel.name, list(kernel.params), body, schedule=copy.deepcopy(kernel.schedule),
-                      source=kernel.source, cost=kernel.cost)
+    return dataclasses.replace(kernel, params=list(kernel.params), body=body, schedule=copy.deepcopy(kernel.schedule))
 
 
 def _used_names(k: KernelFunc) -> set[str]:

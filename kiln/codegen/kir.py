@@ -234,6 +234,7 @@ class KernelFunc:
     schedule: Schedule = field(default_factory=Schedule)
     source: str = ""  # what it was lowered from (for people reading dumps)
     cost: int = 0     # elements touched, for the parallel threshold
+    independent_outer: bool = True  # iterations of its top-level output loops touch disjoint outputs
 
     def param(self, name: str) -> BufferParam:
         for p in self.params:

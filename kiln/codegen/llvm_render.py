@@ -12,9 +12,8 @@ from typing import Sequence
 
 import llvmlite.ir as ir
 
-from ..ir import dtypes as dt
 from ..ir.dtypes import DType
-from .kir import Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, Var
+from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, Var
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
@@ -22,10 +21,6 @@ PTR = ir.PointerType()
 _LTYPE = {"bool": I1, "int32": I32, "int64": I64, "float16": ir.HalfType(), "float32": ir.FloatType(),
           "float64": ir.DoubleType()}
 _ICMP = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">="}
-# composite math ops until decomposition rewrites them: (llvm intrinsic | libm name per dtype)
-_MATH_INTRINSIC = {"exp": "llvm.exp", "log": "llvm.log", "sin": "llvm.sin", "cos": "llvm.cos", "pow": "llvm.pow"}
-_MATH_LIBM = {"tanh": ("tanhf", "tanh"), "erf": ("erff", "erf"), "log1p": ("log1pf", "log1p"),
-              "expm1": ("expm1f", "expm1")}
 
 
 def ltype(d: DType) -> ir.Type:
@@ -79,13 +74,6 @@ class _FunctionRenderer:
         if fn is None:
             argt = [a.type for a in args]
             fn = ir.Function(self.m, ir.FunctionType(t if not extra_types else extra_types[0], argt), name=full)
-        return self.b.call(fn, list(args))
-
-    def _libm(self, name: str, d: DType, args: Sequence[ir.Value]) -> ir.Value:
-        fn = self.m.globals.get(name)
-        t = ltype(d)
-        if fn is None:
-            fn = ir.Function(self.m, ir.FunctionType(t, [t] * len(args)), name=name)
         return self.b.call(fn, list(args))
 
     # -- expressions ----------------------------------------------------------------------------
@@ -172,18 +160,9 @@ class _FunctionRenderer:
             return self.cast(a[0], d, e.dtype)
         if name == "bitcast":
             return b.bitcast(a[0], ltype(e.dtype))
-        # composite math (no decomposition applied): intrinsics / libm
-        if name in _MATH_INTRINSIC:
-            return self._intrinsic(_MATH_INTRINSIC[name], d, a)
-        if name in _MATH_LIBM:
-            return self._libm(_MATH_LIBM[name][0 if d == dt.float32 else 1], d, a)
-        if name == "rsqrt":
-            one = ir.Constant(ltype(d), 1.0)
-            return b.fdiv(one, self._intrinsic("llvm.sqrt", d, a))
-        if name == "logistic":
-            one = ir.Constant(ltype(d), 1.0)
-            ex = self._intrinsic("llvm.exp", d, [b.fneg(a[0])])
-            return b.fdiv(one, b.fadd(one, ex))
+        if name in COMPOSITE_OPS:
+            raise NotImplementedError(f"LLVM renderer: composite op {name} left in kernel {self.k.name}; "
+                                      "kiln.codegen.decompose rewrites it into basic ops first")
         raise NotImplementedError(f"LLVM renderer: no rule for kernel IR op {name}")
 
     def cast(self, v: ir.Value, src: DType, dst: DType) -> ir.Value:

@@ -20,9 +20,9 @@ import numpy as np
 
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
-from ..ir.graph import Graph, Node
+from ..ir.graph import Node
 from ..ir.primitives import get_primitive
-from ..passes.fusion import FusionPlan, Kernel
+from ..passes.fusion import FusionPlan, Kernel, KernelKind
 from . import index as ix
 from .emitter import Emitter
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, Store, Var, const, idx, op
@@ -121,14 +121,12 @@ def _reduce_init(prim: str, d: DType) -> Expr:
 
 
 class _KernelLowering:
-    def __init__(self, kernel: Kernel, name: str, buf_names: dict[int, str], consts: dict[int, str],
-                 checks: list[IndexCheck]):
+    def __init__(self, kernel: Kernel, name: str, checks: list[IndexCheck]):
         self.k = kernel
         self.name = name
         self.em = Emitter()
-        self.params: dict[str, BufferParam] = {}
-        self.buf_names = buf_names  # id(node) -> kernel param name for kernel inputs/outputs and consts
-        self.consts = consts
+        self.buf_names: dict[int, str] = {}  # id(node) -> kernel param name for kernel inputs and outputs
+        self.consts: dict[int, str] = {}  # id(node) -> kernel param name of a literal array
         self.checks = checks
         self.members = {id(n) for n in kernel.nodes}
         self.inputs = {id(n) for n in kernel.inputs}
@@ -424,13 +422,13 @@ class _KernelLowering:
 
     def write_outputs(self, outs: Sequence[Node]) -> None:
         k = self.k
-        if k.kind == "scatter":
+        if k.kind == KernelKind.SCATTER:
             self._scatter(outs)
             return
         domain = tuple(k.anchor.shape) if k.anchor is not None else tuple(k.domain)
         order = None
         row_of = None
-        if k.kind == "reduction" and k.reduce_axes is not None:
+        if k.kind == KernelKind.REDUCTION and k.reduce_axes is not None:
             R = tuple(k.reduce_axes)
             order = [d for d in range(len(domain)) if d not in R] + list(R)
             row_shape = [domain[d] for d in range(len(domain)) if d not in R]
@@ -586,20 +584,22 @@ class _KernelLowering:
 
     def finish(self, params: list[BufferParam], source: str) -> KernelFunc:
         cost = sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs)
-        return KernelFunc(self.name, params, self.em.body, source=source, cost=cost)
+        # a scatter's updates may hit one position twice: its loops must run in order
+        return KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
+                          independent_outer=self.k.kind != KernelKind.SCATTER)
 
 
 def _s64(u: int) -> int:
     return u - (1 << 64) if u >= 1 << 63 else u
 
 
-def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], const_nodes: dict[int, Node],
-                 checks: list[IndexCheck], strides: dict[int, tuple[int, ...]] | None = None
+def lower_kernel(kernel: Kernel, name: str, const_nodes: dict[int, Node], checks: list[IndexCheck],
+                 strides: dict[int, tuple[int, ...]] | None = None
                  ) -> tuple[KernelFunc, list[tuple[str, Node]]]:
     """Lower one plan kernel. Returns the kernel and, per param, (its role, the node behind it):
     role "in"/"out" for values in memory, "const" for a literal array the kernel reads.
     `strides`: graph inputs given as strided views (element strides), read without copies."""
-    low = _KernelLowering(kernel, name, {}, {}, checks)
+    low = _KernelLowering(kernel, name, checks)
     low.strides = dict(strides or {})
     params: list[BufferParam] = []
     nodes: list[tuple[str, Node]] = []
@@ -617,7 +617,7 @@ def lower_kernel(kernel: Kernel, name: str, buffers: dict[int, str], const_nodes
     for k, o in enumerate(outs):
         pname = f"out{k}"
         low.buf_names[id(o)] = pname
-        params.append(BufferParam(pname, o.dtype, o.numel, "rw" if kernel.kind == "scatter" else "w"))
+        params.append(BufferParam(pname, o.dtype, o.numel, "rw" if kernel.kind == KernelKind.SCATTER else "w"))
         nodes.append(("out", o))
     low.write_outputs(outs)
     for pname, n in low.scratch:
@@ -645,6 +645,7 @@ def lower_plan(plan: FusionPlan, name: str = "main",
 
     for n in g.inputs:
         buf(bname, n, "input")
+        buffers[-1].strides = strided.get(id(n))
     outs = {id(o) for o in g.outputs}
     const_nodes: dict[int, Node] = {}
     for k in plan.kernels:
@@ -655,7 +656,7 @@ def lower_plan(plan: FusionPlan, name: str = "main",
     for k in plan.kernels:
         for o in k.outputs:
             buf(bname, o, "output" if id(o) in outs else "temp")
-        kf, params = lower_kernel(k, f"{name}_k{k.id}", bname, const_nodes, checks, strided)
+        kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided)
         args = []
         for role, n in params:
             if role == "const":

@@ -7,30 +7,25 @@ come out the same as in PyTorch; only PyTorch's stride choice for `channels_last
 from __future__ import annotations
 
 
-class layout:
+class _Named:
+    """A module-level singleton known by its name (`kiln.<name>`, pickled by name)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"kiln.{self.name}"
+
+    def __reduce__(self):
+        return self.name
+
+
+class layout(_Named):
     """A tensor layout. kiln has one: `kiln.strided` (no sparse layouts)."""
 
-    def __init__(self, name: str):
-        self.name = name
 
-    def __repr__(self) -> str:
-        return f"kiln.{self.name}"
-
-    def __reduce__(self):
-        return self.name
-
-
-class memory_format:
+class memory_format(_Named):
     """A memory format request (`contiguous_format`, `preserve_format`, `channels_last`, `channels_last_3d`)."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"kiln.{self.name}"
-
-    def __reduce__(self):
-        return self.name
 
 
 strided = layout("strided")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -24,15 +23,14 @@ _state: dict = {}
 
 
 def _llvm():
-    """Initialise LLVM once; returns (binding module, target machine, MCJIT engine)."""
+    """Initialise LLVM once; returns (the llvmlite binding module, the host's target machine)."""
     with _lock:
         if not _state:
             import llvmlite.binding as llvm
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
-            _state.update(llvm=llvm, n=0)
-            _state["tm"] = _target_machine()
-        return _state["llvm"], _state["tm"], None
+            _state.update(llvm=llvm, tm=_target_machine())
+        return _state["llvm"], _state["tm"]
 
 
 def _target_machine():
@@ -42,13 +40,13 @@ def _target_machine():
 
 
 def host_description() -> str:
-    llvm, tm, _ = _llvm()
+    llvm, tm = _llvm()
     return f"{tm.triple} cpu={llvm.get_host_cpu_name()} features={llvm.get_host_cpu_features().flatten()}"
 
 
 def optimize_ir(text: str):
     """Parse LLVM IR text, verify and optimize it at O3 for the host. Returns the module."""
-    llvm, tm, _ = _llvm()
+    llvm, tm = _llvm()
     mod = llvm.parse_assembly(text)
     mod.triple = tm.triple
     mod.data_layout = str(tm.target_data)
@@ -66,7 +64,7 @@ def optimize_ir(text: str):
 
 
 def _has_avx512() -> bool:
-    llvm, _, _ = _llvm()
+    llvm, _ = _llvm()
     return "+avx512f" in llvm.get_host_cpu_features().flatten()
 
 
@@ -90,7 +88,7 @@ class LLVMExecutable:
         self.strict_fp = strict_fp
         self.from_cache = from_cache
         self._llvm_opt: str | None = None
-        llvm, _, _ = _llvm()
+        llvm, _ = _llvm()
         # one engine per program (it owns its target machine): its machine code is freed with the executable
         self._engine = engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
         engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
@@ -175,7 +173,7 @@ class LLVMExecutable:
                 self._llvm_opt = str(optimize_ir(self.llvm_ir))
             return self._llvm_opt
         if stage == "asm":
-            _, tm, _ = _llvm()
+            _, tm = _llvm()
             return tm.emit_assembly(optimize_ir(self.llvm_ir))
         raise ValueError(f"unknown stage {stage!r}")
 
@@ -247,9 +245,6 @@ def compile_graph(graph: Graph, strict_fp: bool = False, plan: FusionPlan | None
     _llvm()
     name = f"kiln_{_sanitize(graph.name)}"  # each program has its own engine: names need not be unique
     program = lower_plan(plan, name, input_strides)
-    if input_strides:
-        for b, st in zip((program.buffer(n) for n in program.inputs), input_strides):
-            b.strides = tuple(st) if st is not None else None
     for k in program.kernels:
         schedule_parallel(k, PARALLEL_MIN_COST)
     return build_program(program, graph, plan, strict_fp)
@@ -292,7 +287,7 @@ def build_program(program: LoweredProgram, graph: Graph | None = None, plan: Fus
     obj = cache.get(key) if cache is not None else None
     hit = obj is not None
     if obj is None:
-        _, tm, _ = _llvm()
+        _, tm = _llvm()
         module = optimize_ir(render())
         with _lock:
             obj = tm.emit_object(module)
@@ -315,7 +310,7 @@ def cache_key(program_text: str) -> str:
     """What compiled object code depends on: the program, the target and the versions."""
     import llvmlite
     from .. import __version__
-    llvm, _, _ = _llvm()
+    llvm, _ = _llvm()
     return "\n".join([f"kiln {__version__}", f"llvmlite {llvmlite.__version__} llvm {llvm.llvm_version_info}",
                       host_description(), "O3 vectorize", program_text])
 

@@ -280,3 +280,13 @@ def test_threaded_program_runs_in_a_forked_child(monkeypatch):
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0
+
+
+def test_renderer_refuses_math_that_was_not_decomposed():
+    from kiln.codegen.kir import BufferParam, Const, KernelFunc, Load, Loop, Store, Var, op
+    from kiln.codegen.llvm_render import render_program
+    i = Var("i", dt.int64)
+    k = KernelFunc("k", [BufferParam("a", dt.float32, 4), BufferParam("o", dt.float32, 4, "w")],
+                   [Loop(i, Const(4, dt.int64), [Store("o", i, op("tanh", Load("a", i, dt.float32)))])])
+    with pytest.raises(NotImplementedError, match="composite op tanh left in kernel k; .*decompose"):
+        render_program("p", [k], [("k", [0, 1])])
