@@ -290,3 +290,16 @@ def test_renderer_refuses_math_that_was_not_decomposed():
                    [Loop(i, Const(4, dt.int64), [Store("o", i, op("tanh", Load("a", i, dt.float32)))])])
     with pytest.raises(NotImplementedError, match="composite op tanh left in kernel k; .*decompose"):
         render_program("p", [k], [("k", [0, 1])])
+
+
+def test_executable_names_the_input_it_rejects():
+    g, args = _one_op_graph("add")
+    ex = compile_graph(g)
+    with pytest.raises(ValueError, match="takes 2 inputs, got 1"):
+        ex.run(args[:1])
+    with pytest.raises(ValueError, match=r"input b0 expects float32\[3, 4\], got float64\[3, 4\]"):
+        ex.run([args[0].astype(np.float64), args[1]])
+    with pytest.raises(ValueError, match=r"input b1 expects float32\[3, 4\], got float32\[4, 3\]"):
+        ex.run([args[0], args[1].T.copy()])
+    with pytest.raises(TypeError, match="unsupported dtype 'float13'"):
+        kiln.ShapeDtype((2,), "float13")
