@@ -26,6 +26,7 @@ from .frontend.legacy import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor
 from .frontend.compile import compile, make_graph
 from .frontend.lowered import Lowered, ShapeDtype
 from .frontend.transforms import grad, value_and_grad, vjp
+from .runtime.profiler import profiler
 from .runtime.threads import get_num_threads, init_threads as _init_threads, set_num_threads
 
 _init_threads()

@@ -301,11 +301,17 @@ def render_kernel(module: ir.Module, k: KernelFunc, strict_fp: bool = False) -> 
 
 
 def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tuple[str, Sequence[int]]],
-                   strict_fp: bool = False, prefer_vector_width: int | None = None) -> str:
+                   strict_fp: bool = False, prefer_vector_width: int | None = None,
+                   timestamps: int | None = None, clock: int = 1) -> str:
     """A module with every kernel and `@{name}`: i32 (ptr buffers, ptr status, i64 tid, i64 n,
     ptr barrier) calling each kernel on buffers[k] for its arguments. Run by `n` threads at
     once (thread `tid`), with a barrier after each kernel; returns the first failed check's
-    code (its payload is in the status buffer), 0 when every kernel ran."""
+    code (its payload is in the status buffer), 0 when every kernel ran.
+
+    `timestamps` (profiling builds only): the index of an i64 buffer, len(calls) + 1 long, that
+    thread 0 fills with `clock_gettime(clock)` in nanoseconds at entry and after each kernel
+    call (and its barrier), so entry k+1 minus entry k is call k's time. The caller resolves
+    the `clock_gettime` symbol."""
     m = ir.Module(name=name)
     fns = {k.name: render_kernel(m, k, strict_fp) for k in kernels}
     uses: dict[str, int] = {}
@@ -321,7 +327,15 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     many = b.icmp_signed(">", nthreads, ir.Constant(I64, 1))
     ptrs: dict[int, ir.Value] = {}
-    for kname, args in calls:
+    stamp = None
+    if timestamps is not None:
+        stamp_fn = _render_stamp(m, name + "_stamp", clock)
+        times = b.load(b.gep(bufs, [ir.Constant(I64, timestamps)], source_etype=PTR), typ=PTR)
+
+        def stamp(k: int) -> None:
+            b.call(stamp_fn, [times, ir.Constant(I64, k), tid])
+        stamp(0)
+    for c, (kname, args) in enumerate(calls):
         vals = []
         for a in args:
             if a not in ptrs:
@@ -330,6 +344,8 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
         b.call(fns[kname], vals + [status, tid, nthreads])
         with b.if_then(many):
             b.call(barrier, [bar, nthreads])
+        if stamp is not None:
+            stamp(c + 1)
         code = b.load_atomic(b.gep(status, [ir.Constant(I64, 0)], source_etype=I64), "acquire", 8, typ=I64)
         nxt = entry.append_basic_block(f"after.{kname}")
         fail = entry.append_basic_block(f"fail.{kname}")
@@ -342,6 +358,24 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
     if prefer_vector_width:
         text = text.replace(" nounwind\n", f' nounwind "prefer-vector-width"="{prefer_vector_width}"\n')
     return text
+
+
+def _render_stamp(m: ir.Module, name: str, clock: int) -> ir.Function:
+    """void stamp(ptr t, i64 k, i64 tid): on thread 0, t[k] = clock_gettime(clock) in nanoseconds."""
+    gettime = ir.Function(m, ir.FunctionType(I32, [I32, PTR]), name="clock_gettime")
+    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR, I64, I64]), name=name)
+    fn.linkage = "internal"
+    t, k, tid = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with b.if_then(b.icmp_signed("==", tid, ir.Constant(I64, 0))):
+        ts = b.alloca(ir.ArrayType(I64, 2))
+        b.call(gettime, [ir.Constant(I32, clock), ts])
+        sec = b.load(b.gep(ts, [ir.Constant(I64, 0), ir.Constant(I64, 0)], source_etype=ir.ArrayType(I64, 2)), typ=I64)
+        nsec = b.load(b.gep(ts, [ir.Constant(I64, 0), ir.Constant(I64, 1)], source_etype=ir.ArrayType(I64, 2)), typ=I64)
+        now = b.add(b.mul(sec, ir.Constant(I64, 1_000_000_000)), nsec)
+        b.store(now, b.gep(t, [k], source_etype=I64))
+    b.ret_void()
+    return fn
 
 
 def _render_barrier(m: ir.Module, name: str) -> ir.Function:

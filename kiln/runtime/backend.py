@@ -26,6 +26,9 @@ class ReferenceExecutable:
         self.graph = graph
 
     def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        if config.get().profile:  # kiln.profiler: the fusion plan's kernels one by one, each timed
+            from .profiler import run_reference
+            return run_reference(self, inputs)
         from .interpreter import run_graph as interpret
         return interpret(self.graph, inputs)
 

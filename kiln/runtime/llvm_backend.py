@@ -7,10 +7,12 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
+import time
 from typing import Sequence
 
 import numpy as np
 
+from .. import config as _config
 from ..codegen.lower import LoweredProgram, lower_plan
 from ..codegen.schedule import schedule_parallel
 from ..ir.graph import Graph
@@ -88,15 +90,8 @@ class LLVMExecutable:
         self.strict_fp = strict_fp
         self.from_cache = from_cache
         self._llvm_opt: str | None = None
-        llvm, _ = _llvm()
-        # one engine per program (it owns its target machine): its machine code is freed with the executable
-        self._engine = engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-        addr = engine.get_function_address(entry_name)
-        if not addr:
-            raise NativeError(f"LLVM backend: entry point {entry_name} was not found after JIT")
-        self._fn = _ENTRY(addr)
+        self._engine, self._fn = _jit(obj, entry_name)
+        self._profiled = None  # (engine, entry) of the timed build, made on the first profiled call
         bufs = program.buffers
         self._index = {b.name: k for k, b in enumerate(bufs)}
         self._inputs = [self._index[n] for n in program.inputs]
@@ -104,7 +99,10 @@ class LLVMExecutable:
         self._specs = [(b.shape, b.dtype.np_dtype) for b in bufs]
         self._roles = [b.role for b in bufs]
         self._consts = {k: np.ascontiguousarray(b.data) for k, b in enumerate(bufs) if b.role == "const"}
-        self._ptrs = (ctypes.c_void_p * len(bufs))()
+        # one slot past the buffers: the timestamps array the profiled entry fills (kiln.profiler)
+        self._ptrs = (ctypes.c_void_p * (len(bufs) + 1))()
+        self._timestamps = np.zeros(len(program.calls) + 1, np.int64)
+        self._ptrs[len(bufs)] = self._timestamps.ctypes.data
         self._status = np.zeros(4, np.int64)
         self._status_ptr = self._status.ctypes.data
         self._ptrs_addr = ctypes.addressof(self._ptrs)
@@ -194,7 +192,9 @@ class LLVMExecutable:
             for k in self._per_call:
                 ptrs[k] = arrays[k].__array_interface__["data"][0]
             n = native_threads() if self.parallel else 1
-            if n > 1:
+            if _config.get().profile:
+                rc = self._run_profiled(n)
+            elif n > 1:
                 rc = pool().run(self._fn, (self._ptrs_addr, self._status_ptr), n)
             else:
                 rc = self._fn(self._ptrs_addr, self._status_ptr, 0, 1, 0)
@@ -205,6 +205,24 @@ class LLVMExecutable:
             check = self.program.checks[rc - 1]
             raise IndexError(check.message(value))
         return [arrays[k] for k in self._outputs]
+
+    def _run_profiled(self, n: int) -> int:
+        """One call of the timed build of this program (the same buffers, a timestamp after each
+        kernel call), recorded in kiln's profiler."""
+        from . import profiler
+        if self._profiled is None:
+            obj, _, _ = _object_code(self.program, self.strict_fp, profile=True)
+            self._profiled = _jit(obj, self.program.name)
+        fn = self._profiled[1]
+        t0 = time.perf_counter_ns()
+        if n > 1:
+            rc = pool().run(fn, (self._ptrs_addr, self._status_ptr), n)
+        else:
+            rc = fn(self._ptrs_addr, self._status_ptr, 0, 1, 0)
+        wall = time.perf_counter_ns() - t0
+        if not rc:
+            profiler.record_native(self, np.diff(self._timestamps).tolist(), wall, n)
+        return rc
 
     def _checked_input(self, k: int, arr) -> np.ndarray:
         arr = np.asarray(arr)
@@ -257,6 +275,14 @@ def build_program(program: LoweredProgram, graph: Graph | None = None, plan: Fus
     Kernels with the same body (an LSTM's time steps, say) are compiled once and called on
     each one's buffers. The cache key is the kernel IR of the distinct kernels and the call
     sequence, so a cache hit skips rendering and LLVM altogether."""
+    obj, hit, render = _object_code(program, strict_fp)
+    return LLVMExecutable(graph, plan, program, render, obj, program.name, strict_fp, from_cache=hit)
+
+
+def _object_code(program: LoweredProgram, strict_fp: bool, profile: bool = False):
+    """(object code, whether it came from the disk cache, () -> its LLVM IR text) of a lowered
+    program; `profile`: the timed build, whose entry fills the timestamps array that follows the
+    program's buffers in the pointer array (see `render_program`)."""
     from ..codegen.decompose import decompose
     from ..codegen.kir_printer import format_kernel
     from ..codegen.llvm_render import render_program
@@ -273,14 +299,18 @@ def build_program(program: LoweredProgram, graph: Graph | None = None, plan: Fus
     index = {b.name: k for k, b in enumerate(program.buffers)}
     calls = [(alias[kname], [index[a] for a in args]) for kname, args in program.calls]
     pvw = 512 if _has_avx512() else None
+    timestamps = len(program.buffers) if profile else None
+    if profile:
+        _resolve_clock()
     key = cache_key("\n".join(texts) + f"\ncalls {calls}\nstrict_fp={strict_fp} prefer_vector_width={pvw}\n"
-                    + name)
+                    + (f"profile timestamps={timestamps} clock={time.CLOCK_MONOTONIC}\n" if profile else "") + name)
     rendered: list[str] = []
 
     def render() -> str:
         if not rendered:
             kernels = [decompose(k) for k in distinct.values()]
-            rendered.append(render_program(name, kernels, calls, strict_fp=strict_fp, prefer_vector_width=pvw))
+            rendered.append(render_program(name, kernels, calls, strict_fp=strict_fp, prefer_vector_width=pvw,
+                                           timestamps=timestamps, clock=time.CLOCK_MONOTONIC))
         return rendered[0]
 
     cache = disk_cache()
@@ -293,7 +323,30 @@ def build_program(program: LoweredProgram, graph: Graph | None = None, plan: Fus
             obj = tm.emit_object(module)
         if cache is not None:
             cache.put(key, obj)
-    return LLVMExecutable(graph, plan, program, render, obj, name, strict_fp, from_cache=hit)
+    return obj, hit, render
+
+
+def _jit(obj: bytes, entry_name: str):
+    """(engine, entry) for object code: one engine per program (it owns its target machine), so
+    its machine code is freed with the executable."""
+    llvm, _ = _llvm()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), _target_machine())
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    addr = engine.get_function_address(entry_name)
+    if not addr:
+        raise NativeError(f"LLVM backend: entry point {entry_name} was not found after JIT")
+    return engine, _ENTRY(addr)
+
+
+def _resolve_clock() -> None:
+    """Make libc's `clock_gettime` (called by profiled builds) known to the JIT's linker."""
+    with _lock:
+        if "clock" not in _state:
+            import llvmlite.binding as llvm
+            libc = ctypes.CDLL(None)
+            llvm.add_symbol("clock_gettime", ctypes.cast(libc.clock_gettime, ctypes.c_void_p).value)
+            _state["clock"] = True
 
 
 def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
