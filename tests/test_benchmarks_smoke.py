@@ -127,19 +127,26 @@ def test_first_call_rejects_an_unknown_framework():
     assert proc.returncode == 2 and "unknown framework" in proc.stderr
 
 
-def test_anatomy_of_a_quick_softmax():
-    from benchmarks.anatomy import anatomy, format_anatomy, vector_facts
-    programs = anatomy("softmax", repeats=1, quick=True)
-    assert len(programs) == 1 and programs[0]["kernels"], programs
-    k = programs[0]["kernels"][0]
-    assert k["bytes"] >= 2 * 64 * 256 * 4 and k["max_float_lanes"] >= 1 and "[reduction]" in k["source"]
-    assert isinstance(k["inlined"], bool) and k["vector_instructions"] > 0  # the softmax loops vectorize
-    assert "softmax (kiln.compile[llvm])" in format_anatomy("softmax", programs)
+def test_profile_of_a_quick_softmax():
+    from benchmarks.profile import profile_workload, vector_facts, vector_table
+    prof, prep = profile_workload("softmax", repeats=2, quick=True)
+    [p] = prof.programs
+    assert p.calls == 2 and p.kernels and all(k.calls == 2 for k in p.kernels)
+    assert any("reduction" in k.label for k in p.kernels)
+    assert p.kernel_ns <= p.wall_ns
+    assert "vec-instr" in vector_table(prep)
     facts = vector_facts("define void @f() {\n  %a = fadd <8 x float> %x, %y\n  call void @llvm.x(<4 x float> %a)\n}")
     assert facts == {"max_float_lanes": 8, "vector_instructions": 1, "calls": ["llvm.x"]}
 
 
-def test_anatomy_rejects_a_workload_without_a_compiled_step():
-    from benchmarks.anatomy import anatomy
+def test_profile_command_prints_the_table():
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "softmax", "--quick", "--repeats", "2"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("softmax (kiln.compile[llvm], 2 steps):\nkiln profile\nprogram ")
+
+
+def test_profile_rejects_a_workload_without_a_compiled_step():
+    from benchmarks.profile import profile_workload
     with pytest.raises(ValueError, match="no kiln.compile\\[llvm\\] column"):
-        anatomy("copy", repeats=1, quick=True)
+        profile_workload("copy", repeats=1, quick=True)
