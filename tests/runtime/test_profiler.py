@@ -213,3 +213,16 @@ def test_kiln_profile_prints_the_table_at_exit_and_dumps_it(tmp_path):
 def test_no_table_without_kiln_profile(tmp_path):
     r = _run_script(SCRIPT, {"KILN_PROFILE": "0"}, tmp_path)
     assert r.returncode == 0 and "kiln profile" not in r.stderr
+
+
+def test_only_the_timed_build_has_timing_code():
+    from kiln.codegen.llvm_render import render_program
+    g = parse_graph(MATMUL_THEN_SUM)
+    ex = executable(g, "llvm")
+    assert "clock_gettime" not in ex.stages("llvm")  # the plain entry point
+    k = ex.program.kernels[0]
+    calls = [(k.name, list(range(len(k.params))))]
+    timed = render_program("p", [k], calls, timestamps=len(k.params), clock=1)
+    assert "declare i32 @\"clock_gettime\"" in timed or "declare i32 @clock_gettime" in timed
+    assert timed.count("call void @\"p_stamp\"") == 2  # at entry and after the one kernel call
+    assert "clock_gettime" not in render_program("p", [k], calls)
