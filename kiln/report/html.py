@@ -161,6 +161,19 @@ def profile_sections(text: str) -> list[tuple[str, str]]:
     return out
 
 
+_PROFILE_ROW = re.compile(r"^\s+\d+\s+k(\d+) .*?\s{2,}\d+\s+[\d.]+\s+([\d.]+)\s+\S+\s+\S+\s+([\d.]+)%$")
+
+
+def profile_rows(section: str) -> dict[int, tuple[float, float]]:
+    """Plan kernel id -> (mean ms, share %) from one program's profiler table."""
+    out = {}
+    for line in section.splitlines():
+        m = _PROFILE_ROW.match(line)
+        if m:
+            out[int(m.group(1))] = (float(m.group(2)), float(m.group(3)))
+    return out
+
+
 def _graph_picture(g: DumpGroup) -> tuple[str | None, list, str | None]:
     """(inline SVG, the plan's kernels, why there is no picture) of a group's fusion plan."""
     from ..ir.parser import IRParseError, parse_graph
@@ -204,7 +217,7 @@ def _pre(text: str) -> str:
     return f"<pre>{escape(text)}</pre>"
 
 
-def _group_section(k: int, g: DumpGroup, profiles: list[tuple[str, str]]) -> str:
+def _group_section(k: int, g: DumpGroup, profiles: list[str]) -> str:
     out = [f'<section class="fn" id="fn-{k}"><h2>{escape(g.name)} '
            f'<span class="muted">(files {g.files[0].index:03d}–{g.files[-1].index:03d})</span></h2>']
     summary = g.stage("summary")
@@ -233,26 +246,41 @@ def _group_section(k: int, g: DumpGroup, profiles: list[tuple[str, str]]) -> str
         out.append(f'<p class="muted">{escape(why or "")}</p>')
     kir = kernel_blocks(g.stage("kernels").text) if g.has("kernels") else {}
     llvm = llvm_functions(g.stage("llvm").text) if g.has("llvm") else {}
+    rows: dict[int, tuple[float, float]] = {}
+    for text in profiles:
+        rows.update(profile_rows(text))
+    shown: dict[str, list[str]] = {"kernels": [], "llvm": []}  # texts the Kernels section shows in full
     if kir:
         out.append("<h3>Kernels</h3>")
         labels = {k.id: k for k in kernels}
         from ..runtime.profiler import kernel_label
         for name, block in kir.items():
             m = re.search(r"_k(\d+)$", name)
-            pk = labels.get(int(m.group(1))) if m else None
+            kid = int(m.group(1)) if m else None
+            pk = labels.get(kid)
             title = f"{name} — {kernel_label(pk)}" if pk is not None else name
+            if kid in rows:
+                mean_ms, share = rows[kid]
+                title += f" — {mean_ms:.4f} ms per call, {share:.1f}% of the program"
             code = llvm.get(name)
+            shown["kernels"].append(block)
+            if code:
+                shown["llvm"].append(code)
             out.append(f"<details><summary>{escape(title)}</summary><div class=\"kernel-code\"><div>"
                        f"<b>kernel IR</b>{_pre(block)}</div><div><b>LLVM IR</b>"
                        + (_pre(code) if code else '<p class="muted">not in the llvm stage</p>')
                        + "</div></div></details>")
-    mine = [text for graph, text in profiles if graph == g.name]
-    if mine and g.has("kernels"):
-        out.append("<h3>Profile</h3>" + "".join(_pre(t) for t in mine))
+    if profiles:
+        out.append("<h3>Profile</h3>" + "".join(_pre(t) for t in profiles))
     out.append("<h3>Stages</h3><ol class=\"stages\">")
     for f in g.files:
+        text = f.text
+        if f is g.stage(f.stage) and shown.get(f.stage):  # the kernels' own text is in the Kernels section
+            for block in shown[f.stage]:
+                first = block.splitlines()[0]
+                text = text.replace(block, first + ("  ; " if f.stage == "llvm" else "  # ") + "shown under Kernels")
         out.append(f'<li value="{f.index}"><details><summary>{escape(f.filename)} '
-                   f'<span class="muted">({len(f.text.splitlines())} lines)</span></summary>{_pre(f.text)}</details></li>')
+                   f'<span class="muted">({len(f.text.splitlines())} lines)</span></summary>{_pre(text)}</details></li>')
     out.append("</ol></section>")
     return "\n".join(out)
 
@@ -261,10 +289,10 @@ def render_report(dump: Dump) -> str:
     """The HTML page of a dump (see the module doc)."""
     profile = next((f for f in reversed(dump.process_files) if f.stage == "profile"), None)
     profiles = profile_sections(profile.text) if profile is not None else []
-    # each program's table goes to the last compiled group of its graph
-    shown_for = {}
+    # each program's table goes to the last group of its graph with generated code (else its last group)
+    shown_for: dict[str, int] = {}
     for k, g in enumerate(dump.groups):
-        if g.has("kernels"):
+        if g.has("kernels") or g.name not in shown_for or not dump.groups[shown_for[g.name]].has("kernels"):
             shown_for[g.name] = k
     nav = ['<nav>'] + ([f'<a href="#profile">profile</a>'] if profile is not None else [])
     nav += [f'<a href="#fn-{k}">{escape(g.name)}</a>' for k, g in enumerate(dump.groups)] + ["</nav>"]
@@ -273,7 +301,7 @@ def render_report(dump: Dump) -> str:
         body.append(f'<section class="fn" id="profile"><h2>Profile <span class="muted">({escape(profile.filename)})'
                     f"</span></h2>{_pre(profile.text)}</section>")
     for k, g in enumerate(dump.groups):
-        body.append(_group_section(k, g, profiles if shown_for.get(g.name) == k else []))
+        body.append(_group_section(k, g, [t for name, t in profiles if name == g.name and shown_for.get(name) == k]))
     for f in dump.process_files:
         if f is not profile:
             body.append(f'<section class="fn"><h2>{escape(f.filename)}</h2>{_pre(f.text)}</section>')

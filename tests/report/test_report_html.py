@@ -73,6 +73,21 @@ def test_report_has_every_stage_one_cluster_per_kernel_and_no_urls(dump_dir, tmp
     assert page.count("<b>kernel IR</b>") == n_kernels and page.count("<b>LLVM IR</b>") == n_kernels
     assert "define internal i32 @&quot;kiln_step_k0&quot;" in page or "define internal i32 @\"kiln_step_k0\"" in page
     assert "<h3>Profile</h3>" in page and "program kiln_step  graph step  backend llvm" in page
+    # each kernel's heading names what it is and, from the profile, its time and share
+    assert re.search(r"<summary>kiln_step_k0 — k0 matmul\[16,24\]: matmul, [^<]* — [\d.]+ ms per call, "
+                     r"[\d.]+% of the program</summary>", page)
+    # the stage list does not repeat the kernels' code
+    assert page.count("  # shown under Kernels") == n_kernels
+
+
+def test_reference_backend_profile_goes_with_its_graph(tmp_path):
+    code = "import kiln\nf = kiln.compile(lambda x: (x * 2).exp().sum())\nf(kiln.randn(4, 8))\n"
+    env = dict(os.environ, PYTHONPATH=ROOT, KILN_DUMP=str(tmp_path / "d"), KILN_PROFILE="1",
+               KILN_BACKEND="reference", KILN_CACHE_DIR=str(tmp_path / "c"))
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    page = render_report(read_dump(tmp_path / "d"))
+    assert page.count("program lambda  graph lambda  backend reference") == 2  # the top table and the section
 
 
 def test_dump_groups_are_in_pipeline_order(dump_dir):

@@ -226,3 +226,17 @@ def test_only_the_timed_build_has_timing_code():
     assert "declare i32 @\"clock_gettime\"" in timed or "declare i32 @clock_gettime" in timed
     assert timed.count("call void @\"p_stamp\"") == 2  # at entry and after the one kernel call
     assert "clock_gettime" not in render_program("p", [k], calls)
+
+
+def test_nested_profilers_both_collect_and_the_outer_keeps_counting():
+    g = parse_graph(MATMUL_THEN_SUM)
+    ex = executable(g, "llvm")
+    args = _args(g)
+    before = config.get().profile
+    with kiln.profiler() as outer:
+        ex.run(args)
+        with kiln.profiler() as inner:
+            ex.run(args)
+        ex.run(args)
+    assert config.get().profile is before  # the setting is restored
+    assert [p.calls for p in inner.programs] == [1] and [p.calls for p in outer.programs] == [3]
