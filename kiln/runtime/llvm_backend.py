@@ -7,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import math
 import threading
-import time
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +18,7 @@ from ..ir.graph import Graph
 from ..passes.fusion import FusionPlan, plan_fusion
 from . import allocator
 from .native_pool import PARALLEL_MIN_COST, native_threads, pool
+from .profiler import CLOCK  # the clock profiled builds stamp with
 
 _lock = threading.Lock()
 _state: dict = {}
@@ -214,12 +214,12 @@ class LLVMExecutable:
             obj, _, _ = _object_code(self.program, self.strict_fp, profile=True)
             self._profiled = _jit(obj, self.program.name)
         fn = self._profiled[1]
-        t0 = time.perf_counter_ns()
+        t0 = profiler.now_ns()  # the clock of the native stamps
         if n > 1:
             rc = pool().run(fn, (self._ptrs_addr, self._status_ptr), n)
         else:
             rc = fn(self._ptrs_addr, self._status_ptr, 0, 1, 0)
-        wall = time.perf_counter_ns() - t0
+        wall = profiler.now_ns() - t0
         if not rc:
             profiler.record_native(self, np.diff(self._timestamps).tolist(), wall, n)
         return rc
@@ -303,14 +303,14 @@ def _object_code(program: LoweredProgram, strict_fp: bool, profile: bool = False
     if profile:
         _resolve_clock()
     key = cache_key("\n".join(texts) + f"\ncalls {calls}\nstrict_fp={strict_fp} prefer_vector_width={pvw}\n"
-                    + (f"profile timestamps={timestamps} clock={time.CLOCK_MONOTONIC}\n" if profile else "") + name)
+                    + (f"profile timestamps={timestamps} clock={CLOCK}\n" if profile else "") + name)
     rendered: list[str] = []
 
     def render() -> str:
         if not rendered:
             kernels = [decompose(k) for k in distinct.values()]
             rendered.append(render_program(name, kernels, calls, strict_fp=strict_fp, prefer_vector_width=pvw,
-                                           timestamps=timestamps, clock=time.CLOCK_MONOTONIC))
+                                           timestamps=timestamps, clock=CLOCK))
         return rendered[0]
 
     cache = disk_cache()
@@ -341,6 +341,7 @@ def _jit(obj: bytes, entry_name: str):
 
 def _resolve_clock() -> None:
     """Make libc's `clock_gettime` (called by profiled builds) known to the JIT's linker."""
+    _llvm()
     with _lock:
         if "clock" not in _state:
             import llvmlite.binding as llvm
