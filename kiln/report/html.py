@@ -279,8 +279,9 @@ def _group_section(k: int, g: DumpGroup, profiles: list[str]) -> str:
             for block in shown[f.stage]:
                 first = block.splitlines()[0]
                 text = text.replace(block, first + ("  ; " if f.stage == "llvm" else "  # ") + "shown under Kernels")
+        lines = len(f.text.splitlines())
         out.append(f'<li value="{f.index}"><details><summary>{escape(f.filename)} '
-                   f'<span class="muted">({len(f.text.splitlines())} lines)</span></summary>{_pre(text)}</details></li>')
+                   f'<span class="muted">({lines} lines)</span></summary>{_pre(text)}</details></li>')
     out.append("</ol></section>")
     return "\n".join(out)
 
