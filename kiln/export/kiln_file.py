@@ -33,8 +33,8 @@ class ExportFormatError(ValueError):
 
     def __init__(self, path: str, problem: str):
         self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.problem = "; ".join(line.strip() for line in problem.splitlines() if line.strip())
+        super().__init__(f"{path}: {self.problem}")
 
 
 def pack(sections: dict[bytes, bytes], version: int = FORMAT_VERSION) -> bytes:

@@ -219,7 +219,9 @@ class ExportedProgram:
         tree = self.metadata["input_tree"]
         tensors: list = []
         constants: list = []
-        if not match_tree(tree, (args, kwargs), _is_tensor, "args", tensors, constants):
+        a_tree, k_tree = tree["items"]
+        if not (match_tree(a_tree, args, _is_tensor, "args", tensors, constants)
+                and match_tree(k_tree, kwargs, _is_tensor, "kwargs", tensors, constants)):
             raise TypeError(f"{self.name}: expected arguments structured as (args, kwargs) = {describe_tree(tree)} "
                             f"(T: a tensor), got {_describe_value((args, kwargs))}")
         for path, want, got in constants:
