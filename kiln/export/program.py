@@ -246,14 +246,14 @@ class ExportedProgram:
                 elif want != got:
                     raise ValueError(f"{self.name}: argument {spec.name!r}, axis {axis} must have size {want}, "
                                      f"got {got} (shape {tuple(arr.shape)})")
-            arrays.append(np.ascontiguousarray(arr))
+            arrays.append(_c_order(arr))
         return arrays, sizes
 
     # -- storing and describing ----------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """Write the program to a `.kiln` file (docs/export.md describes the format)."""
         import safetensors.numpy
-        state = {k: np.ascontiguousarray(v) for k, v in self.state.items()}
+        state = {k: _c_order(v) for k, v in self.state.items()}
         write_file(path, {b"META": json.dumps(self.metadata, indent=1).encode("utf-8"),
                           b"GRPH": str(self.graph).encode("utf-8"),
                           b"TENS": safetensors.numpy.save(state)})
@@ -292,6 +292,11 @@ def _array_of(x: Any, what: str) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
     raise TypeError(f"{what} must be a kiln tensor or numpy array, got {type(x).__name__}")
+
+
+def _c_order(arr: np.ndarray) -> np.ndarray:
+    """`arr` in C order, keeping 0-d arrays 0-d (np.ascontiguousarray makes them 1-d)."""
+    return arr if arr.flags.c_contiguous else np.array(arr, order="C")
 
 
 def _shape_text(shape: tuple) -> str:
