@@ -4,6 +4,7 @@ import hashlib
 import json
 import pickle
 import random
+import re
 import struct
 
 import numpy as np
@@ -196,3 +197,27 @@ def test_one_thousand_corrupted_files_are_each_rejected_clearly(saved, tmp_path,
         kinds[what.split(" and ")[0]] = kinds.get(what.split(" and ")[0], 0) + 1
     assert not ran
     assert sum(kinds.values()) == 1000 and len(kinds) >= 6
+
+
+@pytest.mark.parametrize("meta,problem", [
+    (b"[" * 200000, "metadata section is not JSON"),
+    (b"\xff\xfe", "metadata section is not JSON"),
+    (b"[1, 2]", "metadata is not a JSON object"),
+    (b'{"format": "kiln.ExportedProgram", "format_version": 1}', "metadata: missing keys"),
+])
+def test_metadata_that_is_not_the_schema_is_rejected(saved, tmp_path, meta, problem):
+    sections = dict(kiln_file.read_file(saved[0]))
+    sections[b"META"] = meta
+    p = _write(tmp_path, "meta.kiln", kiln_file.pack(sections))
+    with pytest.raises(ExportFormatError, match=re.escape(f"meta.kiln: {problem}")):
+        kiln.load_exported(p)
+
+
+def test_metadata_claiming_huge_sizes_is_rejected_before_anything_is_allocated(saved, tmp_path):
+    sections = dict(kiln_file.read_file(saved[0]))
+    meta = json.loads(sections[b"META"])
+    meta["state"][0]["shape"] = [10 ** 12, 10 ** 12]
+    meta["dims"]["batch"]["example"] = 10 ** 15
+    sections[b"META"] = json.dumps(meta).encode()
+    with pytest.raises(ExportFormatError, match=r"meta.kiln: "):
+        kiln.load_exported(_write(tmp_path, "meta.kiln", kiln_file.pack(sections)))

@@ -243,3 +243,33 @@ def test_train_mode_module_updates_its_buffers():
     prog(x)
     bn(x)
     np.testing.assert_allclose(prog.state["running_mean"], _np(bn.running_mean), rtol=1e-5, atol=1e-7)
+
+
+def test_keyword_arguments_are_part_of_the_signature():
+    def f(x, *, bias, scale=1.0):
+        return x * scale + bias
+    x, b = kiln.randn(2, 3), kiln.randn(3)
+    prog = kiln.export(f, x, kwargs={"bias": b, "scale": 2.0})
+    assert [s.name for s in prog.input_specs] == ["x", "bias"]
+    np.testing.assert_allclose(prog(x, bias=b, scale=2.0).numpy(), (x * 2.0 + b).numpy(), rtol=1e-6)
+    with pytest.raises(TypeError, match=r"expected arguments structured as \(args, kwargs\) = \(\(T,\), "
+                                        r"\{'bias': T, 'scale': 2.0\}\)"):
+        prog(x, b)
+
+
+def test_onnx_and_shared_library_methods_hand_the_program_to_their_writers(monkeypatch, tmp_path):
+    import types
+    calls = []
+    onnx_mod = types.ModuleType("kiln.export.onnx")
+    onnx_mod.write_onnx = lambda exported, path, opset=None: calls.append(("onnx", exported, path, opset))
+    lib_mod = types.ModuleType("kiln.export.shared_library")
+    lib_mod.write_shared_library = lambda exported, directory, name="model": calls.append(
+        ("lib", exported, directory, name))
+    monkeypatch.setitem(sys.modules, "kiln.export.onnx", onnx_mod)
+    monkeypatch.setitem(sys.modules, "kiln.export.shared_library", lib_mod)
+    prog = kiln.export(two_in_two_out, kiln.randn(3, 4), kiln.randn(4, 5))
+    prog.to_onnx(tmp_path / "m.onnx", opset=17)
+    prog.to_shared_library(tmp_path, name="net")
+    prog.to_shared_library(tmp_path)
+    assert calls == [("onnx", prog, tmp_path / "m.onnx", 17), ("lib", prog, tmp_path, "net"),
+                     ("lib", prog, tmp_path, "model")]
