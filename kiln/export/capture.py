@@ -103,7 +103,12 @@ def state_names(fn: Callable, module: Any) -> dict[int, str]:
 
 def describe_guard(read: Callable[[], Any]) -> str:
     """A person's description of a guard's `read()` (e.g. `Linear.training`), from its closure."""
-    free = dict(zip(read.__code__.co_freevars, (c.cell_contents for c in (read.__closure__ or ()))))
+    free = {}
+    for var, cell in zip(read.__code__.co_freevars, read.__closure__ or ()):
+        try:
+            free[var] = cell.cell_contents
+        except ValueError:  # an empty cell
+            pass
     ref, attr = free.get("ref"), free.get("attr")
     if callable(ref) and isinstance(attr, str):
         obj = ref()

@@ -399,8 +399,8 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
     for sizes in samples:
         c = capture(fn, resized(sizes), kwargs, name, module, arg_names)
         _same_structure(base, c, sizes)
-        traced.append((sizes, str(c.graph)))
-    dim_map = affine.fit(str(base.graph), example, traced) if dims else []
+        traced.append((sizes, c))
+    dim_map = affine.fit(str(base.graph), example, [(s, str(c.graph)) for s, c in traced]) if dims else []
     inputs = []
     for k, spec in enumerate(base.inputs):
         shape = list(spec.shape)
@@ -409,9 +409,9 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
             shape[axis] = d.name
         inputs.append({"name": spec.name, "shape": shape, "dtype": spec.dtype.name})
     outputs = []
-    out_graphs = [(example, base.graph)] + [(s, None) for s in samples]
     for j, spec in enumerate(base.outputs):
-        outputs.append({"name": spec.name, "shape": _output_shape(spec.shape, j, out_graphs, traced, example),
+        shapes = [(sizes, c.outputs[j].shape) for sizes, c in traced]
+        outputs.append({"name": spec.name, "shape": _output_shape(spec.shape, shapes, example),
                         "dtype": spec.dtype.name})
     meta = {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kiln_version": _kiln_version(), "name": name,
@@ -468,33 +468,29 @@ def _tensor_arg_position(args: tuple, kwargs: dict, k: int) -> int | None:
     return None
 
 
-def _output_shape(shape: tuple, j: int, _graphs, traced: list, example: dict) -> list:
-    """Output j's shape with each axis that follows a dim exactly given as that dim's name, and any
-    other size that changes with the dims as an expression (`2*batch`)."""
-    out_shapes = [parse_graph(text).outputs[j].shape for _, text in traced]
-    result = []
+def _output_shape(shape: tuple, traced: list[tuple[dict, tuple]], example: dict) -> list:
+    """An output's shape: an axis that changes with the dims is the dim's name when it equals
+    that dim at every traced size, else an expression such as `2*batch+1` (affine, as the
+    export checked); `traced` holds (sizes, the output's shape there) per extra trace."""
+    result: list = []
     for axis, size in enumerate(shape):
-        values = [s[axis] for s in out_shapes]
-        if all(v == size for v in values):
+        values = [(sizes, s[axis]) for sizes, s in traced]
+        if all(v == size for _, v in values):
             result.append(int(size))
             continue
-        named = [d for d in example if size == example[d] and all(v == sz[d] for v, (sz, _) in zip(values, traced))]
+        named = [d for d in example if all(v == sizes[d] for sizes, v in [(example, size)] + values)]
         if named:
             result.append(named[0])
             continue
-        terms = []
-        const = size
+        terms, const = [], int(size)
         for d in example:
-            pts = [(sz[d], v) for v, (sz, _) in zip(values, traced) if all(sz[e] == example[e] for e in example if e != d)]
-            if pts:
-                slope = pts[0][1] - size
-                step = pts[0][0] - example[d]
-                coeff = slope // step if step else 0
+            pts = [(sizes[d], v) for sizes, v in values if all(sizes[e] == example[e] for e in example if e != d)]
+            if pts and pts[0][0] != example[d]:
+                coeff = (pts[0][1] - size) // (pts[0][0] - example[d])
                 if coeff:
-                    terms.append(f"{coeff}*{d}")
+                    terms.append(f"{coeff}*{d}" if coeff != 1 else d)
                     const -= coeff * example[d]
-        expr = "+".join(terms) + (f"{const:+d}" if const else "")
-        result.append(expr or str(size))
+        result.append("+".join(terms) + (f"{const:+d}" if const else ""))
     return result
 
 

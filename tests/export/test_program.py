@@ -273,3 +273,15 @@ def test_onnx_and_shared_library_methods_hand_the_program_to_their_writers(monke
     prog.to_shared_library(tmp_path)
     assert calls == [("onnx", prog, tmp_path / "m.onnx", 17), ("lib", prog, tmp_path, "net"),
                      ("lib", prog, tmp_path, "model")]
+
+
+def test_output_axes_affine_in_a_dim_read_as_expressions():
+    def f(x):
+        return kiln.cat([x, x, x[:1]]), x.sum(dim=1)
+    prog = kiln.export(f, kiln.randn(4, 3), dynamic_shapes=({0: kiln.Dim("batch")},))
+    assert [s.shape for s in prog.output_specs] == [("2*batch+1", 3), ("batch",)]
+    for n in (2, 6):
+        x = kiln.randn(n, 3)
+        a, b = prog(x)
+        np.testing.assert_array_equal(a.numpy(), f(x)[0].numpy())
+        assert tuple(b.shape) == (n,)
