@@ -116,6 +116,8 @@ def describe_guard(read: Callable[[], Any]) -> str:
     key = free.get("key")
     if isinstance(key, str):
         return f"param_group[{key!r}]"
+    if any(type(d).__name__ == "ParamGroup" for d in read.__defaults__ or ()):
+        return "an optimizer's param-group options (flags, and which are zero)"
     code = read.__code__
     return f"a Python value read at {code.co_filename}:{code.co_firstlineno}"
 

@@ -131,3 +131,31 @@ def test_python_dash_m_kiln_and_the_console_script(files):
     assert proc.returncode == 1 and proc.stderr == f"kiln inspect: {d}/notes.txt: not a .kiln file (bad magic)\n"
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         assert tomllib.load(f)["project"]["scripts"]["kiln"] == "kiln.cli:main"
+
+
+def test_run_save_state_writes_the_updated_training_state(capsys, tmp_path):
+    import kiln.optim as optim
+    kiln.manual_seed(4)
+    net = nn.Linear(3, 1)
+    opt = optim.SGD(net.parameters(), lr=0.1)
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = ((net(x) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss
+
+    x, y = kiln.randn(4, 3), kiln.randn(4, 1)
+    prog = kiln.export(step, x, y)
+    prog.save(tmp_path / "step.kiln")
+    np.save(tmp_path / "x.npy", x.numpy())
+    np.save(tmp_path / "y.npy", y.numpy())
+    rc, _, err = _main(capsys, "run", tmp_path / "step.kiln", "-i", tmp_path / "x.npy", "-i", tmp_path / "y.npy",
+                       "-o", tmp_path / "loss.npy", "--save-state", tmp_path / "step2.kiln")
+    assert rc == 0, err
+    loss, want_state = prog.apply(prog.state, x, y)
+    assert float(np.load(tmp_path / "loss.npy")) == pytest.approx(loss.item(), rel=1e-6)
+    after = kiln.load_exported(tmp_path / "step2.kiln")
+    assert not np.array_equal(after.state["net.weight"], prog.state["net.weight"])
+    np.testing.assert_allclose(after.state["net.weight"], want_state["net.weight"], rtol=1e-6)
