@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     names = [n for n, _ in SUBCOMMANDS]
     if not argv or argv[0] in ("-h", "--help"):
-        _parser().print_help()
+        _parser().print_help(file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
     name = argv[0]
     if name not in names:

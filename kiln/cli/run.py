@@ -65,18 +65,24 @@ def run(args: argparse.Namespace) -> int:
     call_args, call_kwargs = build_tree(prog.metadata["input_tree"], arrays)
     try:
         out = prog(*call_args, **call_kwargs)
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError) as e:
         raise CommandError(f"{args.file}: {e}") from None
     leaves = tree_flatten(out)[0]
     results = [x.numpy() if isinstance(x, Tensor) else np.asarray(x) for x in leaves]
     names = [s.name for s in prog.output_specs] if len(results) == len(prog.output_specs) else \
         [f"output{k}" for k in range(len(results))]
     if args.output:
-        _write_outputs(args.output, names, results)
+        try:
+            _write_outputs(args.output, names, results)
+        except OSError as e:
+            raise CommandError(f"{e.filename or args.output[0]}: cannot write the output ({e.strerror or e})") from None
     else:
         for nm, a in zip(names, results):
             print(f"{nm}: {a.dtype}{list(a.shape)}")
             print(np.array2string(a, threshold=50, edgeitems=3))
     if args.save_state:
-        prog.save(args.save_state)
+        try:
+            prog.save(args.save_state)
+        except OSError as e:
+            raise CommandError(f"{args.save_state}: cannot write ({e.strerror or e})") from None
     return 0

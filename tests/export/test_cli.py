@@ -93,6 +93,8 @@ def test_run_with_several_outputs_writes_an_npz_or_a_list(files, capsys, tmp_pat
     (["run", "{d}/model.kiln", "-i", "{d}/notes.txt"], "kiln run: {d}/notes.txt: not a .npy array file "),
     (["run", "{d}/model.kiln", "-i", "{d}/a.npy"], "kiln run: {d}/model.kiln: Sequential: argument 'input', "
                                                    "axis 1 must have size 4, got 2 (shape (3, 2))"),
+    (["run", "{d}/model.kiln", "-i", "{d}/x.npy", "-o", "{d}/no/dir/y.npy"],
+     "kiln run: {d}/no/dir/y.npy: cannot write the output (No such file or directory)"),
 ])
 def test_errors_are_one_line_naming_the_file(files, capsys, argv, message):
     d = files[0]
@@ -110,6 +112,8 @@ def test_dispatcher_table_help_and_missing_subcommands(capsys):
             main([name, "--help"])
         assert e.value.code == 0
         assert f"usage: kiln {name}" in capsys.readouterr().out
+    rc, out, err = _main(capsys)
+    assert rc == 2 and out == "" and err.startswith("usage: kiln")
     rc, _, err = _main(capsys, "frobnicate")
     assert rc == 2 and err.startswith("kiln: unknown command 'frobnicate'; commands: inspect, run, graph, report")
     for name in ("graph", "report"):  # written by another engineer; absent here they say so
