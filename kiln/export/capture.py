@@ -48,7 +48,8 @@ def state_names(fn: Callable, module: Any) -> dict[int, str]:
     """Names for the tensors `fn` may read, by `id` of the tensor and of its storage cell.
 
     From the exported module's own parameters and buffers, else from the modules, optimizers,
-    generators and tensors `fn` refers to (its closure and the globals it names)."""
+    generators and tensors `fn` refers to (its closure, the globals it names and, for a bound
+    method, its object's attributes)."""
     from ..frontend.creation import Generator, default_generator
     from ..nn.modules.module import Module
     from ..optim.optimizer import Optimizer
@@ -79,6 +80,8 @@ def state_names(fn: Callable, module: Any) -> dict[int, str]:
             roots += list(cv.nonlocals.items()) + list(cv.globals.items())
         except (TypeError, ValueError):
             pass
+        if inspect.ismethod(fn):  # a trainer's step method: the attributes of its object
+            roots += [(k, v) for k, v in vars(fn.__self__).items() if not k.startswith("_")]
     for var, obj in roots:
         if isinstance(obj, Module):
             add_module(obj, var)

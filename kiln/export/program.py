@@ -351,7 +351,7 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
     parameter name), each None or `{axis: kiln.Dim(name)}`. A module in eval mode is exported
     frozen (its parameters are copied into the program's state, no gradients traced)."""
     from ..frontend.creation import zeros
-    from ..frontend.compile import _sanitize
+    from ..frontend.compile import CompiledFunction, _sanitize
     from ..frontend.tensor import Tensor
     from ..nn.modules.module import Module
     from .capture import capture
@@ -359,7 +359,7 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
     module = fn_or_module if isinstance(fn_or_module, Module) else None
     if module is None and not callable(fn_or_module):
         raise TypeError(f"kiln.export: expected a function or nn.Module, got {type(fn_or_module).__name__}")
-    fn = fn_or_module
+    fn = fn_or_module.fn if isinstance(fn_or_module, CompiledFunction) else fn_or_module  # traced as Python
     sig_fn = module.forward if module is not None else fn
     args = tuple(Tensor._make(np.array(a)) if isinstance(a, np.ndarray) else a for a in example_args)
     for k, a in enumerate(args):

@@ -285,3 +285,31 @@ def test_output_axes_affine_in_a_dim_read_as_expressions():
         a, b = prog(x)
         np.testing.assert_array_equal(a.numpy(), f(x)[0].numpy())
         assert tuple(b.shape) == (n,)
+
+
+def test_state_of_a_bound_method_and_of_a_compiled_function_is_named():
+    class Trainer:
+        def __init__(self):
+            self.net = nn.Linear(2, 2)
+            self.opt = optim.SGD(self.net.parameters(), lr=0.1, momentum=0.5)
+
+        def step(self, x):
+            self.opt.zero_grad()
+            loss = self.net(x).pow(2).sum()
+            loss.backward()
+            self.opt.step()
+            return loss
+
+    t = Trainer()
+    x = kiln.randn(3, 2)
+    t.step(x)
+    prog = kiln.export(t.step, x)
+    assert {"net.weight", "net.bias", "opt.state.net.weight.momentum_buffer"} <= set(prog.state)
+    lin = nn.Linear(2, 3)
+
+    @kiln.compile
+    def forward(x):
+        return lin(x).relu()
+    prog = kiln.export(forward, x)
+    assert list(prog.state) == ["lin.weight", "lin.bias"] and prog.input_specs[0].name == "x"
+    np.testing.assert_allclose(prog(x).numpy(), forward(x).detach().numpy(), rtol=1e-6)
