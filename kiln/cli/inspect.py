@@ -36,6 +36,10 @@ def describe(prog, path: str, ir: bool = True, max_weights: int = 20) -> str:
             if item not in seen:
                 seen.append(item)
         lines.append("specialized on: " + "; ".join(seen))
+    values = meta["python_values"]
+    if values:
+        shown = ", ".join(f"{k}={v}" for k, v in list(values.items())[:12])
+        lines.append(f"python values: {shown}" + (f", ... ({len(values) - 12} more)" if len(values) > 12 else ""))
     lines.append(f"kernels: {prog.kernel_count()} (fusion plan at the exported sizes)")
     n_values = sum(int(a.size) for a in prog.state.values())
     n_bytes = sum(int(a.nbytes) for a in prog.state.values())

@@ -37,6 +37,7 @@ class Captured:
     state: dict[str, np.ndarray]
     state_updates: list[str]
     specialized_on: list[dict] = field(default_factory=list)
+    python_values: dict[str, str] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
 
 
@@ -102,6 +103,38 @@ def state_names(fn: Callable, module: Any) -> dict[int, str]:
             add(obj, var)
     add(default_generator.state, "default_generator.state")
     return names
+
+
+def python_values(fn: Callable, module: Any) -> dict[str, str]:
+    """The Python numbers, flags and strings the traced code could read and bake in (as `repr`):
+    the modules' plain attributes (`fc1.in_features`, `dropout.p`) and the scalars among the
+    function's closure variables and the globals it names."""
+    from ..nn.modules.module import Module
+    scalars = (bool, int, float, str)
+    out: dict[str, str] = {}
+
+    def add_module(m: Module, prefix: str) -> None:
+        for name, sub in m.named_modules(prefix=prefix):
+            for k, v in vars(sub).items():
+                if not k.startswith("_") and k != "training" and isinstance(v, scalars):
+                    out[f"{name}.{k}" if name else k] = repr(v)
+
+    if module is not None:
+        add_module(module, "")
+        return out
+    try:
+        cv = inspect.getclosurevars(fn)
+        roots = list(cv.nonlocals.items()) + list(cv.globals.items())
+    except (TypeError, ValueError):
+        roots = []
+    if inspect.ismethod(fn):
+        roots += [(k, v) for k, v in vars(fn.__self__).items() if not k.startswith("_")]
+    for var, obj in roots:
+        if isinstance(obj, Module):
+            add_module(obj, var)
+        elif isinstance(obj, scalars):
+            out[var] = repr(obj)
+    return out
 
 
 def describe_guard(read: Callable[[], Any]) -> str:
@@ -211,4 +244,5 @@ def capture(fn: Callable, args: tuple, kwargs: dict, name: str, module: Any = No
     out_specs = [TensorSpec(f"output{j}", node.shape, node.dtype) for j, node in enumerate(graph.outputs[:n_user])]
     guards = [{"what": describe_guard(read), "value": repr(value)} for read, value in entry.guards]
     return Captured(graph, in_specs, tree_to_json(spec, leaf_json), out_specs,
-                    tree_to_json(entry.out_spec, out_leaf_json), state, update_names, guards, dropped)
+                    tree_to_json(entry.out_spec, out_leaf_json), state, update_names, guards,
+                    python_values(fn, module), dropped)

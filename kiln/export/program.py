@@ -27,7 +27,7 @@ from .signature import (TensorSpec, build_tree, check_tree, describe_tree, match
 
 FORMAT_NAME = "kiln.ExportedProgram"
 _META_KEYS = {"format", "format_version", "kiln_version", "name", "inputs", "input_tree", "outputs", "output_tree",
-              "state", "state_updates", "dims", "dim_map", "specialized_on", "frozen", "training",
+              "state", "state_updates", "dims", "dim_map", "specialized_on", "python_values", "frozen", "training",
               "dropped_outputs"}
 
 
@@ -73,9 +73,12 @@ class ExportedProgram:
             raise ValueError(f"metadata: missing keys {missing}, unexpected keys {extra}")
         for key, typ in (("format_version", int), ("kiln_version", str), ("name", str), ("inputs", list),
                          ("outputs", list), ("state", list), ("state_updates", list), ("dims", dict),
-                         ("dim_map", list), ("specialized_on", list), ("frozen", bool), ("dropped_outputs", list)):
+                         ("dim_map", list), ("specialized_on", list), ("python_values", dict), ("frozen", bool),
+                         ("dropped_outputs", list)):
             if not isinstance(meta[key], typ):
                 raise ValueError(f"metadata: {key} must be a {typ.__name__}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta["python_values"].items()):
+            raise ValueError("metadata: python_values must map names to the values' text")
         if meta["training"] is not None and not isinstance(meta["training"], bool):
             raise ValueError("metadata: training must be true, false or null")
         self.metadata = meta
@@ -421,6 +424,7 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
         "dims": {n: dict(d.to_json(), example=example[n]) for n, d in dims.items()},
         "dim_map": [av.to_json() for av in dim_map],
         "specialized_on": base.specialized_on,
+        "python_values": base.python_values,
         "frozen": module is not None and not module.training,
         "training": None if module is None else bool(module.training),
         "dropped_outputs": base.dropped,

@@ -54,6 +54,7 @@ def test_module_export_graph_state_and_signature():
     assert meta["kiln_version"] == kiln.__version__ and meta["format_version"] == kiln.export.FORMAT_VERSION
     assert meta["frozen"] is True and meta["training"] is False
     assert {"what": "Small.training", "value": "False"} in meta["specialized_on"]
+    assert meta["python_values"]["fc1.in_features"] == "6" and meta["python_values"]["fc2.out_features"] == "3"
     np.testing.assert_allclose(_np(prog(x)), _np(m(x)), rtol=1e-5, atol=1e-6)
 
 
@@ -87,9 +88,19 @@ def test_python_scalars_are_recorded_and_checked():
         return x * factor
     x = kiln.randn(3)
     prog = kiln.export(scaled, x, 2.5)
+    assert prog.input_specs[0].name == "x" and prog.metadata["input_tree"]["items"][0]["items"][1] == {
+        "kind": "value", "value": 2.5}
     np.testing.assert_allclose(_np(prog(x, 2.5)), _np(x) * 2.5, rtol=1e-6)
     with pytest.raises(ValueError, match=r"args\[1\] was 2.5 when the program was exported.*got 3.0"):
         prog(x, 3.0)
+
+
+OFFSET = 0.25
+
+
+def test_python_globals_a_function_reads_are_recorded():
+    prog = kiln.export(lambda x: x + OFFSET, kiln.randn(2))
+    assert prog.metadata["python_values"] == {"OFFSET": "0.25"}
 
 
 def test_bad_arguments_name_the_argument_axis_and_sizes():
