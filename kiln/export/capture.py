@@ -192,7 +192,11 @@ def capture(fn: Callable, args: tuple, kwargs: dict, name: str, module: Any = No
     cap_ids = {id(t): k for k, t in enumerate(captured)}
     for t, out_idx in entry.grad_sets:
         k = cap_ids.get(id(t._grad)) if t._grad is not None else None
-        if k is not None and out_idx is not None:
+        if k is not None and out_idx is None:
+            raise RuntimeError(f"kiln.export: the traced code reads {names.get(id(t), 'a parameter')}.grad, which was "
+                               "set before the export, and then clears it; an exported program cannot clear state. "
+                               "Clear the gradients before exporting (opt.zero_grad()), so the step starts from none")
+        if k is not None:
             updates.append((k, graph.outputs[out_idx]))
         else:
             dropped.append(names.get(id(t), "a parameter") + ".grad")

@@ -324,3 +324,36 @@ def test_state_of_a_bound_method_and_of_a_compiled_function_is_named():
     prog = kiln.export(forward, x)
     assert list(prog.state) == ["lin.weight", "lin.bias"] and prog.input_specs[0].name == "x"
     np.testing.assert_allclose(prog(x).numpy(), forward(x).detach().numpy(), rtol=1e-6)
+
+
+def test_gradients_set_before_export_are_state_and_clearing_them_is_rejected():
+    m = nn.Linear(2, 1)
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    x = kiln.randn(3, 2)
+
+    def accumulate(x):
+        loss = m(x).sum()
+        loss.backward()
+        return loss
+
+    m(x).sum().backward()
+    prog = kiln.export(accumulate, x)
+    assert prog.state_updates == ["m.weight.grad", "m.bias.grad"]
+    prog(x)
+    prog(x)
+    accumulate(x)
+    accumulate(x)
+    np.testing.assert_allclose(prog.state["m.weight.grad"], m.weight.grad.numpy(), rtol=1e-6)
+
+    def step(x):
+        loss = m(x).sum()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    with pytest.raises(RuntimeError, match=r"reads m.weight.grad, which was set before the export, and then clears"):
+        kiln.export(step, x)
+    opt.zero_grad()
+    prog = kiln.export(step, x)
+    assert prog.state_updates == ["m.weight", "m.bias"]
+    assert prog.metadata["dropped_outputs"] == ["m.weight.grad", "m.bias.grad"]
