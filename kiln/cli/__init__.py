@@ -1,8 +1,10 @@
 """The `kiln` command line (also `python -m kiln`): a dispatcher over subcommand modules.
 
 Each subcommand is a module `kiln.cli.<name>` with `add_arguments(parser) -> None` and
-`run(args) -> int`, imported only when that subcommand is used. Errors a subcommand reports
-are one line, `kiln <name>: <problem>`, with exit status 1 (2 for bad usage).
+`run(args) -> int`, imported only when that subcommand is used. A subcommand reports an error
+by raising `CommandError(message)` (or letting `kiln.export.ExportFormatError` from
+`kiln.load_exported` through): the dispatcher prints it as one line, `kiln <name>: <message>`,
+and exits with status 1 (argparse's usage errors: 2).
 """
 from __future__ import annotations
 
@@ -61,9 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"kiln {name}", description=help_text[0].upper() + help_text[1:] + ".")
     module.add_arguments(parser)
     args = parser.parse_args(argv[1:])
+    from ..export.kiln_file import ExportFormatError
     try:
         return int(module.run(args))
-    except CommandError as e:
+    except (CommandError, ExportFormatError) as e:  # a file kiln cannot load names itself: "<file>: <problem>"
         print(f"kiln {name}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

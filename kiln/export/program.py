@@ -26,6 +26,7 @@ from .kiln_file import FORMAT_VERSION, ExportFormatError, read_file, write_file
 from .signature import (TensorSpec, build_tree, check_tree, describe_tree, match_tree, spec_from_json)
 
 FORMAT_NAME = "kiln.ExportedProgram"
+MAX_INSTANCES = 32  #: graphs kept compiled per program, one per set of dynamic sizes
 _META_KEYS = {"format", "format_version", "kiln_version", "name", "inputs", "input_tree", "outputs", "output_tree",
               "state", "state_updates", "dims", "dim_map", "specialized_on", "python_values", "frozen", "training",
               "dropped_outputs"}
@@ -160,7 +161,8 @@ class ExportedProgram:
 
     # -- the graph for concrete sizes --------------------------------------------------------
     def instantiate(self, **dims: int) -> Graph:
-        """The graph for concrete sizes of the dynamic dims (every dim by name); cached."""
+        """The graph for concrete sizes of the dynamic dims (every dim by name); the last
+        `MAX_INSTANCES` are cached (with their compiled code)."""
         if set(dims) != set(self.dims):
             raise TypeError(f"instantiate: give every dynamic dim by name: {sorted(self.dims)}; got {sorted(dims)}")
         for nm, size in dims.items():
@@ -181,6 +183,8 @@ class ExportedProgram:
                 shown = ", ".join(f"{k}={v}" for k, v in key)
                 raise ValueError(f"{self.name}: the program cannot run with {shown}: {e}") from None
             self._graphs[key] = g
+            if len(self._graphs) > MAX_INSTANCES:  # the least recently made goes (with its compiled code)
+                self._graphs.pop(next(iter(self._graphs)))
         return g
 
     # -- calling -----------------------------------------------------------------------------

@@ -163,3 +163,14 @@ def test_run_save_state_writes_the_updated_training_state(capsys, tmp_path):
     after = kiln.load_exported(tmp_path / "step2.kiln")
     assert not np.array_equal(after.state["net.weight"], prog.state["net.weight"])
     np.testing.assert_allclose(after.state["net.weight"], want_state["net.weight"], rtol=1e-6)
+
+
+def test_a_subcommand_may_let_export_format_errors_through(capsys, monkeypatch, tmp_path):
+    import types
+    mod = types.ModuleType("kiln.cli.graph")
+    mod.add_arguments = lambda parser: parser.add_argument("file")
+    mod.run = lambda args: kiln.load_exported(args.file) and 0
+    monkeypatch.setitem(sys.modules, "kiln.cli.graph", mod)
+    (tmp_path / "m.kiln").write_bytes(b"nonsense")
+    rc, out, err = _main(capsys, "graph", tmp_path / "m.kiln")
+    assert rc == 1 and err == f"kiln graph: {tmp_path}/m.kiln: not a .kiln file (bad magic)\n"

@@ -357,3 +357,14 @@ def test_gradients_set_before_export_are_state_and_clearing_them_is_rejected():
     prog = kiln.export(step, x)
     assert prog.state_updates == ["m.weight", "m.bias"]
     assert prog.metadata["dropped_outputs"] == ["m.weight.grad", "m.bias.grad"]
+
+
+def test_instantiated_graphs_are_bounded(monkeypatch):
+    monkeypatch.setattr("kiln.export.program.MAX_INSTANCES", 2)
+    prog = kiln.export(lambda x: x * 3, kiln.randn(2, 2), dynamic_shapes=({0: kiln.Dim("n")},))
+    g3 = prog.instantiate(n=3)
+    prog.instantiate(n=4)
+    assert prog.instantiate(n=3) is g3
+    prog.instantiate(n=5)
+    assert prog.instantiate(n=3) is not g3 and len(prog._graphs) == 2
+    np.testing.assert_allclose(prog(kiln.ones(6, 2)).numpy(), np.full((6, 2), 3.0))
