@@ -15,15 +15,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..ir.dtypes import DType
 from ..ir.graph import Graph
 from ..ir.parser import parse_graph
 from ..ir.verifier import verify
-from ..runtime.backend import check_backend_name, executable
+from ..runtime.backend import executable
 from . import affine
 from .dims import Dim, normalize_dynamic_shapes
 from .kiln_file import FORMAT_VERSION, ExportFormatError, read_file, write_file
-from .signature import (TensorSpec, build_tree, check_tree, describe_tree, match_tree, spec_from_json)
+from .signature import build_tree, check_tree, describe_tree, match_tree, spec_from_json
 
 FORMAT_NAME = "kiln.ExportedProgram"
 MAX_INSTANCES = 32  #: graphs kept compiled per program, one per set of dynamic sizes
