@@ -18,7 +18,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("inspect", "print an exported program's signature, IR, kernel count and weights"),
     ("run", "run an exported program on .npy inputs and write its outputs"),
     ("graph", "draw an exported program's graph"),
-    ("report", "report on an exported program's compiled code"),
+    ("report", "turn a KILN_DUMP directory into one self-contained HTML page"),
 )
 
 
