@@ -32,13 +32,10 @@ def load_graph(path: str):
     if not os.path.exists(path):
         raise GraphFileError("no such file")
     if path.endswith(".kiln"):
-        import kiln
-        load_exported = getattr(kiln, "load_exported", None)
-        if load_exported is None:
-            raise GraphFileError("reading .kiln files needs kiln.load_exported, which this kiln does not have")
+        from ..export import ExportFormatError, load_exported
         try:
             return load_exported(path).graph
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, ExportFormatError) as e:
             raise GraphFileError(f"not a readable exported program ({e})") from None
     from ..ir.parser import IRParseError, parse_graph
     try:
