@@ -2,12 +2,14 @@
 
 An exported program's graph is specialised to its example sizes. `instantiate(**dims)` gives the
 same program at other sizes; comparing the graphs node by node shows which attribute values move
-with a dynamic dim. Each such value is fitted as an affine function `c + sum(a_d * d)` of the dims
-(checked at a third size), so exporters can write it as a computation on the run-time sizes.
+with a dynamic dim. Each such value is fitted as a multilinear function of the dims (`c + a * batch`,
+`batch * time`, ...; checked at one more size), so exporters can write it as a computation on the
+run-time sizes.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Any
 
 from ..ir.graph import Graph
@@ -18,20 +20,26 @@ class DynamicDimError(ValueError):
 
 
 @dataclass(frozen=True)
-class Affine:
-    """An integer that depends on dynamic dims: `const + sum(coeff * dim)`."""
+class DimExpr:
+    """An integer that depends on dynamic dims: a sum of `coeff * product of dims` terms
+    (multilinear: each dim at most once per term; the term with no dims is the constant)."""
 
-    const: int
-    coeffs: tuple[tuple[str, int], ...]  # (dim name, coefficient), coefficients non-zero
+    terms: tuple[tuple[tuple[str, ...], int], ...]  # (dims of the monomial, coefficient), coefficients non-zero
+
+    @property
+    def const(self) -> int:
+        return dict(self.terms).get((), 0)
 
     def at(self, dims: dict[str, int]) -> int:
-        return self.const + sum(a * dims[d] for d, a in self.coeffs)
+        return sum(a * math.prod(dims[d] for d in mono) for mono, a in self.terms)
 
     def __str__(self) -> str:
-        terms = [(f"{a}*{d}" if a != 1 else d) for d, a in self.coeffs]
-        if self.const:
-            terms.append(str(self.const))
-        return " + ".join(terms)
+        parts = [("*".join(mono) if a == 1 else "*".join((str(a),) + mono)) if mono else str(a)
+                 for mono, a in self.terms]
+        return " + ".join(parts) or "0"
+
+
+MAX_DYNAMIC_DIMS = 4  # a program is instantiated 2**dims times to fit the expressions
 
 
 def example_dims(exported) -> dict[str, int]:
@@ -58,35 +66,56 @@ def dim_sources(exported) -> dict[str, tuple[int, int]]:
 
 
 def symbolic_attrs(exported) -> list[dict[str, Any]]:
-    """Per node of `exported.graph`, its attributes with each dim-dependent integer replaced by an
-    `Affine`. Raises DynamicDimError when the graph's structure changes with a dim, or a value does
-    not depend affinely on it."""
+    """Per node of `exported.graph`, its attributes with each dim-dependent integer replaced by a
+    `DimExpr`. The program is instantiated with every subset of the dims one larger (a multilinear
+    fit: `batch * time` is found, not only `a * batch + c`) and checked with all of them two larger.
+    Raises DynamicDimError when the graph's structure changes with a dim, or a value does not fit."""
     base = exported.graph
     dims = example_dims(exported)
     attrs = [dict(n.attrs) for n in base.nodes]
     if not dims:
         return attrs
-    # per node, per integer leaf path: {dim: coefficient}
-    coeffs: list[dict[tuple, dict[str, int]]] = [{} for _ in base.nodes]
-    for d, v in dims.items():
-        g1 = exported.instantiate(**{**dims, d: v + 1})
-        g2 = exported.instantiate(**{**dims, d: v + 2})
-        for g in (g1, g2):
-            _check_structure(base, g, d)
-        for k, (n0, n1, n2) in enumerate(zip(base.nodes, g1.nodes, g2.nodes)):
-            for path, (a0, a1, a2) in _int_leaves(n0, n1, n2, d):
-                step = a1 - a0
-                if a2 - a0 != 2 * step:
-                    raise DynamicDimError(f"attribute {path[0]!r} of node %{n0.name} ({n0.op}) is {a0}, {a1}, {a2} "
-                                          f"at {d} = {v}, {v + 1}, {v + 2}: not an affine function of {d!r}")
-                if step:
-                    coeffs[k].setdefault(path, {})[d] = step
-    for k, node_coeffs in enumerate(coeffs):
-        for path, by_dim in node_coeffs.items():
-            a0 = _get(attrs[k], path)
-            const = a0 - sum(a * dims[d] for d, a in by_dim.items())
-            attrs[k] = _set(attrs[k], path, Affine(const, tuple(sorted(by_dim.items()))))
+    names = sorted(dims)
+    if len(names) > MAX_DYNAMIC_DIMS:
+        raise DynamicDimError(f"the program has {len(names)} dynamic dims ({', '.join(names)}); ONNX export "
+                              f"supports at most {MAX_DYNAMIC_DIMS}")
+    graphs = [base]
+    for mask in range(1, 1 << len(names)):
+        graphs.append(exported.instantiate(**{d: v + ((mask >> j) & 1) for j, (d, v) in
+                                              enumerate((d, dims[d]) for d in names)}))
+    check = exported.instantiate(**{d: dims[d] + 2 for d in names})
+    for g in graphs[1:] + [check]:
+        _check_structure(base, g, ", ".join(names))
+    for k, node in enumerate(base.nodes):
+        for path, values in _int_leaves([g.nodes[k] for g in graphs + [check]], names):
+            corner, seen = values[:-1], values[-1]
+            if len(set(corner)) == 1 and seen == corner[0]:
+                continue
+            expr = _fit(names, dims, corner)
+            at_check = expr.at({d: dims[d] + 2 for d in names})
+            if at_check != seen:
+                raise DynamicDimError(f"attribute {path[0]!r} of node %{node.name} ({node.op}) is not a multilinear "
+                                      f"function of dims {names} (fitted {expr}, which gives {at_check} where the "
+                                      f"graph has {seen})")
+            attrs[k] = _set(attrs[k], path, expr)
     return attrs
+
+
+def _fit(names: list[str], dims: dict[str, int], corner: list[int]) -> DimExpr:
+    """The multilinear expression through the values at the corners (dims + 0/1, bit j for names[j])."""
+    n = len(names)
+    coeff: dict[tuple[str, ...], int] = {}
+    for t in range(1 << n):
+        # Moebius inversion: the coefficient of prod over T of (d - v_d)
+        c_t = sum((-1) ** bin(t & ~s).count("1") * corner[s] for s in range(1 << n) if s & ~t == 0)
+        if not c_t:
+            continue
+        members = [j for j in range(n) if t >> j & 1]
+        for r in range(1 << len(members)):  # expand prod (d - v_d) into monomials of the dims
+            mono = tuple(names[members[i]] for i in range(len(members)) if r >> i & 1)
+            rest = math.prod(-dims[names[members[i]]] for i in range(len(members)) if not r >> i & 1)
+            coeff[mono] = coeff.get(mono, 0) + c_t * rest
+    return DimExpr(tuple(sorted(((m, a) for m, a in coeff.items() if a), key=lambda ma: (len(ma[0]), ma[0]))))
 
 
 def _check_structure(base: Graph, other: Graph, dim: str) -> None:
@@ -103,27 +132,30 @@ def _check_structure(base: Graph, other: Graph, dim: str) -> None:
                               "exported with that dim symbolic (try an example size of at least 2, or a static dim)")
 
 
-def _int_leaves(n0, n1, n2, dim: str):
-    """(path, (v0, v1, v2)) for every integer leaf of the three nodes' attributes; other leaves must agree."""
-    def walk(path, a, b, c):
-        if isinstance(a, bool) or not isinstance(a, (int, tuple, list)) or isinstance(a, str):
-            if not (a == b == c):
+def _int_leaves(nodes: list, dims: list[str]):
+    """(path, values) for every integer leaf of the nodes' attributes (one node per graph); other leaves must agree."""
+    n0 = nodes[0]
+
+    def walk(path, vals):
+        a = vals[0]
+        if isinstance(a, bool) or not isinstance(a, (int, tuple, list)):
+            if any(v != a for v in vals):
                 raise DynamicDimError(f"attribute {path[0]!r} of node %{n0.name} ({n0.op}) changes with dynamic "
-                                      f"dim {dim!r} ({a!r}, {b!r}, {c!r}) and is not an integer")
+                                      f"dims {dims} ({vals[0]!r}, {vals[1]!r}) and is not an integer")
             return
         if isinstance(a, int):
-            if not (isinstance(b, int) and isinstance(c, int)):
-                raise DynamicDimError(f"attribute {path[0]!r} of node %{n0.name} changes type with dim {dim!r}")
-            yield path, (a, b, c)
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+                raise DynamicDimError(f"attribute {path[0]!r} of node %{n0.name} changes type with dims {dims}")
+            yield path, list(vals)
             return
-        if not (isinstance(b, (tuple, list)) and isinstance(c, (tuple, list)) and len(a) == len(b) == len(c)):
+        if not all(isinstance(v, (tuple, list)) and len(v) == len(a) for v in vals):
             raise DynamicDimError(f"attribute {path[0]!r} of node %{n0.name} ({n0.op}) changes length with dynamic "
-                                  f"dim {dim!r}: {a!r}, {b!r}")
-        for j, (x, y, z) in enumerate(zip(a, b, c)):
-            yield from walk(path + (j,), x, y, z)
+                                  f"dims {dims}: {vals[0]!r}, {vals[1]!r}")
+        for j in range(len(a)):
+            yield from walk(path + (j,), [v[j] for v in vals])
 
     for key in n0.attrs:
-        yield from walk((key,), n0.attrs[key], n1.attrs.get(key), n2.attrs.get(key))
+        yield from walk((key,), [n.attrs.get(key) for n in nodes])
 
 
 def _get(attrs: dict, path: tuple):
@@ -146,8 +178,8 @@ def _set(attrs: dict, path: tuple, value) -> dict:
 
 
 def is_dynamic(value) -> bool:
-    """Whether an attribute value (possibly nested) holds an `Affine`."""
-    if isinstance(value, Affine):
+    """Whether an attribute value (possibly nested) holds a `DimExpr`."""
+    if isinstance(value, DimExpr):
         return True
     if isinstance(value, (tuple, list)):
         return any(is_dynamic(v) for v in value)

@@ -20,7 +20,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.graph import Node
 from ..ir.primitives import PRIMITIVES
-from .dynamic_dims import Affine, dim_sources, is_dynamic, symbolic_attrs
+from .dynamic_dims import DimExpr, dim_sources, is_dynamic, symbolic_attrs
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # Pad's `axes`, ReduceMax/Min/Prod taking axes as an input
@@ -94,31 +94,35 @@ class _Writer:
         return self._dims[name]
 
     def int_tensor(self, values) -> str:
-        """A 1-D int64 tensor of `values` (ints or `Affine`s): an initializer when all are static,
+        """A 1-D int64 tensor of `values` (ints or `DimExpr`s): an initializer when all are static,
         otherwise computed from the inputs' shapes."""
         values = list(values)
-        if not any(isinstance(v, Affine) for v in values):
+        if not any(isinstance(v, DimExpr) for v in values):
             return self.const([int(v) for v in values])
         parts, run = [], []
         for v in values:
-            if isinstance(v, Affine):
+            if isinstance(v, DimExpr):
                 if run:
                     parts.append(self.const(run))
                     run = []
-                parts.append(self._affine(v))
+                parts.append(self._expr(v))
             else:
                 run.append(int(v))
         if run:
             parts.append(self.const(run))
         return parts[0] if len(parts) == 1 else self.op("Concat", parts, axis=0)
 
-    def _affine(self, v: Affine) -> str:
+    def _expr(self, v: DimExpr) -> str:
         acc = None
-        for d, a in v.coeffs:
-            term = self.dim(d) if a == 1 else self.op("Mul", [self.dim(d), self.const([a])])
+        for mono, a in v.terms:
+            term = None
+            for d in mono:
+                term = self.dim(d) if term is None else self.op("Mul", [term, self.dim(d)])
+            if term is None:
+                term = self.const([a])
+            elif a != 1:
+                term = self.op("Mul", [term, self.const([a])])
             acc = term if acc is None else self.op("Add", [acc, term])
-        if v.const:
-            acc = self.op("Add", [acc, self.const([v.const])])
         return acc
 
     def static(self, attrs: dict, key: str):
@@ -141,7 +145,7 @@ def _from(n: Node) -> str:
     return f", from {n.loc}" if n.loc else ""
 
 
-# ---- builders: (writer, node, input names, attributes with Affine entries) -> output name -------------------
+# ---- builders: (writer, node, input names, attributes with DimExpr entries) -> output name -------------------
 
 def _unary(op_type: str) -> Callable:
     return lambda w, n, xs, a: w.op(op_type, xs)
@@ -213,11 +217,11 @@ def _arg(op_type: str) -> Callable:
 
 def _reshape(w, n, xs, a):
     shape = list(a["shape"])
-    dynamic = [k for k, s in enumerate(shape) if isinstance(s, Affine)]
-    if len(dynamic) == 1 and all(s > 0 for s in shape if not isinstance(s, Affine)):
+    dynamic = [k for k, s in enumerate(shape) if isinstance(s, DimExpr)]
+    if len(dynamic) == 1 and all(s > 0 for s in shape if not isinstance(s, DimExpr)):
         shape[dynamic[0]] = -1  # the one dim the others leave: right for every size
         return w.op("Reshape", [xs[0], w.const(shape)])
-    allow_zero = int(any(not isinstance(s, Affine) and s == 0 for s in shape))
+    allow_zero = int(any(not isinstance(s, DimExpr) and s == 0 for s in shape))
     return w.op("Reshape", [xs[0], w.int_tensor(shape)], allowzero=allow_zero)
 
 
@@ -233,7 +237,7 @@ def _slice(w, n, xs, a):
     starts, stops, steps = a["starts"], a["stops"], a["steps"]
     src = n.inputs[0].shape
     axes = [k for k in range(len(src))
-            if not (starts[k] == 0 and steps[k] == 1 and not isinstance(stops[k], Affine) and stops[k] == src[k])]
+            if not (starts[k] == 0 and steps[k] == 1 and not isinstance(stops[k], DimExpr) and stops[k] == src[k])]
     if not axes:
         return w.op("Identity", xs)
     # a dynamic bound is computed from the run-time sizes

@@ -182,3 +182,63 @@ def test_docs_list_the_coverage_table():
     text = DOC.read_text()
     assert f"opset {DEFAULT_OPSET}" in text
     assert coverage_table() in text, "docs/export.md's ONNX table is stale: paste kiln.export.onnx.coverage_table()"
+
+
+class _Seq(kiln.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = kiln.nn.Linear(8, 4)
+
+    def forward(self, x):
+        b, t, f = x.shape
+        y = self.fc(x.reshape(b * t, f)).reshape(b, t, 4)
+        return y[:, 1:, :].sum(1)
+
+
+def test_two_dynamic_dims_and_their_product():
+    from kiln.export.dynamic_dims import DimExpr, symbolic_attrs
+    kiln.manual_seed(0)
+    model = _Seq()
+    exported = export_module(model, [("x", ("batch", "time", 8), "float32")], {"batch": 3, "time": 5})
+    fitted = {n.op + str(k): a for k, (n, a) in enumerate(zip(exported.graph.nodes, symbolic_attrs(exported)))}
+    assert fitted["reshape0"]["shape"] == (DimExpr(((("batch", "time"), 1),)), 8)
+    sess = _session(to_onnx_model(exported))
+    for b, t in ((2, 4), (6, 9), (1, 2)):
+        x = np.random.default_rng(b).standard_normal((b, t, 8)).astype(np.float32)
+        _close(sess.run(None, {"x": x})[0], run_kiln(model, [x])[0])
+
+
+def test_multilinear_fit_recovers_the_expression():
+    from kiln.export.dynamic_dims import _fit
+    dims = {"b": 4, "t": 7}
+    truth = lambda b, t: 3 * b * t + 2 * b - t - 1  # noqa: E731
+    corner = [truth(4 + (m & 1), 7 + (m >> 1 & 1)) for m in range(4)]
+    expr = _fit(["b", "t"], dims, corner)
+    assert str(expr) == "-1 + 2*b + -1*t + 3*b*t"
+    assert all(expr.at({"b": b, "t": t}) == truth(b, t) for b in range(1, 9) for t in range(1, 9))
+
+
+def _export_fn(fn, shape, dims):
+    def build(sizes):
+        s = {**dims, **sizes}
+        x = kiln.zeros([s[d] if isinstance(d, str) else d for d in shape])
+        g = kiln.compile(fn)._lookup((x,), {}, count=False)[0].graph
+        return g, {}, None
+    g = build({})[0]
+    return StandInExport(g, {}, [Spec("x", shape, dt.float32)],
+                         [Spec("y", tuple(g.outputs[0].shape), dt.float32)], build=build)
+
+
+def test_structure_that_changes_with_the_batch_is_refused():
+    from kiln.export.dynamic_dims import DynamicDimError
+
+    def f(x):
+        return x * 2.0 if x.shape[0] > 4 else x + 1.0
+    with pytest.raises(DynamicDimError, match="structure changes with dynamic dim"):
+        to_onnx_model(_export_fn(f, ("batch", 3), {"batch": 4}))
+
+
+def test_value_that_is_not_multilinear_in_the_dims_is_refused():
+    from kiln.export.dynamic_dims import DynamicDimError
+    with pytest.raises(DynamicDimError, match=r"attribute 'shape' of node .* is not a multilinear function"):
+        to_onnx_model(_export_fn(lambda x: x.reshape(-1) * 2.0, ("n", "n"), {"n": 3}))
