@@ -147,11 +147,8 @@ def _from(n: Node) -> str:
 
 # ---- builders: (writer, node, input names, attributes with DimExpr entries) -> output name -------------------
 
-def _unary(op_type: str) -> Callable:
-    return lambda w, n, xs, a: w.op(op_type, xs)
-
-
-def _binary(op_type: str) -> Callable:
+def _same(op_type: str) -> Callable:
+    """A primitive that is exactly one ONNX operator on the same inputs."""
     return lambda w, n, xs, a: w.op(op_type, xs)
 
 
@@ -321,10 +318,6 @@ def _iota(w, n, xs, a):
     return r if n.dtype == dt.int64 else w.op("Cast", [r], to=_elem_type(n.dtype))
 
 
-def _matmul(w, n, xs, a):
-    return w.op("MatMul", xs)
-
-
 def _conv(w, n, xs, a):
     padding = w.static(a, "padding")
     return w.op("Conv", xs, strides=list(w.static(a, "strides")), dilations=list(w.static(a, "dilation")),
@@ -334,22 +327,22 @@ def _conv(w, n, xs, a):
 
 #: primitive -> (builder, the ONNX operators it writes)
 ONNX_BUILDERS: dict[str, tuple[Callable, str]] = {
-    "neg": (_unary("Neg"), "Neg"), "abs": (_unary("Abs"), "Abs"), "sign": (_unary("Sign"), "Sign"),
-    "exp": (_unary("Exp"), "Exp"), "log": (_unary("Log"), "Log"), "log1p": (_log1p, "Log(Add(x, 1))"),
-    "sqrt": (_unary("Sqrt"), "Sqrt"), "rsqrt": (_rsqrt, "Reciprocal(Sqrt)"), "sin": (_unary("Sin"), "Sin"),
-    "cos": (_unary("Cos"), "Cos"), "tanh": (_unary("Tanh"), "Tanh"), "logistic": (_unary("Sigmoid"), "Sigmoid"),
-    "erf": (_unary("Erf"), "Erf"), "floor": (_unary("Floor"), "Floor"), "logical_not": (_unary("Not"), "Not"),
-    "stop_gradient": (_unary("Identity"), "Identity"),
-    "add": (_binary("Add"), "Add"), "sub": (_binary("Sub"), "Sub"), "mul": (_binary("Mul"), "Mul"),
-    "div": (_binary("Div"), "Div"),
+    "neg": (_same("Neg"), "Neg"), "abs": (_same("Abs"), "Abs"), "sign": (_same("Sign"), "Sign"),
+    "exp": (_same("Exp"), "Exp"), "log": (_same("Log"), "Log"), "log1p": (_log1p, "Log(Add(x, 1))"),
+    "sqrt": (_same("Sqrt"), "Sqrt"), "rsqrt": (_rsqrt, "Reciprocal(Sqrt)"), "sin": (_same("Sin"), "Sin"),
+    "cos": (_same("Cos"), "Cos"), "tanh": (_same("Tanh"), "Tanh"), "logistic": (_same("Sigmoid"), "Sigmoid"),
+    "erf": (_same("Erf"), "Erf"), "floor": (_same("Floor"), "Floor"), "logical_not": (_same("Not"), "Not"),
+    "stop_gradient": (_same("Identity"), "Identity"),
+    "add": (_same("Add"), "Add"), "sub": (_same("Sub"), "Sub"), "mul": (_same("Mul"), "Mul"),
+    "div": (_same("Div"), "Div"),
     "floor_divide": (_floor_divide, "Floor(Div) (floats); Div, Mod, Where (integers)"),
     "remainder": (_remainder, "Mod(fmod=1) and a sign fix (floats); Mod (integers)"),
-    "pow": (_binary("Pow"), "Pow"), "maximum": (_binary("Max"), "Max"), "minimum": (_binary("Min"), "Min"),
-    "eq": (_binary("Equal"), "Equal"), "ne": (_ne, "Not(Equal)"), "lt": (_binary("Less"), "Less"),
-    "le": (_binary("LessOrEqual"), "LessOrEqual"), "gt": (_binary("Greater"), "Greater"),
-    "ge": (_binary("GreaterOrEqual"), "GreaterOrEqual"), "logical_and": (_binary("And"), "And"),
-    "logical_or": (_binary("Or"), "Or"), "logical_xor": (_binary("Xor"), "Xor"),
-    "select": (lambda w, n, xs, a: w.op("Where", xs), "Where"), "cast": (_cast, "Cast"),
+    "pow": (_same("Pow"), "Pow"), "maximum": (_same("Max"), "Max"), "minimum": (_same("Min"), "Min"),
+    "eq": (_same("Equal"), "Equal"), "ne": (_ne, "Not(Equal)"), "lt": (_same("Less"), "Less"),
+    "le": (_same("LessOrEqual"), "LessOrEqual"), "gt": (_same("Greater"), "Greater"),
+    "ge": (_same("GreaterOrEqual"), "GreaterOrEqual"), "logical_and": (_same("And"), "And"),
+    "logical_or": (_same("Or"), "Or"), "logical_xor": (_same("Xor"), "Xor"),
+    "select": (_same("Where"), "Where"), "cast": (_cast, "Cast"),
     "reduce_sum": (_reduce("ReduceSum"), "ReduceSum"), "reduce_max": (_reduce("ReduceMax"), "ReduceMax"),
     "reduce_min": (_reduce("ReduceMin"), "ReduceMin"), "reduce_prod": (_reduce("ReduceProd"), "ReduceProd"),
     "argmax": (_arg("ArgMax"), "ArgMax"), "argmin": (_arg("ArgMin"), "ArgMin"),
@@ -357,7 +350,7 @@ ONNX_BUILDERS: dict[str, tuple[Callable, str]] = {
     "slice": (_slice, "Slice"), "pad": (_pad, "Pad (interior: Unsqueeze, Pad, Reshape, Slice)"),
     "concat": (_concat, "Concat"), "gather": (_gather, "GatherElements"),
     "scatter_add": (_scatter("add"), "ScatterElements(reduction=add)"),
-    "scatter": (_scatter("none"), "ScatterElements"), "matmul": (_matmul, "MatMul"),
+    "scatter": (_scatter("none"), "ScatterElements"), "matmul": (_same("MatMul"), "MatMul"),
     "constant": (_constant, "ConstantOfShape (filled), an initializer (listed values)"),
     "iota": (_iota, "Range, Reshape, Expand"), "conv": (_conv, "Conv"),
 }

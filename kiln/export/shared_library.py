@@ -57,7 +57,7 @@ def _c_string(s: str) -> str:
 
 
 def _concrete(exported, dims: dict | None):
-    """The graph at concrete sizes, and each user input's and output's concrete shape."""
+    """The graph at concrete sizes: `exported.graph` (the example's), or instantiated at `dims`."""
     dynamic = sorted({s for spec in list(exported.input_specs) + list(exported.output_specs) for s in spec.shape
                       if isinstance(s, str)})
     if dims:
@@ -148,7 +148,7 @@ def write_shared_library(exported, directory: str | os.PathLike, name: str = "mo
         tmp_path = pathlib.Path(tmp)
         (tmp_path / f"{name}.h").write_text(header)
         (tmp_path / "weights.bin").write_bytes(bytes(blob) or b"\0")
-        (tmp_path / f"{name}_glue.c").write_text(glue.replace("@BLOB@", str(tmp_path / "weights.bin")))
+        (tmp_path / f"{name}_glue.c").write_text(glue)
         (tmp_path / "kernels.o").write_bytes(native.obj)
         (tmp_path / "exports.map").write_text(f"{{ global: {name}_run; {name}_error_message; "
                                               f"{name}_set_num_threads; local: *; }};\n")
@@ -156,7 +156,7 @@ def write_shared_library(exported, directory: str | os.PathLike, name: str = "mo
                "-o", str(tmp_path / so_path.name), str(tmp_path / f"{name}_glue.c"),
                str(RUNTIME_DIR / "kiln_runtime.c"), str(tmp_path / "kernels.o"),
                f"-Wl,--version-script={tmp_path / 'exports.map'}", "-lpthread", "-lm"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
         if proc.returncode != 0:
             raise SharedLibraryError(f"write_shared_library: linking lib{name}.so failed ({' '.join(cmd)}):\n"
                                      f"{proc.stderr.strip()}")
@@ -214,7 +214,7 @@ def _glue(name: str, native, places, inputs, outputs) -> str:
              f'#include "{name}.h"', "", "#include <stdint.h>", "",
              f"int32_t {native.entry}(void **, int64_t *, int64_t, int64_t, int64_t *);", "",
              "__asm__(\".section .rodata\\n.balign 64\\n.globl kiln_blob\\n.hidden kiln_blob\\n"
-             "kiln_blob:\\n.incbin \\\"@BLOB@\\\"\\n.previous\\n\");",
+             "kiln_blob:\\n.incbin \\\"weights.bin\\\"\\n.previous\\n\");",  # found in the build directory (cwd)
              "extern const unsigned char kiln_blob[];", ""]
     lines.append("static const kiln_buffer buffers[] = {")
     for place, idx, off in places:

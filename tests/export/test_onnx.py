@@ -242,3 +242,17 @@ def test_value_that_is_not_multilinear_in_the_dims_is_refused():
     from kiln.export.dynamic_dims import DynamicDimError
     with pytest.raises(DynamicDimError, match=r"attribute 'shape' of node .* is not a multilinear function"):
         to_onnx_model(_export_fn(lambda x: x.reshape(-1) * 2.0, ("n", "n"), {"n": 3}))
+
+
+def test_outputs_that_are_an_input_or_repeated():
+    def f(x):
+        y = x * 2.0
+        return x, y, y
+    g = kiln.compile(f)._lookup((kiln.zeros(3, 4),), {}, count=False)[0].graph
+    exported = StandInExport(g, {}, [Spec("x", (3, 4), dt.float32)],
+                             [Spec(n, (3, 4), dt.float32) for n in ("same", "twice", "again")],
+                             build=lambda dims: (g, {}, None))
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    got = _session(to_onnx_model(exported)).run(None, {"x": x})
+    for a, b in zip(got, (x, 2 * x, 2 * x)):
+        np.testing.assert_array_equal(a, b)

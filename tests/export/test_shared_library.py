@@ -176,3 +176,38 @@ def test_missing_compiler_bad_name_and_directory_are_named(tmp_path, monkeypatch
         c_compiler()
     with pytest.raises(SharedLibraryError, match="apt-get install gcc"):
         write_shared_library(exported, tmp_path)
+
+
+def test_outputs_that_are_an_input_or_repeated_are_copied(tmp_path):
+    def f(x):
+        y = x * 2.0
+        return x, y, y
+    g = kiln.compile(f)._lookup((kiln.zeros(3, 4),), {}, count=False)[0].graph
+    exported = StandInExport(g, {}, [Spec("x", (3, 4), dt.float32)],
+                             [Spec(n, (3, 4), dt.float32) for n in ("same", "twice", "again")],
+                             build=lambda dims: (g, {}, None))
+    lib = _load(write_shared_library(exported, tmp_path))
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    outs = [np.full((3, 4), np.nan, np.float32) for _ in range(3)]
+    assert lib.model_run(_ptr(x), *map(_ptr, outs)) == 0
+    for got, ref in zip(outs, (x, 2 * x, 2 * x)):
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_lstm_classifier_runs_from_the_library(tmp_path):
+    from export.onnx_so_models import lstm
+    model, inputs = lstm()
+    exported = export_module(model, inputs, {"batch": 3})
+    lib = _load(write_shared_library(exported, tmp_path))
+    x = np.random.default_rng(4).standard_normal((3,) + tuple(inputs[0][1][1:])).astype(np.float32)
+    out = np.zeros((3, 4), np.float32)
+    assert lib.model_run(_ptr(x), _ptr(out)) == 0
+    np.testing.assert_allclose(out, run_kiln(model, [x])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_state_that_does_not_match_the_graph_is_named(tmp_path):
+    model, inputs = _as_xy(mlp)
+    exported = export_module(model, inputs, {"batch": 2})
+    exported.state["fc2.weight"] = exported.state["fc2.weight"].astype(np.float64)
+    with pytest.raises(ValueError, match=r"state 'fc2.weight' is float64\[64, 128\], the graph expects float32"):
+        write_shared_library(exported, tmp_path)
