@@ -129,7 +129,7 @@ def _check_structure(base: Graph, other: Graph, dim: str) -> None:
         node = base.nodes[where] if where < len(base.nodes) else None
         at = f" at node %{node.name} ({node.op})" if node is not None else ""
         raise DynamicDimError(f"the optimized graph's structure changes with dynamic dim {dim!r}{at}: it cannot be "
-                              "exported with that dim symbolic (try an example size of at least 2, or a static dim)")
+                              "exported with that dim symbolic (make the dim static, or the code's structure independent of it)")
 
 
 def _int_leaves(nodes: list, dims: list[str]):

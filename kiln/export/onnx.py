@@ -164,14 +164,24 @@ def _ne(w, n, xs, a):
     return w.op("Not", [w.op("Equal", xs)])
 
 
+def _nonzero_divisor(w, n, y: str) -> str:
+    """An integer divisor with 0 replaced by 1, as kiln's integer division reads it (no trap)."""
+    zero = w.const(0, n.dtype)
+    return w.op("Where", [w.op("Equal", [y, zero]), w.const(1, n.dtype), y])
+
+
+def _div(w, n, xs, a):
+    x, y = xs
+    return w.op("Div", [x, y if n.dtype.is_floating_point else _nonzero_divisor(w, n, y)])
+
+
 def _floor_divide(w, n, xs, a):
     x, y = xs
     if n.dtype.is_floating_point:
         return w.op("Floor", [w.op("Div", [x, y])])
-    # integers: truncated quotient, minus one where the remainder is non-zero and the signs differ;
-    # division by zero gives 0, as kiln's (x // 1 is not the answer, but nothing reads it)
+    # integers: truncated quotient, minus one where the remainder is non-zero and the signs differ
     zero = w.const(0, n.dtype)
-    safe = w.op("Where", [w.op("Equal", [y, zero]), w.const(1, n.dtype), y])
+    safe = _nonzero_divisor(w, n, y)
     q = w.op("Div", [x, safe])
     r = w.op("Mod", [x, safe], fmod=1)
     adjust = w.op("And", [w.op("Not", [w.op("Equal", [r, zero])]),
@@ -182,9 +192,7 @@ def _floor_divide(w, n, xs, a):
 def _remainder(w, n, xs, a):
     x, y = xs
     if not n.dtype.is_floating_point:
-        zero = w.const(0, n.dtype)
-        safe = w.op("Where", [w.op("Equal", [y, zero]), w.const(1, n.dtype), y])
-        return w.op("Mod", [x, safe], fmod=0)
+        return w.op("Mod", [x, _nonzero_divisor(w, n, y)], fmod=0)
     # numpy's remainder: fmod, then the divisor added where the signs differ
     zero = w.const(0, n.dtype)
     r = w.op("Mod", xs, fmod=1)
@@ -334,7 +342,7 @@ ONNX_BUILDERS: dict[str, tuple[Callable, str]] = {
     "erf": (_same("Erf"), "Erf"), "floor": (_same("Floor"), "Floor"), "logical_not": (_same("Not"), "Not"),
     "stop_gradient": (_same("Identity"), "Identity"),
     "add": (_same("Add"), "Add"), "sub": (_same("Sub"), "Sub"), "mul": (_same("Mul"), "Mul"),
-    "div": (_same("Div"), "Div"),
+    "div": (_div, "Div (integers: a zero divisor read as 1, as kiln)"),
     "floor_divide": (_floor_divide, "Floor(Div) (floats); Div, Mod, Where (integers)"),
     "remainder": (_remainder, "Mod(fmod=1) and a sign fix (floats); Mod (integers)"),
     "pow": (_same("Pow"), "Pow"), "maximum": (_same("Max"), "Max"), "minimum": (_same("Min"), "Min"),

@@ -25,11 +25,9 @@ RUNTIME_DIR = pathlib.Path(__file__).resolve().parent / "c_runtime"
 _BLOB_ALIGN = 64
 _C_TYPES = {"bool": "uint8_t", "int32": "int32_t", "int64": "int64_t", "float16": "uint16_t", "float32": "float",
             "float64": "double"}
-_ERRORS = (("OK", 0, "success"), ("ERROR_NULL_ARGUMENT", 1, "an input or output pointer is NULL"),
-           ("ERROR_MISALIGNED", 2, "a pointer is not aligned to its element size"),
-           ("ERROR_OUT_OF_MEMORY", 3, "the workspace could not be allocated"),
-           ("ERROR_THREADS", 4, "a worker thread could not be joined"),
-           ("ERROR_BOUNDS", 5, "a native check failed (an index out of bounds): see NAME_error_message()"))
+# the error codes, as the runtime's header defines them: (name, code, meaning)
+_ERRORS = tuple((m[0], int(m[1]), m[2]) for m in re.findall(r"#define KILN_(\w+) (\d+)\s+/\* (.*?) \*/",
+                                                            (RUNTIME_DIR / "kiln_runtime.h").read_text()))
 
 
 class SharedLibraryError(RuntimeError):

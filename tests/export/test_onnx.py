@@ -84,7 +84,7 @@ _F = _r.standard_normal((3, 4)).astype(np.float32)
 _G = _r.standard_normal((3, 4)).astype(np.float32) + 2.5
 _P = np.abs(_F) + 0.1
 _I = np.array([[7, -7, 5, -5], [0, 3, -3, 9], [1, -1, 8, -8]], np.int64)
-_J = np.array([[2, 2, -3, -3], [4, 2, 2, 3], [-1, 1, 3, 3]], np.int64)
+_J = np.array([[2, 2, -3, -3], [4, 0, 2, 3], [-1, 1, 3, 3]], np.int64)  # one zero divisor
 _B = _F > 0
 _IDX = np.array([[0, 2, 1, 0], [2, 2, 0, 1]], np.int64)
 _NCHW = _r.standard_normal((2, 4, 7, 6)).astype(np.float32)
@@ -98,7 +98,7 @@ CASES = [
     *[(op, [_F, _G], {}) for op in ("add", "sub", "mul", "div", "floor_divide", "remainder", "maximum", "minimum",
                                    "eq", "ne", "lt", "le", "gt", "ge")],
     ("pow", [_P, _G], {}),
-    *[(op, [_I, _J], {}) for op in ("floor_divide", "remainder", "add", "mul")],
+    *[(op, [_I, _J], {}) for op in ("div", "floor_divide", "remainder", "add", "mul")],
     *[(op, [_B, _F > 0.5], {}) for op in ("logical_and", "logical_or", "logical_xor")],
     ("select", [_B, _F, _G], {}),
     ("cast", [_F * 3], {"dtype": dt.int64}), ("cast", [_I], {"dtype": dt.float32}),

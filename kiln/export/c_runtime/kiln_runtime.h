@@ -10,12 +10,12 @@
 #include <stdint.h>
 
 /* error codes (the generated NAME.h repeats them as NAME_OK, ...) */
-#define KILN_OK 0
+#define KILN_OK 0                    /* success */
 #define KILN_ERROR_NULL_ARGUMENT 1   /* an input or output pointer is NULL */
 #define KILN_ERROR_MISALIGNED 2      /* a pointer is not aligned to its element size */
 #define KILN_ERROR_OUT_OF_MEMORY 3   /* the workspace could not be allocated */
 #define KILN_ERROR_THREADS 4         /* a worker thread could not be joined */
-#define KILN_ERROR_BOUNDS 5          /* a native check failed (an index out of bounds) */
+#define KILN_ERROR_BOUNDS 5          /* a native check failed (an index out of bounds): see NAME_error_message() */
 
 /* the compiled entry point: i32 (ptr buffers, ptr status, i64 tid, i64 n, ptr barrier) */
 typedef int32_t (*kiln_entry_fn)(void **buffers, int64_t *status, int64_t tid, int64_t n, int64_t *barrier);
