@@ -7,7 +7,7 @@ point `kiln/runtime/llvm_backend.py` compiles, emitted position independent), th
 weights and literal arrays (embedded, read-only), and the small C runtime of `c_runtime/`
 (argument checks, the memory plan's workspace, pthreads for the entry's `tid/n` contract, error
 messages). It needs no Python and no LLVM at run time; linking uses the system C compiler (`cc`,
-or `$CC`). Shapes are static: the library is built for the program's example sizes (or the sizes
+or the one KILN_CC names). Shapes are static: the library is built for the program's example sizes (or the sizes
 given as `dims`). The object code targets the exporting machine's CPU (its vector extensions).
 """
 from __future__ import annotations
@@ -35,13 +35,15 @@ class SharedLibraryError(RuntimeError):
 
 
 def c_compiler() -> str:
-    """The C compiler to link with: `$CC`, else `cc`; SharedLibraryError says what to install."""
-    cc = os.environ.get("CC") or "cc"
+    """The C compiler to link with (the `cc` setting, KILN_CC: default `cc`); SharedLibraryError says
+    what to install."""
+    from .. import config
+    cc = config.get().cc
     path = shutil.which(cc)
     if path is None:
         raise SharedLibraryError(f"write_shared_library needs a C compiler to link the library, and {cc!r} was not "
                                  "found on PATH: install one (Debian/Ubuntu: apt-get install gcc; Fedora: dnf install "
-                                 "gcc; macOS: xcode-select --install) or set CC to its path")
+                                 "gcc; macOS: xcode-select --install) or set KILN_CC to its path")
     return path
 
 

@@ -19,7 +19,7 @@ from kiln.ir.primitives import get_primitive
 
 from export.onnx_so_models import Spec, StandInExport, cnn, export_module, mlp, run_kiln
 
-CC = shutil.which(os.environ.get("CC") or "cc")
+CC = shutil.which(kiln.config.get().cc)
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc) to link the shared library")
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "export.md"
 
@@ -164,18 +164,18 @@ def test_library_needs_no_python_or_llvm(tmp_path):
     assert needed and not [n for n in needed if "python" in n.lower() or "llvm" in n.lower()], needed
 
 
-def test_missing_compiler_bad_name_and_directory_are_named(tmp_path, monkeypatch):
+def test_missing_compiler_bad_name_and_directory_are_named(tmp_path):
     model, inputs = _as_xy(mlp)
     exported = export_module(model, inputs, {"batch": 2})
     with pytest.raises(ValueError, match="name must be a C identifier"):
         write_shared_library(exported, tmp_path, name="my-model")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_shared_library(exported, tmp_path / "nowhere")
-    monkeypatch.setenv("CC", "kiln-no-such-cc")
-    with pytest.raises(SharedLibraryError, match=r"'kiln-no-such-cc' was not found on PATH: install one"):
-        c_compiler()
-    with pytest.raises(SharedLibraryError, match="apt-get install gcc"):
-        write_shared_library(exported, tmp_path)
+    with kiln.config.override(cc="kiln-no-such-cc"):
+        with pytest.raises(SharedLibraryError, match=r"'kiln-no-such-cc' was not found on PATH: install one"):
+            c_compiler()
+        with pytest.raises(SharedLibraryError, match="apt-get install gcc"):
+            write_shared_library(exported, tmp_path)
 
 
 def test_outputs_that_are_an_input_or_repeated_are_copied(tmp_path):
