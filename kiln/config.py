@@ -127,6 +127,9 @@ class Settings:
     backend: str = _setting(
         "KILN_BACKEND", _choice("llvm", "reference"), "llvm",
         "which backend runs compiled graphs (llvm: native code; reference: the numpy interpreter)")
+    cc: str = _setting(
+        "KILN_CC", _Kind("a C compiler command or path", str.strip, _check_path), "cc",
+        "the C compiler that links exported shared libraries (write_shared_library)")
     cache_dir: str = _setting(
         "KILN_CACHE_DIR", _DIR, _user_cache_dir(os.environ),
         "directory of the on-disk cache of compiled object code ($XDG_CACHE_HOME/kiln or ~/.cache/kiln)")

@@ -387,3 +387,73 @@ def disk_cache():
 
 def _sanitize(s: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "_" for c in s)[:40]
+
+
+# ---- ahead of time: the program as position-independent object code, for a shared library ----------------
+
+class NativeObject:
+    """A program compiled ahead of time: relocatable object code with the entry point `entry`
+    (same signature and `tid/n` contract as the JIT's), and the memory layout a runtime needs:
+    every temp and scratch buffer at a byte offset in one workspace, temps that are never alive
+    at once sharing bytes as the memory plan places them."""
+
+    def __init__(self, obj: bytes, entry: str, program: LoweredProgram, workspace: dict[int, int],
+                 workspace_bytes: int, parallel: bool):
+        self.obj = obj
+        self.entry = entry
+        self.program = program
+        self.workspace = workspace  # program buffer index -> byte offset in the workspace
+        self.workspace_bytes = workspace_bytes
+        self.parallel = parallel  # whether threads pay off (the executor's rule)
+
+
+WORKSPACE_ALIGN = 64
+
+
+def workspace_layout(graph: Graph, plan: FusionPlan, program: LoweredProgram) -> tuple[dict[int, int], int]:
+    """Byte offsets in one workspace for `program`'s temp and scratch buffers: each memory-plan
+    arena once (its values share it), unplaced temps and scratch each on their own."""
+    from .. import config
+    from ..passes.memory import plan_memory
+    mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
+    sizes = {buf.id: buf.size for buf in mem.buffers}
+    arena_at: dict[int, int] = {}
+    offsets: dict[int, int] = {}
+    end = 0
+
+    def take(nbytes: int) -> int:
+        nonlocal end
+        at = end
+        end += -(-max(nbytes, 1) // WORKSPACE_ALIGN) * WORKSPACE_ALIGN
+        return at
+
+    for k, b in enumerate(program.buffers):
+        if b.role == "temp" and b.value in mem.assignment:
+            bid = mem.assignment[b.value]
+            if bid not in arena_at:
+                arena_at[bid] = take(sizes[bid])
+            offsets[k] = arena_at[bid]
+        elif b.role in ("temp", "scratch"):
+            offsets[k] = take(b.numel * b.dtype.itemsize)
+    return offsets, end
+
+
+def _aot_target_machine():
+    """The host's target machine for code linked into a shared library (position independent)."""
+    import llvmlite.binding as llvm
+    _llvm()
+    return llvm.Target.from_default_triple().create_target_machine(
+        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3, reloc="pic",
+        codemodel="default", jit=False)
+
+
+def compile_object(graph: Graph, strict_fp: bool = False) -> NativeObject:
+    """`graph` compiled for the host CPU as the JIT compiles it (same kernels, same entry point),
+    emitted as position-independent object code with its workspace layout."""
+    ex = compile_graph(graph, strict_fp)
+    module = optimize_ir(ex.llvm_ir)
+    tm = _aot_target_machine()
+    with _lock:
+        obj = tm.emit_object(module)
+    workspace, size = workspace_layout(graph, ex.plan, ex.program)
+    return NativeObject(obj, ex.program.name, ex.program, workspace, size, ex.parallel)
