@@ -13,7 +13,7 @@ from typing import Sequence
 import llvmlite.ir as ir
 
 from ..ir.dtypes import DType
-from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, Var
+from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, TileMMA, Var
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
@@ -215,6 +215,8 @@ class _FunctionRenderer:
             b.store(v, p)
         elif isinstance(s, Loop):
             self.loop(s)
+        elif isinstance(s, TileMMA):
+            self.tile_mma(s)
         elif isinstance(s, If):
             cond = self.expr(s.cond)
             if s.orelse:
@@ -238,6 +240,59 @@ class _FunctionRenderer:
                     b.store(v, b.gep(self.status, [ir.Constant(I64, k + 1)], source_etype=I64))
         else:
             raise TypeError(f"not a kernel IR statement: {s!r}")
+
+    def tile_mma(self, s: TileMMA) -> None:
+        """The microkernel: `mr` accumulator rows of `nr` lanes (LLVM splits a row into the
+        target's vector registers: 2 zmm for 32 floats on AVX-512, 4 ymm on AVX2), one row of
+        the b panel loaded per k, each a value broadcast and fused-multiply-added into its row."""
+        b = self.b
+        cptr, d = self.bufs[s.c]
+        aptr, _ = self.bufs[s.a]
+        bptr, _ = self.bufs[s.b]
+        t = ltype(d)
+        vt = ir.VectorType(t, s.nr)
+        align = d.itemsize
+        ci, ai, bi, kc = (self.expr(e) for e in (s.c_index, s.a_index, s.b_index, s.kc))
+        accumulate = self.expr(s.accumulate)
+        fma_name = f"llvm.fma.v{s.nr}{'f32' if d.itemsize == 4 else 'f64'}"
+        fma = self.m.globals.get(fma_name) or ir.Function(self.m, ir.FunctionType(vt, [vt, vt, vt]), name=fma_name)
+        zero = ir.Constant(vt, None)
+        rows = []
+        for i in range(s.mr):
+            p = b.gep(cptr, [b.add(ci, ir.Constant(I64, i * s.ldc))], inbounds=True, source_etype=t)
+            rows.append(b.select(accumulate, b.load(p, typ=vt, align=align), zero))
+        pre = b.block
+        self._n += 1
+        head = self.fn.append_basic_block(f"mma{self._n}.head")
+        body = self.fn.append_basic_block(f"mma{self._n}.body")
+        done = self.fn.append_basic_block(f"mma{self._n}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        k = b.phi(I64, name="k")
+        k.add_incoming(ir.Constant(I64, 0), pre)
+        accs = []
+        for i, r in enumerate(rows):
+            phi = b.phi(vt, name=f"acc{i}")
+            phi.add_incoming(r, pre)
+            accs.append(phi)
+        b.cbranch(b.icmp_signed("<", k, kc), body, done)
+        b.position_at_end(body)
+        bp = b.gep(bptr, [b.add(bi, b.mul(k, ir.Constant(I64, s.nr)))], inbounds=True, source_etype=t)
+        bv = b.load(bp, typ=vt, align=align)
+        abase = b.add(ai, b.mul(k, ir.Constant(I64, s.mr)))
+        mask = ir.Constant(ir.VectorType(I32, s.nr), [0] * s.nr)
+        undef = ir.Constant(vt, ir.Undefined)
+        for i, acc in enumerate(accs):
+            ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i))], inbounds=True, source_etype=t)
+            av = b.insert_element(undef, b.load(ap, typ=t), ir.Constant(I32, 0))
+            new = b.call(fma, [b.shuffle_vector(av, undef, mask), bv, acc])
+            acc.add_incoming(new, body)
+        k.add_incoming(b.add(k, ir.Constant(I64, 1), flags=("nsw", "nuw")), body)
+        b.branch(head)
+        b.position_at_end(done)
+        for i, acc in enumerate(accs):
+            p = b.gep(cptr, [b.add(ci, ir.Constant(I64, i * s.ldc))], inbounds=True, source_etype=t)
+            b.store(acc, p, align=align)
 
     def loop(self, s: Loop, chunked: bool = False) -> None:
         b = self.b
@@ -287,7 +342,7 @@ class _FunctionRenderer:
 
 def _writes(s) -> bool:
     from .kir import walk_stmts
-    return any(isinstance(x, Store) for x in walk_stmts([s]))
+    return any(isinstance(x, (Store, TileMMA)) for x in walk_stmts([s]))
 
 
 def _loop_md(m: ir.Module, br, width: int) -> None:
