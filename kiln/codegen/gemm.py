@@ -124,12 +124,7 @@ def epilogue_is_pointwise(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
     after = {id(mm)}
     for m in kernel_nodes:
         if any(id(i) in after for i in m.inputs):
-            if m.numel != mm.numel:
-                return False
-            if m.op in SCALAR_RULES:
-                if tuple(m.shape) != tuple(mm.shape):
-                    return False
-            elif m.op != "reshape":
+            if m.numel != mm.numel or (m.op not in SCALAR_RULES and m.op != "reshape"):
                 return False
             after.add(id(m))
     return True

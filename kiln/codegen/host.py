@@ -73,7 +73,7 @@ def vector_shape(features: str) -> tuple[int, int, bool]:
     fma = "fma" in on or "avx512f" in on or "neon" in on
     if "avx512f" in on:
         return 512, 32, fma
-    if "avx" in on:
+    if "avx" in on or "avx2" in on:
         return 256, 16, fma
     if "neon" in on or "sve" in on:
         return 128, 32, True
