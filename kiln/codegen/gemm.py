@@ -238,8 +238,9 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
     b_rows = low._rows_contiguous(b)
     if b_rows:
         kk, j = open_(kc, "kb"), open_(NR, "jb")
-    else:
+    else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
         j, kk = open_(NR, "jb"), open_(kc, "kb")
+        low.vector_hints[kk.name] = 1
     col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
     v = low.value(b, tuple(batch + [op("add", k0, kk), col]))
     dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
@@ -254,8 +255,9 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
     p = open_(npan, "pa")
-    if low._rows_contiguous(a):
+    if low._rows_contiguous(a):  # read along k; written mr apart: scalar copies
         i, kk = open_(MR, "ia"), open_(kc, "ka")
+        low.vector_hints[kk.name] = 1
     else:
         kk, i = open_(kc, "ka"), open_(MR, "ia")
     row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))

@@ -242,25 +242,30 @@ class _FunctionRenderer:
             raise TypeError(f"not a kernel IR statement: {s!r}")
 
     def tile_mma(self, s: TileMMA) -> None:
-        """The microkernel: `mr` accumulator rows of `nr` lanes (LLVM splits a row into the
-        target's vector registers: 2 zmm for 32 floats on AVX-512, 4 ymm on AVX2), one row of
-        the b panel loaded per k, each a value broadcast and fused-multiply-added into its row."""
+        """The microkernel: the mr x nr tile as mr rows of vectors (each of the host's vector
+        width, or the largest power of two dividing nr below it: 2 zmm per row of 32 floats on
+        AVX-512, 4 ymm on AVX2), kept in registers across the k loop; per k, one b row loaded
+        and each a value broadcast and fused-multiply-added into its row."""
+        from .host import host_info
         b = self.b
         cptr, d = self.bufs[s.c]
         aptr, _ = self.bufs[s.a]
         bptr, _ = self.bufs[s.b]
         t = ltype(d)
-        vt = ir.VectorType(t, s.nr)
+        w = min(host_info().lanes(d.itemsize), s.nr & -s.nr)
+        nv = s.nr // w
+        vt = ir.VectorType(t, w)
         align = d.itemsize
         ci, ai, bi, kc = (self.expr(e) for e in (s.c_index, s.a_index, s.b_index, s.kc))
         accumulate = self.expr(s.accumulate)
-        fma_name = f"llvm.fma.v{s.nr}{'f32' if d.itemsize == 4 else 'f64'}"
+        fma_name = f"llvm.fma.v{w}{'f32' if d.itemsize == 4 else 'f64'}"
         fma = self.m.globals.get(fma_name) or ir.Function(self.m, ir.FunctionType(vt, [vt, vt, vt]), name=fma_name)
         zero = ir.Constant(vt, None)
-        rows = []
-        for i in range(s.mr):
-            p = b.gep(cptr, [b.add(ci, ir.Constant(I64, i * s.ldc))], inbounds=True, source_etype=t)
-            rows.append(b.select(accumulate, b.load(p, typ=vt, align=align), zero))
+
+        def c_ptr(i: int, v: int) -> ir.Value:
+            return b.gep(cptr, [b.add(ci, ir.Constant(I64, i * s.ldc + v * w))], inbounds=True, source_etype=t)
+        init = [[b.select(accumulate, b.load(c_ptr(i, v), typ=vt, align=align), zero) for v in range(nv)]
+                for i in range(s.mr)]
         pre = b.block
         self._n += 1
         head = self.fn.append_basic_block(f"mma{self._n}.head")
@@ -271,28 +276,32 @@ class _FunctionRenderer:
         k = b.phi(I64, name="k")
         k.add_incoming(ir.Constant(I64, 0), pre)
         accs = []
-        for i, r in enumerate(rows):
-            phi = b.phi(vt, name=f"acc{i}")
-            phi.add_incoming(r, pre)
-            accs.append(phi)
+        for i in range(s.mr):
+            row = []
+            for v in range(nv):
+                phi = b.phi(vt, name=f"acc{i}_{v}")
+                phi.add_incoming(init[i][v], pre)
+                row.append(phi)
+            accs.append(row)
         b.cbranch(b.icmp_signed("<", k, kc), body, done)
         b.position_at_end(body)
-        bp = b.gep(bptr, [b.add(bi, b.mul(k, ir.Constant(I64, s.nr)))], inbounds=True, source_etype=t)
-        bv = b.load(bp, typ=vt, align=align)
+        brow = b.add(bi, b.mul(k, ir.Constant(I64, s.nr)))
+        bvs = [b.load(b.gep(bptr, [b.add(brow, ir.Constant(I64, v * w))], inbounds=True, source_etype=t),
+                      typ=vt, align=align) for v in range(nv)]
         abase = b.add(ai, b.mul(k, ir.Constant(I64, s.mr)))
-        mask = ir.Constant(ir.VectorType(I32, s.nr), [0] * s.nr)
+        mask = ir.Constant(ir.VectorType(I32, w), [0] * w)
         undef = ir.Constant(vt, ir.Undefined)
-        for i, acc in enumerate(accs):
+        for i, row in enumerate(accs):
             ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i))], inbounds=True, source_etype=t)
-            av = b.insert_element(undef, b.load(ap, typ=t), ir.Constant(I32, 0))
-            new = b.call(fma, [b.shuffle_vector(av, undef, mask), bv, acc])
-            acc.add_incoming(new, body)
+            av = b.shuffle_vector(b.insert_element(undef, b.load(ap, typ=t), ir.Constant(I32, 0)), undef, mask)
+            for bv, acc in zip(bvs, row):
+                acc.add_incoming(b.call(fma, [av, bv, acc]), body)
         k.add_incoming(b.add(k, ir.Constant(I64, 1), flags=("nsw", "nuw")), body)
         b.branch(head)
         b.position_at_end(done)
-        for i, acc in enumerate(accs):
-            p = b.gep(cptr, [b.add(ci, ir.Constant(I64, i * s.ldc))], inbounds=True, source_etype=t)
-            b.store(acc, p, align=align)
+        for i, row in enumerate(accs):
+            for v, acc in enumerate(row):
+                b.store(acc, c_ptr(i, v), align=align)
 
     def loop(self, s: Loop, chunked: bool = False) -> None:
         b = self.b

@@ -26,7 +26,7 @@ from ..passes.fusion import FusionPlan, Kernel, KernelKind
 from . import gemm
 from . import index as ix
 from .emitter import Emitter
-from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, Store, Var, const, idx, op
+from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
 
 ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
@@ -135,6 +135,7 @@ class _KernelLowering:
         self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
         self.addressers: dict = {}  # id(node) -> (buffer, index -> flat position): a GEMM's C blocks
         self.flop_cost = 0  # a GEMM's work, for the parallel threshold (cost counts elements otherwise)
+        self.vector_hints: dict[str, int] = {}  # loop variable -> vector width (1: keep it scalar)
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
@@ -597,8 +598,11 @@ class _KernelLowering:
     def finish(self, params: list[BufferParam], source: str) -> KernelFunc:
         cost = max(sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs), self.flop_cost)
         # a scatter's updates may hit one position twice: its loops must run in order
-        return KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
-                          independent_outer=self.k.kind != KernelKind.SCATTER)
+        kf = KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
+                        independent_outer=self.k.kind != KernelKind.SCATTER)
+        for var, width in self.vector_hints.items():
+            kf.schedule.loops.setdefault(var, LoopSchedule()).vector_width = width
+        return kf
 
 
 def _s64(u: int) -> int:
