@@ -109,6 +109,14 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def balanced_block(total: int, cap: int, multiple: int) -> int:
+    """The block size that cuts `total` into as few blocks of at most about `cap` as possible,
+    all about equal (1024 rows under a cap of 1020 make two blocks of 516, not 1020 + 4),
+    rounded up to `multiple`."""
+    blocks = _ceil(total, max(cap, 1))
+    return _ceil(_ceil(total, blocks), multiple) * multiple
+
+
 def _cdiv(e: Expr, b: int) -> Expr:
     return op("div", op("add", e, idx(b - 1)), idx(b))
 
@@ -173,6 +181,22 @@ def split_tasks(batch: int, m: int, n: int, k: int, blk: Blocking, threads: int)
     return TaskSplit(batch, mg, rows, nj, nc)
 
 
+def last_axis_contiguous(low, n: Node) -> bool:
+    """Is `n`'s last axis contiguous in the memory it is read from? (Views that keep the last
+    axis last lead to a kernel input; a graph input may arrive as a strided view.)"""
+    while id(n) in low.members and id(n) not in low.inputs:
+        if n.op == "permute" and n.attrs["perm"][-1] == len(n.shape) - 1:
+            n = n.inputs[0]
+        elif n.op == "broadcast_to" and n.inputs[0].shape and n.inputs[0].shape[-1] == n.shape[-1]:
+            n = n.inputs[0]
+        elif n.op == "slice" and n.attrs["steps"][-1] == 1:
+            n = n.inputs[0]
+        else:
+            return False
+    strides = low.strides.get(id(n))
+    return strides is None or not n.shape or n.shape[-1] == 1 or strides[-1] == 1
+
+
 def lower_gemm(low, outputs: Sequence[Node]) -> None:
     """Write the matmul kernel's `outputs` (each of the anchor's numel) through the packed GEMM.
     `low` is the kernel's `_KernelLowering` (lower.py): its emitter, `value`, `store`, scratch."""
@@ -183,14 +207,14 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
     nb = math.prod(batch_shape)
     M, N, K = mm.shape[-2], mm.shape[-1], a.shape[-1]
     blk = host_blocking(d.itemsize)
-    MR, NR, KC = blk.mr, blk.nr, min(blk.kc, K)
-    MC = min(blk.mc, _ceil(M, MR) * MR)
+    MR, NR = blk.mr, blk.nr
+    KC = balanced_block(K, blk.kc, 1)
     sp = split_tasks(nb, M, N, K, blk, host_threads())
     NC, RG = sp.nc, sp.rows_per_group
+    MC = balanced_block(RG, blk.mc, MR)       # a multiple of MR: row blocks never share a tile
     ncp = _ceil(NC, NR) * NR                  # columns of a task's C block / B panel set
     rgp = _ceil(RG, MR) * MR                  # rows of a task's C block
-    mcp = _ceil(MC, MR) * MR
-    asz, bsz, csz = mcp * KC, KC * ncp, rgp * ncp
+    asz, bsz, csz = MC * KC, KC * ncp, rgp * ncp
     T = sp.tasks
     ap = low.scratch_param(mm, T * asz, "gemm_a")
     bp = low.scratch_param(mm, T * bsz, "gemm_b")
@@ -235,8 +259,7 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
 
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
     q = open_(nq, "qb")
-    b_rows = low._rows_contiguous(b)
-    if b_rows:
+    if last_axis_contiguous(low, b):
         kk, j = open_(kc, "kb"), open_(NR, "jb")
     else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
         j, kk = open_(NR, "jb"), open_(kc, "kb")
@@ -255,7 +278,7 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
     p = open_(npan, "pa")
-    if low._rows_contiguous(a):  # read along k; written mr apart: scalar copies
+    if last_axis_contiguous(low, a):  # read along k; written mr apart: scalar copies
         i, kk = open_(MR, "ia"), open_(kc, "ka")
         low.vector_hints[kk.name] = 1
     else:

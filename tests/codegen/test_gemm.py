@@ -335,3 +335,10 @@ def test_host_gemm_microkernel_keeps_its_tile_in_vector_registers():
     reg = "zmm" if gemm.host_info().vector_bits == 512 else "ymm"
     assert all(reg in f for f in fmas), fmas
     assert not re.search(r"\(%rsp\)", best), "the microkernel's loop spills to the stack"
+
+
+def test_blocks_are_balanced():
+    assert gemm.balanced_block(1024, 1020, 12) == 516
+    assert gemm.balanced_block(1000, 128, 1) == 125
+    assert gemm.balanced_block(30, 128, 8) == 32
+    assert gemm.balanced_block(7, 5, 1) == 4
