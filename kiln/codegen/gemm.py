@@ -35,10 +35,12 @@ from .host import HostInfo, host_info
 from .kir import Expr, Store, TileMMA, idx, op
 from .scalar_rules import SCALAR_RULES
 
-# below this many multiply-adds (per matrix), or with a dimension under MIN_DIM, packing does
-# not pay: the unpacked row kernels (lower.py) run instead
-MIN_MACS = 16 * 16 * 16
-MIN_DIM = 4
+# Below MIN_DIM rows or depth, fewer columns than a tile (nr), or fewer multiply-adds per
+# matrix than `Blocking.min_macs`, packing does not pay: the unpacked kernels of lower.py run.
+# Measured on the development box, 1 thread, GEMM / unpacked time: 64^3 1.09, 96^3 0.26,
+# 128^3 0.82, 4x256x256 1.4, 8x256x256 0.93, 256x256x4 1.6, 256x256x16 1.1 (noisy: load 11).
+MIN_DIM = 8
+MIN_MACS = 80 ** 3
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,10 @@ class Blocking:
     kc: int
     mc: int
     nc: int
+    min_macs: int = MIN_MACS  # smaller products take the unpacked paths
 
     def __post_init__(self):
-        for name in ("mr", "nr", "kc", "mc", "nc"):
+        for name in ("mr", "nr", "kc", "mc", "nc", "min_macs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"GEMM blocking: {name}={getattr(self, name)} must be >= 1")
         if self.mc % self.mr or self.nc % self.nr:
@@ -143,10 +146,14 @@ def applies(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
     a, b = mm.inputs
     if mm.dtype not in (dt.float32, dt.float64) or a.dtype != mm.dtype or b.dtype != mm.dtype:
         return False
-    m, n, k = mm.shape[-2], mm.shape[-1], a.shape[-1]
-    if min(m, n, k) < MIN_DIM or m * n * k < MIN_MACS:
-        return False
-    return epilogue_is_pointwise(mm, kernel_nodes)
+    return packs(mm.shape[-2], mm.shape[-1], a.shape[-1], mm.dtype.itemsize) and \
+        epilogue_is_pointwise(mm, kernel_nodes)
+
+
+def packs(m: int, n: int, k: int, itemsize: int) -> bool:
+    """Does an m x k @ k x n product of `itemsize`-byte floats pay for packing?"""
+    blk = host_blocking(itemsize)
+    return m >= MIN_DIM and k >= MIN_DIM and n >= blk.nr and m * n * k >= blk.min_macs
 
 
 @dataclass(frozen=True)

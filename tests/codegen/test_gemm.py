@@ -24,8 +24,8 @@ from kiln.runtime import native_pool
 from kiln.runtime.llvm_backend import run_kernel_native
 
 # tiny blocks: 3x16 tiles, 5 deep, 6 rows, 32 columns per block -> every loop runs several times
-TINY = gemm.Blocking(mr=3, nr=16, kc=5, mc=6, nc=32)
-ODD = gemm.Blocking(mr=5, nr=8, kc=7, mc=10, nc=24)
+TINY = gemm.Blocking(mr=3, nr=16, kc=5, mc=6, nc=32, min_macs=1)
+ODD = gemm.Blocking(mr=5, nr=8, kc=7, mc=10, nc=24, min_macs=1)
 TOL = {dt.float32: dict(rtol=2e-5, atol=2e-5), dt.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
@@ -33,8 +33,13 @@ def _arr(rng, shape, d):
     return rng.standard_normal(shape).astype(d.np_dtype)
 
 
+def _packs(m, k, n, d, blocking):
+    with gemm.override_blocking(blocking) if blocking is not None else contextlib.nullcontext():
+        return gemm.packs(m, n, k, d.itemsize)
+
+
 def _check(fn, arrays, d, blocking=None, expect_gemm=True):
-    """Compile `fn` natively (under `blocking`), compare with the reference backend, and say
+    """Compile `fn` natively (under `blocking`), compare with the reference backend, and check
     whether the packed GEMM (a tile_mma) was used."""
     args = [kiln.from_numpy(a) for a in arrays]
     f = kiln.compile(fn)
@@ -56,7 +61,7 @@ def _check(fn, arrays, d, blocking=None, expect_gemm=True):
 # -- shapes: 1, primes, non-multiples of the tile, several blocks -----------------------------------
 
 SHAPES = [(4, 4, 16), (7, 5, 3), (13, 11, 17), (31, 37, 29), (64, 64, 64), (97, 23, 41), (5, 129, 33),
-          (61, 16, 100)]
+          (61, 16, 100), (100, 90, 80), (131, 67, 97)]
 
 
 @pytest.mark.parametrize("d", [dt.float32, dt.float64], ids=str)
@@ -65,11 +70,12 @@ SHAPES = [(4, 4, 16), (7, 5, 3), (13, 11, 17), (31, 37, 29), (64, 64, 64), (97, 
 def test_plain_gemm_matches_reference(mkn, blocking, d):
     m, k, n = mkn
     rng = np.random.default_rng(m * 1000 + k * 10 + n)
-    packed = min(m, k, n) >= gemm.MIN_DIM and m * k * n >= gemm.MIN_MACS
-    _check(lambda a, b: a @ b, [_arr(rng, (m, k), d), _arr(rng, (k, n), d)], d, blocking, expect_gemm=packed)
+    _check(lambda a, b: a @ b, [_arr(rng, (m, k), d), _arr(rng, (k, n), d)], d, blocking,
+           expect_gemm=_packs(m, k, n, d, blocking))
 
 
-@pytest.mark.parametrize("mkn", [(1, 64, 64), (64, 64, 1), (3, 3, 3), (2, 100, 50), (100, 1, 100)],
+@pytest.mark.parametrize("mkn", [(1, 64, 64), (64, 64, 1), (3, 3, 3), (2, 100, 50), (100, 1, 100), (64, 64, 64),
+                                 (256, 256, 8), (4, 256, 256)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_small_and_vector_products_skip_packing(mkn):
     m, k, n = mkn
@@ -102,7 +108,7 @@ def test_operand_layouts_are_handled_in_the_packing(layout, d):
         fn = lambda a, b: a @ b  # noqa: E731 - the weight broadcast over the batch
         arrays = [_arr(rng, (3, m, k), d), _arr(rng, (k, n), d)]
     for blocking in (None, TINY):
-        _check(fn, arrays, d, blocking)
+        _check(fn, arrays, d, blocking, expect_gemm=_packs(m, k, n, d, blocking))
 
 
 # -- batched ----------------------------------------------------------------------------------
@@ -113,7 +119,8 @@ def test_batched_gemm_matches_reference(batch, d):
     rng = np.random.default_rng(len(batch) * 10 + batch[-1])
     m, k, n = 23, 17, 35
     for blocking in (None, TINY):
-        _check(lambda a, b: a @ b, [_arr(rng, batch + (m, k), d), _arr(rng, batch + (k, n), d)], d, blocking)
+        _check(lambda a, b: a @ b, [_arr(rng, batch + (m, k), d), _arr(rng, batch + (k, n), d)], d, blocking,
+               expect_gemm=_packs(m, k, n, d, blocking))
 
 
 # -- fused epilogues ----------------------------------------------------------------------------
@@ -136,12 +143,12 @@ def test_fused_epilogues_match_reference(name, d):
     m, k, n = 41, 13, 50
     arrays = [_arr(rng, (m, k), d), _arr(rng, (k, n), d), _arr(rng, (n,), d), _arr(rng, (m, n), d)]
     for blocking in (None, TINY):
-        _check(EPILOGUES[name], arrays, d, blocking)
+        _check(EPILOGUES[name], arrays, d, blocking, expect_gemm=_packs(m, k, n, d, blocking))
 
 
 def test_epilogue_runs_inside_the_gemm_kernel():
     f = kiln.compile(lambda a, b, c: (a @ b + c).relu())
-    lo = f.lower(kiln.ShapeDtype((64, 32)), kiln.ShapeDtype((32, 48)), kiln.ShapeDtype((48,)))
+    lo = f.lower(kiln.ShapeDtype((128, 64)), kiln.ShapeDtype((64, 96)), kiln.ShapeDtype((96,)))
     assert "-> 1 kernels" in lo.as_text("plan")
     text = lo.as_text("kernels")
     # the bias is read and the relu'd result stored inside the tile loop, after the tile's product
