@@ -355,8 +355,13 @@ def _writes(s) -> bool:
 
 
 def _loop_md(m: ir.Module, br, width: int) -> None:
-    md = m.add_metadata([m.add_metadata([ir.MetaDataString(m, "llvm.loop.vectorize.width"), ir.Constant(I32, width)])])
-    br.set_metadata("llvm.loop", md)
+    """Attach a loop ID `!N = !{!N, !{"llvm.loop.vectorize.width", i32 width}}` to the latch
+    branch. LLVM reads a loop's options from the operands after the first, which must be the
+    ID itself (without it the option is ignored); width 1 keeps the loop scalar."""
+    opt = m.add_metadata([ir.MetaDataString(m, "llvm.loop.vectorize.width"), ir.Constant(I32, width)])
+    loop_id = m.add_metadata([ir.MetaDataString(m, f"kiln.loop.{len(m.metadata)}"), opt])  # unique
+    loop_id.operands = (loop_id, opt)  # the self-reference llvmlite cannot build directly
+    br.set_metadata("llvm.loop", loop_id)
 
 
 def render_kernel(module: ir.Module, k: KernelFunc, strict_fp: bool = False) -> ir.Function:

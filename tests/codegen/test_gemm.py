@@ -349,3 +349,12 @@ def test_blocks_are_balanced():
     assert gemm.balanced_block(1000, 128, 1) == 125
     assert gemm.balanced_block(30, 128, 8) == 32
     assert gemm.balanced_block(7, 5, 1) == 4
+
+
+def test_strided_packing_copies_stay_scalar():
+    """The packing loops that write a panel strided carry a vector width of 1, which LLVM
+    honours only with a well-formed loop ID: no scatter is left in the optimized IR."""
+    f = kiln.compile(lambda a, b: a @ b)
+    lo = f.lower(kiln.ShapeDtype((256, 256)), kiln.ShapeDtype((256, 256)))
+    assert "vector=1" in lo.as_text("kernels")
+    assert "masked.scatter" not in lo.as_text("llvm-opt")
