@@ -243,7 +243,7 @@ def test_blocking_follows_the_host(bits, regs, itemsize, mr, nr):
     h = HostInfo(l1d=32 << 10, l2=1 << 20, l3=32 << 20, vector_bits=bits, vector_registers=regs, has_fma=True)
     b = gemm.host_blocking(itemsize, h)
     assert (b.mr, b.nr) == (mr, nr)
-    assert b.kc * b.nr * itemsize <= h.l1d // 2          # a b panel in half of L1
+    assert b.kc * b.nr * itemsize <= h.l1d               # a b panel in L1
     assert b.mc * b.kc * itemsize <= h.l2 // 2           # an A block in half of L2
     assert b.mc % b.mr == 0 and b.nc % b.nr == 0
 
