@@ -35,10 +35,11 @@ from .host import HostInfo, host_info
 from .kir import Expr, Store, TileMMA, idx, op
 from .scalar_rules import SCALAR_RULES
 
-# Below MIN_DIM rows or depth, fewer columns than a tile (nr), or fewer multiply-adds per
-# matrix than `Blocking.min_macs`, packing does not pay: the unpacked kernels of lower.py run.
-# Measured on the development box, 1 thread, GEMM / unpacked time: 64^3 1.09, 96^3 0.26,
-# 128^3 0.82, 4x256x256 1.4, 8x256x256 0.93, 256x256x4 1.6, 256x256x16 1.1 (noisy: load 11).
+# Below MIN_DIM rows, columns or depth, or fewer multiply-adds per matrix than
+# `Blocking.min_macs`, packing does not pay: the unpacked kernels of lower.py run. Measured on
+# the development box, 1 thread, GEMM / unpacked time (m x k x n; noisy, load 9-11): 64^3 1.09,
+# 128^3 0.82, 4x256x256 1.4, 8x256x256 0.93, 256x256x4 1.6, 256x256x8 0.55, 256x256x16 1.0,
+# 1024x1024x8 0.45, 1024x1024x16 1.1, 64x784x128 0.6.
 MIN_DIM = 8
 MIN_MACS = 80 ** 3
 
@@ -154,7 +155,7 @@ def applies(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
 def packs(m: int, n: int, k: int, itemsize: int) -> bool:
     """Does an m x k @ k x n product of `itemsize`-byte floats pay for packing?"""
     blk = host_blocking(itemsize)
-    return m >= MIN_DIM and k >= MIN_DIM and n >= blk.nr and m * n * k >= blk.min_macs
+    return min(m, n, k) >= MIN_DIM and m * n * k >= blk.min_macs
 
 
 @dataclass(frozen=True)
