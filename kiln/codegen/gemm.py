@@ -3,7 +3,7 @@ microkernel (`TileMMA`), with the fusion plan's prologue and epilogue inside its
 
 The loop nest (one plan kernel; see docs/gemm.md):
 
-    for t in tasks:                              # parallel: (batch, row group, column block)
+    for slot, t in tasks:                        # parallel over slots; t: (batch, row group, column block)
       for pc in K / kc:                          # depth block
         pack B[pc-block, t's columns] -> Bp[t]   # nr-column panels, k-major (prologue: value(b, ...))
         for ic in t's rows / mc:                 # row block
@@ -42,6 +42,7 @@ from .scalar_rules import SCALAR_RULES
 # 1024x1024x8 0.45, 1024x1024x16 1.1, 64x784x128 0.6.
 MIN_DIM = 8
 MIN_MACS = 80 ** 3
+SLOTS_PER_THREAD = 4  # scratch slots (each a set of panels and a C block) per CPU
 
 
 @dataclass(frozen=True)
@@ -225,9 +226,12 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
     rgp = _ceil(RG, MR) * MR                  # rows of a task's C block
     asz, bsz, csz = MC * KC, KC * ncp, rgp * ncp
     T = sp.tasks
-    ap = low.scratch_param(mm, T * asz, "gemm_a")
-    bp = low.scratch_param(mm, T * bsz, "gemm_b")
-    cs = low.scratch_param(mm, T * csz, "gemm_c")
+    # scratch slots: each runs its tasks one after another in its own panels and C block, so
+    # the scratch is bounded however many tasks there are (a batch of 10^4 small matrices)
+    S = min(T, SLOTS_PER_THREAD * host_threads())
+    ap = low.scratch_param(mm, S * asz, "gemm_a")
+    bp = low.scratch_param(mm, S * bsz, "gemm_b")
+    cs = low.scratch_param(mm, S * csz, "gemm_c")
     em = low.em
 
     tokens = []
@@ -241,7 +245,8 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
         while len(tokens) > depth:
             em.close_loop(tokens.pop())
 
-    t = open_(T, "task")
+    slot = open_(S, "slot")  # the parallel loop: threads take whole slots
+    t = op("add", slot, op("mul", open_(_cdiv(op("sub", idx(T), slot), S), "task"), idx(S)))
     bt = op("div", t, idx(sp.mg * sp.nj))
     g = op("rem", op("div", t, idx(sp.nj)), idx(sp.mg))
     jc = op("rem", t, idx(sp.nj))
@@ -251,7 +256,7 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
     col0 = op("mul", jc, idx(NC))
     cols = _min(idx(NC), op("sub", idx(N), col0))
     nq = _cdiv(cols, NR)
-    abase, bbase, cbase = (op("mul", t, idx(s)) for s in (asz, bsz, csz))
+    abase, bbase, cbase = (op("mul", slot, idx(s)) for s in (asz, bsz, csz))
 
     # the product's value at any position of this task's block: its element of the C block
     def c_addr(index: ix.Index) -> Expr:

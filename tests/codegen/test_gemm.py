@@ -5,6 +5,7 @@ every edge (partial tiles, several depth / row / column blocks, task splits) app
 from __future__ import annotations
 
 import contextlib
+import re
 
 import numpy as np
 import pytest
@@ -201,7 +202,7 @@ def test_threaded_gemm_matches_reference(threads, monkeypatch):
         from kiln.runtime.llvm_backend import compile_graph
         ex = compile_graph(kiln.make_graph(fn)(*[kiln.from_numpy(x) for x in (a, b, c)]))
         assert ex.parallel
-        assert "task" in ex.program.kernels[0].body[0].var.name
+        assert "slot" in ex.program.kernels[0].body[0].var.name
 
 
 def test_split_tasks_covers_the_product_once():
@@ -330,7 +331,6 @@ def test_tile_mma_needs_one_float_dtype():
 def test_host_gemm_microkernel_keeps_its_tile_in_vector_registers():
     """The microkernel's k loop: one FMA per accumulator register (zmm on AVX-512, ymm on
     AVX2), and no stack traffic (no spills)."""
-    import re
     f = kiln.compile(lambda a, b: a @ b)
     asm = f.lower(kiln.ShapeDtype((256, 256)), kiln.ShapeDtype((256, 256))).as_text("asm")
     blk = gemm.host_blocking(4)
@@ -358,3 +358,20 @@ def test_strided_packing_copies_stay_scalar():
     lo = f.lower(kiln.ShapeDtype((256, 256)), kiln.ShapeDtype((256, 256)))
     assert "vector=1" in lo.as_text("kernels")
     assert "masked.scatter" not in lo.as_text("llvm-opt")
+
+
+def test_many_small_matrices_share_a_few_scratch_slots(monkeypatch):
+    """A batch of 40 products is 40 tasks, but the scratch holds SLOTS_PER_THREAD x threads
+    sets of panels and C blocks, each slot running its tasks in turn."""
+    monkeypatch.setattr(gemm, "host_threads", lambda: 2)
+    rng = np.random.default_rng(11)
+    a, b = _arr(rng, (40, 9, 10), dt.float32), _arr(rng, (40, 10, 17), dt.float32)
+    _check(lambda a, b: (a @ b).relu(), [a, b], dt.float32, TINY)
+    with gemm.override_blocking(TINY):
+        lo = kiln.compile(lambda a, b: a @ b).lower(kiln.from_numpy(a), kiln.from_numpy(b))
+        text = lo.as_text("kernels")
+    slots = gemm.SLOTS_PER_THREAD * 2
+    assert re.search(rf"for slot\d+ in 0\.\.{slots}:", text), text[:1500]
+    scratch = [line for line in text.splitlines() if "scratch f32" in line]
+    c_elems = max(int(line.split("[")[1].rstrip("]")) for line in scratch)
+    assert c_elems < 40 * 9 * 32  # not one C block per task
