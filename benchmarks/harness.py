@@ -57,6 +57,10 @@ def measure(workload: str, column: str, *, quick: bool, warmup: int, repeats: in
         if prep.bytes_moved:
             rec["bytes_moved"] = prep.bytes_moved
             rec["gb_per_s"] = prep.bytes_moved / (rec["min_ms"] * 1e-3) / 1e9  # at the min time
+        if prep.flops:
+            rec["flops"] = prep.flops
+            rec["gflop_per_s"] = {"max": prep.flops / (rec["min_ms"] * 1e6),
+                                  "median": prep.flops / (rec["median_ms"] * 1e6)}
     except Skip as e:
         rec.update(status="skipped", reason=str(e))
     except Exception as e:  # report, don't abort the whole suite
@@ -193,7 +197,9 @@ def format_table(results: list[dict[str, Any]]) -> str:
                          f"{r['gb_per_s']:.1f}" if "gb_per_s" in r else "-",
                          f"{ratio['min']:.2f} / {ratio['median']:.2f}" if ratio else "-",
                          f"{peer['min']:.2f} / {peer['median']:.2f}" if peer else "-",
-                         f"{r['first_call_ms']:.0f}", f"{r['repeats']}x{r['steps_per_repeat']} steps"])
+                         f"{r['first_call_ms']:.0f}", f"{r['repeats']}x{r['steps_per_repeat']} steps"
+                         + (f"; {r['gflop_per_s']['max']:.0f} / {r['gflop_per_s']['median']:.0f} GFLOP/s (max/med)"
+                            if "gflop_per_s" in r else "")])
         else:
             rows.append([r["workload"], r["column"], "-", "-", "-", "-", "-", "-",
                          f"{r.get('status')}: {r.get('reason', '')}"[:110]])

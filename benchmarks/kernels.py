@@ -240,6 +240,31 @@ def layernorm(column: str, quick: bool) -> Prepared:
                     bytes_moved=2 * inputs[0].nbytes + inputs[1].nbytes + inputs[2].nbytes)
 
 
+# -- matmul ------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=2)
+def _matmul_data(quick: bool) -> tuple[list[np.ndarray], np.ndarray]:
+    n = 128 if quick else 1024
+    a, b = _rng_normal((n, n), seed=5), _rng_normal((n, n), seed=6)
+    return [a, b], a.astype(np.float64) @ b.astype(np.float64)
+
+
+def _matmul(a, b):
+    return a @ b
+
+
+@register("matmul 1024^3", "C = A @ B, 1024x1024 float32 matrices (kiln.compile: kiln's own packed GEMM, "
+                           "no BLAS; numpy, torch and jax call their BLAS)",
+          columns=["numpy", "kiln.compile[llvm]", "torch eager", "torch.compile", "jax.jit"])
+def matmul(column: str, quick: bool) -> Prepared:
+    inputs, expected = _matmul_data(quick)
+    n = inputs[0].shape[0]
+    fns = {"numpy": _matmul, "kiln": _matmul, "torch": _matmul, "jax": _matmul}
+    prep = _prepare(column, fns, inputs, expected, rtol=1e-4, atol=2e-3,
+                    bytes_moved=sum(x.nbytes for x in inputs) + expected.size * 4)
+    prep.flops = 2 * n ** 3
+    return prep
+
+
 # -- per-call overhead --------------------------------------------------------------------------
 @register("dispatch", "per-call overhead: x + 1 on a one-element float32 tensor (compiled columns: a compiled x + 1)")
 def dispatch(column: str, quick: bool) -> Prepared:

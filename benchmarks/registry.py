@@ -41,6 +41,7 @@ class Prepared:
     # raises AssertionError (with what differs) when step()'s first result is wrong; None: no check
     check: Callable[[Any], None] | None = None
     bytes_moved: int | None = None  # bytes one step must read + write at least (for GB/s)
+    flops: int | None = None  # floating-point operations of one step (for GFLOP/s: a matmul's 2mnk)
     # kiln.compile columns: `lower()` returns the step's `kiln.Lowered` (for benchmarks.profile)
     lower: Callable[[], Any] | None = None
 

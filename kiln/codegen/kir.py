@@ -198,7 +198,33 @@ class Fail:
     payload: tuple[Expr, ...]
 
 
-Stmt = Union[Loop, Let, Assign, Store, If, Fail]
+@dataclass(slots=True)
+class TileMMA:
+    """A register-tile matrix multiply-accumulate over packed panels (the GEMM microkernel):
+
+        for i < mr, j < nr:
+            c[c_index + i*ldc + j] = (c[...] if accumulate else 0)
+                                     + sum over k < kc of a[a_index + k*mr + i] * b[b_index + k*nr + j]
+
+    `a` holds an mr-row panel stored k-major (mr values per k), `b` an nr-column panel stored
+    k-major (nr values per k), `c` the tile's rows `ldc` apart. The sum runs over k in order,
+    each step a fused multiply-add. A renderer keeps the mr x nr tile in registers across the
+    k loop (LLVM: mr vectors of nr lanes); one without a native form expands it into plain
+    loops (`kiln.codegen.gemm_kir.expand_tile_mma`)."""
+    c: str
+    c_index: Expr
+    ldc: int
+    a: str
+    a_index: Expr
+    b: str
+    b_index: Expr
+    kc: Expr
+    mr: int
+    nr: int
+    accumulate: Expr  # bool: add to the tile in `c` (True) or overwrite it (False)
+
+
+Stmt = Union[Loop, Let, Assign, Store, If, Fail, TileMMA]
 
 
 @dataclass(frozen=True)
@@ -286,4 +312,6 @@ def stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
         return (s.cond,)
     if isinstance(s, Fail):
         return s.payload
+    if isinstance(s, TileMMA):
+        return (s.c_index, s.a_index, s.b_index, s.kc, s.accumulate)
     raise TypeError(s)

@@ -31,7 +31,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt,
-                  Store, Var, stmt_exprs, walk_stmts, walk_exprs)
+                  Store, TileMMA, Var, stmt_exprs, walk_stmts, walk_exprs)
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -300,6 +300,8 @@ class _Interp:
                 self.fail(s, env, lanes, mask)
             elif isinstance(s, Loop):
                 self.loop(s, env, lanes, mask)
+            elif isinstance(s, TileMMA):
+                self.tile_mma(s, env, lanes, mask)
             else:
                 raise TypeError(f"kernel {self.k.name}: not a statement: {s!r}")
 
@@ -313,6 +315,27 @@ class _Interp:
             raise IndexError(f"kernel {self.k.name}: store {s.buf}[{int(idx.min())}..{int(idx.max())}] "
                              f"out of bounds (size {buf.size})")
         buf[idx] = val  # duplicate indices: the last lane (the last iteration) wins
+
+    def tile_mma(self, s: TileMMA, env, lanes: int, mask) -> None:
+        """The tile product in float64, rounded once to the buffers' dtype (a native target
+        rounds after every fused step: results agree to the accumulation's rounding error)."""
+        if mask is not None and not mask.any():
+            return
+        ci, ai, bi, kc = (self.uniform(e, env, lanes, f"tile_mma {what}") for e, what in
+                          ((s.c_index, "c index"), (s.a_index, "a index"), (s.b_index, "b index"), (s.kc, "kc")))
+        acc = bool(self.uniform(s.accumulate, env, lanes, "tile_mma accumulate flag"))
+        c, a, b = self.bufs[s.c], self.bufs[s.a], self.bufs[s.b]
+        rows = ci + np.arange(s.mr)[:, None] * s.ldc + np.arange(s.nr)[None, :]
+        for buf, lo, n, name in ((a, ai, kc * s.mr, s.a), (b, bi, kc * s.nr, s.b), (c, ci, int(rows.max()) - ci + 1, s.c)):
+            if n and (lo < 0 or lo + n > buf.size):
+                raise IndexError(f"kernel {self.k.name}: tile_mma reads {name}[{lo}..{lo + n - 1}] "
+                                 f"out of bounds (size {buf.size})")
+        pa = a[ai:ai + kc * s.mr].astype(np.float64).reshape(kc, s.mr)
+        pb = b[bi:bi + kc * s.nr].astype(np.float64).reshape(kc, s.nr)
+        prod = pa.T @ pb
+        if acc:
+            prod = prod + c[rows].astype(np.float64)
+        c[rows] = prod.astype(c.dtype)
 
     def fail(self, s: Fail, env, lanes: int, mask) -> None:
         vals = [np.broadcast_to(np.asarray(eval_expr(p, env, self.bufs), np.int64), (lanes,)) for p in s.payload]
@@ -351,7 +374,7 @@ class _Interp:
                 defined.add(st.var.name)
             if isinstance(st, Assign) and st.var.name not in defined:
                 return False
-            if isinstance(st, Fail):
+            if isinstance(st, (Fail, TileMMA)):  # a tile reads what the previous iteration stored
                 return False
             if isinstance(st, Store):
                 stored.add(st.buf)

@@ -1,7 +1,7 @@
 """Text form of the kernel IR: one statement a line, nested loops indented."""
 from __future__ import annotations
 
-from .kir import Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, Var
+from .kir import Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA, Var
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "rem": "%", "lt": "<", "le": "<=", "eq": "==",
           "ne": "!=", "gt": ">", "ge": ">=", "and": "&", "or": "|", "xor": "^", "shl": "<<", "lshr": ">>>",
@@ -59,6 +59,12 @@ def _stmt_lines(s: Stmt, depth: int, sched, out: list[str]) -> None:
                 _stmt_lines(b, depth + 1, sched, out)
     elif isinstance(s, Fail):
         out.append(f"{pad}fail {s.code}({', '.join(format_expr(p) for p in s.payload)})")
+    elif isinstance(s, TileMMA):
+        acc = "" if isinstance(s.accumulate, Const) and not s.accumulate.value else \
+            f" accumulate={format_expr(s.accumulate)}"
+        out.append(f"{pad}tile_mma {s.mr}x{s.nr} {s.c}[{format_expr(s.c_index)}; ldc={s.ldc}] += "
+                   f"{s.a}[{format_expr(s.a_index)}] * {s.b}[{format_expr(s.b_index)}] "
+                   f"k=0..{format_expr(s.kc)}{acc}")
     else:
         raise TypeError(f"not a kernel IR statement: {s!r}")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..ir import dtypes as dt
 from .kir import (COMPOSITE_OPS, SCALAR_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op,
-                  Store, Var)
+                  Store, TileMMA, Var)
 
 
 class KernelIRError(ValueError):
@@ -86,6 +86,24 @@ def verify_kernel(k: KernelFunc, allow_composite: bool = True) -> None:
             elif isinstance(s, Fail):
                 for p in s.payload:
                     expr(p, scope)
+            elif isinstance(s, TileMMA):
+                for name, mode in ((s.c, "rw"), (s.a, "r"), (s.b, "r")):
+                    if name not in bufs:
+                        fail(f"tile_mma on unknown buffer {name}")
+                    if mode == "rw" and bufs[name].mode != "rw":
+                        fail(f"tile_mma accumulates into {name}, which is not a read-write buffer")
+                d = bufs[s.c].dtype
+                if not d.is_floating_point or bufs[s.a].dtype != d or bufs[s.b].dtype != d:
+                    fail(f"tile_mma needs one float dtype for {s.c}, {s.a}, {s.b}")
+                if s.mr < 1 or s.nr < 1 or s.ldc < s.nr:
+                    fail(f"tile_mma {s.mr}x{s.nr} with ldc={s.ldc}: tile sizes must be >= 1 and ldc >= nr")
+                for e in (s.c_index, s.a_index, s.b_index, s.kc):
+                    if e.dtype != dt.int64:
+                        fail("tile_mma index or extent is not int64")
+                    expr(e, scope)
+                if s.accumulate.dtype != dt.bool_:
+                    fail("tile_mma accumulate flag is not bool")
+                expr(s.accumulate, scope)
             else:
                 fail(f"not a statement: {s!r}")
 

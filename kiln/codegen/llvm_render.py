@@ -13,7 +13,7 @@ from typing import Sequence
 import llvmlite.ir as ir
 
 from ..ir.dtypes import DType
-from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, Var
+from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, TileMMA, Var
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
@@ -215,6 +215,8 @@ class _FunctionRenderer:
             b.store(v, p)
         elif isinstance(s, Loop):
             self.loop(s)
+        elif isinstance(s, TileMMA):
+            self.tile_mma(s)
         elif isinstance(s, If):
             cond = self.expr(s.cond)
             if s.orelse:
@@ -238,6 +240,68 @@ class _FunctionRenderer:
                     b.store(v, b.gep(self.status, [ir.Constant(I64, k + 1)], source_etype=I64))
         else:
             raise TypeError(f"not a kernel IR statement: {s!r}")
+
+    def tile_mma(self, s: TileMMA) -> None:
+        """The microkernel: the mr x nr tile as mr rows of vectors (each of the host's vector
+        width, or the largest power of two dividing nr below it: 2 zmm per row of 32 floats on
+        AVX-512, 4 ymm on AVX2), kept in registers across the k loop; per k, one b row loaded
+        and each a value broadcast and fused-multiply-added into its row."""
+        from .host import host_info
+        b = self.b
+        cptr, d = self.bufs[s.c]
+        aptr, _ = self.bufs[s.a]
+        bptr, _ = self.bufs[s.b]
+        t = ltype(d)
+        w = min(host_info().lanes(d.itemsize), s.nr & -s.nr)
+        nv = s.nr // w
+        vt = ir.VectorType(t, w)
+        align = d.itemsize
+        ci, ai, bi, kc = (self.expr(e) for e in (s.c_index, s.a_index, s.b_index, s.kc))
+        accumulate = self.expr(s.accumulate)
+        fma_name = f"llvm.fma.v{w}{'f32' if d.itemsize == 4 else 'f64'}"
+        fma = self.m.globals.get(fma_name) or ir.Function(self.m, ir.FunctionType(vt, [vt, vt, vt]), name=fma_name)
+        zero = ir.Constant(vt, None)
+
+        def c_ptr(i: int, v: int) -> ir.Value:
+            return b.gep(cptr, [b.add(ci, ir.Constant(I64, i * s.ldc + v * w))], inbounds=True, source_etype=t)
+        init = [[b.select(accumulate, b.load(c_ptr(i, v), typ=vt, align=align), zero) for v in range(nv)]
+                for i in range(s.mr)]
+        pre = b.block
+        self._n += 1
+        head = self.fn.append_basic_block(f"mma{self._n}.head")
+        body = self.fn.append_basic_block(f"mma{self._n}.body")
+        done = self.fn.append_basic_block(f"mma{self._n}.done")
+        b.branch(head)
+        b.position_at_end(head)
+        k = b.phi(I64, name="k")
+        k.add_incoming(ir.Constant(I64, 0), pre)
+        accs = []
+        for i in range(s.mr):
+            row = []
+            for v in range(nv):
+                phi = b.phi(vt, name=f"acc{i}_{v}")
+                phi.add_incoming(init[i][v], pre)
+                row.append(phi)
+            accs.append(row)
+        b.cbranch(b.icmp_signed("<", k, kc), body, done)
+        b.position_at_end(body)
+        brow = b.add(bi, b.mul(k, ir.Constant(I64, s.nr)))
+        bvs = [b.load(b.gep(bptr, [b.add(brow, ir.Constant(I64, v * w))], inbounds=True, source_etype=t),
+                      typ=vt, align=align) for v in range(nv)]
+        abase = b.add(ai, b.mul(k, ir.Constant(I64, s.mr)))
+        mask = ir.Constant(ir.VectorType(I32, w), [0] * w)
+        undef = ir.Constant(vt, ir.Undefined)
+        for i, row in enumerate(accs):
+            ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i))], inbounds=True, source_etype=t)
+            av = b.shuffle_vector(b.insert_element(undef, b.load(ap, typ=t), ir.Constant(I32, 0)), undef, mask)
+            for bv, acc in zip(bvs, row):
+                acc.add_incoming(b.call(fma, [av, bv, acc]), body)
+        k.add_incoming(b.add(k, ir.Constant(I64, 1), flags=("nsw", "nuw")), body)
+        b.branch(head)
+        b.position_at_end(done)
+        for i, row in enumerate(accs):
+            for v, acc in enumerate(row):
+                b.store(acc, c_ptr(i, v), align=align)
 
     def loop(self, s: Loop, chunked: bool = False) -> None:
         b = self.b
@@ -287,12 +351,17 @@ class _FunctionRenderer:
 
 def _writes(s) -> bool:
     from .kir import walk_stmts
-    return any(isinstance(x, Store) for x in walk_stmts([s]))
+    return any(isinstance(x, (Store, TileMMA)) for x in walk_stmts([s]))
 
 
 def _loop_md(m: ir.Module, br, width: int) -> None:
-    md = m.add_metadata([m.add_metadata([ir.MetaDataString(m, "llvm.loop.vectorize.width"), ir.Constant(I32, width)])])
-    br.set_metadata("llvm.loop", md)
+    """Attach a loop ID `!N = !{!N, !{"llvm.loop.vectorize.width", i32 width}}` to the latch
+    branch. LLVM reads a loop's options from the operands after the first, which must be the
+    ID itself (without it the option is ignored); width 1 keeps the loop scalar."""
+    opt = m.add_metadata([ir.MetaDataString(m, "llvm.loop.vectorize.width"), ir.Constant(I32, width)])
+    loop_id = m.add_metadata([ir.MetaDataString(m, f"kiln.loop.{len(m.metadata)}"), opt])  # unique
+    loop_id.operands = (loop_id, opt)  # the self-reference llvmlite cannot build directly
+    br.set_metadata("llvm.loop", loop_id)
 
 
 def render_kernel(module: ir.Module, k: KernelFunc, strict_fp: bool = False) -> ir.Function:

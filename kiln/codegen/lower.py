@@ -23,9 +23,10 @@ from ..ir.dtypes import DType
 from ..ir.graph import Node
 from ..ir.primitives import get_primitive
 from ..passes.fusion import FusionPlan, Kernel, KernelKind
+from . import gemm
 from . import index as ix
 from .emitter import Emitter
-from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, Store, Var, const, idx, op
+from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
 
 ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
@@ -130,14 +131,20 @@ class _KernelLowering:
         self.checks = checks
         self.members = {id(n) for n in kernel.nodes}
         self.inputs = {id(n) for n in kernel.inputs}
-        self.scratch: list[tuple[str, Node]] = []  # (param name, the value it holds)
+        self.scratch: list[tuple[str, Node, int]] = []  # (param name, the value it serves, elements)
         self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
+        self.addressers: dict = {}  # id(node) -> (buffer, index -> flat position): a GEMM's C blocks
+        self.flop_cost = 0  # a GEMM's work, for the parallel threshold (cost counts elements otherwise)
+        self.vector_hints: dict[str, int] = {}  # loop variable -> vector width (1: keep it scalar)
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
-        name = self.buf_names[id(n)]
+        name = self.buf_names.get(id(n))
         strides = self.strides.get(id(n))
-        if strides is None:
+        if id(n) in self.addressers:
+            name, address = self.addressers[id(n)]
+            flat = address(index)
+        elif strides is None:
             flat = ix.linearize(index, n.shape)
         else:  # a strided view of the caller's memory, read in place (element strides, any sign)
             flat = idx(0)
@@ -437,8 +444,12 @@ class _KernelLowering:
         full = [o for o in outs if o.numel == numel]
         rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
         rest = [o for o in outs if o not in full and o not in rows]
-        if full and k.anchor is not None and k.anchor.op == "matmul" and self._blocked_matmul(full, domain):
-            full = []
+        if full and k.anchor is not None and k.anchor.op == "matmul":
+            if len(full) == len(outs) and gemm.applies(k.anchor, k.nodes):
+                gemm.lower_gemm(self, full)
+                full = []
+            elif self._blocked_matmul(full, domain):
+                full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
@@ -530,10 +541,12 @@ class _KernelLowering:
             self.close(tokens)
         return True
 
-    def scratch_param(self, n: Node) -> str:
-        """A kernel-private buffer holding `n` (the runtime allocates it once per program)."""
-        pname = f"s{len(self.scratch)}"
-        self.scratch.append((pname, n))
+    def scratch_param(self, n: Node, numel: int | None = None, hint: str = "s") -> str:
+        """A kernel-private buffer of `n`'s dtype, `numel` elements (default: `n`'s), e.g. the
+        values of `n` or a GEMM's packed panels. The runtime allocates it once per program;
+        kernels run one after another, so every kernel's scratch of one name and dtype shares it."""
+        pname = f"{hint}{len(self.scratch)}"
+        self.scratch.append((pname, n, n.numel if numel is None else numel))
         return pname
 
     def _epilogue_size(self, anchor: Node) -> int:
@@ -583,10 +596,13 @@ class _KernelLowering:
                 raise LoweringError(f"scatter kernel {self.k.id} writes %{o.name} besides its scatter")
 
     def finish(self, params: list[BufferParam], source: str) -> KernelFunc:
-        cost = sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs)
+        cost = max(sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs), self.flop_cost)
         # a scatter's updates may hit one position twice: its loops must run in order
-        return KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
-                          independent_outer=self.k.kind != KernelKind.SCATTER)
+        kf = KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
+                        independent_outer=self.k.kind != KernelKind.SCATTER)
+        for var, width in self.vector_hints.items():
+            kf.schedule.loops.setdefault(var, LoopSchedule()).vector_width = width
+        return kf
 
 
 def _s64(u: int) -> int:
@@ -620,8 +636,8 @@ def lower_kernel(kernel: Kernel, name: str, const_nodes: dict[int, Node], checks
         params.append(BufferParam(pname, o.dtype, o.numel, "rw" if kernel.kind == KernelKind.SCATTER else "w"))
         nodes.append(("out", o))
     low.write_outputs(outs)
-    for pname, n in low.scratch:
-        params.append(BufferParam(pname, n.dtype, n.numel, "rw"))
+    for pname, n, numel in low.scratch:
+        params.append(BufferParam(pname, n.dtype, numel, "rw"))
         nodes.append(("scratch", n))
     return low.finish(params, f"plan kernel {kernel.id} [{kernel.kind}] domain={list(kernel.domain)}"), nodes
 
@@ -635,7 +651,7 @@ def lower_plan(plan: FusionPlan, name: str = "main",
     buffers: list[ProgramBuffer] = []
     bname: dict[int, str] = {}      # values in memory
     cname: dict[int, str] = {}      # literal arrays
-    sname: dict[int, str] = {}      # kernel-private scratch
+    sname: dict[tuple[str, str], ProgramBuffer] = {}  # kernel-private scratch by (param, dtype): kernels share it
 
     def buf(table: dict, n: Node, role: str, data=None) -> str:
         if id(n) not in table:
@@ -658,11 +674,18 @@ def lower_plan(plan: FusionPlan, name: str = "main",
             buf(bname, o, "output" if id(o) in outs else "temp")
         kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided)
         args = []
-        for role, n in params:
+        for (role, n), param in zip(params, kf.params):
             if role == "const":
                 args.append(buf(cname, n, "const", get_primitive("constant").impl(**n.attrs)))
             elif role == "scratch":
-                args.append(buf(sname, n, "scratch"))
+                key = (param.name, param.dtype.name)
+                if key not in sname:
+                    sname[key] = ProgramBuffer(f"b{len(buffers)}", param.dtype, (0,), "scratch",
+                                               value=f"scratch {param.name}")
+                    buffers.append(sname[key])
+                sb = sname[key]
+                sb.shape = (max(sb.shape[0], param.numel),)
+                args.append(sb.name)
             else:
                 args.append(bname[id(n)])
         kernels.append(kf)

@@ -1,0 +1,64 @@
+"""`tile_mma` as plain kernel IR, for renderers without a native form of it (and as a check
+of its semantics against the numpy evaluator).
+
+`expand_tile_mma(kernel)` rewrites every `TileMMA` into the loops its definition states:
+
+    for i < mr: for j < nr:
+        acc = select(accumulate, c[c_index + i*ldc + j], 0)
+        for k < kc: acc = fma(a[a_index + k*mr + i], b[b_index + k*nr + j], acc)
+        c[c_index + i*ldc + j] = acc
+
+The result has only loops, locals, loads and stores: any renderer of the basic kernel IR
+runs it (the CUDA emitter may instead map the tile to a thread block's registers).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+
+from ..ir import dtypes as dt
+from .kir import Assign, If, KernelFunc, Let, Load, Loop, Stmt, Store, TileMMA, Var, const, idx, op, walk_stmts
+
+
+def expand_tile_mma(kernel: KernelFunc) -> KernelFunc:
+    """A copy of `kernel` with every `tile_mma` statement written out as loops."""
+    taken = {s.var.name for s in walk_stmts(kernel.body) if isinstance(s, (Loop, Let, Assign))}
+    counter = itertools.count()
+    dtypes = {p.name: p.dtype for p in kernel.params}
+
+    def fresh(hint: str, d) -> Var:
+        while True:
+            name = f"_mma_{hint}{next(counter)}"
+            if name not in taken:
+                taken.add(name)
+                return Var(name, d)
+
+    def expand(s: TileMMA) -> Stmt:
+        d = dtypes[s.c]
+        i, j, k = fresh("i", dt.int64), fresh("j", dt.int64), fresh("k", dt.int64)
+        acc = fresh("acc", d)
+        at = op("add", s.c_index, op("add", op("mul", i, idx(s.ldc)), j))
+        av = Load(s.a, op("add", s.a_index, op("add", op("mul", k, idx(s.mr)), i)), d)
+        bv = Load(s.b, op("add", s.b_index, op("add", op("mul", k, idx(s.nr)), j)), d)
+        inner = [Let(acc, const(0, d)),
+                 If(s.accumulate, [Assign(acc, Load(s.c, at, d))]),
+                 Loop(k, s.kc, [Assign(acc, op("fma", av, bv, acc))]),
+                 Store(s.c, at, acc)]
+        return Loop(i, idx(s.mr), [Loop(j, idx(s.nr), inner)])
+
+    def block(body: list[Stmt]) -> list[Stmt]:
+        out: list[Stmt] = []
+        for s in body:
+            if isinstance(s, TileMMA):
+                out.append(expand(s))
+            elif isinstance(s, Loop):
+                out.append(Loop(s.var, s.extent, block(s.body)))
+            elif isinstance(s, If):
+                out.append(If(s.cond, block(s.then), block(s.orelse)))
+            else:
+                out.append(s)
+        return out
+
+    return dataclasses.replace(kernel, params=list(kernel.params), body=block(kernel.body),
+                               schedule=copy.deepcopy(kernel.schedule))
