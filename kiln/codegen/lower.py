@@ -24,6 +24,7 @@ from ..ir.graph import Node
 from ..ir.primitives import get_primitive
 from ..passes.fusion import FusionPlan, Kernel, KernelKind
 from . import index as ix
+from .conv_lower import lower_blocked_conv
 from .emitter import Emitter
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, Store, Var, const, idx, op
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
@@ -132,6 +133,8 @@ class _KernelLowering:
         self.inputs = {id(n) for n in kernel.inputs}
         self.scratch: list[tuple[str, Node]] = []  # (param name, the value it holds)
         self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
+        self.work = 0  # multiply-adds of a blocked conv: part of the kernel's cost (parallel or not)
+        self.vector_hints: list[tuple[Var, int]] = []  # (loop variable, vector width) for the schedule
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
@@ -439,6 +442,8 @@ class _KernelLowering:
         rest = [o for o in outs if o not in full and o not in rows]
         if full and k.anchor is not None and k.anchor.op == "matmul" and self._blocked_matmul(full, domain):
             full = []
+        if full and k.anchor is not None and k.anchor.op == "conv" and lower_blocked_conv(self, full, domain):
+            full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
@@ -583,10 +588,13 @@ class _KernelLowering:
                 raise LoweringError(f"scatter kernel {self.k.id} writes %{o.name} besides its scatter")
 
     def finish(self, params: list[BufferParam], source: str) -> KernelFunc:
-        cost = sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs)
+        cost = sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs) + self.work
         # a scatter's updates may hit one position twice: its loops must run in order
-        return KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
-                          independent_outer=self.k.kind != KernelKind.SCATTER)
+        kf = KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
+                        independent_outer=self.k.kind != KernelKind.SCATTER)
+        for var, width in self.vector_hints:
+            kf.schedule.of(var).vector_width = width
+        return kf
 
 
 def _s64(u: int) -> int:

@@ -468,6 +468,13 @@ class _Planner:
                     return f"%{n.name} is both a {k.kind} operand and used by its epilogue"
                 if n.op not in PROLOGUE_OPS and kind != CREATION:
                     return f"{k.kind} operands are read from memory: {n.op} output used by a {k.kind}"
+                if n.op == "pad" and k.kind == KernelKind.CONV:
+                    return "a conv reads its padded operand from memory (affine loads, no per-tap border select)"
+                if n.op == "permute" and k.kind == KernelKind.CONV and any(
+                        u is anchor and anchor.inputs[1] is n for u in us):
+                    # a weight gradient's output gradient, channels first: a copy is cheaper than the
+                    # transposed loads (LLVM's SLP vectorizer leaves the blocked loop scalar on them)
+                    return "a conv reads a transposed weight operand from memory"
                 if materialized:
                     return f"multiple consumers: a {k.kind} operand view is not written"
                 return None
