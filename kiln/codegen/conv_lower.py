@@ -138,7 +138,7 @@ def lower_blocked_conv(low: "_KernelLowering", full: Sequence[Node], domain: tup
         if value is not None:
             em.remember((id(conv), pos), value)
         for o in full:
-            low.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+            low.store(o, ix.reshape_index(pos, domain, o.shape) if tuple(o.shape) != domain else pos)
 
     # phase 1: per block of the grid, NB x OB x PW accumulators (x `lanes` partial sums)
     index, tokens = low.nest(grid)
@@ -177,7 +177,7 @@ def lower_blocked_conv(low: "_KernelLowering", full: Sequence[Node], domain: tup
 
     def outputs_at(pos: tuple[Expr, ...]) -> None:
         for o in full:
-            low.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+            low.store(o, ix.reshape_index(pos, domain, o.shape) if tuple(o.shape) != domain else pos)
 
     def tail(epilogue: bool) -> None:
         """The last `width % PW` positions of every row, one at a time: the product (phase 1, by the

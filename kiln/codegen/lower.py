@@ -454,9 +454,8 @@ class _KernelLowering:
                 rix = [e for d, e in enumerate(index) if d not in R]
                 self.store(o, ix.delinearize(ix.linearize(rix, row_shape), o.shape)
                            if tuple(o.shape) != tuple(row_shape) else tuple(rix))
-            for o in full:
-                self.store(o, ix.delinearize(ix.linearize(index, domain), o.shape)
-                           if tuple(o.shape) != domain else index)
+            for o in full:  # a reshape of the domain: runs of equal products map without division
+                self.store(o, ix.reshape_index(index, domain, o.shape) if tuple(o.shape) != domain else index)
             self.close(tokens)
         for o in rest:
             index, tokens = self.nest(o.shape)
