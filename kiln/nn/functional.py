@@ -435,8 +435,8 @@ def _split_windows(x: Tensor, ks, pd, outs, fill) -> tuple[Tensor, tuple[int, ..
 
 
 def _first_max(w: Tensor, axes: tuple[int, ...], ks) -> tuple[Tensor, Tensor]:
-    """(max over `axes` of `w`, flat position in the window of its first occurrence; the first nan
-    wins), as reductions over the window axes. The max is a sum of the one selected element, so
+    """(max over `axes` of `w`, flat position in the window of its first occurrence, or of the last
+    nan as in PyTorch), as reductions over the window axes. The max is a sum of the one selected element, so
     its gradient goes to that element only (PyTorch's rule), elementwise and without a scatter."""
     pos = None
     for a, k in zip(axes, ks):  # row-major flat position of each element in its window
@@ -446,10 +446,10 @@ def _first_max(w: Tensor, axes: tuple[int, ...], ks) -> tuple[Tensor, Tensor]:
         pos = term if pos is None else K.add(K.mul(pos, k), term)
     with no_grad():
         m = apply("reduce_max", w, axes=axes, keepdims=True)
-        hit = K.eq(w, m)
-        if w.dtype.is_floating_point:
-            hit = K.logical_or(hit, K.isnan(w))
-        first = apply("reduce_min", K.where(hit, pos, math.prod(ks)), axes=axes, keepdims=True)
+        first = apply("reduce_min", K.where(K.eq(w, m), pos, math.prod(ks)), axes=axes, keepdims=True)
+        if w.dtype.is_floating_point:  # PyTorch's kernel takes every nan it meets: the last one wins
+            nan = apply("reduce_max", K.where(K.isnan(w), pos, -1), axes=axes, keepdims=True)
+            first = K.where(K.ge(nan, 0), nan, first)
     pick = K.eq(pos, first)
     out = apply("reduce_sum", K.where(pick, w, 0), axes=axes, keepdims=False)
     return out, first
