@@ -1,4 +1,4 @@
-"""The training workloads (mlp, cnn, lstm, loader, adam); `kernels.py` adds the kernel ones.
+"""The training workloads (mlp, mlp1024, cnn, lstm, loader, adam); `kernels.py` adds the kernel ones.
 
 Each workload builds one zero-argument `step()` per column (see `registry.py` for the
 columns). The model code is written once against a framework namespace (`T`, `nn`, `F`,
@@ -152,12 +152,18 @@ def _classification_step(column: str, make_model, input_shape, make_opt) -> Prep
                     lower=lower if column in KILN_COMPILE else None)
 
 
-@register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step",
-          columns=[*TRAINING_COLUMNS, "jax.jit"])
-def mlp(column: str, quick: bool) -> Prepared:
-    if column == "jax.jit":
-        return jax_mlp_step()
-    return _classification_step(column, make_mlp, (64, 784), _sgd_momentum(0.01, 0.9))
+def _mlp_step(batch: int):
+    def build(column: str, quick: bool) -> Prepared:
+        if column == "jax.jit":
+            return jax_mlp_step(batch)
+        return _classification_step(column, make_mlp, (batch, 784), _sgd_momentum(0.01, 0.9))
+    return build
+
+
+register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step",
+         columns=[*TRAINING_COLUMNS, "jax.jit"])(_mlp_step(64))
+register("mlp1024", "MLP 784-128-64-10 (ReLU), batch 1024, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one "
+                    "training step", columns=[*TRAINING_COLUMNS, "jax.jit"])(_mlp_step(1024))
 
 
 @register("cnn", "CNN Conv(3,32)-ReLU-Pool-Conv(32,64)-ReLU-Pool-Linear(4096,128)-ReLU-Linear(128,10), batch 64 "
@@ -167,10 +173,10 @@ def cnn(column: str, quick: bool) -> Prepared:
 
 
 @register("lstm", "LSTM classifier: LSTM(10, 256, 2 layers, batch_first) with zero h0/c0, Linear(256, 10) on the "
-                  "last step, batch 64 x 20 steps, CrossEntropyLoss, Adam(lr=0.001): one training step",
+                  "last step, batch 64 x 32 steps, CrossEntropyLoss, Adam(lr=0.001): one training step",
           columns=TRAINING_COLUMNS)
 def lstm(column: str, quick: bool) -> Prepared:
-    return _classification_step(column, make_lstm, (64, 20, 10), lambda optim, params: optim.Adam(params, lr=1e-3))
+    return _classification_step(column, make_lstm, (64, 32, 10), lambda optim, params: optim.Adam(params, lr=1e-3))
 
 
 @register("loader", "DataLoader epoch: TensorDataset of 10,000 x 784 float32 + int64 labels, batch 64, shuffle "
@@ -237,13 +243,14 @@ def _jax():
     return jax, jnp
 
 
-def jax_mlp_step() -> Prepared:
-    """`mlp` under jax.jit: forward, cross-entropy, grad and SGD(momentum) in one jitted function."""
+def jax_mlp_step(batch: int = 64) -> Prepared:
+    """`mlp` under jax.jit: forward, cross-entropy, grad and SGD(momentum) in one jitted function
+    (the same data as the other columns: the same seed draws the same batch)."""
     jax, jnp = _jax()
     w = _reference_weights(make_mlp)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((64, 784)).astype(np.float32))
-    y = jnp.asarray(rng.integers(0, 10, size=(64,)).astype(np.int32))
+    x = jnp.asarray(rng.standard_normal((batch, 784)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, 10, size=(batch,)).astype(np.int32))
     names = ["fc1", "fc2", "fc3"]
     params = {k: jnp.asarray(v) for k, v in w.items()}
 
