@@ -1,7 +1,8 @@
 """`kiln.nn.functional`: PyTorch's `torch.nn.functional`, written as compositions of primitives.
 
 Nothing here has gradient code: gradients come from the primitives' VJP rules (convolution
-uses the `conv` primitive; pooling is pad + slice/reshape + argmax/gather or sums).
+uses the `conv` primitive; pooling is pad + a split view and reductions for non-overlapping
+windows, pad + slice/concat + argmax/gather or sums otherwise).
 """
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ may contain:
   e.g. softmax or layer norm in one kernel. A value computed from an in-kernel
   reduction may only move by unit-dim reshapes and the broadcast back over R.
 - `matmul` / `conv`: the anchor op, views (reshape/permute/broadcast/slice), zero pads
-  and constants as operand prologue, and an epilogue of elementwise ops (and reshapes or
-  permutes: a bijective re-indexing) over the anchor's result.
+  and constants as operand prologue (a conv reads a pad, and a permuted weight, from
+  memory: its blocked lowering needs affine loads), and an epilogue of elementwise ops (and
+  reshapes or permutes: a bijective re-indexing) over the anchor's result.
 - `scatter`: a scatter/scatter_add with the producers of its updates; its output is
   complete only after every update, so its consumers start a new kernel.
 
