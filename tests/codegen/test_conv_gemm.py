@@ -107,7 +107,7 @@ def test_weight_gradient_shaped_convs(xs, ws, kind):
         lowered = kiln.compile(f, backend="llvm")
         np.testing.assert_allclose(lowered(x, w).numpy(), kiln.compile(f, backend="reference")(x, w).numpy(),
                                    **_tol(dtype))
-    assert f"[conv]" in lowered.lower(x, w).as_text("kernels")
+    assert "[conv]" in lowered.lower(x, w).as_text("kernels")
 
 
 def test_conv_gradients_match_finite_differences():
