@@ -45,8 +45,6 @@ ROW_ACCUMULATORS = 64
 TAP_VECTORS = 4
 # a taps block needs a kernel this long in its last dimension (the vectorized reduction)
 MIN_TAP_RUN = 8
-# the epilogue is written once per accumulator up to this many nodes, else through scratch
-EPILOGUE_INLINE_LIMIT = 4
 
 
 @dataclass(frozen=True)
@@ -58,10 +56,6 @@ class ConvBlock:
     ob: int
     pw: int
     lanes: int = 1
-
-    def describe(self) -> str:
-        lanes = f" x {self.lanes} partial sums" if self.lanes > 1 else ""
-        return f"{self.kind} block {self.nb} x {self.ob} channels x {self.pw} positions{lanes}"
 
 
 def _lanes(d: dt.DType) -> int:
@@ -106,6 +100,7 @@ def lower_blocked_conv(low: "_KernelLowering", full: Sequence[Node], domain: tup
     block = plan_conv(conv)
     if block is None:
         return False
+    from .lower import EPILOGUE_UNROLL_LIMIT  # the matmul's limit: one rule for both anchors
     low.work += conv_flops(conv) // 2
     x, w = conv.inputs
     a = conv.attrs
@@ -118,7 +113,7 @@ def lower_blocked_conv(low: "_KernelLowering", full: Sequence[Node], domain: tup
     nb, ob, pw, nl = block.nb, block.ob, block.pw, block.lanes
     width = shape[-1]
     blocks = width // pw
-    scratch = low.scratch_param(conv) if low._epilogue_size(conv) > EPILOGUE_INLINE_LIMIT else None
+    scratch = low.scratch_param(conv) if low._epilogue_size(conv) > EPILOGUE_UNROLL_LIMIT else None
     grid = (shape[0] // nb, shape[1] // ob) + shape[2:-1] + (blocks,)
 
     def block_positions(index) -> list[tuple[Expr, ...]]:

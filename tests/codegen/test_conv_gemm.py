@@ -110,6 +110,31 @@ def test_weight_gradient_shaped_convs(xs, ws, kind):
     assert "[conv]" in lowered.lower(x, w).as_text("kernels")
 
 
+@pytest.mark.parametrize("xs,ws", [
+    ((4, 8, 18, 18), (16, 8, 3, 3)),    # rows, with a tail of 2 positions per row
+    ((1, 8, 18, 18), (16, 8, 3, 3)),    # batch 1: the threads split the channel blocks
+    ((8, 4, 18, 18), (8, 4, 16, 16)),   # taps
+])
+def test_large_epilogue_runs_over_scratch(xs, ws):
+    """An epilogue of more than EPILOGUE_UNROLL_LIMIT nodes (an optimizer update fused into a weight
+    gradient) runs in a second phase over the products in a scratch buffer."""
+    rng = np.random.default_rng(6)
+    x, w = (kiln.from_numpy(rng.standard_normal(s).astype(np.float32)) for s in (xs, ws))
+    out_shape = F.conv2d(x, w).shape
+    p, m = (kiln.from_numpy(rng.standard_normal(tuple(out_shape)).astype(np.float32)) for _ in range(2))
+
+    def f(x, w, p, m):
+        g = F.conv2d(x, w)
+        buf = m * 0.9 + g
+        return p - 0.01 * (buf * 0.5 + g * 0.5), buf  # 6 nodes downstream of the conv
+
+    got = kiln.compile(f, backend="llvm")
+    text = got.lower(x, w, p, m).as_text("kernels")
+    assert re.search(r"s\d+: rw f32", text), "the products should go through a scratch buffer"
+    for a, r in zip(got(x, w, p, m), kiln.compile(f, backend="reference")(x, w, p, m)):
+        np.testing.assert_allclose(a.numpy(), r.numpy(), rtol=2e-4, atol=2e-4)
+
+
 def test_conv_gradients_match_finite_differences():
     """float64 central differences of a strided, dilated, grouped, padded conv, compiled."""
     rng = np.random.default_rng(3)
