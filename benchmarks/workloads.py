@@ -1,4 +1,4 @@
-"""The training workloads (mlp, cnn, lstm, loader, adam); `kernels.py` adds the kernel ones.
+"""The training workloads (mlp, mlp1024, cnn, lstm, loader, adam); `kernels.py` adds the kernel ones.
 
 Each workload builds one zero-argument `step()` per column (see `registry.py` for the
 columns). The model code is written once against a framework namespace (`T`, `nn`, `F`,
@@ -152,25 +152,36 @@ def _classification_step(column: str, make_model, input_shape, make_opt) -> Prep
                     lower=lower if column in KILN_COMPILE else None)
 
 
-@register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step",
-          columns=[*TRAINING_COLUMNS, "jax.jit"])
-def mlp(column: str, quick: bool) -> Prepared:
-    if column == "jax.jit":
-        return jax_mlp_step()
-    return _classification_step(column, make_mlp, (64, 784), _sgd_momentum(0.01, 0.9))
+def _mlp_step(batch: int):
+    def build(column: str, quick: bool) -> Prepared:
+        if column == "jax.jit":
+            return jax_mlp_step(batch)
+        return _classification_step(column, make_mlp, (batch, 784), _sgd_momentum(0.01, 0.9))
+    return build
+
+
+register("mlp", "MLP 784-128-64-10 (ReLU), batch 64, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one training step",
+         columns=[*TRAINING_COLUMNS, "jax.jit"])(_mlp_step(64))
+register("mlp1024", "MLP 784-128-64-10 (ReLU), batch 1024, CrossEntropyLoss, SGD(lr=0.01, momentum=0.9): one "
+                    "training step", columns=[*TRAINING_COLUMNS, "jax.jit"])(_mlp_step(1024))
 
 
 @register("cnn", "CNN Conv(3,32)-ReLU-Pool-Conv(32,64)-ReLU-Pool-Linear(4096,128)-ReLU-Linear(128,10), batch 64 "
-                 "of 3x32x32, CrossEntropyLoss, SGD(lr=0.001, momentum=0.9): one training step", columns=TRAINING_COLUMNS)
+                 "of 3x32x32, CrossEntropyLoss, SGD(lr=0.001, momentum=0.9): one training step",
+          columns=[*TRAINING_COLUMNS, "jax.jit"])
 def cnn(column: str, quick: bool) -> Prepared:
+    if column == "jax.jit":
+        return jax_cnn_step()
     return _classification_step(column, make_cnn, (64, 3, 32, 32), _sgd_momentum(0.001, 0.9))
 
 
 @register("lstm", "LSTM classifier: LSTM(10, 256, 2 layers, batch_first) with zero h0/c0, Linear(256, 10) on the "
-                  "last step, batch 64 x 20 steps, CrossEntropyLoss, Adam(lr=0.001): one training step",
-          columns=TRAINING_COLUMNS)
+                  "last step, batch 64 x 32 steps, CrossEntropyLoss, Adam(lr=0.001): one training step",
+          columns=[*TRAINING_COLUMNS, "jax.jit"])
 def lstm(column: str, quick: bool) -> Prepared:
-    return _classification_step(column, make_lstm, (64, 20, 10), lambda optim, params: optim.Adam(params, lr=1e-3))
+    if column == "jax.jit":
+        return jax_lstm_step()
+    return _classification_step(column, make_lstm, (64, 32, 10), lambda optim, params: optim.Adam(params, lr=1e-3))
 
 
 @register("loader", "DataLoader epoch: TensorDataset of 10,000 x 784 float32 + int64 labels, batch 64, shuffle "
@@ -237,15 +248,12 @@ def _jax():
     return jax, jnp
 
 
-def jax_mlp_step() -> Prepared:
-    """`mlp` under jax.jit: forward, cross-entropy, grad and SGD(momentum) in one jitted function."""
+def jax_mlp_step(batch: int = 64) -> Prepared:
+    """`mlp` under jax.jit: forward, cross-entropy, grad and SGD(momentum) in one jitted function
+    (the same weights and data as the other columns)."""
     jax, jnp = _jax()
-    w = _reference_weights(make_mlp)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((64, 784)).astype(np.float32))
-    y = jnp.asarray(rng.integers(0, 10, size=(64,)).astype(np.int32))
+    params = {k: jnp.asarray(v) for k, v in _reference_weights(make_mlp).items()}
     names = ["fc1", "fc2", "fc3"]
-    params = {k: jnp.asarray(v) for k, v in w.items()}
 
     def loss_fn(p, x, y):
         h = x
@@ -253,27 +261,112 @@ def jax_mlp_step() -> Prepared:
             h = h @ p[f"{n}.weight"].T + p[f"{n}.bias"]
             if i < len(names) - 1:
                 h = jax.nn.relu(h)
-        logp = jax.nn.log_softmax(h, axis=-1)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+        return _jax_cross_entropy(jax, jnp, h, y)
 
-    lr, momentum = 0.01, 0.9
+    update, init = _jax_sgd_momentum(jnp, 0.01, 0.9)
+    return _jax_step(loss_fn, params, *_classification_data((batch, 784)), update, init)
+
+
+def _jax_step(loss_fn, params: dict, x_np: np.ndarray, y_np: np.ndarray, update, init_state) -> Prepared:
+    """A jitted step `(params, state, x, y) -> (params, state, loss)`: forward, grad and `update`."""
+    jax, jnp = _jax()
+    x, y = jnp.asarray(x_np), jnp.asarray(y_np.astype(np.int32))
 
     @jax.jit
-    def train_step(p, buf, first, x, y):
+    def train_step(p, state, x, y):
         loss, g = jax.value_and_grad(loss_fn)(p, x, y)
-        # torch.optim.SGD: the first step's buffer is the gradient itself
-        buf = {k: jnp.where(first, g[k], momentum * buf[k] + g[k]) for k in p}
-        p = {k: p[k] - lr * buf[k] for k in p}
-        return p, buf, loss
+        p, state = update(p, g, state)
+        return p, state, loss
 
-    state = {"p": params, "buf": {k: jnp.zeros_like(v) for k, v in params.items()}, "first": True}
+    box = {"p": params, "s": init_state(params)}
 
     def step():
-        state["p"], state["buf"], loss = train_step(state["p"], state["buf"], state["first"], x, y)
-        state["first"] = False
+        box["p"], box["s"], loss = train_step(box["p"], box["s"], x, y)
         return loss.block_until_ready()
     return Prepared(step=step, loss_of=lambda loss: float(loss),
                     notes=["initial weights copied from PyTorch", "forward+grad+update in one jax.jit"])
+
+
+def _jax_cross_entropy(jax, jnp, logits, y):
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def _jax_sgd_momentum(jnp, lr: float, momentum: float):
+    """torch.optim.SGD with momentum: the first step's buffer is the gradient itself."""
+    def update(p, g, state):
+        buf, first = state
+        buf = {k: jnp.where(first, g[k], momentum * buf[k] + g[k]) for k in p}
+        return {k: p[k] - lr * buf[k] for k in p}, (buf, False)
+    return update, lambda p: ({k: jnp.zeros_like(v) for k, v in p.items()}, True)
+
+
+def _jax_adam(jnp, lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8):
+    """torch.optim.Adam (bias-corrected, eps outside the square root)."""
+    def update(p, g, state):
+        m, v, t = state
+        t = t + 1
+        m = {k: b1 * m[k] + (1 - b1) * g[k] for k in p}
+        v = {k: b2 * v[k] + (1 - b2) * g[k] * g[k] for k in p}
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        return {k: p[k] - lr * (m[k] / c1) / (jnp.sqrt(v[k] / c2) + eps) for k in p}, (m, v, t)
+    return update, lambda p: ({k: jnp.zeros_like(a) for k, a in p.items()},
+                              {k: jnp.zeros_like(a) for k, a in p.items()}, jnp.float32(0))
+
+
+def _classification_data(input_shape):
+    rng = np.random.default_rng(0)  # the same draws as _classification_step: the same batch
+    x = rng.standard_normal(input_shape).astype(np.float32)
+    return x, rng.integers(0, 10, size=(input_shape[0],)).astype(np.int64)
+
+
+def jax_cnn_step() -> Prepared:
+    """`cnn` under jax.jit: lax convolutions (NCHW/OIHW, as PyTorch) and reduce_window max pooling."""
+    jax, jnp = _jax()
+    from jax import lax
+    params = {k: jnp.asarray(v) for k, v in _reference_weights(make_cnn).items()}
+
+    def conv_relu_pool(h, w, b):
+        h = lax.conv_general_dilated(h, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        h = jax.nn.relu(h + b[None, :, None, None])
+        return lax.reduce_window(h, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")
+
+    def loss_fn(p, x, y):
+        h = conv_relu_pool(x, p["conv1.weight"], p["conv1.bias"])
+        h = conv_relu_pool(h, p["conv2.weight"], p["conv2.bias"]).reshape(x.shape[0], -1)
+        h = jax.nn.relu(h @ p["fc1.weight"].T + p["fc1.bias"])
+        return _jax_cross_entropy(jax, jnp, h @ p["fc2.weight"].T + p["fc2.bias"], y)
+
+    update, init = _jax_sgd_momentum(jnp, 0.001, 0.9)
+    return _jax_step(loss_fn, params, *_classification_data((64, 3, 32, 32)), update, init)
+
+
+def jax_lstm_step() -> Prepared:
+    """`lstm` under jax.jit: the two LSTM layers as lax.scan over time (PyTorch's gate order i, f, g, o)."""
+    jax, jnp = _jax()
+    from jax import lax
+    params = {k: jnp.asarray(v) for k, v in _reference_weights(make_lstm).items()}
+
+    def layer(p, l, xs):  # xs: (T, B, F)
+        wi, wh = p[f"lstm.weight_ih_l{l}"], p[f"lstm.weight_hh_l{l}"]
+        b = p[f"lstm.bias_ih_l{l}"] + p[f"lstm.bias_hh_l{l}"]
+        hidden = wh.shape[1]
+
+        def cell(carry, xt):
+            h, c = carry
+            i, f, g, o = jnp.split(xt @ wi.T + h @ wh.T + b, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+        zeros = jnp.zeros((xs.shape[1], hidden), xs.dtype)
+        return lax.scan(cell, (zeros, zeros), xs)[1]
+
+    def loss_fn(p, x, y):
+        h = layer(p, 1, layer(p, 0, jnp.swapaxes(x, 0, 1)))
+        return _jax_cross_entropy(jax, jnp, h[-1] @ p["fc.weight"].T + p["fc.bias"], y)
+
+    update, init = _jax_adam(jnp, 1e-3)
+    return _jax_step(loss_fn, params, *_classification_data((64, 32, 10)), update, init)
 
 
 from . import kernels  # noqa: E402,F401  (registers the kernel workloads after the training ones)

@@ -25,6 +25,7 @@ from ..ir.primitives import get_primitive
 from ..passes.fusion import FusionPlan, Kernel, KernelKind
 from . import gemm
 from . import index as ix
+from .conv_lower import lower_blocked_conv
 from .emitter import Emitter
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
@@ -135,6 +136,7 @@ class _KernelLowering:
         self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
         self.addressers: dict = {}  # id(node) -> (buffer, index -> flat position): a GEMM's C blocks
         self.flop_cost = 0  # a GEMM's work, for the parallel threshold (cost counts elements otherwise)
+        self.work = 0  # multiply-adds of a blocked conv: part of the kernel's cost (parallel or not)
         self.vector_hints: dict[str, int] = {}  # loop variable -> vector width (1: keep it scalar)
 
     # -- values ----------------------------------------------------------------------------------
@@ -450,6 +452,8 @@ class _KernelLowering:
                 full = []
             elif self._blocked_matmul(full, domain):
                 full = []
+        if full and k.anchor is not None and k.anchor.op == "conv" and lower_blocked_conv(self, full, domain):
+            full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
@@ -460,9 +464,8 @@ class _KernelLowering:
                 rix = [e for d, e in enumerate(index) if d not in R]
                 self.store(o, ix.delinearize(ix.linearize(rix, row_shape), o.shape)
                            if tuple(o.shape) != tuple(row_shape) else tuple(rix))
-            for o in full:
-                self.store(o, ix.delinearize(ix.linearize(index, domain), o.shape)
-                           if tuple(o.shape) != domain else index)
+            for o in full:  # a reshape of the domain: runs of equal products map without division
+                self.store(o, ix.reshape_index(index, domain, o.shape) if tuple(o.shape) != domain else index)
             self.close(tokens)
         for o in rest:
             index, tokens = self.nest(o.shape)
@@ -596,7 +599,8 @@ class _KernelLowering:
                 raise LoweringError(f"scatter kernel {self.k.id} writes %{o.name} besides its scatter")
 
     def finish(self, params: list[BufferParam], source: str) -> KernelFunc:
-        cost = max(sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs), self.flop_cost)
+        elements = sum(n.numel for n in self.k.nodes) + sum(n.numel for n in self.k.inputs)
+        cost = max(elements + self.work, self.flop_cost)
         # a scatter's updates may hit one position twice: its loops must run in order
         kf = KernelFunc(self.name, params, self.em.body, source=source, cost=cost,
                         independent_outer=self.k.kind != KernelKind.SCATTER)

@@ -1,7 +1,8 @@
 """`kiln.nn.functional`: PyTorch's `torch.nn.functional`, written as compositions of primitives.
 
 Nothing here has gradient code: gradients come from the primitives' VJP rules (convolution
-uses the `conv` primitive; pooling is pad + slice/reshape + argmax/gather or sums).
+uses the `conv` primitive; pooling is pad + a split view and reductions for non-overlapping
+windows, pad + slice/concat + argmax/gather or sums otherwise).
 """
 from __future__ import annotations
 
@@ -322,8 +323,11 @@ def _avg_pool(n, fn, input, kernel_size, stride, padding, ceil_mode, count_inclu
     x, unbatched, ks, st, pd, dl, outs = _pool_args(n, fn, input, kernel_size, stride, padding, 1, ceil_mode)
     if not x.dtype.is_floating_point:
         raise RuntimeError(f"{fn}: expected a floating-point input, got {x.dtype.name}")
-    w = _windows(x, ks, st, pd, dl, outs, 0.0)
-    s = K.sum(w, -1)
+    if tuple(st) == tuple(ks):  # non-overlapping: a sum over the split view's window axes
+        w, axes = _split_windows(x, ks, pd, outs, 0.0)
+        s = apply("reduce_sum", w, axes=axes, keepdims=False)
+    else:
+        s = K.sum(_windows(x, ks, st, pd, dl, outs, 0.0), -1)
     if divisor_override:
         out = K.div(s, float(divisor_override))
     else:
@@ -416,6 +420,42 @@ def _windows(x: Tensor, ks, st, pd, dl, outs, fill) -> Tensor:
     return parts[0] if len(parts) == 1 else apply("concat", *parts, axis=n + 2)
 
 
+def _split_windows(x: Tensor, ks, pd, outs, fill) -> tuple[Tensor, tuple[int, ...]]:
+    """Non-overlapping windows (stride == kernel, no dilation) as a view: (N, C, *S) padded and
+    cropped, then each spatial dim split into (out, k): (N, C, o1, k1, o2, k2, ...). Returns the view
+    and its window axes. The split is a reshape a kernel reads without division (no permute)."""
+    n = len(ks)
+    need = tuple(o * k for o, k in zip(outs, ks))
+    hi = tuple(builtins.max(nd - sp - p, 0) for nd, sp, p in zip(need, x.shape[2:], pd))
+    if any(pd) or any(hi):
+        x = apply("pad", x, lo=(0, 0) + tuple(pd), hi=(0, 0) + hi, interior=(0,) * (n + 2), value=fill)
+    if tuple(x.shape[2:]) != need:
+        x = apply("slice", x, starts=(0,) * (n + 2), stops=tuple(x.shape[:2]) + need, steps=(1,) * (n + 2))
+    split = tuple(x.shape[:2]) + tuple(v for o, k in zip(outs, ks) for v in (o, k))
+    return K.reshape(x, split), tuple(3 + 2 * i for i in range(n))
+
+
+def _first_max(w: Tensor, axes: tuple[int, ...], ks) -> tuple[Tensor, Tensor]:
+    """(max over `axes` of `w`, flat position in the window of its first occurrence, or of the last
+    nan as in PyTorch), as reductions over the window axes. The max is a sum of the one selected element, so
+    its gradient goes to that element only (PyTorch's rule), elementwise and without a scatter."""
+    pos = None
+    for a, k in zip(axes, ks):  # row-major flat position of each element in its window
+        shape = [1] * w.ndim
+        shape[a] = k
+        term = K.reshape(arange(k, dtype=dt.int64), tuple(shape))
+        pos = term if pos is None else K.add(K.mul(pos, k), term)
+    with no_grad():
+        m = apply("reduce_max", w, axes=axes, keepdims=True)
+        first = apply("reduce_min", K.where(K.eq(w, m), pos, math.prod(ks)), axes=axes, keepdims=True)
+        if w.dtype.is_floating_point:  # PyTorch's kernel takes every nan it meets: the last one wins
+            nan = apply("reduce_max", K.where(K.isnan(w), pos, -1), axes=axes, keepdims=True)
+            first = K.where(K.ge(nan, 0), nan, first)
+    pick = K.eq(pos, first)
+    out = apply("reduce_sum", K.where(pick, w, 0), axes=axes, keepdims=False)
+    return out, first
+
+
 def _max_pool(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
     x, unbatched, ks, st, pd, dl, outs = _pool_args(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode)
     if x.dtype.is_floating_point:
@@ -424,9 +464,14 @@ def _max_pool(n, fn, input, kernel_size, stride, padding, dilation, ceil_mode, r
         raise RuntimeError(f"{fn}: not implemented for bool tensors")
     else:
         fill = int(np.iinfo(x.dtype.np_dtype).min)
-    w = _windows(x, ks, st, pd, dl, outs, fill)
-    idx = apply("argmax", w, axis=w.ndim - 1, keepdims=True)
-    out = K.squeeze(apply("gather", w, idx, axis=w.ndim - 1), -1)
+    if tuple(st) == tuple(ks) and all(d == 1 for d in dl):
+        w, axes = _split_windows(x, ks, pd, outs, fill)
+        out, first = _first_max(w, axes, ks)
+        idx = K.reshape(first, tuple(first.shape[:2]) + tuple(outs) + (1,))
+    else:
+        w = _windows(x, ks, st, pd, dl, outs, fill)
+        idx = apply("argmax", w, axis=w.ndim - 1, keepdims=True)
+        out = K.squeeze(apply("gather", w, idx, axis=w.ndim - 1), -1)
     if unbatched:
         out = K.squeeze(out, 0)
     if not return_indices:

@@ -22,6 +22,7 @@ from typing import Callable, Sequence, Union
 from .. import config
 from ..ir.graph import Graph
 from ..ir.verifier import VerificationError, verify as verify_graph
+from .conv_padding import explicit_conv_padding
 from .cse import cse
 from .dce import dce
 from .fold import fold
@@ -218,9 +219,12 @@ class Pipeline:
 
 
 def default_pipeline() -> Pipeline:
-    """dce, cse, then fold / rewrite / cse / dce until nothing changes; then fusion and memory plans."""
+    """dce, cse, then fold / rewrite / cse / dce until nothing changes; convolution padding made
+    explicit (and the pads a forward conv and its weight gradient share merged by cse); then
+    fusion and memory plans."""
     return Pipeline([Pass("dce", dce), Pass("cse", cse),
-                     Repeat((Pass("fold", fold), Pass("rewrite", rewrite), Pass("cse", cse), Pass("dce", dce)))])
+                     Repeat((Pass("fold", fold), Pass("rewrite", rewrite), Pass("cse", cse), Pass("dce", dce))),
+                     Pass("conv-padding", explicit_conv_padding), Pass("cse", cse)])
 
 
 def optimize(graph: Graph, dump_dir: str | None = None, verify: bool | None = None, start: int = 1,

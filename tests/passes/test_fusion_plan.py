@@ -414,7 +414,9 @@ def test_matmul_epilogue_cannot_broadcast_its_result():
     assert len(plan.kernels) == 2
 
 
-def test_padded_and_reshaped_conv_operand_is_a_prologue():
+def test_conv_reads_pads_and_transposed_weights_from_memory():
+    # a weight gradient's operands: the input's view stays a prologue, its pad and the transposed
+    # output gradient are written to memory first (affine, vectorizable loads in the conv kernel)
     plan = check_semantics(ir("""
         graph f(%x: f32[2,1,6], %g: f32[2,3,6]) {
           %p: f32[2,1,8] = pad(%x) {hi=(0, 0, 1), interior=(0, 0, 0), lo=(0, 0, 1), value=0.0}
@@ -423,4 +425,9 @@ def test_padded_and_reshaped_conv_operand_is_a_prologue():
           %c: f32[1,3,3] = conv(%t, %q) {dilation=(1,), groups=1, padding=((0, 0),), strides=(1,)}
           return (%c)
         }"""))
-    assert len(plan.kernels) == 1 and plan.kernels[0].kind == "conv"
+    conv = [k for k in plan.kernels if k.kind == "conv"]
+    assert len(plan.kernels) == 3 and len(conv) == 1
+    assert {n.name for n in conv[0].nodes} == {"t", "c"}
+    reasons = {b.value.name: b.reason for b in plan.boundaries if b.dst == conv[0].id}
+    assert "padded operand from memory" in reasons["p"]
+    assert "transposed weight" in reasons["q"]

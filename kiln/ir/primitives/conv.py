@@ -169,16 +169,22 @@ def _conv_vjp(ops, g, inputs, out, strides, padding, dilation, groups):
     ks = ws[2:]
     padded = tuple(s + lo + hi for s, (lo, hi) in zip(xs[2:], padding))
 
-    # ---- input gradient: dilate g by the stride, pad by the dilated kernel, conv with the flipped kernel
+    # ---- input gradient: dilate g by the stride, pad by the dilated kernel, conv with the flipped kernel;
+    # where the forward padding fits inside that pad, pad less and compute only the unpadded input's
+    # positions (no gradient of the border computed and sliced off)
     lo_p = tuple(d * (k - 1) for d, k in zip(dilation, ks))
     hi_p = tuple(p - (o - 1) * st - 1 for p, o, st in zip(padded, gs[2:], strides))
+    direct = all(lp >= lo and hp >= hi for lp, hp, (lo, hi) in zip(lo_p, hi_p, padding))
+    if direct:
+        lo_p = tuple(lp - lo for lp, (lo, _) in zip(lo_p, padding))
+        hi_p = tuple(hp - hi for hp, (_, hi) in zip(hi_p, padding))
     gd = ops.pad(g, lo=(0, 0) + lo_p, hi=(0, 0) + hi_p, interior=(0, 0) + tuple(st - 1 for st in strides),
                  value=0.0)
     wt = ops.reshape(w, shape=(groups, og, cg) + ks)
     wt = ops.permute(wt, perm=(0, 2, 1) + tuple(range(3, 3 + nsp)))
     wt = _flip_spatial(ops, ops.reshape(wt, shape=(c, og) + ks))
     gxp = ops.conv(gd, wt, strides=(1,) * nsp, padding=((0, 0),) * nsp, dilation=tuple(dilation), groups=groups)
-    if any(lo or hi for lo, hi in padding):
+    if not direct and any(lo or hi for lo, hi in padding):
         gx = ops.slice(gxp, starts=(0, 0) + tuple(lo for lo, _ in padding),
                        stops=(n, c) + tuple(lo + s for s, (lo, _) in zip(xs[2:], padding)), steps=(1,) * len(xs))
     else:
