@@ -194,3 +194,17 @@ def test_state_that_does_not_match_the_graph_is_named(tmp_path):
     exported.state["fc2.weight"] = exported.state["fc2.weight"].astype(np.float64)
     with pytest.raises(ValueError, match=r"state 'fc2.weight' is float64\[64, 128\], the graph expects float32"):
         write_shared_library(exported, tmp_path)
+
+
+@pytest.mark.parametrize("example", ["cnn.py", "lstm_classifier.py"], ids=["cnn", "lstm"])
+def test_jit_and_library_place_the_buffers_alike(example):
+    from kiln.runtime.llvm_backend import compile_graph, compile_object
+    _, exported, _ = export_classifier(example, batch=2)
+    jit = compile_graph(exported.graph)
+    native = compile_object(exported.graph)
+    at = {k: a.ctypes.data for k, a in enumerate(jit._template) if a is not None and jit._roles[k] != "const"}
+    assert at and set(at) == set(native.workspace)
+    base, lo = min(at.values()), min(native.workspace.values())
+    assert {k: a - base for k, a in at.items()} == {k: o - lo for k, o in native.workspace.items()}
+    shared = len(set(native.workspace.values())) < len(native.workspace)
+    assert shared or example == "cnn.py"  # the LSTM's step values share arenas
