@@ -183,7 +183,7 @@ def _fit_one(k: int, tokens: list[str], names: list[str], example: dict[str, int
             continue
         expr = fit_corners(names, example, ys[:n_corner + 1], cand == "int")
         dv = DimValue(k, cand, expr)
-        if all(_close(dv.value(s), v, cand) for s, v in zip(sizes, values)):
+        if all(close(dv.value(s), v, cand) for s, v in zip(sizes, values)):
             return dv
     seen = ", ".join(f"{tok} at {', '.join(f'{d}={n}' for d, n in s.items())}"
                      for s, tok in zip(sizes, [tokens[k]] + [t[k] for _, t in samples]))
@@ -197,8 +197,6 @@ def close(got: float, want: float, kind: str) -> bool:
         return got == want
     return math.isclose(got, want, rel_tol=1e-6, abs_tol=1e-12)
 
-
-_close = close
 
 
 def fit_shape_axis(example: dict[str, int], size: int, corner_sizes: list[int]) -> int | str:
@@ -277,8 +275,11 @@ def symbolic_attrs(graph, tokens: list[str], values: list[DimValue]) -> list[dic
             moved = [t for t in range(lo, hi) if is_number(tokens[t])]
             if not any(t in by_token for t in moved) or key not in node.attrs:
                 continue
+            what = f"attribute {key!r} of node %{node.name}"
             leaves = iter(by_token.get(t) for t in moved)
-            attrs[k][key] = _replace_leaves(node.attrs[key], leaves, f"attribute {key!r} of node %{node.name}")
+            attrs[k][key] = _replace_leaves(node.attrs[key], leaves, what)
+            if next(leaves, False) is not False:
+                raise ValueError(f"{what}: its printed numbers do not match its values")
     return attrs
 
 

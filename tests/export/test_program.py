@@ -287,6 +287,13 @@ def test_onnx_and_shared_library_methods_hand_the_program_to_their_writers(monke
                      ("lib", prog, tmp_path, "model")]
 
 
+def test_more_dynamic_dims_than_the_fit_supports_are_refused_by_name():
+    x = kiln.randn(1, 1, 1, 1, 1)
+    dims = {k: kiln.Dim(f"d{k}") for k in range(5)}
+    with pytest.raises(kiln.export.DynamicShapeError, match=r"5 dynamic dims \(d0, d1, d2, d3, d4\); at most 4"):
+        kiln.export(lambda t: t * 2.0, x, dynamic_shapes=(dims,))
+
+
 def test_a_reshape_to_the_product_of_two_dims():
     def f(x):
         b, t, c = x.shape
