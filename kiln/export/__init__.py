@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import types
 
-from .affine import DynamicShapeError
+from .dynamic_dims import DynamicShapeError
 from .dims import Dim
 from .kiln_file import FORMAT_VERSION, ExportFormatError
 from .program import ExportedProgram, export, load_exported

@@ -222,14 +222,14 @@ def capture(fn: Callable, args: tuple, kwargs: dict, name: str, module: Any = No
     graph.set_outputs(outputs + [n for _, n in updates])
     for node, nm in zip(graph.inputs, input_names + snames):
         node.name = nm
-    graph = parse_graph(str(graph))  # the names, re-registered
+    graph = _reparsed(graph)  # the names, re-registered
     graph = optimize_graph(graph, name)
     # state nothing reads any more (e.g. a gradient the step overwrites) is not stored
     used = {id(i) for n in graph.nodes for i in n.inputs} | {id(o) for o in graph.outputs}
     updated = {k for k, _ in updates}
     keep = [k for k, node in enumerate(graph.inputs[n_args:]) if id(node) in used or k in updated]
     graph.inputs = graph.inputs[:n_args] + [graph.inputs[n_args + k] for k in keep]
-    graph = parse_graph(str(graph))
+    graph = _reparsed(graph)
     if config.get().verify:
         check_graph(graph)
     state = {snames[k]: np.array(captured[k]._cell.value, copy=True) for k in keep}
@@ -250,3 +250,11 @@ def capture(fn: Callable, args: tuple, kwargs: dict, name: str, module: Any = No
     return Captured(graph, in_specs, tree_to_json(spec, leaf_json), out_specs,
                     tree_to_json(entry.out_spec, out_leaf_json), state, update_names, guards,
                     python_values(fn, module), dropped)
+
+
+def _reparsed(graph):
+    """`graph` through its text form (fresh names and registrations), keeping each node's source location."""
+    again = parse_graph(str(graph))
+    for node, old in zip(again.nodes, graph.nodes):
+        node.loc = old.loc
+    return again

@@ -4,12 +4,12 @@ Layout (all integers little-endian):
 
     magic           8 bytes   b"KILNPRG\\0"
     format version  u32
-    section count   u32       (3 in version 1)
+    section count   u32       (3 in versions 1 and 2)
     per section     tag (4 bytes ASCII), length (u64), sha256 of the section (32 bytes)
     header sha256   32 bytes  over every header byte before it
     sections        back to back, in header order; nothing after the last
 
-Version 1 sections: `META` (metadata, UTF-8 JSON), `GRPH` (the graph in kiln's text IR),
+Version 1 and 2 sections (they differ only in the metadata's `dim_map`): `META` (metadata, UTF-8 JSON), `GRPH` (the graph in kiln's text IR),
 `TENS` (the state tensors, a safetensors file). `read_sections` checks the container;
 `program.py` checks what the sections say.
 """
@@ -20,8 +20,8 @@ import os
 import struct
 
 MAGIC = b"KILNPRG\0"
-FORMAT_VERSION = 1
-OLDEST_READABLE = 1
+FORMAT_VERSION = 2  # 2: the metadata's dim_map entries are multilinear ({token, kind, terms})
+OLDEST_READABLE = 1  # 1: affine dim_map entries ({token, kind, const, coeffs}), read as multilinear
 SECTION_TAGS = (b"META", b"GRPH", b"TENS")
 _FIXED = struct.Struct("<8sII")
 _ENTRY = struct.Struct("<4sQ32s")
@@ -64,6 +64,11 @@ def write_file(path: str | os.PathLike, sections: dict[bytes, bytes]) -> None:
 
 def read_file(path: str | os.PathLike) -> dict[bytes, bytes]:
     """The sections of the `.kiln` file at `path`; ExportFormatError for anything malformed."""
+    return read_versioned(path)[1]
+
+
+def read_versioned(path: str | os.PathLike) -> tuple[int, dict[bytes, bytes]]:
+    """(format version, sections) of the `.kiln` file at `path`; ExportFormatError for anything malformed."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
@@ -74,7 +79,7 @@ def read_file(path: str | os.PathLike) -> dict[bytes, bytes]:
         raise ExportFormatError(path, "is a directory, not a .kiln file") from None
     except OSError as e:
         raise ExportFormatError(path, f"cannot be read ({e.strerror or e})") from None
-    return read_sections(data, path)
+    return _FIXED.unpack_from(data)[1] if len(data) >= _FIXED.size else 0, read_sections(data, path)
 
 
 def read_sections(data: bytes, path: str = "<bytes>") -> dict[bytes, bytes]:

@@ -7,7 +7,8 @@ One table, `ONNX_BUILDERS`, maps each kiln primitive to the function that writes
 (parameters, buffers) becomes initializers named by their state names. Dynamic dims stay
 symbolic: the input and output types carry the dim's name, and every attribute that depends on
 it (a reshape target, a broadcast shape, a slice bound) is computed from the inputs' run-time
-shapes (`Shape` → `Mul`/`Add` → `Concat`), found by instantiating the program at other sizes.
+shapes (`Shape` → `Mul`/`Add` → `Concat`), as the fit `kiln.export` stored in the program says
+(`ExportedProgram.symbolic_attrs`, kiln.export.dynamic_dims).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.graph import Node
 from ..ir.primitives import PRIMITIVES
-from .dynamic_dims import DimExpr, dim_sources, is_dynamic, symbolic_attrs
+from .dynamic_dims import DimExpr, DimValue, dim_sources, is_dynamic
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 18  # Pad's `axes`, ReduceMax/Min/Prod taking axes as an input
@@ -111,6 +112,16 @@ class _Writer:
         if run:
             parts.append(self.const(run))
         return parts[0] if len(parts) == 1 else self.op("Concat", parts, axis=0)
+
+    def scalar(self, v: DimValue, dtype: dt.DType) -> str:
+        """A 1-element tensor of `dtype` holding a dim-dependent float (a mean's divisor, its `1/n`)."""
+        if not all(float(a).is_integer() for _, a in v.expr.terms):
+            n = self.current
+            raise ONNXExportError(f"node %{n.name} ({n.op}{_from(n)}) holds {v.expr}, whose coefficients are not "
+                                  "integers; the ONNX writer computes dim-dependent values in int64")
+        ints = DimExpr(tuple((m, int(a)) for m, a in v.expr.terms))
+        x = self.op("Cast", [self._expr(ints)], to=_elem_type(dtype))
+        return self.op("Reciprocal", [x]) if v.kind == "recip" else x
 
     def _expr(self, v: DimExpr) -> str:
         acc = None
@@ -305,6 +316,11 @@ def _constant(w, n, xs, a):
         if is_dynamic(a["shape"]):
             w.static(a, "shape")
         return w.op("Identity", [w.const(np.asarray(value).reshape(tuple(a["shape"])), n.dtype)])
+    if isinstance(value, DimValue):  # a fill that moves with a dim: computed, then expanded
+        v = w.scalar(value, n.dtype)
+        if not a["shape"]:
+            return w.op("Reshape", [v, w.const([], dt.int64)])
+        return w.op("Expand", [v, w.int_tensor(a["shape"])])
     fill = w.onnx.numpy_helper.from_array(np.asarray([value], dtype=n.dtype.np_dtype))
     if not a["shape"]:
         return w.op("Identity", [w.const(value, n.dtype)])
@@ -410,7 +426,7 @@ def to_onnx_model(exported, opset: int | None = None):
             raise UnsupportedPrimitive(f"primitive {node.op!r} (node %{node.name}{_from(node)}) has no ONNX "
                                        f"equivalent" + (f": {NO_ONNX_EQUIVALENT[node.op]}"
                                                         if node.op in NO_ONNX_EQUIVALENT else ""))
-    attrs = symbolic_attrs(exported)
+    attrs = exported.symbolic_attrs()
     w = _Writer(exported, opset)
     names: dict[int, str] = {}
     for k, node in enumerate(g.inputs):

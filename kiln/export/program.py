@@ -19,9 +19,9 @@ from ..ir.graph import Graph
 from ..ir.parser import parse_graph
 from ..ir.verifier import verify
 from ..runtime.backend import executable
-from . import affine
+from . import dynamic_dims
 from .dims import Dim, normalize_dynamic_shapes
-from .kiln_file import FORMAT_VERSION, ExportFormatError, read_file, write_file
+from .kiln_file import FORMAT_VERSION, OLDEST_READABLE, ExportFormatError, read_versioned, write_file
 from .signature import build_tree, check_tree, describe_tree, match_tree, spec_from_json
 
 FORMAT_NAME = "kiln.ExportedProgram"
@@ -77,6 +77,9 @@ class ExportedProgram:
                          ("dropped_outputs", list)):
             if not isinstance(meta[key], typ):
                 raise ValueError(f"metadata: {key} must be a {typ.__name__}")
+        if not OLDEST_READABLE <= meta["format_version"] <= FORMAT_VERSION or isinstance(meta["format_version"], bool):
+            raise ValueError(f"metadata: format version {meta['format_version']!r} is not one this kiln reads "
+                             f"({OLDEST_READABLE}..{FORMAT_VERSION})")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta["python_values"].items()):
             raise ValueError("metadata: python_values must map names to the values' text")
         if meta["training"] is not None and not isinstance(meta["training"], bool):
@@ -143,15 +146,16 @@ class ExportedProgram:
                 raise ValueError(f"metadata: state update {nm!r} names no state tensor")
             if by_name[nm].shape != node.shape or by_name[nm].dtype != node.dtype:
                 raise ValueError(f"state update {nm!r} has another type than the state it replaces")
-        self._tokens = affine.tokenize(text)
+        self._tokens = dynamic_dims.tokenize(text)
         dim_names = set(self.dims)
-        self._dim_map = [affine.affine_from_json(e, len(self._tokens), self._tokens, dim_names,
-                                                 f"metadata: dim_map[{k}]") for k, e in enumerate(meta["dim_map"])]
-        for av in self._dim_map:
-            if not affine._close(av.value(self.example_sizes), float(self._tokens[av.token]), av.kind):
-                raise ValueError(f"metadata: dim_map entry for token {av.token} does not give the graph's value "
-                                 f"{self._tokens[av.token]} at the example sizes")
-        if dim_names and not self._dim_map:
+        self.dim_map = [dynamic_dims.value_from_json(e, self._tokens, dim_names, f"metadata: dim_map[{k}]",
+                                                     meta["format_version"])
+                        for k, e in enumerate(meta["dim_map"])]
+        for dv in self.dim_map:
+            if not dynamic_dims.close(dv.value(self.example_sizes), float(self._tokens[dv.token]), dv.kind):
+                raise ValueError(f"metadata: dim_map entry for token {dv.token} does not give the graph's value "
+                                 f"{self._tokens[dv.token]} at the example sizes")
+        if dim_names and not self.dim_map:
             raise ValueError("metadata: dynamic dims are declared but the graph has no dynamic values")
         self.graph = graph
         self.state = {nm: state[nm] for nm in names}
@@ -174,7 +178,7 @@ class ExportedProgram:
             return self.graph
         g = self._graphs.get(key)
         if g is None:
-            text = affine.instantiate_text(self._tokens, self._dim_map, sizes)
+            text = dynamic_dims.instantiate_text(self._tokens, self.dim_map, sizes)
             try:
                 g = parse_graph(text)
                 verify(g)
@@ -260,7 +264,9 @@ class ExportedProgram:
         """Write the program to a `.kiln` file (docs/export.md describes the format)."""
         import safetensors.numpy
         state = {k: _c_order(v) for k, v in self.state.items()}
-        write_file(path, {b"META": json.dumps(self.metadata, indent=1).encode("utf-8"),
+        # always the current format: an older file's metadata (its dim map) is written as this version's
+        meta = dict(self.metadata, format_version=FORMAT_VERSION, dim_map=[dv.to_json() for dv in self.dim_map])
+        write_file(path, {b"META": json.dumps(meta, indent=1).encode("utf-8"),
                           b"GRPH": str(self.graph).encode("utf-8"),
                           b"TENS": safetensors.numpy.save(state)})
 
@@ -269,10 +275,17 @@ class ExportedProgram:
         from .onnx import write_onnx
         return write_onnx(self, path, opset=opset)
 
-    def to_shared_library(self, directory: str | os.PathLike, name: str = "model"):
-        """Write a C shared library and header (kiln.export.shared_library)."""
+    def to_shared_library(self, directory: str | os.PathLike, name: str = "model", *,
+                          dims: dict[str, int] | None = None):
+        """Write `directory/libNAME.so` and `NAME.h` (kiln.export.shared_library), built for the
+        example sizes or the dynamic dims' sizes `dims`; returns the library's path."""
         from .shared_library import write_shared_library
-        return write_shared_library(self, directory, name=name)
+        return write_shared_library(self, directory, name=name, dims=dims)
+
+    def symbolic_attrs(self) -> list[dict[str, Any]]:
+        """Per node of `graph`, its attributes with each number that moves with a dynamic dim
+        replaced by the stored fit's expression (kiln.export.dynamic_dims; the ONNX writer reads it)."""
+        return dynamic_dims.symbolic_attrs(self.graph, self._tokens, self.dim_map)
 
     def kernel_count(self) -> int:
         """Kernels of the fusion plan of `graph` (at the example sizes)."""
@@ -326,14 +339,14 @@ def load_exported(path: str | os.PathLike) -> ExportedProgram:
     """Load a `.kiln` file written by `ExportedProgram.save`; ExportFormatError names the file and the fault."""
     import safetensors.numpy
     path = os.fspath(path)
-    sections = read_file(path)
+    version, sections = read_versioned(path)
     try:
         meta = json.loads(sections[b"META"].decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise ExportFormatError(path, f"metadata section is not JSON ({e})") from None
-    if isinstance(meta, dict) and meta.get("format_version") != FORMAT_VERSION:
+    if isinstance(meta, dict) and meta.get("format_version") != version:
         raise ExportFormatError(path, f"metadata says format version {meta.get('format_version')!r}, the header "
-                                      f"{FORMAT_VERSION}")
+                                      f"{version}")
     try:
         text = sections[b"GRPH"].decode("utf-8")
     except UnicodeDecodeError as e:
@@ -395,18 +408,14 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
             out[k] = t.requires_grad_(True) if args[k].requires_grad else t
         return tuple(out)
 
-    samples = []
-    for dname in dims:
-        for step in (1, 2):
-            samples.append(dict(example, **{dname: example[dname] + step}))
-    if len(dims) > 1:
-        samples.append({d: s + 3 for d, s in example.items()})
+    corners, checks = dynamic_dims.sample_sizes(example)
     traced = []
-    for sizes in samples:
+    for sizes in corners + checks:
         c = capture(fn, resized(sizes), kwargs, name, module, arg_names)
         _same_structure(base, c, sizes)
         traced.append((sizes, c))
-    dim_map = affine.fit(str(base.graph), example, [(s, str(c.graph)) for s, c in traced]) if dims else []
+    dim_map = dynamic_dims.fit(str(base.graph), example, [str(c.graph) for _, c in traced[:len(corners)]],
+                               [(s, str(c.graph)) for s, c in traced[len(corners):]]) if dims else []
     inputs = []
     for k, spec in enumerate(base.inputs):
         shape = list(spec.shape)
@@ -416,7 +425,7 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
         inputs.append({"name": spec.name, "shape": shape, "dtype": spec.dtype.name})
     outputs = []
     for j, spec in enumerate(base.outputs):
-        shapes = [(sizes, c.outputs[j].shape) for sizes, c in traced]
+        shapes = [c.outputs[j].shape for _, c in traced[:len(corners)]]
         outputs.append({"name": spec.name, "shape": _output_shape(spec.shape, shapes, example),
                         "dtype": spec.dtype.name})
     meta = {
@@ -432,7 +441,10 @@ def export(fn_or_module: Callable, *example_args, dynamic_shapes: Any = None, kw
         "training": None if module is None else bool(module.training),
         "dropped_outputs": base.dropped,
     }
-    return ExportedProgram(meta, str(base.graph), base.state)
+    prog = ExportedProgram(meta, str(base.graph), base.state)
+    for node, traced_node in zip(prog.graph.nodes, base.graph.nodes):
+        node.loc = traced_node.loc  # the user's file and line, for errors (the text form does not hold them)
+    return prog
 
 
 def _leaf_names(fn: Callable, args: tuple, kwargs: dict) -> list[str | None]:
@@ -475,29 +487,14 @@ def _tensor_arg_position(args: tuple, kwargs: dict, k: int) -> int | None:
     return None
 
 
-def _output_shape(shape: tuple, traced: list[tuple[dict, tuple]], example: dict) -> list:
+def _output_shape(shape: tuple, corner_shapes: list[tuple], example: dict) -> list:
     """An output's shape: an axis that changes with the dims is the dim's name when it equals
-    that dim at every traced size, else an expression such as `2*batch+1` (affine, as the
-    export checked); `traced` holds (sizes, the output's shape there) per extra trace."""
+    that dim, else its expression such as `2*batch+1` or `batch*time` (multilinear, as the export
+    checked on the graph); `corner_shapes` holds the output's shape at each corner size."""
     result: list = []
     for axis, size in enumerate(shape):
-        values = [(sizes, s[axis]) for sizes, s in traced]
-        if all(v == size for _, v in values):
-            result.append(int(size))
-            continue
-        named = [d for d in example if all(v == sizes[d] for sizes, v in [(example, size)] + values)]
-        if named:
-            result.append(named[0])
-            continue
-        terms, const = [], int(size)
-        for d in example:
-            pts = [(sizes[d], v) for sizes, v in values if all(sizes[e] == example[e] for e in example if e != d)]
-            if pts and pts[0][0] != example[d]:
-                coeff = (pts[0][1] - size) // (pts[0][0] - example[d])
-                if coeff:
-                    terms.append(f"{coeff}*{d}" if coeff != 1 else d)
-                    const -= coeff * example[d]
-        result.append("+".join(terms) + (f"{const:+d}" if const else ""))
+        axis_size = dynamic_dims.fit_shape_axis(example, int(size), [int(s[axis]) for s in corner_shapes])
+        result.append(axis_size)
     return result
 
 
@@ -505,9 +502,9 @@ def _same_structure(a, b, sizes: dict) -> None:
     shown = ", ".join(f"{k}={v}" for k, v in sizes.items())
     if (list(a.state) != list(b.state) or a.state_updates != b.state_updates
             or a.input_tree != b.input_tree or a.output_tree != b.output_tree):
-        raise affine.DynamicShapeError(f"kiln.export: the traced program's state or signature changes with the "
+        raise dynamic_dims.DynamicShapeError(f"kiln.export: the traced program's state or signature changes with the "
                                        f"dynamic dims (traced again with {shown}); mark those axes static")
     for n, arr in a.state.items():
         if b.state[n].shape != arr.shape:
-            raise affine.DynamicShapeError(f"kiln.export: state {n!r} has shape {arr.shape} at the example sizes "
+            raise dynamic_dims.DynamicShapeError(f"kiln.export: state {n!r} has shape {arr.shape} at the example sizes "
                                            f"and {b.state[n].shape} with {shown}; state cannot depend on a dynamic dim")

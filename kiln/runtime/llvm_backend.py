@@ -129,29 +129,19 @@ class LLVMExecutable:
         self._per_call = [k for k, arr in enumerate(self._template) if arr is None]
 
     def _temps(self, graph: Graph | None, plan: FusionPlan | None) -> dict[int, np.ndarray]:
-        """Intermediate buffers, allocated once and kept across calls, placed by the memory
-        plan: values that are never alive at once share bytes. (No in-place reuse: a kernel's
-        buffers are `noalias`.) The plan is verified under KILN_VERIFY."""
-        if graph is None or plan is None:
-            return {k: np.empty(b.shape, b.dtype.np_dtype) for k, b in enumerate(self.program.buffers)
-                    if b.role == "scratch"}
-        from .. import config
-        from ..passes.memory import plan_memory
-        mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
-        arenas: dict[int, np.ndarray] = {}
-        sizes = {buf.id: buf.size for buf in mem.buffers}
+        """Intermediate and scratch buffers, allocated once and kept across calls: views into one
+        workspace laid out by `workspace_layout` (the rule the shared library's runtime uses too),
+        so values that are never alive at once share bytes. (No in-place reuse: a kernel's buffers
+        are `noalias`.) A temp the memory plan did not place is left out: it is allocated per call."""
+        offsets, size = workspace_layout(graph, plan, self.program, unplaced_temps=False)
+        raw = np.empty(size + WORKSPACE_ALIGN, np.uint8)
+        start = -raw.ctypes.data % WORKSPACE_ALIGN
+        workspace = raw[start:start + size]
         out = {}
-        for k, b in enumerate(self.program.buffers):
-            if b.role == "scratch":
-                out[k] = np.empty(b.shape, b.dtype.np_dtype)
-                continue
-            if b.role != "temp" or b.value not in mem.assignment:
-                continue
-            bid = mem.assignment[b.value]
-            if bid not in arenas:
-                arenas[bid] = np.empty(max(sizes[bid], 1), np.uint8)
+        for k, at in offsets.items():
+            b = self.program.buffers[k]
             nbytes = b.numel * b.dtype.itemsize
-            out[k] = arenas[bid][:nbytes].view(b.dtype.np_dtype).reshape(b.shape)
+            out[k] = workspace[at:at + nbytes].view(b.dtype.np_dtype).reshape(b.shape)
         return out
 
     @property
@@ -410,13 +400,22 @@ class NativeObject:
 WORKSPACE_ALIGN = 64
 
 
-def workspace_layout(graph: Graph, plan: FusionPlan, program: LoweredProgram) -> tuple[dict[int, int], int]:
-    """Byte offsets in one workspace for `program`'s temp and scratch buffers: each memory-plan
-    arena once (its values share it), unplaced temps and scratch each on their own."""
-    from .. import config
-    from ..passes.memory import plan_memory
-    mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
-    sizes = {buf.id: buf.size for buf in mem.buffers}
+def workspace_layout(graph: Graph | None, plan: FusionPlan | None, program: LoweredProgram, *,
+                     unplaced_temps: bool = True) -> tuple[dict[int, int], int]:
+    """Byte offsets in one workspace (each `WORKSPACE_ALIGN`-aligned) for `program`'s temp and scratch
+    buffers, and the workspace's size: each memory-plan arena once (the values it holds share it),
+    scratch each on its own, and temps the plan did not place on their own (or, with
+    `unplaced_temps=False`, left out: the JIT allocates those per call). The one placement rule of
+    the JIT (`LLVMExecutable._temps`) and the shared library; without a graph and plan no temp is
+    placed. The plan is verified under KILN_VERIFY."""
+    assignment: dict = {}
+    sizes: dict[int, int] = {}
+    if graph is not None and plan is not None:
+        from .. import config
+        from ..passes.memory import plan_memory
+        mem = plan_memory(graph, plan, inplace=False, verify=config.get().verify)
+        assignment = mem.assignment
+        sizes = {buf.id: buf.size for buf in mem.buffers}
     arena_at: dict[int, int] = {}
     offsets: dict[int, int] = {}
     end = 0
@@ -428,12 +427,12 @@ def workspace_layout(graph: Graph, plan: FusionPlan, program: LoweredProgram) ->
         return at
 
     for k, b in enumerate(program.buffers):
-        if b.role == "temp" and b.value in mem.assignment:
-            bid = mem.assignment[b.value]
+        if b.role == "temp" and b.value in assignment:
+            bid = assignment[b.value]
             if bid not in arena_at:
                 arena_at[bid] = take(sizes[bid])
             offsets[k] = arena_at[bid]
-        elif b.role in ("temp", "scratch"):
+        elif b.role == "scratch" or (b.role == "temp" and unplaced_temps):
             offsets[k] = take(b.numel * b.dtype.itemsize)
     return offsets, end
 
@@ -450,6 +449,11 @@ def _aot_target_machine():
 def compile_object(graph: Graph, strict_fp: bool = False) -> NativeObject:
     """`graph` compiled for the host CPU as the JIT compiles it (same kernels, same entry point),
     emitted as position-independent object code with its workspace layout."""
+    # The JIT build is reused on purpose, as the simplest sound way: compile_graph is the one path
+    # from a graph to the fusion plan, the scheduled lowered program and its LLVM IR, so this object
+    # code cannot drift from what the JIT runs. The cost is a JIT build whose machine code (from the
+    # on-disk cache when present) and workspace go unused; `ex.llvm_ir` renders the IR on demand,
+    # and it is emitted again here, position independent.
     ex = compile_graph(graph, strict_fp)
     module = optimize_ir(ex.llvm_ir)
     tm = _aot_target_machine()

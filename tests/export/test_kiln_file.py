@@ -50,17 +50,50 @@ def _write(tmp_path, name, data):
 def test_a_file_from_a_newer_kiln_says_so(saved, tmp_path):
     sections = kiln_file.read_file(saved[0])
     p = _write(tmp_path, "future.kiln", kiln_file.pack(sections, version=kiln_file.FORMAT_VERSION + 1))
-    with pytest.raises(ExportFormatError, match=r"future.kiln: written in .kiln format version 2, newer than this "
-                                                r"kiln reads \(up to 1\); upgrade kiln"):
+    v = kiln_file.FORMAT_VERSION
+    with pytest.raises(ExportFormatError, match=rf"future.kiln: written in .kiln format version {v + 1}, newer than "
+                                                rf"this kiln reads \(up to {v}\); upgrade kiln"):
         kiln.load_exported(p)
 
 
 def test_a_file_from_an_older_format_says_why_not(saved, tmp_path):
     sections = kiln_file.read_file(saved[0])
     p = _write(tmp_path, "old.kiln", kiln_file.pack(sections, version=0))
-    with pytest.raises(ExportFormatError, match=r"old.kiln: .kiln format version 0 is older than any this kiln "
-                                                r"reads \(1..1\); re-export"):
+    with pytest.raises(ExportFormatError, match=rf"old.kiln: .kiln format version 0 is older than any this kiln "
+                                                rf"reads \(1..{kiln_file.FORMAT_VERSION}\); re-export"):
         kiln.load_exported(p)
+
+
+def _as_version_1(sections: dict) -> bytes:
+    """The file as kiln 0.x wrote it in format version 1: affine dim_map entries {token, kind, const, coeffs}."""
+    meta = json.loads(sections[b"META"])
+    old = []
+    for e in meta["dim_map"]:
+        terms = {tuple(mono): a for mono, a in e["terms"]}
+        assert all(len(mono) <= 1 for mono in terms), "version 1 holds affine entries only"
+        old.append({"token": e["token"], "kind": e["kind"], "const": terms.pop((), 0),
+                    "coeffs": {mono[0]: a for mono, a in terms.items()}})
+    meta.update(format_version=1, dim_map=old)
+    return kiln_file.pack(dict(sections) | {b"META": json.dumps(meta).encode()}, version=1)
+
+
+def test_a_version_1_file_still_loads_and_saves_as_the_current_version(saved, tmp_path):
+    path, prog, model = saved
+    sections = {k: v for k, v in kiln_file.read_file(path).items()}
+    data = _as_version_1(sections)
+    assert struct.unpack_from("<I", data, 8)[0] == 1
+    old = kiln.load_exported(_write(tmp_path, "v1.kiln", data))
+    assert old.metadata["format_version"] == 1 and old.dim_map == prog.dim_map  # read as the same fit
+    x = kiln.randn(7, 5)
+    np.testing.assert_allclose(old(x).numpy(), model(x).detach().numpy(), rtol=1e-5, atol=1e-6)
+    old.save(tmp_path / "again.kiln")
+    assert kiln_file.read_versioned(tmp_path / "again.kiln")[0] == kiln_file.FORMAT_VERSION
+    assert kiln.load_exported(tmp_path / "again.kiln").metadata == prog.metadata
+    meta = json.loads(kiln_file.read_file(tmp_path / "v1.kiln")[b"META"])
+    meta["format_version"] = 2  # header 1, metadata 2: refused
+    bad = kiln_file.pack(dict(sections) | {b"META": json.dumps(meta).encode()}, version=1)
+    with pytest.raises(ExportFormatError, match=r"metadata says format version 2, the header 1"):
+        kiln.load_exported(_write(tmp_path, "mixed.kiln", bad))
 
 
 def test_plain_faults_name_the_file(tmp_path):
@@ -105,7 +138,7 @@ def _meta_lies(meta: dict, rng: random.Random) -> dict:
         e = rng.choice(m["dim_map"])
         e["token"] += rng.choice([-1, 1])
     elif choice == 10:
-        rng.choice(m["dim_map"])["const"] += rng.randint(1, 3)
+        rng.choice(m["dim_map"])["terms"][0][1] += rng.randint(1, 3)
     elif choice == 11:
         m["input_tree"]["items"][0]["items"][0]["index"] = rng.randint(1, 5)
     elif choice == 12:
@@ -203,7 +236,7 @@ def test_one_thousand_corrupted_files_are_each_rejected_clearly(saved, tmp_path,
     (b"[" * 200000, "metadata section is not JSON"),
     (b"\xff\xfe", "metadata section is not JSON"),
     (b"[1, 2]", "metadata is not a JSON object"),
-    (b'{"format": "kiln.ExportedProgram", "format_version": 1}', "metadata: missing keys"),
+    (b'{"format": "kiln.ExportedProgram", "format_version": 2}', "metadata: missing keys"),
 ])
 def test_metadata_that_is_not_the_schema_is_rejected(saved, tmp_path, meta, problem):
     sections = dict(kiln_file.read_file(saved[0]))

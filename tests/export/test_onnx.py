@@ -16,7 +16,7 @@ from kiln.ir import dtypes as dt  # noqa: E402
 from kiln.ir.graph import Graph  # noqa: E402
 from kiln.ir.primitives import PRIMITIVES, get_primitive  # noqa: E402
 
-from export.onnx_so_models import Spec, StandInExport, cnn, export_module, lstm, mlp, run_kiln  # noqa: E402
+from export.example_models import export_classifier, export_graph  # noqa: E402
 
 DOC = pathlib.Path(__file__).resolve().parents[2] / "docs" / "export.md"
 
@@ -30,31 +30,42 @@ def _close(got, ref):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(ref))))
 
 
-@pytest.mark.parametrize("make", [mlp, cnn, lstm], ids=["mlp", "cnn", "lstm"])
-def test_classifier_matches_kiln_at_three_batch_sizes(make, tmp_path):
-    model, inputs = make()
-    exported = export_module(model, inputs, {"batch": 4})
+def _kiln(exported, x):
+    return exported(x).numpy()
+
+
+@pytest.mark.parametrize("example", ["mlp_classifier.py", "cnn.py", "lstm_classifier.py"], ids=["mlp", "cnn", "lstm"])
+def test_classifier_matches_kiln_at_three_batch_sizes(example, tmp_path):
+    model, exported, shape = export_classifier(example, batch=4)
     path = tmp_path / "model.onnx"
-    write_onnx(exported, path)
+    exported.to_onnx(path)
     loaded = onnx.load(str(path))
     onnx.checker.check_model(loaded, full_check=True)
     assert loaded.opset_import[0].version == DEFAULT_OPSET
     assert loaded.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert loaded.graph.output[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     sess = _session(loaded)
-    name, shape, _ = inputs[0]
     for batch in (1, 3, 7):
-        x = np.random.default_rng(batch).standard_normal([batch if isinstance(s, str) else s for s in shape])
-        x = x.astype(np.float32)
-        (got,) = sess.run(None, {name: x})
-        (ref,) = run_kiln(model, [x])
+        x = np.random.default_rng(batch).standard_normal((batch,) + shape).astype(np.float32)
+        (got,) = sess.run(None, {"x": x})
+        ref = _kiln(exported, x)
         assert got.shape == ref.shape == (batch, exported.output_specs[0].shape[1])
         _close(got, ref)
 
 
+def test_saved_and_loaded_program_writes_the_same_onnx(tmp_path):
+    _, exported, shape = export_classifier("cnn.py", batch=2)
+    exported.save(tmp_path / "cnn.kiln")
+    loaded = kiln.load_exported(tmp_path / "cnn.kiln")
+    loaded.to_onnx(tmp_path / "cnn.onnx")
+    sess = _session(onnx.load(str(tmp_path / "cnn.onnx")))
+    for batch in (1, 5):
+        x = np.random.default_rng(batch).standard_normal((batch,) + shape).astype(np.float32)
+        _close(sess.run(None, {"x": x})[0], _kiln(exported, x))
+
+
 def test_state_becomes_named_initializers():
-    model, inputs = mlp()
-    exported = export_module(model, inputs, {"batch": 2})
+    _, exported, _ = export_classifier("mlp_classifier.py", batch=2)
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in to_onnx_model(exported).graph.initializer}
     assert set(exported.state) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"}
     for name, value in exported.state.items():
@@ -63,8 +74,8 @@ def test_state_becomes_named_initializers():
 
 
 def test_batch_dependent_reshape_is_written_for_any_batch():
-    model, inputs = cnn()
-    proto = to_onnx_model(export_module(model, inputs, {"batch": 5}))
+    _, exported, _ = export_classifier("cnn.py", batch=5)
+    proto = to_onnx_model(exported)
     inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
     targets = [inits[n.input[1]].tolist() for n in proto.graph.node if n.op_type == "Reshape" and n.input[1] in inits]
     assert all(5 not in t for t in targets), targets  # the example batch is never baked into a reshape target
@@ -75,8 +86,7 @@ def _one_node(op, arrays, **attrs):
     ins = [g.add_input(a.shape, dt.get_dtype(a.dtype), name=f"in{k}") for k, a in enumerate(arrays)]
     shape, d = get_primitive(op).abstract_eval(ins, attrs)
     g.set_outputs([g.add_node(op, ins, attrs, shape, d)])
-    specs = [Spec(f"in{k}", a.shape, dt.get_dtype(a.dtype)) for k, a in enumerate(arrays)]
-    return StandInExport(g, {}, specs, [Spec("out", shape, d)], build=lambda dims: (g, {}, None))
+    return export_graph(g, [f"in{k}" for k in range(len(arrays))], ["out"])
 
 
 _r = np.random.default_rng(0)
@@ -146,13 +156,8 @@ def test_unsupported_primitive_names_node_and_user_line():
     def noisy(x):
         return x + kiln.rand(x.shape)  # the line the error names
     line = noisy.__code__.co_firstlineno + 1
-    cf = kiln.compile(noisy)
-    entry, _ = cf._lookup((kiln.randn(3, 4),), {}, count=False)
-    g = entry.graph
-    node = next(n for n in g.nodes if n.op == "random_uniform")
-    exported = StandInExport(g, {g.inputs[1].name: np.zeros(2, np.int64)}, [Spec("x", (3, 4), dt.float32)],
-                             [Spec("y", (3, 4), dt.float32), Spec("rng", (2,), dt.int64)],
-                             build=lambda dims: (g, {}, None))
+    exported = kiln.export(noisy, kiln.randn(3, 4))
+    node = next(n for n in exported.graph.nodes if n.op == "random_uniform")
     with pytest.raises(UnsupportedPrimitive,
                        match=re.escape(f"primitive 'random_uniform' (node %{node.name}, from ")
                        + r".*test_onnx\.py:" + str(line) + re.escape(") has no ONNX equivalent")):
@@ -160,19 +165,17 @@ def test_unsupported_primitive_names_node_and_user_line():
 
 
 def test_bad_opset_and_missing_directory_are_named(tmp_path):
-    model, inputs = mlp()
-    exported = export_module(model, inputs, {"batch": 2})
+    _, exported, _ = export_classifier("mlp_classifier.py", batch=2)
     with pytest.raises(ValueError, match="opset must be an integer from 18"):
         write_onnx(exported, tmp_path / "m.onnx", opset=11)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_onnx(exported, tmp_path / "nowhere" / "m.onnx")
-    write_onnx(exported, tmp_path / "m19.onnx", opset=19)
+    exported.to_onnx(tmp_path / "m19.onnx", opset=19)
     assert onnx.load(str(tmp_path / "m19.onnx")).opset_import[0].version == 19
 
 
 def test_state_shape_mismatch_is_named():
-    model, inputs = mlp()
-    exported = export_module(model, inputs, {"batch": 2})
+    _, exported, _ = export_classifier("mlp_classifier.py", batch=2)
     exported.state["fc1.bias"] = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match=r"state 'fc1.bias' has shape \(3,\)"):
         to_onnx_model(exported)
@@ -196,62 +199,50 @@ class _Seq(kiln.nn.Module):
 
 
 def test_two_dynamic_dims_and_their_product():
-    from kiln.export.dynamic_dims import DimExpr, symbolic_attrs
+    from kiln.export.dynamic_dims import DimExpr
     kiln.manual_seed(0)
-    model = _Seq()
-    exported = export_module(model, [("x", ("batch", "time", 8), "float32")], {"batch": 3, "time": 5})
-    fitted = {n.op + str(k): a for k, (n, a) in enumerate(zip(exported.graph.nodes, symbolic_attrs(exported)))}
+    model = _Seq().eval()
+    exported = kiln.export(model, kiln.randn(3, 5, 8),
+                           dynamic_shapes=({0: kiln.Dim("batch"), 1: kiln.Dim("time")},))
+    fitted = {n.op + str(k): a for k, (n, a) in enumerate(zip(exported.graph.nodes, exported.symbolic_attrs()))}
     assert fitted["reshape0"]["shape"] == (DimExpr(((("batch", "time"), 1),)), 8)
     sess = _session(to_onnx_model(exported))
     for b, t in ((2, 4), (6, 9), (1, 2)):
         x = np.random.default_rng(b).standard_normal((b, t, 8)).astype(np.float32)
-        _close(sess.run(None, {"x": x})[0], run_kiln(model, [x])[0])
+        _close(sess.run(None, {"x": x})[0], _kiln(exported, x))
+
+
+def test_a_mean_over_a_dynamic_dim_computes_its_divisor():
+    exported = kiln.export(lambda x: x.mean(dim=1), kiln.randn(2, 5), dynamic_shapes=({1: kiln.Dim("time")},))
+    assert any(kind == "float" or kind == "recip" for kind in (e["kind"] for e in exported.metadata["dim_map"]))
+    sess = _session(to_onnx_model(exported))
+    for t in (1, 3, 11):
+        x = np.random.default_rng(t).standard_normal((2, t)).astype(np.float32)
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], x.mean(axis=1), rtol=1e-5, atol=1e-6)
 
 
 def test_multilinear_fit_recovers_the_expression():
-    from kiln.export.dynamic_dims import _fit
+    from kiln.export.dynamic_dims import fit_corners
     dims = {"b": 4, "t": 7}
     truth = lambda b, t: 3 * b * t + 2 * b - t - 1  # noqa: E731
     corner = [truth(4 + (m & 1), 7 + (m >> 1 & 1)) for m in range(4)]
-    expr = _fit(["b", "t"], dims, corner)
-    assert str(expr) == "-1 + 2*b + -1*t + 3*b*t"
+    expr = fit_corners(["b", "t"], dims, corner, integral=True)
+    assert str(expr) == "2*b-t+3*b*t-1"
     assert all(expr.at({"b": b, "t": t}) == truth(b, t) for b in range(1, 9) for t in range(1, 9))
 
 
-def _export_fn(fn, shape, dims):
-    def build(sizes):
-        s = {**dims, **sizes}
-        x = kiln.zeros([s[d] if isinstance(d, str) else d for d in shape])
-        g = kiln.compile(fn)._lookup((x,), {}, count=False)[0].graph
-        return g, {}, None
-    g = build({})[0]
-    return StandInExport(g, {}, [Spec("x", shape, dt.float32)],
-                         [Spec("y", tuple(g.outputs[0].shape), dt.float32)], build=build)
-
-
 def test_structure_that_changes_with_the_batch_is_refused():
-    from kiln.export.dynamic_dims import DynamicDimError
-
     def f(x):
         return x * 2.0 if x.shape[0] > 4 else x + 1.0
-    with pytest.raises(DynamicDimError, match="structure changes with dynamic dim"):
-        to_onnx_model(_export_fn(f, ("batch", 3), {"batch": 4}))
-
-
-def test_value_that_is_not_multilinear_in_the_dims_is_refused():
-    from kiln.export.dynamic_dims import DynamicDimError
-    with pytest.raises(DynamicDimError, match=r"attribute 'shape' of node .* is not a multilinear function"):
-        to_onnx_model(_export_fn(lambda x: x.reshape(-1) * 2.0, ("n", "n"), {"n": 3}))
+    with pytest.raises(kiln.export.DynamicShapeError, match="structure depends on the dynamic dims"):
+        kiln.export(f, kiln.zeros(4, 3), dynamic_shapes=({0: kiln.Dim("batch")},))
 
 
 def test_outputs_that_are_an_input_or_repeated():
     def f(x):
         y = x * 2.0
         return x, y, y
-    g = kiln.compile(f)._lookup((kiln.zeros(3, 4),), {}, count=False)[0].graph
-    exported = StandInExport(g, {}, [Spec("x", (3, 4), dt.float32)],
-                             [Spec(n, (3, 4), dt.float32) for n in ("same", "twice", "again")],
-                             build=lambda dims: (g, {}, None))
+    exported = kiln.export(f, kiln.zeros(3, 4))
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     got = _session(to_onnx_model(exported)).run(None, {"x": x})
     for a, b in zip(got, (x, 2 * x, 2 * x)):

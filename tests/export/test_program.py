@@ -168,8 +168,9 @@ def test_two_dynamic_dims_and_a_mean_over_the_batch():
     prog = kiln.export(f, kiln.randn(4, 3, 2),
                        dynamic_shapes=({0: kiln.Dim("batch"), 1: kiln.Dim("seq")},))
     assert prog.output_specs[0].shape == ("seq", 2) and prog.output_specs[1].shape == ("batch", "seq")
-    with pytest.raises(ValueError, match=r"reshape.*is not affine in the dynamic dims"):
-        kiln.export(lambda x: x.reshape(-1), kiln.randn(4, 3), dynamic_shapes=({0: kiln.Dim("a"), 1: kiln.Dim("b")},))
+    n = kiln.Dim("n")
+    with pytest.raises(kiln.export.DynamicShapeError, match=r"reshape.*is not multilinear in the dynamic dims"):
+        kiln.export(lambda x: x.reshape(-1), kiln.randn(3, 3), dynamic_shapes=({0: n, 1: n},))  # n*n
     for n, t in ((2, 5), (7, 1)):
         x = kiln.randn(n, t, 2)
         m, s = f(x)
@@ -274,7 +275,7 @@ def test_onnx_and_shared_library_methods_hand_the_program_to_their_writers(monke
     onnx_mod = types.ModuleType("kiln.export.onnx")
     onnx_mod.write_onnx = lambda exported, path, opset=None: calls.append(("onnx", exported, path, opset))
     lib_mod = types.ModuleType("kiln.export.shared_library")
-    lib_mod.write_shared_library = lambda exported, directory, name="model": calls.append(
+    lib_mod.write_shared_library = lambda exported, directory, name="model", dims=None: calls.append(
         ("lib", exported, directory, name))
     monkeypatch.setitem(sys.modules, "kiln.export.onnx", onnx_mod)
     monkeypatch.setitem(sys.modules, "kiln.export.shared_library", lib_mod)
@@ -284,6 +285,30 @@ def test_onnx_and_shared_library_methods_hand_the_program_to_their_writers(monke
     prog.to_shared_library(tmp_path)
     assert calls == [("onnx", prog, tmp_path / "m.onnx", 17), ("lib", prog, tmp_path, "net"),
                      ("lib", prog, tmp_path, "model")]
+
+
+def test_more_dynamic_dims_than_the_fit_supports_are_refused_by_name():
+    x = kiln.randn(1, 1, 1, 1, 1)
+    dims = {k: kiln.Dim(f"d{k}") for k in range(5)}
+    with pytest.raises(kiln.export.DynamicShapeError, match=r"5 dynamic dims \(d0, d1, d2, d3, d4\); at most 4"):
+        kiln.export(lambda t: t * 2.0, x, dynamic_shapes=(dims,))
+
+
+def test_a_reshape_to_the_product_of_two_dims():
+    def f(x):
+        b, t, c = x.shape
+        return (x.reshape(b * t, c) * 2.0).sum(dim=1), x.reshape(b * t * c)
+    prog = kiln.export(f, kiln.randn(3, 5, 2), dynamic_shapes=({0: kiln.Dim("batch"), 1: kiln.Dim("time")},))
+    assert [s.shape for s in prog.output_specs] == [("batch*time",), ("2*batch*time",)]
+    entries = [e["terms"] for e in prog.metadata["dim_map"]]
+    assert [[["batch", "time"], 1]] in entries and [[["batch", "time"], 2]] in entries
+    for b, t in ((1, 1), (4, 7), (6, 2)):
+        x = kiln.randn(b, t, 2)
+        got, flat = prog(x)
+        ref, ref_flat = f(x)
+        assert tuple(got.shape) == (b * t,) and tuple(flat.shape) == (b * t * 2,)
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-6)
+        np.testing.assert_array_equal(flat.numpy(), ref_flat.numpy())
 
 
 def test_output_axes_affine_in_a_dim_read_as_expressions():
