@@ -61,6 +61,7 @@ class CompiledEntry:
     diff_outputs: list[int] = field(default_factory=list)  # graph outputs that get a grad_fn
 
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
+    pins: list = field(default_factory=list)  # objects guarded by identity, kept alive (see frontend.guards)
     state_writes: list[StateWrite] = field(default_factory=list)  # stores redone after each call ("node" -> output index)
 
     def captured_now(self) -> list[Tensor]:
@@ -274,6 +275,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     name = _sanitize(name)
     trace = Trace(name)
     seen_cells: set[int] = set()
+    trace.python_values.add_function(fn)
     with tracing(trace):
         try:
             for x, nm in zip(leaves, arg_names):
@@ -320,7 +322,8 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     trace.graph.set_outputs(out_nodes)
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
-                          [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards,
+                          [(tuple(t.shape), t.dtype) for t in captured],
+                          guards=trace.guards + trace.python_values.guards(), pins=trace.python_values.pins,
                           state_writes=state_writes)
     if config.get().verify:
         check_graph(trace.graph)
