@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,6 +25,12 @@ from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, _replay, active_trace
 from .trace import StateWrite, Trace, tracing
 
+
+
+#: Held while tracing (the lifted tensors' cells hold symbolic values then) and while a compiled
+#: call reads its inputs or writes results back, so that calls from other threads never see a
+#: tensor in the middle of another thread's trace. Native code runs without it.
+_STATE_LOCK = threading.RLock()
 
 
 def _leaf_key(x: Any) -> Any:
@@ -104,7 +111,8 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if active_trace() is not None:  # called from inside another trace: inline
             return self.fn(*args, **kwargs)
-        entry, leaves = self._lookup(args, kwargs)
+        with _STATE_LOCK:
+            entry, leaves = self._lookup(args, kwargs)
         return self._run(entry, leaves)
 
     def cache_info(self) -> CacheInfo:
@@ -162,17 +170,21 @@ class CompiledFunction:
 
     def _run(self, entry: CompiledEntry, leaves):
         tensors = [x for x in leaves if isinstance(x, Tensor)]
-        captured = entry.captured_now()
-        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
+        with _STATE_LOCK:
+            captured = entry.captured_now()
+            arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         if entry.autograd is None:
             run = entry.__dict__.get("_run_main")
             if run is None or entry.__dict__.get("_run_backend") != self.backend:
                 run = entry.__dict__["_run_main"] = executable(entry.graph, self.backend).run
                 entry.__dict__["_run_backend"] = self.backend
-            return finish_call(entry, tensors, run(arrays), captured)[0]
+            results = run(arrays)
+            with _STATE_LOCK:
+                return finish_call(entry, tensors, results, captured)[0]
         split = entry.autograd
         results = run_graph(split.forward, arrays, self.backend)
-        out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
+        with _STATE_LOCK:
+            out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
         lifted = tensors + captured
         node = CompiledBackward(self.name, split.backward, results[split.n_outputs:],
                                 [_edge(lifted[k]) for k in entry.wrt],
@@ -270,6 +282,11 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     With `autograd` and grad mode on, outputs that depend on inputs requiring grad get a
     compiled backward: the graph is differentiated and split into forward and backward.
     """
+    with _STATE_LOCK:
+        return _trace_function(fn, args, kwargs, name, autograd, optimize)
+
+
+def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry:
     leaves, spec = tree_flatten((args, kwargs))
     arg_names = _arg_names(fn, args, kwargs, leaves)
     name = _sanitize(name)
