@@ -9,7 +9,8 @@ retraces. What is guarded (found by reading the bytecode, before and while traci
   starting from them (`cfg.scale` where `cfg` is a Python module, a class or an
   `nn.Module`);
 - the same, transitively, in the user-written functions it calls through those names
-  (functions defined outside kiln, the standard library and site-packages);
+  (functions defined outside kiln, the standard library and site-packages; a compiled
+  function called inside is inlined, so its function is followed too);
 - the attributes `forward` (and the methods it calls on `self`) reads from every
   `nn.Module` called while tracing: `self.scale`, `self.training`, `self.p` of a Dropout.
 
@@ -42,7 +43,8 @@ from ..ir.dtypes import DType
 MISSING = ("<missing>",)
 _UNGUARDED = object()
 _MAX_DEPTH = 6  # call depth followed into user functions
-_BASE_OPS = {"LOAD_GLOBAL": "global", "LOAD_DEREF": "deref", "LOAD_CLASSDEREF": "deref", "LOAD_FAST": "fast"}
+_BASE_OPS = {"LOAD_GLOBAL": "global", "LOAD_DEREF": "deref", "LOAD_CLASSDEREF": "deref", "LOAD_FAST": "fast",
+             "LOAD_FAST_CHECK": "fast", "LOAD_FAST_BORROW": "fast"}
 _ATTR_OPS = {"LOAD_ATTR", "LOAD_METHOD"}
 
 
@@ -103,6 +105,9 @@ def code_reads(code: types.CodeType) -> tuple[tuple[str, str, tuple[str, ...]], 
         kind = _BASE_OPS.get(ins.opname)
         if kind is not None:
             chain = [kind, ins.argval, []]
+        elif ins.opname == "LOAD_FAST_LOAD_FAST":  # Python 3.13: two locals in one instruction
+            out.add(("fast", ins.argval[0], ()))
+            chain = ["fast", ins.argval[1], []]
     if chain is not None:
         out.add((chain[0], chain[1], tuple(chain[2])))
     for const in code.co_consts:
@@ -245,6 +250,8 @@ class GuardCollector:
                     self._callee(obj, depth)
                 elif isinstance(obj, (types.MethodType, functools.partial)):
                     self._callee(obj, depth)
+                elif self._compiled_callee(obj, depth):
+                    return
             if k == len(attrs):
                 return
             attr = attrs[k]
@@ -267,6 +274,14 @@ class GuardCollector:
         if isinstance(obj, Module):
             return  # its forward is scanned when it is called (`add_module`)
         self.add_function(obj, depth + 1)
+
+    def _compiled_callee(self, obj: Any, depth: int) -> bool:
+        """A compiled function called from the traced code is inlined: guard what its function reads."""
+        from .compile import CompiledFunction  # function-local: compile builds on tracing
+        if isinstance(obj, CompiledFunction):
+            self.add_function(obj.fn, depth + 1)
+            return True
+        return False
 
 
 def _keyed(read: Callable[[], Any]) -> Callable[[], Any]:

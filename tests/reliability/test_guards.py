@@ -272,3 +272,25 @@ def test_plain_function_has_no_guards():
     cf(x)
     entry = next(iter(cf._cache.values()))[0]
     assert entry.guards == []
+
+
+@kiln.compile
+def compiled_inner(x):
+    return x * SCALE
+
+
+def calls_compiled_inner(x):
+    return compiled_inner(x) + 1
+
+
+def test_a_compiled_function_called_inside_another_is_guarded():
+    """The inner compiled function is inlined into the outer trace: what it reads is guarded too."""
+    global SCALE
+    cf = kiln.compile(calls_compiled_inner)
+    x = _x()
+    try:
+        _check(cf, calls_compiled_inner, x)
+        SCALE = -4.0
+        assert _check(cf, calls_compiled_inner, x).tolist()[0] == -3.0
+    finally:
+        SCALE = 2.0
