@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -24,6 +25,12 @@ from .pytree import spec_key, tree_flatten, tree_unflatten
 from .tensor import Tensor, _replay, active_trace
 from .trace import StateWrite, Trace, tracing
 
+
+
+#: Held while tracing (the lifted tensors' cells hold symbolic values then) and while a compiled
+#: call reads its inputs or writes results back, so that calls from other threads never see a
+#: tensor in the middle of another thread's trace. Native code runs without it.
+_STATE_LOCK = threading.RLock()
 
 
 def _leaf_key(x: Any) -> Any:
@@ -61,6 +68,7 @@ class CompiledEntry:
     diff_outputs: list[int] = field(default_factory=list)  # graph outputs that get a grad_fn
 
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
+    pins: list = field(default_factory=list)  # objects guarded by identity, kept alive (see frontend.guards)
     state_writes: list[StateWrite] = field(default_factory=list)  # stores redone after each call ("node" -> output index)
 
     def captured_now(self) -> list[Tensor]:
@@ -103,7 +111,8 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if active_trace() is not None:  # called from inside another trace: inline
             return self.fn(*args, **kwargs)
-        entry, leaves = self._lookup(args, kwargs)
+        with _STATE_LOCK:
+            entry, leaves = self._lookup(args, kwargs)
         return self._run(entry, leaves)
 
     def cache_info(self) -> CacheInfo:
@@ -161,17 +170,21 @@ class CompiledFunction:
 
     def _run(self, entry: CompiledEntry, leaves):
         tensors = [x for x in leaves if isinstance(x, Tensor)]
-        captured = entry.captured_now()
-        arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
+        with _STATE_LOCK:
+            captured = entry.captured_now()
+            arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         if entry.autograd is None:
             run = entry.__dict__.get("_run_main")
             if run is None or entry.__dict__.get("_run_backend") != self.backend:
                 run = entry.__dict__["_run_main"] = executable(entry.graph, self.backend).run
                 entry.__dict__["_run_backend"] = self.backend
-            return finish_call(entry, tensors, run(arrays), captured)[0]
+            results = run(arrays)
+            with _STATE_LOCK:
+                return finish_call(entry, tensors, results, captured)[0]
         split = entry.autograd
         results = run_graph(split.forward, arrays, self.backend)
-        out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
+        with _STATE_LOCK:
+            out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
         lifted = tensors + captured
         node = CompiledBackward(self.name, split.backward, results[split.n_outputs:],
                                 [_edge(lifted[k]) for k in entry.wrt],
@@ -269,11 +282,17 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     With `autograd` and grad mode on, outputs that depend on inputs requiring grad get a
     compiled backward: the graph is differentiated and split into forward and backward.
     """
+    with _STATE_LOCK:
+        return _trace_function(fn, args, kwargs, name, autograd, optimize)
+
+
+def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry:
     leaves, spec = tree_flatten((args, kwargs))
     arg_names = _arg_names(fn, args, kwargs, leaves)
     name = _sanitize(name)
     trace = Trace(name)
     seen_cells: set[int] = set()
+    trace.python_values.add_function(fn)
     with tracing(trace):
         try:
             for x, nm in zip(leaves, arg_names):
@@ -320,7 +339,8 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
     trace.graph.set_outputs(out_nodes)
     captured = [t for t, *_ in trace.lifted[n_args:]]
     entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
-                          [(tuple(t.shape), t.dtype) for t in captured], guards=trace.guards,
+                          [(tuple(t.shape), t.dtype) for t in captured],
+                          guards=trace.guards + trace.python_values.guards(), pins=trace.python_values.pins,
                           state_writes=state_writes)
     if config.get().verify:
         check_graph(trace.graph)

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..ir.graph import Graph, Node
 from ..ir.primitives import ShapeError
+from .guards import GuardCollector
 from .operands import _constant_tensor
 from .pytree import tree_flatten
 from .source_location import user_location
@@ -36,6 +37,7 @@ class Trace:
         self.active = True
         self.ran_backward = False  # the traced code called backward(): its outputs are not differentiated again
         self.guards: list[tuple[Callable[[], Any], Any]] = []  # Python state the trace specialised on
+        self.python_values = GuardCollector()  # globals, closure cells, module attributes the code reads
         self._grad_guarded: set[int] = set()
         self._stop_cache: dict[int, Node] = {}
         self._made: set[int] = set()  # ids of the tensors this trace created (emit)
@@ -324,6 +326,15 @@ class suspended:
     def __exit__(self, *exc):
         set_active_trace(self._prev)
         return False
+
+
+def guard_module(module: Any) -> None:
+    """A module is being called while tracing: guard its `training` flag and the Python values
+    its `forward` reads from `self` (`self.scale`, a Dropout's `p`), so that changing them retraces."""
+    tr = active_trace()
+    if tr is not None:
+        guard_attr(module, "training")
+        tr.python_values.add_module(module)
 
 
 def guard_attr(obj: Any, attr: str) -> Any:

@@ -66,9 +66,13 @@ def parse_value(text: str):
         raise ValueError(f"bad attribute value {text!r}: {e}") from None
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def _shape(text: str, lineno: int) -> tuple[int, ...]:
     text = text.strip()
-    return tuple(int(s) for s in text.split(",")) if text else ()
+    try:
+        return tuple(int(s) for s in text.split(",")) if text else ()
+    except ValueError:
+        raise IRParseError(f"line {lineno}: bad shape [{text}]; expected sizes separated by commas, "
+                           "e.g. [2,3]") from None
 
 
 def parse_graph(text: str) -> Graph:
@@ -102,12 +106,13 @@ def parse_graph(text: str) -> Graph:
             raise IRParseError(f"line {k}: bad parameter {p!r}; expected '%name: f32[2,3]'")
         if pm.group(1) in env:
             raise IRParseError(f"line {k}: duplicate value name %{pm.group(1)}")
-        env[pm.group(1)] = g.add_input(_shape(pm.group(3)), dtype_of(pm.group(2), k), name=pm.group(1))
-    done = False
+        env[pm.group(1)] = g.add_input(_shape(pm.group(3), k), dtype_of(pm.group(2), k), name=pm.group(1))
+    done = closed = False
     for k, ln in lines[1:]:
         if done:
-            if ln != "}":
+            if ln != "}" or closed:
                 raise IRParseError(f"line {k}: text after the return statement: {ln!r}")
+            closed = True
             continue
         if ln == "}":
             raise IRParseError(f"line {k}: missing 'return (...)' line before the closing brace")
@@ -136,7 +141,7 @@ def parse_graph(text: str) -> Graph:
                 attrs[key.strip()] = parse_value(val)
             except ValueError as e:
                 raise IRParseError(f"line {k}: {e}") from None
-        shape, dtype = _shape(shape_s), dtype_of(short, k)
+        shape, dtype = _shape(shape_s, k), dtype_of(short, k)
         try:
             rshape, rdtype = prim.abstract_eval(inputs, attrs)
         except ShapeError as e:
@@ -147,4 +152,7 @@ def parse_graph(text: str) -> Graph:
         env[name] = g.add_node(op, inputs, attrs, shape, dtype, name=name)
     if not done:
         raise IRParseError("missing 'return (...)' line")
+    if not closed:
+        raise IRParseError(f"line {lines[-1][0]}: missing the closing brace '}}' after the return statement "
+                           "(truncated text?)")
     return g

@@ -10,10 +10,10 @@ _BEGIN, _END = "<!-- rewrite-table -->\n", "<!-- /rewrite-table -->"
 
 
 def rule_table() -> str:
-    lines = ["| rule | root ops | rewrite |", "|---|---|---|"]
+    lines = ["| rule | root ops | rewrite | domain |", "|---|---|---|---|"]
     for r in RULES:
-        doc = r.doc.replace("|", "\\|")
-        lines.append(f"| `{r.name}` | {', '.join(r.ops)} | {doc} |")
+        doc, domain = r.doc.replace("|", "\\|"), r.domain.replace("|", "\\|")
+        lines.append(f"| `{r.name}` | {', '.join(r.ops)} | {doc} | {domain} |")
     return "\n".join(lines) + "\n"
 
 

@@ -9,22 +9,35 @@ Every rule is one `Rule(name, ops, match, replace)` entry in `RULES`:
   nodes built with `rw.emit(op, inputs, **attrs)` / `rw.const(value, shape, dtype)`
   (themselves rewritten again, so rules compose: reshape∘reshape can end as a no-op).
 
-The replacement must have `n`'s shape and dtype (the engine checks). Rules may turn a
-nan/inf result finite (`exp(log(x)) -> x`, `x+0 -> x` drops the sign of -0.0), never
-change a finite result; `x*0 -> 0` is therefore only for integers and bools.
+The replacement must have `n`'s shape and dtype (the engine checks). A rewrite keeps
+invalid inputs invalid: it may not turn a nan or inf result (or an error, such as an
+out-of-range index) into a finite one, nor change a finite result beyond rounding (`x+0 ->
+x` keeps the sign of -0.0, which IEEE addition would drop: the only difference allowed).
+Each rule states its `domain`, the inputs on which its pattern equals its replacement;
+a rule whose domain is not every input checks it: in `match` (`x*0 -> 0` only for
+integers) or in the replacement (`exp(log(x)) -> select(x >= 0, |x|, nan)`).
+tests/reliability/test_rewrite_domains.py runs every rule on nan, ±inf, negative, zero
+and positive inputs against the unrewritten graph.
 
-Adding a rule: append one `Rule` to `RULES` and add an IR-text test in
-tests/passes/test_rewrites.py.
+Adding a rule: append one `Rule` (with its `domain`) to `RULES` and add an IR-text test in
+tests/passes/test_rewrites.py and a case in tests/reliability/test_rewrite_domains.py.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from ..ir.graph import Graph, Node
 from ..ir.primitives import get_primitive
 from .builder import GraphBuilder, is_splat, splat_equals, splat_value
+
+
+#: The domain of a rule that is exact on every input, nan and inf included.
+ALL_INPUTS = "all inputs"
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class Rule:
     replace: Callable[["Rewriter", Node, Any], Node]
     doc: str = ""
     guard: Callable[["Rewriter", Node, Any], bool] | None = None  # extra condition needing the rewriter
+    domain: str = ALL_INPUTS  # the inputs on which pattern and replacement agree (see the module doc)
 
 
 # -- matcher helpers ---------------------------------------------------------------------
@@ -84,17 +98,23 @@ def _reduce_axes(n: Node) -> tuple[int, ...]:
 RULES: list[Rule] = [
     Rule("mul-one", ("mul",), lambda n: const_operand(n, 1), lambda rw, n, x: x, "x*1 -> x"),
     Rule("mul-zero-int", ("mul",), lambda n: None if _is_float(n) else const_operand(n, 0),
-         lambda rw, n, x: rw.const(0, n.shape, n.dtype), "x*0 -> 0 (integers and bools only: IEEE inf*0 is nan)"),
+         lambda rw, n, x: rw.const(0, n.shape, n.dtype), "x*0 -> 0 (integers and bools only: IEEE inf*0 is nan)",
+         domain="integer and bool dtypes (checked by match)"),
     Rule("add-zero", ("add",), lambda n: const_operand(n, 0), lambda rw, n, x: x, "x+0 -> x"),
     Rule("sub-zero", ("sub",), lambda n: const_operand(n, 0, commutative=False), lambda rw, n, x: x, "x-0 -> x"),
     Rule("sub-self-int", ("sub",), lambda n: None if _is_float(n) or n.inputs[0] is not n.inputs[1] else True,
-         lambda rw, n, m: rw.const(0, n.shape, n.dtype), "x-x -> 0 (integers only: inf-inf is nan)"),
+         lambda rw, n, m: rw.const(0, n.shape, n.dtype), "x-x -> 0 (integers only: inf-inf is nan)",
+         domain="integer and bool dtypes (checked by match)"),
     Rule("div-one", ("div",), lambda n: const_operand(n, 1, commutative=False), lambda rw, n, x: x, "x/1 -> x"),
     Rule("neg-neg", ("neg",), lambda n: producer(n, "neg"), lambda rw, n, m: m.inputs[0], "--x -> x"),
     Rule("not-not", ("logical_not",), lambda n: producer(n, "logical_not"), lambda rw, n, m: m.inputs[0],
-         "!!x -> x"),
-    Rule("exp-log", ("exp",), lambda n: producer(n, "log"), lambda rw, n, m: m.inputs[0], "exp(log(x)) -> x"),
-    Rule("log-exp", ("log",), lambda n: producer(n, "exp"), lambda rw, n, m: m.inputs[0], "log(exp(x)) -> x"),
+         "!!x -> x (logical_not takes bools only)"),
+    Rule("exp-log", ("exp",), lambda n: producer(n, "log"), lambda rw, n, m: _exp_log(rw, m.inputs[0]),
+         "exp(log(x)) -> select(x >= 0, |x|, nan)",
+         domain="x >= 0 and nan (log's domain); checked by the replacement's select: x < 0 stays nan"),
+    Rule("log-exp", ("log",), lambda n: producer(n, "exp") if _exp_limits(n.dtype) is not None else None, lambda rw, n, m: _log_exp(rw, m.inputs[0]),
+         "log(exp(x)) -> x where exp(x) is finite and non-zero; +inf where it overflows, -inf where it underflows",
+         domain="x where exp(x) neither overflows nor underflows to 0; checked by the replacement's selects"),
     Rule("select-same", ("select",), lambda n: n.inputs[1] if n.inputs[1] is n.inputs[2] else None,
          lambda rw, n, x: x, "select(c, x, x) -> x"),
     Rule("select-const", ("select",), lambda n: splat_value(n.inputs[0]),
@@ -157,8 +177,49 @@ RULES: list[Rule] = [
     Rule("scatter-one-hot", ("scatter", "scatter_add"), lambda n: _one_index_per_row(n),
          lambda rw, n, m: _scatter_as_select(rw, n),
          "scatter with one index per row -> select(iota == index, update, x): elementwise, so it fuses "
-         "(an out-of-range index, an error before, then updates nothing)"),
+         "(the index is still bounds-checked: it is read through a gather of the iota)",
+         domain="indices in range; an out-of-range index still fails (checked by the gather)"),
 ]
+
+
+def _exp_log(rw: "Rewriter", x: Node) -> Node:
+    """exp(log(x)) without the transcendentals: |x| where x >= 0 (so -0.0 gives +0.0, as exp(-inf) does),
+    nan where log(x) is nan (x < 0, nan)."""
+    zero = rw.const(0.0, x.shape, x.dtype)
+    nan = rw.const(math.nan, x.shape, x.dtype)
+    return rw.emit("select", [rw.emit("ge", [x, zero]), rw.emit("abs", [x]), nan])
+
+
+@functools.lru_cache(maxsize=None)
+def _exp_limits(dtype) -> tuple[float, float] | None:
+    """(lo, hi) for a float dtype: the least and greatest x of that dtype whose exp(x) (numpy's, the
+    reference) is neither 0 nor inf; None where numpy has no such dtype."""
+    try:
+        t = np.dtype(dtype.np_dtype).type
+        info = np.finfo(t)
+    except (TypeError, ValueError):
+        return None
+    with np.errstate(over="ignore", under="ignore"):
+        def edge(start, finite, outward):
+            x = t(start)
+            while not finite(np.exp(x)):
+                x = np.nextafter(x, -outward, dtype=t)
+            while finite(np.exp(np.nextafter(x, outward, dtype=t))):
+                x = np.nextafter(x, outward, dtype=t)
+            return float(x)
+        hi = edge(np.log(np.float64(info.max)), np.isfinite, t(np.inf))
+        lo = edge(np.log(np.float64(info.smallest_subnormal)) - np.log(2.0), lambda v: v != 0, t(-np.inf))
+    return lo, hi
+
+
+def _log_exp(rw: "Rewriter", x: Node) -> Node:
+    """log(exp(x)) without the transcendentals: x, but +inf where exp(x) overflows and -inf where it
+    underflows to 0 in x's dtype (nan and ±inf pass through)."""
+    lo, hi = _exp_limits(x.dtype)
+    big = rw.emit("gt", [x, rw.const(hi, x.shape, x.dtype)])
+    small = rw.emit("lt", [x, rw.const(lo, x.shape, x.dtype)])
+    inner = rw.emit("select", [small, rw.const(-math.inf, x.shape, x.dtype), x])
+    return rw.emit("select", [big, rw.const(math.inf, x.shape, x.dtype), inner])
 
 
 def _swaps_last2(n: Node) -> bool:
@@ -185,7 +246,8 @@ def _one_index_per_row(n: Node):
 def _scatter_as_select(rw: "Rewriter", n: Node) -> Node:
     x, idx, src = n.inputs
     pos = rw.emit("iota", [], shape=x.shape, axis=n.attrs["axis"], dtype=idx.dtype)
-    hit = rw.emit("eq", [pos, rw.emit("broadcast_to", [idx], shape=x.shape)])
+    checked = rw.emit("gather", [pos, idx], axis=n.attrs["axis"])  # = idx, and fails where scatter would
+    hit = rw.emit("eq", [pos, rw.emit("broadcast_to", [checked], shape=x.shape)])
     upd = rw.emit("broadcast_to", [src], shape=x.shape)
     if n.op == "scatter_add":
         upd = rw.emit("add", [x, upd])

@@ -5,8 +5,12 @@ native entry point: one foreign call runs every kernel over buffers the executor
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
+import struct
+import sys
 import threading
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -305,6 +309,13 @@ def _object_code(program: LoweredProgram, strict_fp: bool, profile: bool = False
 
     cache = disk_cache()
     obj = cache.get(key) if cache is not None else None
+    if obj is not None:
+        problem = elf_object_problem(obj)
+        if problem is not None:  # the entry's checksum held, but LLVM would crash loading this
+            from .disk_cache import KilnCacheWarning
+            warnings.warn(f"kiln compile cache: entry {cache.path(key)} holds no loadable object code ({problem}); "
+                          "recompiling it", KilnCacheWarning, stacklevel=2)
+            obj = None
     hit = obj is not None
     if obj is None:
         _, tm = _llvm()
@@ -348,6 +359,43 @@ def run_kernel_native(kernel, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     prog = LoweredProgram(kernel.name + "_main", [kernel], bufs, [(kernel.name, [b.name for b in bufs])],
                           [b.name for b in bufs if b.role == "input"], [b.name for b in bufs if b.role == "output"])
     return build_program(prog).run(inputs)
+
+
+def elf_object_problem(obj: bytes) -> str | None:
+    """What makes `obj` unloadable as a 64-bit little-endian ELF relocatable object for this host
+    (LLVM's loader trusts its input and may crash on a damaged one), or None if it looks whole:
+    the header, and every section inside the file. Objects of other formats (not Linux) pass."""
+    if sys.platform != "linux":
+        return None
+    if len(obj) < 64 or obj[:4] != b"\x7fELF":
+        return "not an ELF object"
+    if obj[4] != 2 or obj[5] != 1:
+        return "not a 64-bit little-endian ELF object"
+    e_type, e_machine = struct.unpack_from("<HH", obj, 16)
+    shoff, = struct.unpack_from("<Q", obj, 40)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", obj, 58)
+    if e_type != 1:  # ET_REL
+        return f"ELF type {e_type}, not a relocatable object"
+    if e_machine != _host_elf_machine():
+        return f"ELF machine {e_machine}, not this host's"
+    if shentsize != 64 or shnum == 0 or shstrndx >= shnum or shoff + shnum * 64 > len(obj):
+        return "truncated or bad section header table"
+    for k in range(shnum):
+        sh_type, = struct.unpack_from("<I", obj, shoff + 64 * k + 4)
+        offset, size = struct.unpack_from("<QQ", obj, shoff + 64 * k + 24)
+        if sh_type != 8 and offset + size > len(obj):  # SHT_NOBITS occupies no file space
+            return f"section {k} lies outside the file"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _host_elf_machine() -> int:
+    """The e_machine of the objects LLVM emits for this host (from a tiny module)."""
+    llvm, tm = _llvm()
+    mod = llvm.parse_assembly(f'target triple = "{llvm.get_process_triple()}"\ndefine void @f() {{ ret void }}')
+    with _lock:
+        blob = tm.emit_object(mod)
+    return struct.unpack_from("<H", blob, 18)[0]
 
 
 def cache_key(program_text: str) -> str:

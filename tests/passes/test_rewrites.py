@@ -98,7 +98,12 @@ CASES = {
           return (%b)
         }""", """
         graph f(%x: f32[3]) {
-          return (%x)
+          %0: f32[3] = constant() {dtype=f32, shape=(3,), value=0.0}
+          %1: f32[3] = constant() {dtype=f32, shape=(3,), value=nan}
+          %2: b1[3] = ge(%x, %0)
+          %3: f32[3] = abs(%x)
+          %4: f32[3] = select(%2, %3, %1)
+          return (%4)
         }"""),
     "log-exp": ("""
         graph f(%x: f32[3]) {
@@ -108,7 +113,15 @@ CASES = {
         }""", """
         graph f(%x: f32[3]) {
           %a: f32[3] = exp(%x)
-          return (%x, %a)
+          %0: f32[3] = constant() {dtype=f32, shape=(3,), value=88.72283172607422}
+          %1: b1[3] = gt(%x, %0)
+          %2: f32[3] = constant() {dtype=f32, shape=(3,), value=-103.97207641601562}
+          %3: b1[3] = lt(%x, %2)
+          %4: f32[3] = constant() {dtype=f32, shape=(3,), value=-inf}
+          %5: f32[3] = select(%3, %4, %x)
+          %6: f32[3] = constant() {dtype=f32, shape=(3,), value=inf}
+          %7: f32[3] = select(%1, %6, %5)
+          return (%7, %a)
         }"""),
     "select-same": ("""
         graph f(%c: b1[3], %x: f32[3]) {
@@ -306,14 +319,15 @@ CASES = {
         }""", """
         graph f(%x: f32[2,3], %i: i64[2,1], %s: f32[2,1]) {
           %0: i64[2,3] = iota() {axis=1, dtype=i64, shape=(2, 3)}
-          %1: i64[2,3] = broadcast_to(%i) {shape=(2, 3)}
-          %2: b1[2,3] = eq(%0, %1)
-          %3: f32[2,3] = broadcast_to(%s) {shape=(2, 3)}
-          %4: f32[2,3] = add(%x, %3)
-          %5: f32[2,3] = select(%2, %4, %x)
+          %1: i64[2,1] = gather(%0, %i) {axis=1}
+          %2: i64[2,3] = broadcast_to(%1) {shape=(2, 3)}
+          %3: b1[2,3] = eq(%0, %2)
+          %4: f32[2,3] = broadcast_to(%s) {shape=(2, 3)}
+          %5: f32[2,3] = add(%x, %4)
+          %6: f32[2,3] = select(%3, %5, %x)
           %z: f32[2,3] = constant() {dtype=f32, shape=(2, 3), value=0.0}
-          %10: f32[2,3] = select(%2, %3, %z)
-          return (%5, %10)
+          %12: f32[2,3] = select(%3, %4, %z)
+          return (%6, %12)
         }"""),
 }
 

@@ -85,6 +85,11 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
     if num_classes == -1:
         num_classes = int(tensor._concrete("one_hot without num_classes").max()) + 1
+    if tensor.is_tracer and tensor.numel():
+        # compiled: read the classes through a gather of arange, whose bounds check fails on a value
+        # outside [0, num_classes) as the eager check above does (eq alone would give a zero row)
+        flat = reshape(_cast(tensor, dt.int64), (tensor.numel(),))
+        tensor = reshape(apply("gather", arange(num_classes), flat, axis=0), tuple(tensor.shape))
     return _cast(eq(unsqueeze(tensor, -1), arange(num_classes)), dt.int64)
 
 

@@ -15,6 +15,7 @@ from ..parameter import Buffer, Parameter
 from ...frontend.tensor import active_trace as _active_trace
 from ...frontend.trace import ABSENT as _ABSENT
 from ...frontend.trace import guard_attr as _guard_attr
+from ...frontend.trace import guard_module as _guard_module
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -248,7 +249,7 @@ class Module:
     def __call__(self, *args, **kwargs):
         tr = _active_trace()
         if tr is not None and self._predates(tr):
-            _guard_attr(self, "training")  # a compiled function retraces when train()/eval() changes
+            _guard_module(self)  # a compiled function retraces when train()/eval() or forward's attributes change
         for hook, with_kwargs in list(self._forward_pre_hooks.values()):
             if with_kwargs:
                 res = hook(self, args, kwargs)
@@ -281,7 +282,7 @@ class Module:
         forward = self.forward
 
         def guarded_forward(*a, **k):
-            _guard_attr(self, "training")  # forward may read self.training directly
+            _guard_module(self)  # forward may read self.training or other attributes directly
             return forward(*a, **k)
 
         guarded_forward.__name__ = f"{type(self).__name__}_forward"
