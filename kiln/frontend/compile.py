@@ -339,11 +339,18 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     if not wrt:
         return
     reach = {g.inputs[k] for k in wrt}
-    for n in g.nodes:
-        if any(i in reach for i in n.inputs):
+    for n in g.nodes:  # gradients flow through float values only (not through a cast to an integer)
+        if n.dtype.is_floating_point and any(i in reach for i in n.inputs):
             reach.add(n)
     diff = [k for k in range(len(user_outputs)) if g.outputs[k] in reach and g.outputs[k].dtype.is_floating_point]
     if not diff:
+        return
+    needed = {id(g.outputs[k]) for k in diff}  # what the differentiated outputs are computed from
+    for n in reversed(g.nodes):
+        if id(n) in needed and n in reach:
+            needed.update(id(i) for i in n.inputs)
+    wrt = [k for k in wrt if id(g.inputs[k]) in needed]  # an input they do not read keeps .grad None
+    if not wrt:
         return
     entry.autograd = forward_backward(g, wrt, diff)
     entry.wrt, entry.diff_outputs = wrt, diff
