@@ -130,11 +130,17 @@ class CompiledFunction:
         if not kwargs and all(type(a) is Tensor for a in args):
             # the common call, positional tensors only: the spec depends on their count alone
             leaves = list(args)
+            n = len(args)
+            if n > 1 and (args[0]._cell is args[1]._cell if n == 2 else len({id(a._cell) for a in args}) != n):
+                raise _passed_twice()
             sk = self._flat_specs.get(len(args))
             if sk is None:
                 sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
         else:
             leaves, spec = tree_flatten((args, kwargs))
+            cells = [id(x._cell) for x in leaves if isinstance(x, Tensor)]
+            if len(set(cells)) != len(cells):
+                raise _passed_twice()
             sk = spec_key(spec)
         key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
         entries = self._cache.setdefault(key, [])
@@ -262,6 +268,12 @@ def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -
     return leaf[1]
 
 
+def _passed_twice() -> RuntimeError:
+    """One tensor (or its detach()/.data alias: the same storage cell) given as two arguments: the
+    traced program would treat them as independent values. Checked on every call, cache hit or not."""
+    return RuntimeError("the same tensor (or an alias of it) was passed twice to a compiled function; pass it once")
+
+
 def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
                    autograd: bool = True, optimize: bool = True) -> CompiledEntry:
     """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention).
@@ -279,8 +291,7 @@ def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
             for x, nm in zip(leaves, arg_names):
                 if isinstance(x, Tensor):
                     if id(x._cell) in seen_cells:
-                        raise RuntimeError("the same tensor (or an alias of it) was passed twice to a compiled "
-                                           "function; pass it once")
+                        raise _passed_twice()
                     seen_cells.add(id(x._cell))
                     trace.lift(x, name=nm)
             out = fn(*args, **kwargs)
