@@ -239,9 +239,11 @@ class FuzzResult:
 
 
 def fuzz(n: int, seed: int = 0, profile: str = "small", backends: Sequence[str] | None = None,
-         shrink: bool = True, out_dir: str | Path | None = None, log=None) -> FuzzResult:
-    """Fuzz `n` programs drawn from `seed`; shrink each failure and (with `out_dir`) write it as a
-    pytest file there."""
+         shrink: bool = True, out_dir: str | Path | None = None, log=None, max_failures: int | None = None,
+         shrink_limit: int = 400) -> FuzzResult:
+    """Fuzz `n` programs drawn from `seed`; shrink each failure (at most `shrink_limit` candidate
+    programs checked) and (with `out_dir`) write it as a pytest file there. Stops early after
+    `max_failures` failures."""
     from .regression import write_regression
     from .shrink import shrink_failure
     backends = list(backends) if backends is not None else all_backends()
@@ -257,13 +259,15 @@ def fuzz(n: int, seed: int = 0, profile: str = "small", backends: Sequence[str] 
             continue
         if failure is None:
             continue
-        small = shrink_failure(prog, failure) if shrink else prog
+        small = shrink_failure(prog, failure, shrink_limit) if shrink else prog
         path = None
         if out_dir is not None:
             path = write_regression(small, failure, Path(out_dir))
         failures.append((prog, failure, small, path))
         if log is not None:
             log(f"program {i} (seed {prog.seed}) fails: {failure}" + (f"\n  written to {path}" if path else ""))
+        if max_failures is not None and len(failures) >= max_failures:
+            break
     return FuzzResult(counts, failures, invalid, time.perf_counter() - t0, backends)
 
 
@@ -276,9 +280,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--backend", action="append", help="a backend to compare (repeatable; default: all available)")
     p.add_argument("--out", default="fuzz-failures", help="directory for the regression tests of failures")
     p.add_argument("--no-shrink", action="store_true", help="write failing programs as drawn")
+    p.add_argument("--shrink-limit", type=int, default=400, help="candidate programs the shrinker checks per failure")
+    p.add_argument("--max-failures", type=int, help="stop after this many failures")
     p.add_argument("--json", help="write the counts as JSON here (read by python -m kiln.testing.report)")
     a = p.parse_args(argv)
-    res = fuzz(a.n, a.seed, a.profile, a.backend, shrink=not a.no_shrink, out_dir=a.out, log=print)
+    res = fuzz(a.n, a.seed, a.profile, a.backend, shrink=not a.no_shrink, out_dir=a.out, log=print,
+               max_failures=a.max_failures, shrink_limit=a.shrink_limit)
     print(res.summary())
     if a.json:
         Path(a.json).write_text(json.dumps({
