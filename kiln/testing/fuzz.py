@@ -171,10 +171,12 @@ def calls_for(prog: Program, variants: Sequence[str] | None = None) -> list[Call
 
 
 def check_program(prog: Program, backends: Sequence[str] | None = None, variants: Sequence[str] | None = None,
-                  counts: Counts | None = None) -> Failure | None:
+                  counts: Counts | None = None, progress=None) -> Failure | None:
     """Run `prog` eagerly and on each backend (default: all available) for each call of
     `calls_for(prog, variants)`; the first difference, or None. Raises `Invalid` if the program's
-    first call does not run eagerly (a variant that does not run eagerly is skipped)."""
+    first call does not run eagerly (a variant that does not run eagerly is skipped).
+    `progress(backend, call_name)` is called before each compiled call (`kiln.testing.isolate`
+    reports it to the parent, which names the call a native crash happened in)."""
     backends = list(backends) if backends is not None else all_backends()
     counts = counts if counts is not None else Counts()
     ns = load(prog)
@@ -197,6 +199,8 @@ def check_program(prog: Program, backends: Sequence[str] | None = None, variants
         for backend in backends:
             fn = kiln.compile(eager_fn, backend=backend, recompile_limit=1000)
             for call, want in zip(calls, wants):
+                if progress is not None:
+                    progress(backend, call.name)
                 misses = fn.cache_info().misses
                 try:
                     got = run(fn, _specs(call.specs), call.seed, call.training)
@@ -240,10 +244,12 @@ class FuzzResult:
 
 def fuzz(n: int, seed: int = 0, profile: str = "small", backends: Sequence[str] | None = None,
          shrink: bool = True, out_dir: str | Path | None = None, log=None, max_failures: int | None = None,
-         shrink_limit: int = 400) -> FuzzResult:
+         shrink_limit: int = 400, isolate: bool = False, setup: str | Path | None = None) -> FuzzResult:
     """Fuzz `n` programs drawn from `seed`; shrink each failure (at most `shrink_limit` candidate
     programs checked) and (with `out_dir`) write it as a pytest file there. Stops early after
-    `max_failures` failures."""
+    `max_failures` failures. With `isolate`, each program (and each shrink candidate) is checked
+    in a subprocess (`kiln.testing.isolate`), so a native crash is a failure of that program;
+    `setup` is a Python file that subprocess runs first (a test injecting a fault)."""
     from .regression import write_regression
     from .shrink import shrink_failure
     backends = list(backends) if backends is not None else all_backends()
@@ -253,13 +259,17 @@ def fuzz(n: int, seed: int = 0, profile: str = "small", backends: Sequence[str] 
     for i in range(n):
         prog = gen.program(seed * 1_000_003 + i)
         try:
-            failure = check_program(prog, backends, counts=counts)
+            if isolate:
+                from .isolate import check_isolated
+                failure = check_isolated(prog, backends, counts=counts, setup=setup)
+            else:
+                failure = check_program(prog, backends, counts=counts)
         except Invalid:
             invalid += 1
             continue
         if failure is None:
             continue
-        small = shrink_failure(prog, failure, shrink_limit) if shrink else prog
+        small = shrink_failure(prog, failure, shrink_limit, isolate=isolate, setup=setup) if shrink else prog
         path = None
         if out_dir is not None:
             path = write_regression(small, failure, Path(out_dir))
@@ -282,10 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-shrink", action="store_true", help="write failing programs as drawn")
     p.add_argument("--shrink-limit", type=int, default=400, help="candidate programs the shrinker checks per failure")
     p.add_argument("--max-failures", type=int, help="stop after this many failures")
+    p.add_argument("--isolate", action="store_true",
+                   help="check each program in a subprocess: a native crash fails that program, not the fuzzer")
     p.add_argument("--json", help="write the counts as JSON here (read by python -m kiln.testing.report)")
     a = p.parse_args(argv)
     res = fuzz(a.n, a.seed, a.profile, a.backend, shrink=not a.no_shrink, out_dir=a.out, log=print,
-               max_failures=a.max_failures, shrink_limit=a.shrink_limit)
+               max_failures=a.max_failures, shrink_limit=a.shrink_limit, isolate=a.isolate)
     print(res.summary())
     if a.json:
         Path(a.json).write_text(json.dumps({

@@ -107,14 +107,20 @@ def shrink(prog: Program, still_fails: Callable[[Program], bool], max_checks: in
     return prog
 
 
-def shrink_failure(prog: Program, failure, max_checks: int = 400) -> Program:
-    """Shrink `prog`, keeping `failure` (a `kiln.testing.fuzz.Failure`: same backend, kind and call)."""
+def shrink_failure(prog: Program, failure, max_checks: int = 400, isolate: bool = False, setup=None) -> Program:
+    """Shrink `prog`, keeping `failure` (a `kiln.testing.fuzz.Failure`: same backend, kind and call).
+    With `isolate`, each candidate runs in a subprocess (`kiln.testing.isolate.check_isolated`,
+    which runs the file `setup` first)."""
     from .fuzz import Invalid, check_program
+    from .isolate import check_isolated
     variants = () if failure.call in ("first", "same") else (failure.call,)
 
     def still_fails(cand: Program) -> bool:
         try:
-            f = check_program(cand, [failure.backend], variants=variants)
+            if isolate:
+                f = check_isolated(cand, [failure.backend], variants=variants, setup=setup)
+            else:
+                f = check_program(cand, [failure.backend], variants=variants)
         except Invalid:
             return False
         return f is not None and f.same_as(failure)
