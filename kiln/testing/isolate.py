@@ -1,8 +1,8 @@
 """Check a fuzzed program in a subprocess, so a native crash (a segfault in generated code, an
 abort) is reported as a failure of that program instead of killing the fuzzer.
 
-The parent pickles (program, backends, variants) to the child's stdin; the child
-(`python -m kiln.testing.isolate`) runs `kiln.testing.fuzz.check_program`, printing a progress
+The parent pickles (program, backends, variants) to the child's stdin; the child (a fresh
+Python that imports this copy of kiln) runs `kiln.testing.fuzz.check_program`, printing a progress
 line before each compiled call and the pickled outcome last. A child that dies or hangs is a
 `crash` failure of the backend and call its last progress line named.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import pickle
 import runpy
 import signal
@@ -35,11 +34,10 @@ def check_isolated(prog: Program, backends: Sequence[str] | None = None, variant
     backends = list(backends) if backends is not None else all_backends()
     job = pickle.dumps((prog, backends, None if variants is None else list(variants),
                         None if setup is None else str(setup)))
-    root = str(Path(__file__).resolve().parents[2])  # the directory holding this kiln package
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    root = str(Path(__file__).resolve().parents[2])  # the directory holding this kiln package: the child imports it
+    child = f"import sys; sys.path.insert(0, {root!r}); from kiln.testing.isolate import _child; sys.exit(_child())"
     try:
-        proc = subprocess.run([sys.executable, "-m", "kiln.testing.isolate"], input=job, capture_output=True,
-                              env=env, timeout=timeout)
+        proc = subprocess.run([sys.executable, "-c", child], input=job, capture_output=True, timeout=timeout)
         out, err, rc = proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"), proc.returncode
         how = None
     except subprocess.TimeoutExpired as e:
