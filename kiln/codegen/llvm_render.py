@@ -181,12 +181,30 @@ class _FunctionRenderer:
         if src.is_integer:
             return b.sitofp(v, t)
         if dst.is_floating_point:
+            if src.name == "float64" and dst.name == "float16":
+                # the JIT has no __truncdfhf2 (calling it crashed): round to odd in float32, then to
+                # float16 - exact, as float32 has more than 11 + 2 mantissa bits
+                return b.fptrunc(self._to_f32_round_odd(v), t)
             return b.fpext(v, t) if dst.itemsize > src.itemsize else b.fptrunc(v, t)
         fn_name = f"llvm.fptosi.sat.{ {'int32': 'i32', 'int64': 'i64'}[dst.name] }.{ {'float16': 'f16', 'float32': 'f32', 'float64': 'f64'}[src.name] }"
         fn = self.m.globals.get(fn_name)
         if fn is None:
             fn = ir.Function(self.m, ir.FunctionType(t, [v.type]), name=fn_name)
         return b.call(fn, [v])
+
+    def _to_f32_round_odd(self, v: ir.Value) -> ir.Value:
+        """float64 `v` rounded to float32 towards odd: an inexact result gets an odd last bit."""
+        b = self.b
+        f32, i32 = ir.FloatType(), ir.IntType(32)
+        t = b.fptrunc(v, f32)
+        back = b.fpext(t, v.type)
+        bits = b.bitcast(t, i32)
+        even = b.icmp_unsigned("==", b.and_(bits, ir.Constant(i32, 1)), ir.Constant(i32, 0))
+        zero = ir.Constant(v.type, 0.0)
+        up = b.select(b.fcmp_ordered(">", v, zero), b.fcmp_ordered("<", back, v), b.fcmp_ordered(">", back, v))
+        odd = b.select(up, b.add(bits, ir.Constant(i32, 1)), b.sub(bits, ir.Constant(i32, 1)))
+        fix = b.and_(b.fcmp_ordered("!=", back, v), even)  # NaN compares unordered: kept
+        return b.bitcast(b.select(fix, odd, bits), f32)
 
     # -- statements -----------------------------------------------------------------------------
     def block(self, body) -> None:

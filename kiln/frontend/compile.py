@@ -139,11 +139,17 @@ class CompiledFunction:
         if not kwargs and all(type(a) is Tensor for a in args):
             # the common call, positional tensors only: the spec depends on their count alone
             leaves = list(args)
+            n = len(args)
+            if n > 1 and (args[0]._cell is args[1]._cell if n == 2 else len({id(a._cell) for a in args}) != n):
+                raise _passed_twice()
             sk = self._flat_specs.get(len(args))
             if sk is None:
                 sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
         else:
             leaves, spec = tree_flatten((args, kwargs))
+            cells = [id(x._cell) for x in leaves if isinstance(x, Tensor)]
+            if len(set(cells)) != len(cells):
+                raise _passed_twice()
             sk = spec_key(spec)
         key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
         entries = self._cache.setdefault(key, [])
@@ -275,6 +281,12 @@ def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -
     return leaf[1]
 
 
+def _passed_twice() -> RuntimeError:
+    """One tensor (or its detach()/.data alias: the same storage cell) given as two arguments: the
+    traced program would treat them as independent values. Checked on every call, cache hit or not."""
+    return RuntimeError("the same tensor (or an alias of it) was passed twice to a compiled function; pass it once")
+
+
 def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
                    autograd: bool = True, optimize: bool = True) -> CompiledEntry:
     """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention).
@@ -298,8 +310,7 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             for x, nm in zip(leaves, arg_names):
                 if isinstance(x, Tensor):
                     if id(x._cell) in seen_cells:
-                        raise RuntimeError("the same tensor (or an alias of it) was passed twice to a compiled "
-                                           "function; pass it once")
+                        raise _passed_twice()
                     seen_cells.add(id(x._cell))
                     trace.lift(x, name=nm)
             out = fn(*args, **kwargs)
@@ -359,11 +370,18 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     if not wrt:
         return
     reach = {g.inputs[k] for k in wrt}
-    for n in g.nodes:
-        if any(i in reach for i in n.inputs):
+    for n in g.nodes:  # gradients flow through float values only (not through a cast to an integer)
+        if n.dtype.is_floating_point and any(i in reach for i in n.inputs):
             reach.add(n)
     diff = [k for k in range(len(user_outputs)) if g.outputs[k] in reach and g.outputs[k].dtype.is_floating_point]
     if not diff:
+        return
+    needed = {id(g.outputs[k]) for k in diff}  # what the differentiated outputs are computed from
+    for n in reversed(g.nodes):
+        if id(n) in needed and n in reach:
+            needed.update(id(i) for i in n.inputs)
+    wrt = [k for k in wrt if id(g.inputs[k]) in needed]  # an input they do not read keeps .grad None
+    if not wrt:
         return
     entry.autograd = forward_backward(g, wrt, diff)
     entry.wrt, entry.diff_outputs = wrt, diff

@@ -379,8 +379,14 @@ class Tensor:
     __str__ = __repr__
 
     # -- autograd ------------------------------------------------------------------------
+    def _sync_view(self) -> None:
+        """Re-derive a view whose base was updated in place since (its history may now need grad)."""
+        if self._base is not None and self._view_synced != self._vc[0]:
+            self._resync_view()
+
     @property
     def requires_grad(self) -> bool:
+        self._sync_view()
         return self._requires_grad
 
     @requires_grad.setter
@@ -400,10 +406,12 @@ class Tensor:
 
     @property
     def grad_fn(self):
+        self._sync_view()
         return self._grad_fn
 
     @property
     def is_leaf(self) -> bool:
+        self._sync_view()
         return self._grad_fn is None
 
     @property
@@ -562,8 +570,9 @@ class Tensor:
         v = _replay(base, self._view_chain)
         self._cell.value = v._cell.value
         self._cell.trace = v._cell.trace
-        self._grad_fn, self._output_nr = v._grad_fn, v._output_nr
-        self._requires_grad = v._requires_grad
+        if not self._detached:  # a detach()/.data alias shares the values, never the history
+            self._grad_fn, self._output_nr = v._grad_fn, v._output_nr
+            self._requires_grad = v._requires_grad
         self._view_synced = self._vc[0]
 
     def _assign_value(self, new) -> None:

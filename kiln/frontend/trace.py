@@ -31,6 +31,7 @@ class Trace:
     def __init__(self, name: str = "main"):
         self.graph = Graph(name)
         self.lifted: list[tuple[Tensor, Node, Any, Any]] = []  # (tensor, input node, saved value, saved grad_fn)
+        self._lifted_requires_grad: list[bool] = []  # per lifted tensor, restored by finish
         self.sources: list[Callable[[], Any]] = []  # per lifted tensor: how a later call finds it
         self._grad_of: dict[int, Tensor] = {}  # id(grad tensor) -> the tensor whose .grad it was
         self.grad_writes: dict[int, tuple[Tensor, Any]] = {}  # id -> (tensor, .grad before the trace)
@@ -92,6 +93,7 @@ class Trace:
             name = f"c{sum(1 for n in self.graph.inputs if n.name.startswith('c'))}"
         node = self.graph.add_input(t.shape, t.dtype, name=name)
         self.lifted.append((t, node, t._cell.value, t._grad_fn))
+        self._lifted_requires_grad.append(t._requires_grad)
         owner = self._grad_of.get(id(t))
         # a `.grad` is found through its owner at call time: backward() replaces grad objects
         self.sources.append((lambda o=owner: o._grad) if owner is not None else (lambda t=t: t))
@@ -202,10 +204,11 @@ class Trace:
             if t._cell.value is not node:
                 mutated.append((k, t._cell.value))
         grad_final = [(t, t._grad) for (t, _before) in self.grad_writes.values()]
-        for t, node, value, grad_fn in self.lifted:
+        for (t, node, value, grad_fn), requires_grad in zip(self.lifted, self._lifted_requires_grad):
             t._cell.value = value
             t._cell.trace = None
             t._grad_fn = grad_fn
+            t._requires_grad = requires_grad  # an in-place update with a value needing grad set it while tracing
         for t, before in self.grad_writes.values():
             t._grad = before
         for t in self._stale_views.values():

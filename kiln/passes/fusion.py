@@ -612,8 +612,12 @@ class _Planner:
                     if nid not in self.input_ids and nid not in k.recomputed}
             srcs.pop(b.uid, None)
             if not srcs and len(self.kernels) > 1 and all(m.numel == 1 for m in b.members.values()):
-                a = min((k for k in self.kernels if k is not b), key=lambda k: k.first_position)
-                self._merge(a, b)  # scalars of graph inputs only (a step counter): any kernel computes them
+                # scalars of graph inputs only (a step counter): any loop kernel computes them (a scatter
+                # kernel writes nothing but its scatter)
+                hosts = [k for k in self.kernels if k is not b
+                         and k.kind in (KernelKind.ELEMENTWISE, KernelKind.REDUCTION)]
+                if hosts:
+                    self._merge(min(hosts, key=lambda k: k.first_position), b)
             elif len(srcs) == 1:
                 a = next(iter(srcs.values()))
                 if self._sink_fits(b, a):

@@ -404,7 +404,19 @@ def cache_key(program_text: str) -> str:
     from .. import __version__
     llvm, _ = _llvm()
     return "\n".join([f"kiln {__version__}", f"llvmlite {llvmlite.__version__} llvm {llvm.llvm_version_info}",
-                      host_description(), "O3 vectorize", program_text])
+                      f"codegen {codegen_fingerprint()}", host_description(), "O3 vectorize", program_text])
+
+
+@functools.lru_cache(maxsize=None)
+def codegen_fingerprint() -> str:
+    """A hash of kiln/codegen's source: the kernel IR text does not change when the rendering
+    of it does (a fixed cast), so cached object code of an older renderer must not be loaded."""
+    import hashlib
+    from pathlib import Path
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).resolve().parent.parent.joinpath("codegen").glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 _caches: dict = {}
