@@ -132,6 +132,7 @@ class _KernelLowering:
         self.inputs = {id(n) for n in kernel.inputs}
         self.scratch: list[tuple[str, Node]] = []  # (param name, the value it holds)
         self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
+        self.blocked_matmul = True  # CPU register blocking of matmul (the CUDA backend maps matmul itself)
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
@@ -437,7 +438,8 @@ class _KernelLowering:
         full = [o for o in outs if o.numel == numel]
         rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
         rest = [o for o in outs if o not in full and o not in rows]
-        if full and k.anchor is not None and k.anchor.op == "matmul" and self._blocked_matmul(full, domain):
+        if (full and k.anchor is not None and k.anchor.op == "matmul" and self.blocked_matmul
+                and self._blocked_matmul(full, domain)):
             full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
@@ -594,12 +596,14 @@ def _s64(u: int) -> int:
 
 
 def lower_kernel(kernel: Kernel, name: str, const_nodes: dict[int, Node], checks: list[IndexCheck],
-                 strides: dict[int, tuple[int, ...]] | None = None
+                 strides: dict[int, tuple[int, ...]] | None = None, blocked_matmul: bool = True
                  ) -> tuple[KernelFunc, list[tuple[str, Node]]]:
     """Lower one plan kernel. Returns the kernel and, per param, (its role, the node behind it):
     role "in"/"out" for values in memory, "const" for a literal array the kernel reads.
-    `strides`: graph inputs given as strided views (element strides), read without copies."""
+    `strides`: graph inputs given as strided views (element strides), read without copies.
+    `blocked_matmul=False` writes a matmul per output element (one dot product each: GPU threads)."""
     low = _KernelLowering(kernel, name, checks)
+    low.blocked_matmul = blocked_matmul
     low.strides = dict(strides or {})
     params: list[BufferParam] = []
     nodes: list[tuple[str, Node]] = []
@@ -627,9 +631,11 @@ def lower_kernel(kernel: Kernel, name: str, const_nodes: dict[int, Node], checks
 
 
 def lower_plan(plan: FusionPlan, name: str = "main",
-               input_strides: Sequence[tuple[int, ...] | None] | None = None) -> LoweredProgram:
+               input_strides: Sequence[tuple[int, ...] | None] | None = None,
+               blocked_matmul: bool = True) -> LoweredProgram:
     """Lower every kernel of `plan`; graph inputs, outputs and intermediates become buffers.
-    `input_strides[k]`: the element strides graph input k arrives with (None: C-contiguous)."""
+    `input_strides[k]`: the element strides graph input k arrives with (None: C-contiguous);
+    `blocked_matmul`: the CPU's register-blocked matmul (False for the CUDA backend)."""
     g = plan.graph
     strided = {id(n): tuple(st) for n, st in zip(g.inputs, input_strides or ()) if st is not None}
     buffers: list[ProgramBuffer] = []
@@ -656,7 +662,7 @@ def lower_plan(plan: FusionPlan, name: str = "main",
     for k in plan.kernels:
         for o in k.outputs:
             buf(bname, o, "output" if id(o) in outs else "temp")
-        kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided)
+        kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided, blocked_matmul)
         args = []
         for role, n in params:
             if role == "const":
