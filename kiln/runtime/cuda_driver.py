@@ -309,9 +309,11 @@ def load_module(compiled: CompiledCuda, funcs: Sequence[str]) -> LoadedModule:
     try:
         if compiled.cubin is None:
             raise CudaError("no cubin")
-        mod = check(drv.cuModuleLoadData(compiled.cubin), "cuModuleLoadData(cubin)")
-    except CudaError:
-        mod = check(drv.cuModuleLoadData(compiled.ptx.encode() + b"\0"), "cuModuleLoadData(ptx)")
+        image = np.frombuffer(compiled.cubin, np.uint8)
+        mod = check(drv.cuModuleLoadData(image.ctypes.data), "cuModuleLoadData(cubin)")
+    except CudaError:  # no cubin, or one the driver rejects: let the driver JIT the PTX
+        image = np.frombuffer(compiled.ptx.encode() + b"\0", np.uint8)
+        mod = check(drv.cuModuleLoadData(image.ctypes.data), "cuModuleLoadData(ptx)")
     fns = {}
     for f in dict.fromkeys(funcs):
         fns[f] = check(drv.cuModuleGetFunction(mod, f.encode()), f"cuModuleGetFunction({f})")

@@ -124,3 +124,20 @@ def test_round_trip_copies(needs_gpu):
     for n in (3, 1 << 21):  # direct and pinned-staged copies
         a = np.random.default_rng(n).standard_normal(n).astype(np.float32)
         np.testing.assert_array_equal(cuda_driver.DeviceArray.from_numpy(a).numpy(), a)
+
+
+def test_gpu_check_without_a_device_says_so(capsys):
+    from kiln.cuda import check
+    if kiln.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert check.main(["--out", "/nonexistent/never-written.md"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_gpu_check_report_table():
+    from kiln.cuda.check import report
+    text = report("NVIDIA H200", "5 passed", [
+        {"workload": "softmax 16384²", "kiln_ms": 0.8, "kiln_GBps": 2700.0, "torch_eager_ms": None},
+        {"workload": "matmul", "kiln_ms": None, "error": "CudaError: boom"}])
+    assert "# kiln GPU check on NVIDIA H200" in text and "5 passed" in text
+    assert "| softmax 16384² | 0.800 | 2700.0 | — | — |" in text and "failed: CudaError: boom" in text
