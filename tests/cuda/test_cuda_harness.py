@@ -191,3 +191,21 @@ def test_bad_index_is_the_cpu_error(built, name):
     good = _inputs(name, np.random.default_rng(2))
     for g, r in zip(lib.run(ex.cuda, good), run_graph(ex.graph, good)):
         np.testing.assert_allclose(g, r, rtol=2e-5, atol=2e-5)
+
+
+def test_a_stuck_kernel_fails_instead_of_hanging():
+    """A kernel whose threads never all reach a barrier: the harness names it and gives up."""
+    from kiln.codegen.cuda_render import CudaKernel, CudaStage, PRELUDE
+    from kiln.codegen.kir import BufferParam
+    from kiln.codegen.lower import LoweredProgram, ProgramBuffer
+    from kiln.ir import dtypes as dt
+    from kiln.runtime.cuda_backend import CudaProgram, Launch
+    src = (PRELUDE + '\nextern "C" __global__ void stuck_s0(float* __restrict__ out0, long long* __restrict__ '
+           "kiln_status) { if (threadIdx.x == 0) return; __syncthreads(); out0[0] = 1.0f; }\n")
+    params = [BufferParam("out0", dt.float32, 1, "w")]
+    prog = LoweredProgram("stuck", [], [ProgramBuffer("b0", dt.float32, (1,), "output")], [], [], ["b0"])
+    cp = CudaProgram("stuck", prog, src, [CudaKernel("stuck", params, [CudaStage("stuck_s0", "block", 1, 32)], "")],
+                     [Launch("stuck_s0", (0,), 1, 32, "block")])
+    lib = HarnessLibrary([cp], timeout_s=2.0)
+    with pytest.raises(RuntimeError, match="stuck_s0 .* did not finish"):
+        lib.run(cp, [])

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -54,12 +55,13 @@ def _wrappers(progs: Sequence[CudaProgram]) -> str:
 class HarnessLibrary:
     """The CUDA C of several programs compiled (once) into one shared library."""
 
-    def __init__(self, progs: Sequence[CudaProgram], max_grid: int = 3, max_block: int = 64):
+    def __init__(self, progs: Sequence[CudaProgram], max_grid: int = 3, max_block: int = 64,
+                 timeout_s: float = 120.0):
         # every program's source starts with the same prelude: keep it once
         body = "\n".join(p.source[len(PRELUDE):] if p.source.startswith(PRELUDE) else p.source for p in progs)
         text = f'#include "{HEADER}"\n{PRELUDE}\n{body}\n{_wrappers(progs)}\n'
         self.source = text
-        self.max_grid, self.max_block = max_grid, max_block
+        self.max_grid, self.max_block, self.timeout_s = max_grid, max_block, timeout_s
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self._dir = Path(tempfile.mkdtemp(prefix="kiln-cuda-harness-"))
         src = self._dir / f"h{digest}.cpp"
@@ -95,10 +97,30 @@ class HarnessLibrary:
             ptrs = (ctypes.c_void_p * len(ln.args))(*[bufs[a].ctypes.data for a in ln.args])
             grid = min(ln.grid, self.max_grid)
             block = 1 if ln.mode == "serial" else min(ln.block, self.max_block)
-            self._fn(ln.func)(ctypes.addressof(ptrs), status.ctypes.data, grid, block)
+            self._launch(ln.func, ptrs, status, grid, block)
         outputs_from_status(program, status)
         names = {b.name: k for k, b in enumerate(program.buffers)}
         return [bufs[names[n]] for n in program.outputs]
+
+    def _launch(self, func: str, ptrs, status: np.ndarray, grid: int, block: int) -> None:
+        """Run one launch on a daemon thread, so that a kernel whose threads never meet at a
+        barrier fails the test (naming the kernel) instead of hanging the suite."""
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def go():
+            try:
+                self._fn(func)(ctypes.addressof(ptrs), status.ctypes.data, grid, block)
+            except BaseException as e:  # pragma: no cover - ctypes raises nothing here
+                errors.append(e)
+            finally:
+                done.set()
+        threading.Thread(target=go, daemon=True, name=f"harness-{func}").start()
+        if not done.wait(self.timeout_s):
+            raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}) did not finish in "
+                               f"{self.timeout_s} s: its threads are stuck (a barrier some thread skipped?)")
+        if errors:
+            raise errors[0]
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
