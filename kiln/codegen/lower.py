@@ -138,6 +138,7 @@ class _KernelLowering:
         self.flop_cost = 0  # a GEMM's work, for the parallel threshold (cost counts elements otherwise)
         self.work = 0  # multiply-adds of a blocked conv: part of the kernel's cost (parallel or not)
         self.vector_hints: dict[str, int] = {}  # loop variable -> vector width (1: keep it scalar)
+        self.cpu_blocking = True  # the CPU's GEMM / register-blocked matmul and conv (CUDA maps them itself)
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
@@ -446,13 +447,14 @@ class _KernelLowering:
         full = [o for o in outs if o.numel == numel]
         rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
         rest = [o for o in outs if o not in full and o not in rows]
-        if full and k.anchor is not None and k.anchor.op == "matmul":
+        if full and k.anchor is not None and k.anchor.op == "matmul" and self.cpu_blocking:
             if len(full) == len(outs) and gemm.applies(k.anchor, k.nodes):
                 gemm.lower_gemm(self, full)
                 full = []
             elif self._blocked_matmul(full, domain):
                 full = []
-        if full and k.anchor is not None and k.anchor.op == "conv" and lower_blocked_conv(self, full, domain):
+        if (full and k.anchor is not None and k.anchor.op == "conv" and self.cpu_blocking
+                and lower_blocked_conv(self, full, domain)):
             full = []
         if full or rows:
             if not full:  # row values only: loop over the rows, the reductions open their own loops
@@ -614,12 +616,14 @@ def _s64(u: int) -> int:
 
 
 def lower_kernel(kernel: Kernel, name: str, const_nodes: dict[int, Node], checks: list[IndexCheck],
-                 strides: dict[int, tuple[int, ...]] | None = None
+                 strides: dict[int, tuple[int, ...]] | None = None, cpu_blocking: bool = True
                  ) -> tuple[KernelFunc, list[tuple[str, Node]]]:
     """Lower one plan kernel. Returns the kernel and, per param, (its role, the node behind it):
     role "in"/"out" for values in memory, "const" for a literal array the kernel reads.
-    `strides`: graph inputs given as strided views (element strides), read without copies."""
+    `strides`: graph inputs given as strided views (element strides), read without copies.
+    `cpu_blocking=False` writes a matmul or conv per output element (one dot product each: GPU threads)."""
     low = _KernelLowering(kernel, name, checks)
+    low.cpu_blocking = cpu_blocking
     low.strides = dict(strides or {})
     params: list[BufferParam] = []
     nodes: list[tuple[str, Node]] = []
@@ -647,9 +651,11 @@ def lower_kernel(kernel: Kernel, name: str, const_nodes: dict[int, Node], checks
 
 
 def lower_plan(plan: FusionPlan, name: str = "main",
-               input_strides: Sequence[tuple[int, ...] | None] | None = None) -> LoweredProgram:
+               input_strides: Sequence[tuple[int, ...] | None] | None = None,
+               cpu_blocking: bool = True) -> LoweredProgram:
     """Lower every kernel of `plan`; graph inputs, outputs and intermediates become buffers.
-    `input_strides[k]`: the element strides graph input k arrives with (None: C-contiguous)."""
+    `input_strides[k]`: the element strides graph input k arrives with (None: C-contiguous);
+    `cpu_blocking`: the CPU's packed GEMM and register-blocked matmul/conv (False for the CUDA backend)."""
     g = plan.graph
     strided = {id(n): tuple(st) for n, st in zip(g.inputs, input_strides or ()) if st is not None}
     buffers: list[ProgramBuffer] = []
@@ -676,7 +682,7 @@ def lower_plan(plan: FusionPlan, name: str = "main",
     for k in plan.kernels:
         for o in k.outputs:
             buf(bname, o, "output" if id(o) in outs else "temp")
-        kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided)
+        kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided, cpu_blocking)
         args = []
         for (role, n), param in zip(params, kf.params):
             if role == "const":

@@ -2,6 +2,7 @@
 
     lowered = kiln.compile(f).lower(kiln.ShapeDtype((8, 16), kiln.float32))
     print(lowered.as_text("kernels"))     # or traced | optimized | plan | llvm | llvm-opt | asm
+                                          # (backend="cuda": cuda | ptx)
     g = lowered.compile()                 # the callable (shares the compiled program)
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..runtime.backend import executable
 from .compile import trace_function
 from .creation import zeros
 
-STAGES = ("traced", "optimized", "plan", "kernels", "llvm", "llvm-opt", "asm")
+STAGES = ("traced", "optimized", "plan", "kernels", "llvm", "llvm-opt", "asm", "cuda", "ptx")
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class Lowered:
         return [executable(g, self._fn.backend) for g in self._graphs()]
 
     def as_text(self, stage: str = "kernels") -> str:
-        """The program at `stage`: traced | optimized | plan | kernels | llvm | llvm-opt | asm."""
+        """The program at `stage`: traced | optimized | plan | kernels | llvm | llvm-opt | asm
+        (the llvm backend) | cuda | ptx (the cuda backend)."""
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
         if stage == "traced":

@@ -74,8 +74,11 @@ CPU = device("cpu")
 def _check_device(spec) -> device:
     d = device(spec)
     if d.type != "cpu":
-        raise RuntimeError(f"device {d} is not available: kiln's eager tensors live on the CPU "
-                           "(the CUDA backend compiles graphs, see the docs)")
+        from ..runtime import cuda_driver
+        why = cuda_driver.unavailable_reason()
+        detail = f"no CUDA device is usable here ({why})" if why else "eager CUDA tensors are not implemented yet"
+        raise RuntimeError(f"device {d} is not available: {detail}; kiln's eager tensors live on the CPU "
+                           "(kiln.compile(fn, backend='cuda') runs compiled programs on the GPU, see docs/cuda.md)")
     return d
 
 

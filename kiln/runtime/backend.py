@@ -2,7 +2,8 @@
 
 A backend turns a Graph into an executable with `run(list of numpy arrays) -> list of
 arrays`. `reference` is the numpy interpreter (the oracle); `llvm` compiles the graph's
-fusion plan to native code for the host CPU. Executables are cached on the graph object,
+fusion plan to native code for the host CPU; `cuda` renders the same kernel IR to CUDA C
+(kiln/runtime/cuda_backend.py). Executables are cached on the graph object,
 so a graph compiles once per backend.
 """
 from __future__ import annotations
@@ -51,7 +52,16 @@ class LLVMBackend:
         return compile_graph(graph, strict_fp=self.strict_fp)
 
 
-BACKENDS = {"reference": ReferenceBackend, "llvm": LLVMBackend}
+class CudaBackend:
+    """CUDA C from the same kernel IR, compiled with NVRTC; lowering needs no GPU, running does."""
+    name = "cuda"
+
+    def compile(self, graph: Graph):
+        from .cuda_backend import CudaBackend as Impl
+        return Impl().compile(graph)
+
+
+BACKENDS = {"reference": ReferenceBackend, "llvm": LLVMBackend, "cuda": CudaBackend}
 
 
 def default_backend_name() -> str:
@@ -92,7 +102,7 @@ def _dump_stages(graph: Graph, ex) -> None:
     stages = getattr(ex, "stages", None)
     if writer is None or stages is None:
         return
-    for stage in ("plan", "kernels", "llvm", "llvm-opt", "asm"):
+    for stage in getattr(ex, "stage_names", ("plan", "kernels", "llvm", "llvm-opt", "asm")):
         writer.write(f"{graph.name}-{stage}", stages(stage))
 
 

@@ -217,7 +217,7 @@ def test_parallel_kernels_match_reference(threads, monkeypatch):
 # -- backend choice and stages ------------------------------------------------------------------
 
 def test_unknown_backend_is_named():
-    with pytest.raises(ValueError, match=r"unknown backend 'gpu'; known backends: llvm, reference"):
+    with pytest.raises(ValueError, match=r"unknown backend 'gpu'; known backends: cuda, llvm, reference"):
         kiln.compile(lambda x: x, backend="gpu")
 
 

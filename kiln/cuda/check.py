@@ -1,0 +1,163 @@
+"""The GPU check: run the CUDA test suite and the GPU benchmarks in one call, on a machine with a
+CUDA device, and write the results to one file.
+
+    PYTHONPATH=. python3 -m kiln.cuda.check --out gpu-results.md     # or scripts/gpu_check.sh
+
+1. `pytest tests/cuda` (every device test runs there instead of skipping), its summary kept;
+2. the benchmark rows of issue 13 that kiln's own kernels cover, timed on device-resident inputs
+   (no host copies inside the timed loop): device copy bandwidth, `gelu_tanh(x*a+b)` over 2^28,
+   softmax 16384², layer norm 65536×4096, a 4096³ matmul, and the dispatch of a compiled `x + 1`;
+   PyTorch's CUDA eager time beside each row where `torch.cuda` is available.
+The result file is Markdown: the device, the test summary and the benchmark table, ready for
+docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _time(fn, sync, min_seconds: float = 0.3, max_iters: int = 200) -> float:
+    """Median seconds per call of `fn` over repeated batches (after a warm-up call)."""
+    fn()
+    sync()
+    times = []
+    total = 0.0
+    while total < min_seconds and len(times) < max_iters:
+        t = time.perf_counter()
+        fn()
+        sync()
+        dt = time.perf_counter() - t
+        times.append(dt)
+        total += dt
+    return float(np.median(times))
+
+
+def _kiln_program(fn, shapes):
+    """The compiled CUDA executable of `fn` on float32 inputs of `shapes`, and device inputs."""
+    import kiln
+    from ..runtime.cuda_driver import DeviceArray
+    lowered = kiln.compile(fn, backend="cuda").lower(*[kiln.ShapeDtype(s) for s in shapes])
+    (ex,) = lowered._executables()
+    rng = np.random.default_rng(0)
+    xs = [DeviceArray.from_numpy(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+    return ex, xs
+
+
+def _torch_time(fn, shapes):
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    xs = [torch.randn(*s, device="cuda") for s in shapes]
+    return _time(lambda: fn(torch, *xs), torch.cuda.synchronize)
+
+
+def benchmarks() -> list[dict]:
+    import kiln.nn.functional as F
+    from ..runtime import cuda_driver
+    rows = []
+
+    def row(name, fn, tfn, shapes, bytes_moved=None, flops=None):
+        try:
+            ex, xs = _kiln_program(fn, shapes)
+            sec = _time(lambda: ex.run(xs), cuda_driver.synchronize)
+        except Exception as e:  # one failing row must not hide the others
+            rows.append({"workload": name, "kiln_ms": None, "error": f"{type(e).__name__}: {e}"[:300]})
+            print(rows[-1], flush=True)
+            return
+        try:
+            peer = _torch_time(tfn, shapes) if tfn is not None else None
+        except Exception:
+            peer = None
+        r = {"workload": name, "kiln_ms": sec * 1e3, "torch_eager_ms": None if peer is None else peer * 1e3}
+        if bytes_moved:
+            r["kiln_GBps"] = bytes_moved / sec / 1e9
+            r["torch_GBps"] = None if peer is None else bytes_moved / peer / 1e9
+        if flops:
+            r["kiln_TFLOPs"] = flops / sec / 1e12
+            r["torch_TFLOPs"] = None if peer is None else flops / peer / 1e12
+        rows.append(r)
+        print(r, flush=True)
+
+    # the floor: a device-to-device copy
+    n = 1 << 28
+    a = cuda_driver.alloc(4 * n)
+    b = cuda_driver.alloc(4 * n)
+    st = cuda_driver.require_device("benchmarks")
+    drv = st["drv"]
+
+    def copy():
+        cuda_driver.check(drv.cuMemcpyDtoDAsync(b.ptr, a.ptr, 4 * n, st["stream"]), "cuMemcpyDtoDAsync")
+    sec = _time(copy, cuda_driver.synchronize)
+    rows.append({"workload": "device copy 2^28 f32", "kiln_ms": sec * 1e3, "kiln_GBps": 8 * n / sec / 1e9})
+    del a, b
+
+    row("gelu_tanh(x*a+b), 2^28", lambda x, s, t: F.gelu(x * s + t, approximate="tanh"),
+        lambda torch, x, s, t: torch.nn.functional.gelu(x * s + t, approximate="tanh"),
+        [(n,), (1,), (1,)], bytes_moved=8 * n)
+    row("softmax 16384²", lambda x: F.softmax(x, dim=-1), lambda torch, x: torch.softmax(x, dim=-1),
+        [(16384, 16384)], bytes_moved=8 * 16384 * 16384)
+    row("layer norm 65536×4096", lambda x: F.layer_norm(x, (4096,)),
+        lambda torch, x: torch.nn.functional.layer_norm(x, (4096,)), [(65536, 4096)], bytes_moved=8 * 65536 * 4096)
+    m = 4096
+    row("matmul 4096³ f32 (no TF32)", lambda x, y: x @ y, lambda torch, x, y: x @ y, [(m, m), (m, m)],
+        flops=2 * m ** 3)
+    row("dispatch of compiled x + 1 (1 element)", lambda x: x + 1, lambda torch, x: x + 1, [(1,)])
+    return rows
+
+
+def _fmt(v, digits=2):
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def report(device: str, tests: str, rows: list[dict]) -> str:
+    lines = [f"# kiln GPU check on {device}", "", "## tests/cuda", "", "```", tests.strip(), "```", "",
+             "## benchmarks (device-resident inputs; median per call)", "",
+             "| workload | kiln ms | kiln GB/s or TFLOP/s | torch eager ms | torch GB/s or TFLOP/s |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        rate_k = r.get("kiln_GBps", r.get("kiln_TFLOPs"))
+        rate_t = r.get("torch_GBps", r.get("torch_TFLOPs"))
+        if r.get("error"):
+            lines.append(f"| {r['workload']} | failed: {r['error']} | | | |")
+            continue
+        lines.append(f"| {r['workload']} | {_fmt(r['kiln_ms'], 3)} | {_fmt(rate_k, 1)} | "
+                     f"{_fmt(r.get('torch_eager_ms'), 3)} | {_fmt(rate_t, 1)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="gpu-results.md")
+    ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--skip-bench", action="store_true")
+    args = ap.parse_args(argv)
+    from . import get_device_name, is_available, unavailable_reason
+    if not is_available():
+        print(f"no CUDA device: {unavailable_reason()}", file=sys.stderr)
+        return 2
+    device = get_device_name()
+    tests = "(skipped)"
+    rc = 0
+    if not args.skip_tests:
+        r = subprocess.run([sys.executable, "-m", "pytest", "tests/cuda", "-p", "no:cacheprovider", "-rs"],
+                           capture_output=True, text=True)
+        tests = "\n".join((r.stdout + r.stderr).strip().splitlines()[-40:])
+        rc = r.returncode
+        print(tests, flush=True)
+    rows = [] if args.skip_bench else benchmarks()
+    Path(args.out).write_text(report(device, tests, rows))
+    print(f"results written to {args.out}")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Run kiln's CUDA test suite and GPU benchmarks in one call on a machine with an NVIDIA GPU
+# (see docs/cuda.md). Results: the file given as $1 (default gpu-results.md), Markdown.
+set -u
+cd "$(dirname "$0")/.."
+out="${1:-gpu-results.md}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
+PYTHONPATH=. python3 -m kiln.cuda.check --out "$out"
+rc=$?
+cat "$out"
+exit $rc

@@ -1,0 +1,134 @@
+"""Run kiln's emitted CUDA C on the CPU: g++ compiles it as C++20 with `cuda_host.h` (the CUDA
+built-ins as real threads, a barrier, shuffles through memory), and a program's launches run in
+order over numpy buffers, exactly as the CUDA backend would issue them on a stream.
+
+    progs = [build_cuda_program(lower_plan(plan, "kiln_f"))]
+    lib = HarnessLibrary(progs)           # one g++ compile for all of them
+    outs = lib.run(progs[0], [x, y])      # numpy in, numpy out; a failed check raises IndexError
+
+Grids are shrunk (at most `max_grid` blocks of at most `max_block` threads) so that the
+grid-stride loops, the multi-warp combination and the vector/tail split all run on small
+shapes; kernels read their launch shape from gridDim/blockDim, so results do not change.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kiln.codegen.cuda_render import PRELUDE, storage_ctype
+from kiln.runtime.cuda_backend import CudaProgram, outputs_from_status
+
+HEADER = Path(__file__).with_name("cuda_host.h")
+_LAUNCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+
+
+def compiler() -> str | None:
+    return shutil.which("g++")
+
+
+def _wrappers(progs: Sequence[CudaProgram]) -> str:
+    out = []
+    done = set()
+    for p in progs:
+        for ck in p.kernels:
+            for st in ck.stages:
+                if st.func in done:
+                    continue
+                done.add(st.func)
+                args = [f"({'const ' if q.mode == 'r' else ''}{storage_ctype(q.dtype)}*)bufs[{i}]"
+                        for i, q in enumerate(ck.params)]
+                call = f"{st.func}({', '.join(args + ['status'])})"
+                out.append(f'extern "C" void launch_{st.func}(void** bufs, long long* status, int grid, int block) '
+                           f"{{ kiln_host_run(grid, block, [&] {{ {call}; }}); }}")
+    return "\n".join(out)
+
+
+class HarnessLibrary:
+    """The CUDA C of several programs compiled (once) into one shared library."""
+
+    def __init__(self, progs: Sequence[CudaProgram], max_grid: int = 3, max_block: int = 64,
+                 timeout_s: float = 120.0):
+        # every program's source starts with the same prelude: keep it once
+        body = "\n".join(p.source[len(PRELUDE):] if p.source.startswith(PRELUDE) else p.source for p in progs)
+        text = f'#include "{HEADER}"\n{PRELUDE}\n{body}\n{_wrappers(progs)}\n'
+        self.source = text
+        self.max_grid, self.max_block, self.timeout_s = max_grid, max_block, timeout_s
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        self._dir = Path(tempfile.mkdtemp(prefix="kiln-cuda-harness-"))
+        src = self._dir / f"h{digest}.cpp"
+        lib = self._dir / f"h{digest}.so"
+        src.write_text(text)
+        cmd = [compiler() or "g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-fno-strict-aliasing",
+               "-w", "-o", str(lib), str(src)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"g++ rejected the emitted CUDA C ({src}):\n{r.stderr[:4000]}")
+        self._lib = ctypes.CDLL(str(lib))
+        self._fns: dict[str, object] = {}
+
+    def _fn(self, func: str):
+        f = self._fns.get(func)
+        if f is None:
+            f = self._fns[func] = _LAUNCH(("launch_" + func, self._lib))
+        return f
+
+    def run(self, prog: CudaProgram, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        program = prog.program
+        bufs = []
+        for b in program.buffers:
+            if b.role == "const":
+                bufs.append(np.ascontiguousarray(b.data, b.dtype.np_dtype).reshape(b.shape))
+            else:
+                # garbage, not zeros, in outputs and intermediates: a kernel that skips an element shows
+                bufs.append(_garbage(b.shape, b.dtype.np_dtype))
+        for k, arr in zip((program.buffers.index(program.buffer(n)) for n in program.inputs), inputs):
+            bufs[k] = np.ascontiguousarray(arr, program.buffers[k].dtype.np_dtype)
+        status = np.zeros(4, np.int64)
+        for ln in prog.launches:
+            ptrs = (ctypes.c_void_p * len(ln.args))(*[bufs[a].ctypes.data for a in ln.args])
+            grid = min(ln.grid, self.max_grid)
+            block = 1 if ln.mode == "serial" else min(ln.block, self.max_block)
+            self._launch(ln.func, ptrs, status, grid, block)
+        outputs_from_status(program, status)
+        names = {b.name: k for k, b in enumerate(program.buffers)}
+        return [bufs[names[n]] for n in program.outputs]
+
+    def _launch(self, func: str, ptrs, status: np.ndarray, grid: int, block: int) -> None:
+        """Run one launch on a daemon thread, so that a kernel whose threads never meet at a
+        barrier fails the test (naming the kernel) instead of hanging the suite."""
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def go():
+            try:
+                self._fn(func)(ctypes.addressof(ptrs), status.ctypes.data, grid, block)
+            except BaseException as e:  # pragma: no cover - ctypes raises nothing here
+                errors.append(e)
+            finally:
+                done.set()
+        threading.Thread(target=go, daemon=True, name=f"harness-{func}").start()
+        if not done.wait(self.timeout_s):
+            raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}) did not finish in "
+                               f"{self.timeout_s} s: its threads are stuck (a barrier some thread skipped?)")
+        if errors:
+            raise errors[0]
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _garbage(shape, dtype) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    raw = np.frombuffer(os.urandom(max(n, 1))[:n] if n else b"", np.uint8).copy()
+    if np.dtype(dtype) == np.bool_:
+        raw &= 1
+    return raw.view(dtype).reshape(shape)
