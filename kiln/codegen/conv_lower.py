@@ -188,7 +188,7 @@ def lower_blocked_conv(low: "_KernelLowering", full: Sequence[Node], domain: tup
         # phase 2: the epilogue per element, reading the products back; its loops mirror phase 1's,
         # so each thread reads back exactly what it wrote (the threads split each top loop alike)
         low.inputs.add(id(conv))
-        low.buf_names[id(conv)] = scratch
+        low.read_back[id(conv)] = scratch
         index, tokens = low.nest(grid)
         base = block_positions(index)[0]
         inner, itok = low.nest((nb, ob, pw))

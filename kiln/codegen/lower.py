@@ -135,6 +135,9 @@ class _KernelLowering:
         self.scratch: list[tuple[str, Node, int]] = []  # (param name, the value it serves, elements)
         self.strides: dict[int, tuple[int, ...]] = {}  # graph inputs read through element strides
         self.addressers: dict = {}  # id(node) -> (buffer, index -> flat position): a GEMM's C blocks
+        # id(node) -> the scratch buffer a computed value is read back from (its output buffer, when
+        # it is also a kernel output, keeps its own name in buf_names: stores still go there)
+        self.read_back: dict[int, str] = {}
         self.flop_cost = 0  # a GEMM's work, for the parallel threshold (cost counts elements otherwise)
         self.work = 0  # multiply-adds of a blocked conv: part of the kernel's cost (parallel or not)
         self.vector_hints: dict[str, int] = {}  # loop variable -> vector width (1: keep it scalar)
@@ -142,7 +145,7 @@ class _KernelLowering:
 
     # -- values ----------------------------------------------------------------------------------
     def load(self, n: Node, index: ix.Index) -> Expr:
-        name = self.buf_names.get(id(n))
+        name = self.read_back.get(id(n)) or self.buf_names.get(id(n))
         strides = self.strides.get(id(n))
         if id(n) in self.addressers:
             name, address = self.addressers[id(n)]
@@ -524,7 +527,7 @@ class _KernelLowering:
                 em.emit(Store(sname, ix.linearize(pos, mm.shape), v), em.level(v, *pos))
                 self.close(tokens)
             self.inputs.add(id(mm))  # from here on the product is read from the scratch buffer
-            self.buf_names[id(mm)] = sname
+            self.read_back[id(mm)] = sname
             index, tokens = self.nest(domain)
             for o in full:
                 self.store(o, ix.delinearize(ix.linearize(index, domain), o.shape) if tuple(o.shape) != domain
