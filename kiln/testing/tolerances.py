@@ -73,6 +73,11 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
 
 GRAD_FACTOR = 10.0
 
+#: float64 central differences (step 1e-6) against analytic gradients: the gradient-check table
+GRADCHECK = Tolerance(1e-5, 1e-6)
+#: a float16 transcendental round trip (exp(log x)) against its exact rewrite: ~10 float16 ulps
+FLOAT16_ROUND_TRIP = Tolerance(1e-2, 1e-3)
+
 
 def tolerance(dtype, families: Iterable[str] = ("elementwise",), grad: bool = False) -> Tolerance:
     """The tolerance for a value of `dtype` (a kiln/numpy dtype or its name) computed by ops of
