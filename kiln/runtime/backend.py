@@ -56,6 +56,12 @@ class CudaBackend:
     """CUDA C from the same kernel IR, compiled with NVRTC; lowering needs no GPU, running does."""
     name = "cuda"
 
+    @staticmethod
+    def is_available() -> bool:
+        """Can programs run here (a device and its driver)? Lowering and NVRTC need neither."""
+        from .cuda_driver import is_available
+        return is_available()
+
     def compile(self, graph: Graph):
         from .cuda_backend import CudaBackend as Impl
         return Impl().compile(graph)

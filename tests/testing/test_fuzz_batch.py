@@ -11,3 +11,8 @@ def test_ci_batch_passes_on_reference_and_llvm():
     assert c.programs >= 300 - res.invalid and res.invalid <= 5
     assert c.gradients > 300 and c.calls >= 2 * 3 * c.programs * 0.9
     assert set(c.variants) == {"shape", "dtype", "layout", "requires_grad", "alias", "training"}
+
+
+def test_native_backends_lists_only_backends_that_can_run_here():
+    import kiln.cuda
+    assert ("cuda" in native_backends()) == kiln.cuda.is_available()
