@@ -137,7 +137,8 @@ class Generator:
             same = [i for i, s in enumerate(self.specs) if tuple(self.vals[i].shape) == shape
                     and self.vals[i].dtype == dtype and s.alias is None]
             overlap = [i for i in same if self.specs[i].layout == "offset"]
-            if overlap and self._chance(0.7):
+            # a 0-d "offset" input is stored as is (it has no axis to offset): nothing overlaps it
+            if overlap and self._chance(0.7) and len(shape) >= 1:
                 alias, layout, rg = self._pick(overlap), "overlap", False
             elif same:
                 alias, layout, rg = self._pick(same), self._pick(("same", "detach")), False
