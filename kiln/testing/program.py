@@ -81,106 +81,14 @@ class Program:
         return "\n".join(lines) + "\n"
 
 
-# The helpers every rendered program uses: public kiln API only (they are written into each
-# regression test file as they are).
-PRELUDE = '''\
+# The helpers every rendered program uses (`kiln/testing/prelude.py`: public kiln API only),
+# imported by each program and by each regression test file it writes.
+PRELUDE = """\
 import numpy as np
 
 import kiln
-
-F = kiln.nn.functional
-
-
-class Flag(kiln.nn.Module):
-    """Python state a compiled function is guarded on: forward branches on `self.training`."""
-
-    def forward(self, x):
-        return x * 2 if self.training else x - 1
-
-
-flag = Flag()
-
-
-def make_input(spec, seed, i, leaves, args):
-    """The leaf tensor (gradients land on it; None for an alias) and the argument (a view of the leaf)
-    of input `i` with `spec`; `leaves` and `args` are those made so far (an alias refers to one:
-    `same` passes that argument again, `detach` its detached alias, `overlap` the view
-    `leaf[:-1]` of an `offset` argument `leaf[1:]`)."""
-    shape, dtype, layout, requires_grad, fill, alias = spec
-    if alias is not None:
-        if layout == "overlap":
-            return None, leaves[alias][:-1]
-        return None, (args[alias] if layout == "same" else args[alias].detach())
-    rng = np.random.default_rng([seed, i])
-    nd = len(shape)
-    if layout == "transposed" and nd >= 2:
-        stored = tuple(reversed(shape))
-    elif layout == "strided" and nd >= 1:
-        stored = shape[:-1] + (2 * shape[-1],)
-    elif layout == "offset" and nd >= 1:
-        stored = (shape[0] + 1,) + shape[1:]
-    elif layout == "expanded" and nd >= 1:
-        stored = (1,) + shape[1:]
-    else:
-        stored = shape
-    if fill == "ones":
-        data = np.ones(stored)
-    elif fill == "zeros":
-        data = np.zeros(stored)
-    elif dtype == "bool":
-        data = rng.random(stored) < 0.5
-    elif dtype.startswith("int"):
-        data = rng.integers(-5, 6, stored)
-    else:
-        data = rng.integers(-16, 17, stored) / 8  # a dyadic grid: small sums and products are exact
-    leaf = kiln.tensor(np.asarray(data).astype(dtype), requires_grad=requires_grad)
-    if layout == "transposed" and nd >= 2:
-        return leaf, leaf.permute(*reversed(range(nd)))
-    if layout == "strided" and nd >= 1:
-        return leaf, leaf[..., ::2]
-    if layout == "offset" and nd >= 1:
-        return leaf, leaf[1:]
-    if layout == "expanded" and nd >= 1:
-        return leaf, leaf.expand(*shape)
-    return leaf, leaf
-
-
-def make_inputs(specs, seed):
-    """The leaves and the arguments of `specs` (see `make_input`)."""
-    leaves, args = [], []
-    for i, spec in enumerate(specs):
-        leaf, arg = make_input(spec, seed, i, leaves, args)
-        leaves.append(leaf)
-        args.append(arg)
-    return leaves, args
-
-
-def loss_of(outs):
-    """A scalar loss over the float outputs that need gradients, with a position-dependent cotangent."""
-    loss = None
-    for o in outs:
-        if o.dtype.is_floating_point and o.requires_grad:
-            w = ((kiln.arange(o.numel()) % 7 + 1) / 4).to(o.dtype).reshape(o.shape)
-            term = (o * w).sum().double()
-            loss = term if loss is None else loss + term
-    return loss
-
-
-def run(fn, specs, seed, training=True):
-    """Call `fn` on fresh inputs of `specs` and backpropagate `loss_of` its outputs; return the
-    outputs, the leaves' gradients and the arguments' values after the call (in-place updates)."""
-    flag.train(training)
-    leaves, args = make_inputs(specs, seed)
-    kiln.manual_seed(seed)
-    outs = fn(*args)
-    values = [o.detach().numpy().copy() for o in outs]
-    loss = loss_of(outs)
-    if loss is not None:
-        loss.backward()
-    grads = [None if leaf is None or leaf.grad is None else leaf.grad.numpy().copy() for leaf in leaves]
-    after = [a.detach().numpy().copy() for a in args]
-    return {"output": values, "grad": grads, "argument": after}
-'''
+from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+"""
 
 
 def render(program: Program, name: str = "program") -> str:
