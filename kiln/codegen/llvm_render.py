@@ -466,8 +466,11 @@ def _render_stamp(m: ir.Module, name: str, clock: int) -> ir.Function:
 
 
 def _render_barrier(m: ir.Module, name: str) -> ir.Function:
-    """void barrier(ptr b, i64 n): b[0] counts arrivals, b[1] is the generation; the last thread
-    to arrive resets the count and advances the generation, the others spin until it moves."""
+    """void barrier(ptr b, i64 n): b[0] counts arrivals, b[1] is the generation (low 32 bits;
+    the high 32 count sleeping waiters); the last thread to arrive resets the count and advances
+    the generation, the others spin briefly, then sleep until it moves (`llvm_sync`)."""
+    from .llvm_sync import advance, render_wait
+    wait = render_wait(m, name + "_wait")
     fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [PTR, I64]), name=name)
     fn.linkage = "internal"
     bar, n = fn.args
@@ -483,11 +486,11 @@ def _render_barrier(m: ir.Module, name: str) -> ir.Function:
     b.cbranch(last, release, spin)
     b.position_at_end(release)
     b.atomic_rmw("xchg", count, ir.Constant(I64, 0), "monotonic")
-    b.atomic_rmw("add", gen_p, ir.Constant(I64, 1), "release")
+    advance(b, gen_p)
     b.branch(done)
     b.position_at_end(spin)
-    now = b.load_atomic(gen_p, "acquire", 8, typ=I64)
-    b.cbranch(b.icmp_signed("==", now, gen), spin, done)
+    b.call(wait, [gen_p, gen])
+    b.branch(done)
     b.position_at_end(done)
     b.ret_void()
     return fn

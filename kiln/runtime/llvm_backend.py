@@ -35,6 +35,7 @@ def _llvm():
             import llvmlite.binding as llvm
             llvm.initialize_native_target()
             llvm.initialize_native_asmprinter()
+            llvm.initialize_native_asmparser()  # the barrier's futex calls are inline assembly
             _state.update(llvm=llvm, tm=_target_machine())
         return _state["llvm"], _state["tm"]
 
@@ -338,6 +339,24 @@ def _jit(obj: bytes, entry_name: str):
     if not addr:
         raise NativeError(f"LLVM backend: entry point {entry_name} was not found after JIT")
     return engine, _ENTRY(addr)
+
+
+def _jit_functions(llvm_ir: str, entries):
+    """(engine, [ctypes function per (name, CFUNCTYPE) of `entries`]) for a module of runtime
+    helpers (the thread pool's native loop): optimized for the host and JIT-compiled; keep the
+    engine alive as long as the functions are called."""
+    _, tm = _llvm()
+    module = optimize_ir(llvm_ir)
+    with _lock:
+        obj = tm.emit_object(module)
+    engine, _ = _jit(obj, entries[0][0])
+    fns = []
+    for name, proto in entries:
+        addr = engine.get_function_address(name)
+        if not addr:
+            raise NativeError(f"LLVM backend: {name} was not found after JIT")
+        fns.append(proto(addr))
+    return engine, fns
 
 
 def _resolve_clock() -> None:
