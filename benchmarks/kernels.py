@@ -265,6 +265,44 @@ def matmul(column: str, quick: bool) -> Prepared:
     return prep
 
 
+@functools.lru_cache(maxsize=4)
+def _small_matmul_data(m: int, k: int, n: int, transposed: bool) -> tuple[list[np.ndarray], np.ndarray]:
+    a = _rng_normal((m, k), seed=7)
+    b = _rng_normal((n, k) if transposed else (k, n), seed=8)
+    want = a.astype(np.float64) @ (b.T if transposed else b).astype(np.float64)
+    return [a, b], want
+
+
+def _matmul_bt(a, b):
+    return a @ b.T
+
+
+def _small_matmul(column: str, quick: bool, m: int, k: int, n: int, transposed: bool) -> Prepared:
+    if quick:
+        m, k, n = max(8, m // 4), max(8, k // 4), max(8, n // 4)
+    inputs, expected = _small_matmul_data(m, k, n, transposed)
+    f = _matmul_bt if transposed else _matmul
+    fns = {"numpy": f, "kiln": f, "torch": f, "jax": f}
+    prep = _prepare(column, fns, inputs, expected, rtol=1e-4, atol=1e-3,
+                    bytes_moved=sum(x.nbytes for x in inputs) + expected.size * 4)
+    prep.flops = 2 * m * k * n
+    return prep
+
+
+@register("matmul 64x784x128", "x @ w.T, x 64x784, w 128x784 float32: the MLP's first layer at batch 64 "
+                               "(a small GEMM: 12.8 MFLOP, the weight read transposed)",
+          columns=["numpy", "kiln.compile[llvm]", "torch eager", "jax.jit"])
+def matmul_mlp(column: str, quick: bool) -> Prepared:
+    return _small_matmul(column, quick, 64, 784, 128, transposed=True)
+
+
+@register("matmul 64x256x1024", "x @ w, x 64x256, w 256x1024 float32: the LSTM's per-step product "
+                                "(33.6 MFLOP)",
+          columns=["numpy", "kiln.compile[llvm]", "torch eager", "jax.jit"])
+def matmul_lstm(column: str, quick: bool) -> Prepared:
+    return _small_matmul(column, quick, 64, 256, 1024, transposed=False)
+
+
 # -- per-call overhead --------------------------------------------------------------------------
 @register("dispatch", "per-call overhead: x + 1 on a one-element float32 tensor (compiled columns: a compiled x + 1)")
 def dispatch(column: str, quick: bool) -> Prepared:
