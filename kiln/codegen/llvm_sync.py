@@ -38,8 +38,9 @@ def _machine() -> str:
 
 
 def futex_supported() -> bool:
-    """Can generated code sleep on a futex on this host (Linux on x86-64 or AArch64)?"""
-    return sys.platform.startswith("linux") and _machine() in _SYSCALLS
+    """Can generated code sleep on a futex on this host (little-endian Linux on x86-64 or
+    AArch64: the futex word is the generation, the low half of the i64 state)?"""
+    return sys.platform.startswith("linux") and _machine() in _SYSCALLS and sys.byteorder == "little"
 
 
 def futex(b: ir.IRBuilder, addr: ir.Value, op_code: int, val: ir.Value) -> ir.Value:
@@ -75,7 +76,7 @@ def render_wait(m: ir.Module, name: str) -> ir.Function:
     b.position_at_end(spin)
     tries = b.phi(I64)
     tries.add_incoming(ir.Constant(I64, 0), entry)
-    now = b.load_atomic(state, "acquire", 4, typ=I32)  # the low half (little-endian hosts)
+    now = b.trunc(b.load_atomic(state, "acquire", 8, typ=I64), I32)
     b.cbranch(b.icmp_unsigned("!=", now, seen), done, pause)
     b.position_at_end(pause)
     cpu_pause(b)
