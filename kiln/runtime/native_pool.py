@@ -14,7 +14,7 @@ import os
 import threading
 
 # Below this many elements touched per kernel (inputs + outputs), one thread. Measured on this
-# 2-core machine, 1 / 2 threads, idle: x * 2 over 2^16 elements 0.010 / 0.043 ms, 2^18 0.036 /
+# 2-core machine with the earlier Python-woken workers, 1 / 2 threads, idle: x * 2 over 2^16 elements 0.010 / 0.043 ms, 2^18 0.036 /
 # 0.058, 2^20 (2^21 touched) 0.104 / 0.106, 2^22 0.73 / 0.46; gelu 2^24 24.3 / 12.3 ms. With the
 # other core busy, waking a worker cost 0.5-1 ms and threads lost up to 10x (docs/kernel-ir.md).
 PARALLEL_MIN_COST = 1 << 21
