@@ -188,9 +188,10 @@ def epilogue_is_pointwise(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
 
 def transposed_store(mm: Node, kernel_nodes: Sequence[Node], outputs: Sequence[Node]) -> bool:
     """Should the GEMM compute the transposed product (operands swapped in the packing: Cᵀ = Bᵀ Aᵀ)
-    so that its tiles run along the outputs' memory? Counts the epilogue's full-size stores and
-    input loads in the product's orientation and in the transposed one (an optimizer update of
-    a [N, M] weight, written through a permute, stores and reads four arrays transposed)."""
+    so that its tiles run along the epilogue's memory? Counts the epilogue's full-size stores and
+    loads of kernel inputs (also those under elementwise ops that do not read the product: the
+    LSTM sums 31 per-step gradients in the product's layout before its permute) in the product's
+    orientation and in the transposed one; the transpose wins only with more."""
     maps = epilogue_maps(mm, kernel_nodes)
     if maps is None or len(mm.shape) < 2 or mm.shape[-1] == 1 or mm.shape[-2] == 1:
         return False
@@ -198,20 +199,30 @@ def transposed_store(mm: Node, kernel_nodes: Sequence[Node], outputs: Sequence[N
     straight = _map_key(mm, tuple(range(r)))
     swapped = _map_key(mm, tuple(range(r - 2)) + (r - 1, r - 2))
     weight = {straight: 0, swapped: 0}
+    members = {id(m) for m in kernel_nodes}
     for o in outputs:
         if id(o) in maps:
             key = _map_key(mm, maps[id(o)][0])
             if key in weight:
                 weight[key] += 1
-    seen = set()
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+
+    def count_loads(n: Node, key: tuple[int, ...]) -> None:
+        """Kernel inputs read at the element of `n` (full-size, through elementwise ops of `n`'s shape)."""
+        if (id(n), key) in seen or n.numel != mm.numel or id(n) in maps:
+            return
+        seen.add((id(n), key))
+        if id(n) not in members:
+            weight[key] += 1
+        elif n.op in SCALAR_RULES:
+            for i in n.inputs:
+                count_loads(i, key)
     for m in kernel_nodes:
-        if id(m) not in maps or m is mm:
-            continue
-        key = _map_key(mm, maps[id(m)][0])
-        for i in m.inputs:
-            if id(i) not in maps and i.numel == mm.numel and (id(i), key) not in seen and key in weight:
-                seen.add((id(i), key))
-                weight[key] += 1
+        if id(m) in maps and m is not mm:
+            key = _map_key(mm, maps[id(m)][0])
+            if key in weight:
+                for i in m.inputs:
+                    count_loads(i, key)
     return weight[swapped] > weight[straight]
 
 

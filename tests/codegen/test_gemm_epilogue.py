@@ -111,6 +111,22 @@ def test_the_orientation_follows_the_epilogues_memory():
     assert not gemm.transposed_store(k.anchor, k.nodes, k.outputs)
 
 
+def test_loads_under_other_elementwise_ops_count_for_the_orientation():
+    """The LSTM's weight gradient adds per-step gradients (in the product's layout) before the
+    permute: those loads sit under adds that do not read the product and still count."""
+    def step_sum(a, b, g1, g2, g3, g4, g5, m, w):
+        y = (a @ b + (g1 + g2 + g3 + g4 + g5)).transpose(0, 1)
+        m1 = m * 0.9 + y
+        return m1, w - m1 * 0.01
+    rng = np.random.default_rng(2)
+    d = dt.float32
+    arrays = [_arr(rng, (40, 30), d), _arr(rng, (30, 50), d)] + [_arr(rng, (40, 50), d) for _ in range(5)] + [
+        _arr(rng, (50, 40), d), _arr(rng, (50, 40), d)]
+    k = _graph_and_kernel(step_sum, arrays)  # 5 straight loads; 2 transposed stores + 2 loads
+    assert not gemm.transposed_store(k.anchor, k.nodes, k.outputs)
+    _run(step_sum, arrays, d, TINY)
+
+
 def test_epilogue_maps_compose_permutes_and_refuse_two_positions():
     rng = np.random.default_rng(1)
     arrays = [_arr(rng, (20, 30), dt.float32), _arr(rng, (30, 20), dt.float32)]
