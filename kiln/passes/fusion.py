@@ -24,7 +24,9 @@ arithmetic, or one evaluation outside the loops). An expensive elementwise op (e
 log, div, ...) never joins a kernel where a broadcast would recompute it more than once
 per element it produces. After the walk, independent kernels over the same loop that
 read a common input are merged, and output-only elementwise kernels fold into their
-producer. Every boundary records why it was placed. `kiln.runtime.plan_runner.run_plan`
+producer; a reduction kernel's reduce_sum over a matmul operand's contraction axis (a bias
+gradient beside its weight gradient) moves, with the row values computed from it, into the
+matmul's kernel, where the GEMM sums the operand while packing it (docs/gemm.md). Every boundary records why it was placed. `kiln.runtime.plan_runner.run_plan`
 evaluates a plan kernel by kernel, to check that fusion preserves semantics.
 """
 from __future__ import annotations
