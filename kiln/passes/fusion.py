@@ -631,8 +631,10 @@ class _Planner:
         read from memory) and contracts exactly the axis `s` sums: there the GEMM can sum x while
         packing it."""
         x = s.inputs[0]
-        _, axes = reduce_domain(s)
-        if len(x.shape) != 2 or len(axes) != 1 or s.op != "reduce_sum" or s.dtype != x.dtype:
+        if len(x.shape) != 2 or s.op != "reduce_sum" or s.dtype != x.dtype:
+            return None
+        axes = tuple(sorted({a % 2 for a in reduce_domain(s)[1]}))
+        if len(axes) != 1:
             return None
         for u in self.users.get(x, []):
             for g in self.kernels_of.get(id(u), []):

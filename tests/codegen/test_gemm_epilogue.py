@@ -210,6 +210,19 @@ def test_fused_sums_match_reference(fn, bon, blocking, d):
     _run(fn, arrays, d, blocking)
 
 
+@pytest.mark.parametrize("d", [dt.float32, dt.float64], ids=str)
+def test_fused_sums_with_kept_and_negative_axes(d):
+    def fn(dy, x, w, b):
+        gb = dy.sum(-2, keepdim=True)  # [1, o]
+        return w - (dy.transpose(0, 1) @ x) * 0.01, b - gb * 0.01, (x.transpose(0, 1) @ dy), x.sum(0, keepdim=True)
+    rng = np.random.default_rng(9)
+    arrays = [_arr(rng, (37, 23), d), _arr(rng, (37, 29), d), _arr(rng, (23, 29), d), _arr(rng, (1, 23), d)]
+    for blocking in (None, TINY):
+        text = _run(fn, arrays, d, blocking)
+    assert "for rowsum" in text and "for colsum" in text
+    assert KernelKind.REDUCTION not in _kernel_kinds(fn, arrays)
+
+
 def test_fused_sum_runs_inside_the_gemm_kernel():
     specs = [kiln.ShapeDtype(s) for s in [(256, 128), (256, 96), (128, 96), (128,)]]
     lo = kiln.compile(bias_grad_rows).lower(*specs)
