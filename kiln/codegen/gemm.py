@@ -32,7 +32,7 @@ from ..ir import dtypes as dt
 from ..ir.graph import Node
 from . import index as ix
 from .host import HostInfo, host_info
-from .kir import Expr, Store, TileMMA, idx, op
+from .kir import Expr, Load, Store, TileMMA, const, idx, op
 from .scalar_rules import SCALAR_RULES
 
 # Below MIN_DIM rows, columns or depth, or fewer multiply-adds per matrix than
@@ -151,26 +151,111 @@ def _min(a: Expr, b: Expr) -> Expr:
     return op("min", a, b)
 
 
-def epilogue_is_pointwise(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
-    """Does every node computed from the matmul's result read it at the same element (elementwise
-    ops over its shape, and reshapes, which keep the flat order)? Then a tile's epilogue needs
-    only that tile."""
-    after = {id(mm)}
+# How an epilogue node reads the product: node = reshape(transpose(product, perm), node.shape)
+ViewMap = tuple[tuple[int, ...], tuple[int, ...]]
+
+
+def epilogue_maps(mm: Node, kernel_nodes: Sequence[Node]) -> dict[int, ViewMap] | None:
+    """For every node computed from the matmul's result, its view map `(perm, shape)`: the node's
+    element at index e is computed from the product's element p with e = reshape(transpose
+    index of p under perm, shape). Elementwise ops over the product's numel keep their inputs'
+    map, reshapes keep the flat order, permutes compose. None when some node reads the product
+    at more than one position (two maps meet in one op) or moves it otherwise: then a tile's
+    epilogue would need elements of other tiles."""
+    ident = tuple(range(len(mm.shape)))
+    maps: dict[int, ViewMap] = {id(mm): (ident, tuple(mm.shape))}
     for m in kernel_nodes:
-        if any(id(i) in after for i in m.inputs):
-            if m.numel != mm.numel or (m.op not in SCALAR_RULES and m.op != "reshape"):
-                return False
-            after.add(id(m))
-    return True
+        ins = [maps[id(i)] for i in m.inputs if id(i) in maps]
+        if not ins:
+            continue
+        if m.numel != mm.numel:
+            return None
+        if m.op in SCALAR_RULES:
+            keys = {_map_key(mm, perm) for perm, _ in ins}
+            if len(keys) != 1:
+                return None
+            maps[id(m)] = (ins[0][0], tuple(m.shape))
+        elif m.op == "reshape":
+            maps[id(m)] = (ins[0][0], tuple(m.shape))
+        elif m.op == "permute":
+            perm, shape = ins[0]
+            if shape != tuple(mm.shape[q] for q in perm):
+                return None  # a permute of a reshaped product: not a transpose of it
+            maps[id(m)] = (tuple(perm[q] for q in m.attrs["perm"]), tuple(m.shape))
+        else:
+            return None
+    return maps
 
 
-def applies(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
-    """Should this matmul anchor lower to the packed GEMM?"""
+def _map_key(mm: Node, perm: Sequence[int]) -> tuple[int, ...]:
+    """The flat-order signature of a transpose: its permutation without the unit axes."""
+    return tuple(q for q in perm if mm.shape[q] != 1)
+
+
+def map_index(pos: ix.Index, vm: ViewMap, mm_shape: Sequence[int]) -> ix.Index:
+    """The index, in the node with view map `vm`, of the product's element at `pos`."""
+    perm, shape = vm
+    t = tuple(pos[q] for q in perm)
+    tshape = tuple(mm_shape[q] for q in perm)
+    return t if tshape == tuple(shape) else ix.delinearize(ix.linearize(t, tshape), shape)
+
+
+def epilogue_is_pointwise(mm: Node, kernel_nodes: Sequence[Node]) -> bool:
+    """Does every node computed from the matmul's result read it at one element (elementwise ops
+    over its shape, reshapes and permutes)? Then a tile's epilogue needs only that tile."""
+    return epilogue_maps(mm, kernel_nodes) is not None
+
+
+def transposed_store(mm: Node, kernel_nodes: Sequence[Node], outputs: Sequence[Node]) -> bool:
+    """Should the GEMM compute the transposed product (operands swapped in the packing: Cᵀ = Bᵀ Aᵀ)
+    so that its tiles run along the epilogue's memory? Counts the epilogue's full-size stores and
+    loads of kernel inputs (also those under elementwise ops that do not read the product: the
+    LSTM sums 31 per-step gradients in the product's layout before its permute) in the product's
+    orientation and in the transposed one; the transpose wins only with more."""
+    maps = epilogue_maps(mm, kernel_nodes)
+    if maps is None or len(mm.shape) < 2 or mm.shape[-1] == 1 or mm.shape[-2] == 1:
+        return False
+    r = len(mm.shape)
+    straight = _map_key(mm, tuple(range(r)))
+    swapped = _map_key(mm, tuple(range(r - 2)) + (r - 1, r - 2))
+    weight = {straight: 0, swapped: 0}
+    members = {id(m) for m in kernel_nodes}
+    for o in outputs:
+        if id(o) in maps:
+            key = _map_key(mm, maps[id(o)][0])
+            if key in weight:
+                weight[key] += 1
+    seen: set[tuple[int, tuple[int, ...]]] = set()
+
+    def count_loads(n: Node, key: tuple[int, ...]) -> None:
+        """Kernel inputs read at the element of `n` (full-size, through elementwise ops of `n`'s shape)."""
+        if (id(n), key) in seen or n.numel != mm.numel or id(n) in maps:
+            return
+        seen.add((id(n), key))
+        if id(n) not in members:
+            weight[key] += 1
+        elif n.op in SCALAR_RULES:
+            for i in n.inputs:
+                count_loads(i, key)
+    for m in kernel_nodes:
+        if id(m) in maps and m is not mm:
+            key = _map_key(mm, maps[id(m)][0])
+            if key in weight:
+                for i in m.inputs:
+                    count_loads(i, key)
+    return weight[swapped] > weight[straight]
+
+
+def applies(mm: Node, kernel_nodes: Sequence[Node], outputs: Sequence[Node] = ()) -> bool:
+    """Should this matmul anchor lower to the packed GEMM? `outputs` (the kernel's) may include
+    side values of another size (a step count, a bias gradient) that do not read the product."""
     a, b = mm.inputs
     if mm.dtype not in (dt.float32, dt.float64) or a.dtype != mm.dtype or b.dtype != mm.dtype:
         return False
-    return packs(mm.shape[-2], mm.shape[-1], a.shape[-1], mm.dtype.itemsize) and \
-        epilogue_is_pointwise(mm, kernel_nodes)
+    if not packs(mm.shape[-2], mm.shape[-1], a.shape[-1], mm.dtype.itemsize):
+        return False
+    maps = epilogue_maps(mm, kernel_nodes)
+    return maps is not None and all(id(o) not in maps for o in outputs if o.numel != mm.numel)
 
 
 def packs(m: int, n: int, k: int, itemsize: int) -> bool:
@@ -227,15 +312,85 @@ def last_axis_contiguous(low, n: Node) -> bool:
     return strides is None or not n.shape or n.shape[-1] == 1 or strides[-1] == 1
 
 
-def lower_gemm(low, outputs: Sequence[Node]) -> None:
-    """Write the matmul kernel's `outputs` (each of the anchor's numel) through the packed GEMM.
+@dataclass(frozen=True)
+class FusedSum:
+    """A reduce_sum over the contraction axis of one GEMM operand (the bias gradient Σ_batch dy
+    beside the weight gradient dyᵀ @ x), computed from that operand's packed panels.
+    `operand` is 0 (a: one sum per product row) or 1 (b: one per column); `outputs` are the
+    kernel outputs computed from the sum alone, elementwise (its optimizer update)."""
+    node: Node
+    operand: int
+    outputs: tuple[Node, ...]
+    maps: dict
+
+
+def _operand_source(low, operand: Node, contraction_axis: int) -> tuple[Node, int] | None:
+    """(the node whose values `operand` shows, the axis of it that is the contraction axis):
+    the operand itself, or the value it transposes (a permute in the prologue)."""
+    if operand.op == "permute" and id(operand) in low.members and id(operand) not in low.inputs:
+        return operand.inputs[0], operand.attrs["perm"][contraction_axis]
+    return operand, contraction_axis
+
+
+def fused_sums(low, side: Sequence[Node]) -> list[FusedSum]:
+    """The reduce_sums of this matmul kernel that the GEMM computes while packing: a 2-d
+    product, a sum over exactly the contraction axis of the value an operand reads (`dy` for
+    the operand `dyᵀ`), of the product's dtype, whose dependents in `side` (the kernel's outputs
+    of another size) are elementwise in it and read nothing of the product."""
+    mm = low.k.anchor
+    if len(mm.shape) != 2:
+        return []
+    nodes = low.k.nodes
+    mm_maps = epilogue_maps(mm, nodes) or {}
+    srcs = [_operand_source(low, op_, ax) for op_, ax in ((mm.inputs[0], 1), (mm.inputs[1], 0))]
+    found = []
+    for s in nodes:
+        if s.op != "reduce_sum" or s.dtype != mm.dtype or id(s) in low.inputs:
+            continue
+        x = s.inputs[0]
+        axes = tuple(s.attrs["axes"]) if "axes" in s.attrs else (s.attrs["axis"],)
+        for operand, (src, ax) in enumerate(srcs):
+            if x is src and len(x.shape) == 2 and tuple(a % 2 for a in axes) == (ax,):
+                break
+        else:
+            continue
+        maps = epilogue_maps(s, nodes)
+        if maps is None or any(n in mm_maps for n in maps):
+            continue
+        outs = tuple(o for o in side if id(o) in maps)
+        found.append(FusedSum(s, operand, outs, maps))
+    claimed = [o for f in found for o in f.outputs]
+    return [f for f in found if all(claimed.count(o) == 1 for o in f.outputs)]
+
+
+def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[Node]:
+    """Write the matmul kernel's `outputs` (each of the anchor's numel) through the packed GEMM,
+    and those of the `side` outputs (other sizes) that come from sums the GEMM fuses; returns
+    the side outputs left for the caller to write (scalars: computed once, outside the loops).
     `low` is the kernel's `_KernelLowering` (lower.py): its emitter, `value`, `store`, scratch."""
     mm = low.k.anchor
     a, b = mm.inputs
     d = mm.dtype
     batch_shape = tuple(mm.shape[:-2])
     nb = math.prod(batch_shape)
-    M, N, K = mm.shape[-2], mm.shape[-1], a.shape[-1]
+    K = a.shape[-1]
+    maps = epilogue_maps(mm, low.k.nodes)
+    swap = transposed_store(mm, low.k.nodes, outputs)
+    # the computed product P: the matmul's, or its transpose Pᵀ = Bᵀ Aᵀ (operands swapped)
+    M, N = (mm.shape[-1], mm.shape[-2]) if swap else (mm.shape[-2], mm.shape[-1])
+    batch_vars: list[Expr] = []
+
+    def a_value(row: Expr, k: Expr) -> Expr:
+        return low.value(b, tuple(batch_vars + [k, row])) if swap else low.value(a, tuple(batch_vars + [row, k]))
+
+    def b_value(k: Expr, col: Expr) -> Expr:
+        return low.value(a, tuple(batch_vars + [col, k])) if swap else low.value(b, tuple(batch_vars + [k, col]))
+    a_along_k = not last_axis_contiguous(low, b) if swap else last_axis_contiguous(low, a)
+    b_along_cols = not last_axis_contiguous(low, a) if swap else last_axis_contiguous(low, b)
+    sums = fused_sums(low, side)
+    row_sums = [f for f in sums if (f.operand == 1) == swap]   # over P's left operand: one per row
+    col_sums = [f for f in sums if (f.operand == 1) != swap]   # over P's right operand: one per column
+
     blk = host_blocking(d.itemsize)
     KC = balanced_block(K, blk.kc, 1)
     sp = split_tasks(nb, M, N, K, blk, host_threads())
@@ -252,6 +407,8 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
     ap = low.scratch_param(mm, S * asz, "gemm_a")
     bp = low.scratch_param(mm, S * bsz, "gemm_b")
     cs = low.scratch_param(mm, S * csz, "gemm_c")
+    rsum = [low.scratch_param(mm, S * rgp, "gemm_r") for _ in row_sums]  # a task's row sums
+    csum = [low.scratch_param(mm, S * ncp, "gemm_s") for _ in col_sums]  # a task's column sums
     em = low.em
 
     tokens = []
@@ -265,25 +422,70 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
         while len(tokens) > depth:
             em.close_loop(tokens.pop())
 
+    def once_if(cond: Expr, hint: str) -> None:
+        """A loop of one iteration when `cond` holds, else none."""
+        open_(op("select", cond, idx(1), idx(0)), hint)
+
     slot = open_(S, "slot")  # the parallel loop: threads take whole slots
     t = op("add", slot, op("mul", open_(_cdiv(op("sub", idx(T), slot), S), "task"), idx(S)))
     bt = op("div", t, idx(sp.mg * sp.nj))
     g = op("rem", op("div", t, idx(sp.nj)), idx(sp.mg))
     jc = op("rem", t, idx(sp.nj))
-    batch = list(ix.delinearize(bt, batch_shape)) if batch_shape else []
+    batch_vars[:] = list(ix.delinearize(bt, batch_shape)) if batch_shape else []
+    batch = batch_vars
     row0 = op("mul", g, idx(RG))
     rows = _min(idx(RG), op("sub", idx(M), row0))
     col0 = op("mul", jc, idx(NC))
     cols = _min(idx(NC), op("sub", idx(N), col0))
     nq = _cdiv(cols, NR)
     abase, bbase, cbase = (op("mul", slot, idx(s)) for s in (asz, bsz, csz))
+    rbase, sbase = op("mul", slot, idx(rgp)), op("mul", slot, idx(ncp))
 
     # the product's value at any position of this task's block: its element of the C block
     def c_addr(index: ix.Index) -> Expr:
-        r, c = index[-2], index[-1]
+        r, c = (index[-1], index[-2]) if swap else (index[-2], index[-1])
         return op("add", cbase, op("add", op("mul", op("sub", r, row0), idx(ncp)), op("sub", c, col0)))
     low.inputs.add(id(mm))  # from here on the product is read, from the C blocks
     low.addressers[id(mm)] = (cs, c_addr)
+    # a fused sum's value at any position: the task's row (column) sums
+    for f, buf in zip(row_sums, rsum):
+        low.inputs.add(id(f.node))
+        low.addressers[id(f.node)] = (buf, lambda index, f=f: op("add", rbase, op(
+            "sub", ix.linearize(index, f.node.shape), row0)))
+    for f, buf in zip(col_sums, csum):
+        low.inputs.add(id(f.node))
+        low.addressers[id(f.node)] = (buf, lambda index, f=f: op("add", sbase, op(
+            "sub", ix.linearize(index, f.node.shape), col0)))
+
+    def accumulate_sums(bufs, base, panels, width, panel_base, hint):
+        """buf[base + panel*width + lane] (+)= Σ_k of the packed panels (zeroed in the first depth
+        block): the lane loop innermost, contiguous in both."""
+        depth0 = len(tokens)
+        pn = open_(panels, hint + "p")
+        at = op("add", base, op("add", op("mul", pn, idx(width)), open_(op("select", op("eq", pc, idx(0)),
+                                                                           idx(width), idx(0)), hint + "z")))
+        for buf in bufs:
+            em.emit(Store(buf, at, const(0, d)), len(em.frames) - 1)
+        close_to(depth0 + 1)
+        kk2, ln = open_(kc, hint + "k"), open_(width, hint + "l")
+        at = op("add", base, op("add", op("mul", pn, idx(width)), ln))
+        v = Load(panel_base[0], op("add", panel_base[1], op("add", op("mul", pn, op("mul", kc, idx(width))),
+                                                             op("add", op("mul", kk2, idx(width)), ln))), d)
+        for buf in bufs:
+            em.emit(Store(buf, at, op("add", Load(buf, at, d), v)), len(em.frames) - 1)
+        close_to(depth0)
+
+    def store_sums(fs, first, count, hint):
+        """The fused sums' outputs for logical rows (columns) first .. first+count."""
+        if not any(f.outputs for f in fs):
+            return
+        depth0 = len(tokens)
+        e = op("add", first, open_(count, hint))
+        for f in fs:
+            spos = ix.delinearize(e, f.node.shape)
+            for o in f.outputs:
+                low.store(o, map_index(spos, f.maps[id(o)], f.node.shape))
+        close_to(depth0)
 
     npc = _ceil(K, KC)
     pc = open_(npc, "pc")
@@ -293,16 +495,22 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
 
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
     q = open_(nq, "qb")
-    if last_axis_contiguous(low, b):
+    if b_along_cols:
         kk, j = open_(kc, "kb"), open_(NR, "jb")
     else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
         j, kk = open_(NR, "jb"), open_(kc, "kb")
         low.vector_hints[kk.name] = 1
     col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
-    v = low.value(b, tuple(batch + [op("add", k0, kk), col]))
+    v = b_value(op("add", k0, kk), col)
     dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
     em.emit(Store(bp, dst, v), em.level(v, dst))
     close_to(depth)
+    if col_sums:  # column sums of the right operand: once per column, by the first row group's task
+        once_if(op("eq", g, idx(0)), "colsum")
+        accumulate_sums(csum, sbase, nq, NR, (bp, bbase), "cs")
+        once_if(op("eq", pc, idx(npc - 1)), "colsum_last")
+        store_sums(col_sums, col0, cols, "cj")
+        close_to(depth)
 
     ic = open_(_cdiv(rows, MC), "ic")
     r0 = op("mul", ic, idx(MC))
@@ -312,16 +520,22 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
     p = open_(npan, "pa")
-    if last_axis_contiguous(low, a):  # read along k; written mr apart: scalar copies
+    if a_along_k:  # read along k; written mr apart: scalar copies
         i, kk = open_(MR, "ia"), open_(kc, "ka")
         low.vector_hints[kk.name] = 1
     else:
         kk, i = open_(kc, "ka"), open_(MR, "ia")
     row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))
-    v = low.value(a, tuple(batch + [row, op("add", k0, kk)]))
+    v = a_value(row, op("add", k0, kk))
     dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
     em.emit(Store(ap, dst, v), em.level(v, dst))
     close_to(depth_ic)
+    if row_sums:  # row sums of the left operand: once per row, by the first column block's task
+        once_if(op("eq", jc, idx(0)), "rowsum")
+        accumulate_sums(rsum, op("add", rbase, r0), npan, MR, (ap, abase), "rs")
+        once_if(op("eq", pc, idx(npc - 1)), "rowsum_last")
+        store_sums(row_sums, op("add", row0, r0), mrows, "ri")
+        close_to(depth_ic)
 
     q = open_(nq, "q")
     p = open_(npan, "p")
@@ -332,12 +546,18 @@ def lower_gemm(low, outputs: Sequence[Node]) -> None:
                     bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))),
                     kc, MR, NR, op("gt", pc, idx(0))), len(em.frames) - 1)
     # the epilogue, once the last depth block is in: a loop of one iteration (or none)
-    open_(op("select", op("eq", pc, idx(npc - 1)), idx(1), idx(0)), "last")
+    once_if(op("eq", pc, idx(npc - 1)), "last")
     i = open_(_min(idx(MR), op("sub", mrows, op("mul", p, idx(MR)))), "i")
     j = open_(_min(idx(NR), op("sub", cols, tile_c)), "j")
-    pos = tuple(batch + [op("add", row0, op("add", tile_r, i)), op("add", col0, op("add", tile_c, j))])
+    prow, pcol = op("add", row0, op("add", tile_r, i)), op("add", col0, op("add", tile_c, j))
+    pos = tuple(batch + ([pcol, prow] if swap else [prow, pcol]))  # the matmul's element
     domain = tuple(mm.shape)
     for o in outputs:
-        low.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
+        if id(o) in maps:
+            low.store(o, map_index(pos, maps[id(o)], domain))
+        else:  # a full-size output that does not read the product: any bijection writes it once
+            low.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
     close_to(0)
     low.flop_cost = nb * M * N * K  # one multiply-add counts as one element touched
+    done = {id(o) for f in sums for o in f.outputs}
+    return [o for o in side if id(o) not in done]

@@ -451,8 +451,8 @@ class _KernelLowering:
         rows = [o for o in outs if row_of is not None and o.numel == math.prod(row_of[1]) and o not in full]
         rest = [o for o in outs if o not in full and o not in rows]
         if full and k.anchor is not None and k.anchor.op == "matmul" and self.cpu_blocking:
-            if len(full) == len(outs) and gemm.applies(k.anchor, k.nodes):
-                gemm.lower_gemm(self, full)
+            if not rows and gemm.applies(k.anchor, k.nodes, outs):
+                rest = gemm.lower_gemm(self, full, rest)  # side outputs: fused sums, else written below
                 full = []
             elif self._blocked_matmul(full, domain):
                 full = []

@@ -24,7 +24,9 @@ arithmetic, or one evaluation outside the loops). An expensive elementwise op (e
 log, div, ...) never joins a kernel where a broadcast would recompute it more than once
 per element it produces. After the walk, independent kernels over the same loop that
 read a common input are merged, and output-only elementwise kernels fold into their
-producer. Every boundary records why it was placed. `kiln.runtime.plan_runner.run_plan`
+producer; a reduction kernel's reduce_sum over a matmul operand's contraction axis (a bias
+gradient beside its weight gradient) moves, with the row values computed from it, into the
+matmul's kernel, where the GEMM sums the operand while packing it (docs/gemm.md). Every boundary records why it was placed. `kiln.runtime.plan_runner.run_plan`
 evaluates a plan kernel by kernel, to check that fusion preserves semantics.
 """
 from __future__ import annotations
@@ -623,6 +625,113 @@ class _Planner:
                 if self._sink_fits(b, a):
                     self._merge(a, b)
 
+    # -- bias-gradient sums into the GEMM ----------------------------------------------------------
+    def _gemm_reading(self, s: Node) -> _Draft | None:
+        """The matmul kernel with an operand that shows `s`'s input x (x itself or its transpose,
+        read from memory) and contracts exactly the axis `s` sums: there the GEMM can sum x while
+        packing it."""
+        x = s.inputs[0]
+        if len(x.shape) != 2 or s.op != "reduce_sum" or s.dtype != x.dtype:
+            return None
+        axes = tuple(sorted({a % 2 for a in reduce_domain(s)[1]}))
+        if len(axes) != 1:
+            return None
+        for u in self.users.get(x, []):
+            for g in self.kernels_of.get(id(u), []):
+                mm = g.anchor
+                if g.kind != KernelKind.MATMUL or len(mm.shape) != 2 or id(x) in g.members or mm.dtype != s.dtype:
+                    continue
+                for operand, contraction in ((0, 1), (1, 0)):
+                    v = mm.inputs[operand]
+                    if v is x and axes == (contraction,):
+                        return g
+                    if v is u and u.op == "permute" and id(u) in g.members and axes == (u.attrs["perm"][contraction],):
+                        return g
+        return None
+
+    def _refresh_edges(self, k: _Draft) -> None:
+        """Recompute kernel `k`'s dependency edges from its members."""
+        self.dependencies.remove_edges_from(list(self.dependencies.in_edges(k)) + list(self.dependencies.out_edges(k)))
+        for m in k.members.values():
+            for i in m.inputs:
+                if id(i) not in k.members:
+                    self.dependencies.add_edges_from((kk, k) for kk in self.kernels_of.get(id(i), [])
+                                                     if id(i) not in kk.recomputed and kk is not k)
+            if id(m) not in k.recomputed:
+                for u in self.users.get(m, []):
+                    self.dependencies.add_edges_from((k, kk) for kk in self.kernels_of.get(id(u), [])
+                                                     if kk is not k and id(m) not in kk.members)
+
+    def merge_gemm_sums(self) -> None:
+        """Move a reduction kernel's one reduce_sum over a matmul operand's contraction axis (the
+        bias gradient Σ_batch dy beside the weight gradient dyᵀ @ x), with the row values computed
+        from it (its optimizer update), into the matmul's kernel, where the GEMM sums the operand
+        while packing it. What stays (the dy it writes) becomes an elementwise kernel."""
+        for r in list(self.kernels):
+            if r.kind != KernelKind.REDUCTION or r not in self.kernels:
+                continue
+            reds = [m for m in r.members.values() if _kind(m) == REDUCTION]
+            if len(reds) != 1 or id(reds[0]) in r.recomputed:
+                continue
+            s = reds[0]
+            g = self._gemm_reading(s)
+            if g is None:
+                continue
+            full = _numel(r.domain)
+            moved = {id(s): s}
+            for m in sorted(r.members.values(), key=lambda m: self.position[id(m)]):
+                if id(m) not in moved and id(m) not in r.recomputed and any(id(i) in moved for i in m.inputs):
+                    moved[id(m)] = m
+            if any(m.numel >= full and full > 1 for m in moved.values()) or any(
+                    id(u) in g.members for m in moved.values() for u in self.users.get(m, [])):
+                continue  # a value computed from the sum at every element, or read by the GEMM's epilogue
+            grown = True
+            while grown:  # row values only the moved nodes use (a momentum term): they move too
+                grown = False
+                for m in r.members.values():
+                    if (id(m) not in moved and id(m) not in r.recomputed and m.numel < full
+                            and id(m) not in self.output_ids and self.users.get(m)
+                            and all(id(u) in moved for u in self.users[m])):
+                        moved[id(m)] = m
+                        grown = True
+            rest = [m for nid, m in r.members.items() if nid not in moved]
+            if any(m.numel != full and id(m) not in r.recomputed and not is_free(m) for m in rest):
+                continue
+            needed = {id(i): i for m in moved.values() for i in m.inputs
+                      if id(i) in r.members and id(i) not in moved and i is not s.inputs[0]}  # x: read from memory
+            if any(id(i) not in r.recomputed and not is_free(i) for i in needed.values()):
+                continue  # a full-size value the sum's update reads (never the case for a bias gradient)
+            saved = (dict(r.members), set(r.recomputed), dict(g.members), set(g.recomputed), r.kind, r.domain,
+                     r.reduce_axes, {nid: list(self.kernels_of[nid]) for nid in list(r.members) + list(needed)},
+                     self.dependencies.copy(), list(self.kernels))
+            for nid, m in moved.items():
+                del r.members[nid]
+                g.members[nid] = m
+                g.evaluations[nid], g.index_maps[nid] = r.evaluations.get(nid, 1.0), r.index_maps.get(nid, 1.0)
+                self.kernels_of[nid] = [g if k is r else k for k in self.kernels_of[nid]]
+            for nid, i in needed.items():  # free values the update reads: recomputed in the GEMM's kernel too
+                if nid not in g.members:
+                    g.members[nid] = i
+                    g.recomputed.add(nid)
+                    self.kernels_of[nid].append(g)
+            g.first_position = min(g.first_position, min(self.position[nid] for nid in moved))
+            r.kind, r.reduce_axes = KernelKind.ELEMENTWISE, None
+            if all(nid in r.recomputed for nid in r.members):  # nothing left to compute: the kernel goes
+                for nid in r.members:
+                    self.kernels_of[nid] = [k for k in self.kernels_of[nid] if k is not r]
+                self.kernels.remove(r)
+                self.dependencies.remove_node(r)
+            else:
+                self._refresh_edges(r)
+            self._refresh_edges(g)
+            if not nx.is_directed_acyclic_graph(self.dependencies):  # undo
+                (r.members, r.recomputed, g.members, g.recomputed, r.kind, r.domain, r.reduce_axes, kof,
+                 self.dependencies, self.kernels) = saved
+                for nid in moved:
+                    g.evaluations.pop(nid, None)
+                    g.index_maps.pop(nid, None)
+                self.kernels_of.update(kof)
+
     def execution_order(self) -> list[_Draft]:
         """The kernels in dependency order: next runs, of the kernels whose inputs are all
         written, the one whose first node comes first in the graph; on a tie (both start with
@@ -634,6 +743,7 @@ class _Planner:
         self.run()
         self.merge_siblings()
         self.merge_sinks()
+        self.merge_gemm_sums()
         order = self.execution_order()
         new_id = {k.uid: i for i, k in enumerate(order)}
         primary: dict[int, int] = {}

@@ -128,7 +128,7 @@ def test_multiple_consumers_materialised_once():
         graph f(%x: f32[4,8], %w: f32[8,8]) {
           %e: f32[4,8] = exp(%x)
           %m1: f32[4,8] = matmul(%e, %w)
-          %s: f32[4,1] = reduce_sum(%e) {axes=(1,), keepdims=True}
+          %s: f32[1,8] = reduce_sum(%e) {axes=(0,), keepdims=True}
           return (%m1, %s)
         }"""))
     a = assignment(plan)
