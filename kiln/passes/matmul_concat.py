@@ -12,17 +12,11 @@ from typing import Sequence
 from ..ir.graph import Graph, Node
 from .builder import GraphBuilder, is_splat
 
-#: matmuls merge only when the merged product does at least this many multiply-adds
-#: (below it a merged kernel saves nothing worth the concatenation copy)
-MIN_MERGED_MACS = 1 << 15
-
-
-def matmul_macs(shape_a: Sequence[int], shape_b: Sequence[int]) -> int:
-    """Multiply-adds of `(..., m, k) @ (..., k, n)`."""
-    batch = 1
-    for s in shape_a[:-2]:
-        batch *= s
-    return batch * shape_a[-2] * shape_a[-1] * shape_b[-1]
+#: matmuls sharing an operand merge only when that operand has at least this many elements:
+#: merging saves re-reading (and re-packing) it once per matmul, which for a smaller operand
+#: saves nothing worth the concatenation's copy. A weight's size, not a batch's: the decision
+#: is the same at every batch size (an export with a dynamic batch traces several).
+MIN_SHARED_ELEMENTS = 1024
 
 
 def positions(graph: Graph) -> dict[int, int]:
@@ -81,14 +75,9 @@ def sum_tree_leaves(root: Node, uses: dict[int, int], sole_user: dict[int, Node]
     return leaves, internal
 
 
-_SWAP_CACHE: dict[int, tuple[int, ...]] = {}
-
-
 def swap_last_two(rank: int) -> tuple[int, ...]:
     """The permutation exchanging the last two axes of a rank-`rank` array."""
-    if rank not in _SWAP_CACHE:
-        _SWAP_CACHE[rank] = tuple(range(rank - 2)) + (rank - 1, rank - 2)
-    return _SWAP_CACHE[rank]
+    return tuple(range(rank - 2)) + (rank - 1, rank - 2)
 
 
 def _is_transpose(n: Node) -> bool:

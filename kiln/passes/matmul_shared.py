@@ -8,12 +8,13 @@ every time step, in the forward and, as `dgates_t @ W_ih`, in the backward): mer
 GEMM with `steps x batch` rows replaces `steps` thin ones. Row (column) `i` of the merged
 product is the same dot product as in its own matmul, so the results are unchanged.
 
-Matmuls merge only when none of them depends, through any path, on another's result
-(a recurrence `h_t = f(h_{t-1} @ W)` must stay a chain), and when the merged product does at
-least `min_macs` multiply-adds, and when the concatenation copies no more elements than
-the re-reads of the shared operand it saves. The merged matmul is placed after every operand it reads,
-so the nodes are put in a new topological order (stable: the old order wherever the merge
-allows).
+Matmuls merge only when none of them depends, through any path, on another's result (a
+recurrence `h_t = f(h_{t-1} @ W)` must stay a chain), and when the shared operand is worth
+sharing: at least `min_shared` elements, and not a splat constant (never read from memory:
+`zeros @ W_1` and `zeros @ W_2`, a recurrence's first step in two layers, would copy both
+weights to save nothing). Every decision depends on the graph's structure and its weights'
+sizes, not on the batch size. The merged matmul is placed after every operand it reads, so
+the nodes are put in a new topological order (stable: the old order wherever the merge allows).
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.graph import Graph, Node
-from .builder import GraphBuilder
-from .matmul_concat import MIN_MERGED_MACS, matmul_macs, positions
+from .builder import GraphBuilder, is_splat
+from .matmul_concat import MIN_SHARED_ELEMENTS, positions
 
 Group = list[Node]  # matmuls sharing one operand, in graph order
 
@@ -104,38 +105,18 @@ class SharedMerge:
     side: int
     members: list[Node]
 
-    @property
-    def macs(self) -> int:
-        return merged_macs(self.side, self.members)
 
 
-def merged_macs(side: int, members: list[Node]) -> int:
-    """Multiply-adds of the merged matmul of `members` sharing operand `side`."""
-    a_shape = list(members[0].inputs[0].shape)
-    b_shape = list(members[0].inputs[1].shape)
-    if side == 1:  # the left operands' rows are concatenated
-        a_shape[-2] = sum(m.inputs[0].shape[-2] for m in members)
-    else:  # the right operands' columns
-        b_shape[-1] = sum(m.inputs[1].shape[-1] for m in members)
-    return matmul_macs(a_shape, b_shape)
-
-
-def _copy_pays(side: int, members: list[Node]) -> bool:
-    """Is the concatenation no bigger than the re-reads of the shared operand it saves? (Merging
-    `zeros @ W_1` and `zeros @ W_2` would copy two weights to save reading one small operand.)"""
-    copied = sum(m.inputs[1 - side].numel for m in members)
-    return copied <= (len(members) - 1) * members[0].inputs[side].numel
-
-
-def plan_shared_merges(graph: Graph, min_macs: int = MIN_MERGED_MACS,
+def plan_shared_merges(graph: Graph, min_shared: int = MIN_SHARED_ELEMENTS,
                        keep: Callable[[Node, int], bool] | None = None, acyclic: bool = True) -> list[SharedMerge]:
-    """Groups of independent matmuls sharing an operand (at least `min_macs` merged).
+    """Groups of independent matmuls sharing an operand of at least `min_shared` elements (not a splat).
 
-    `keep(member, merged_macs)`, when given, decides whether a matmul joins its group's merge.
-    With `acyclic`, only groups that merged together leave the graph acyclic are returned (each
-    group alone always does; two groups can depend on each other); without, every group.
+    `keep(member, number of members)`, when given, decides whether a matmul joins its group's
+    merge. With `acyclic`, only groups that merged together leave the graph acyclic are returned
+    (each group alone always does; two groups can depend on each other); without, every group.
     """
-    groups = _groups(graph)
+    groups = [(side, group) for side, group in _groups(graph)
+              if group[0].inputs[side].numel >= min_shared and not is_splat(group[0].inputs[side])]
     if not groups:
         return []
     members = list({id(m): m for _, group in groups for m in group}.values())
@@ -144,16 +125,16 @@ def plan_shared_merges(graph: Graph, min_macs: int = MIN_MERGED_MACS,
     for side, group in groups:
         buckets += [SharedMerge(side, ms) for ms in _buckets(group, side, masks, bit)]
     # a matmul can share its left operand with some matmuls and its right one with others: the
-    # biggest merged products go first, and each matmul joins one merge
-    buckets.sort(key=lambda g: -g.macs)
+    # biggest sets go first (stable: graph order among equals), and each matmul joins one merge
+    buckets.sort(key=lambda g: -len(g.members))
     taken: set[int] = set()
     candidates: list[SharedMerge] = []
     for g in buckets:
         ms = [m for m in g.members if id(m) not in taken]
         if keep is not None and len(ms) > 1:
-            macs = merged_macs(g.side, ms)
-            ms = [m for m in ms if keep(m, macs)]
-        if len(ms) < 2 or merged_macs(g.side, ms) < min_macs or not _copy_pays(g.side, ms):
+            count = len(ms)
+            ms = [m for m in ms if keep(m, count)]
+        if len(ms) < 2:
             continue
         candidates.append(SharedMerge(g.side, ms))
         taken.update(id(m) for m in ms)

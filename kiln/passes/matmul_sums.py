@@ -27,8 +27,7 @@ from typing import Callable
 
 from ..ir.graph import Graph, Node
 from .builder import GraphBuilder
-from .matmul_concat import (MIN_MERGED_MACS, concat_operands, is_internal_add, matmul_macs, positions, sole_users,
-                            sum_tree_leaves, use_counts)
+from .matmul_concat import concat_operands, is_internal_add, positions, sole_users, sum_tree_leaves, use_counts
 
 
 @dataclass
@@ -40,22 +39,12 @@ class SumMerge:
     others: list[Node]
     internal: list[Node]  # the tree's adds below the root
 
-    @property
-    def macs(self) -> int:
-        return merged_macs(self.terms)
 
 
-def merged_macs(terms: list[Node]) -> int:
-    """Multiply-adds of the matmul over the concatenated contraction of `terms`."""
-    a0, b0 = terms[0].inputs
-    return matmul_macs(a0.shape[:-1] + (sum(t.inputs[0].shape[-1] for t in terms),), b0.shape)
+def plan_sum_merges(graph: Graph, keep: Callable[[Node, int], bool] | None = None) -> list[SumMerge]:
+    """The sums of `graph` with two or more single-use matmul terms.
 
-
-def plan_sum_merges(graph: Graph, min_macs: int = MIN_MERGED_MACS,
-                    keep: Callable[[Node, int], bool] | None = None) -> list[SumMerge]:
-    """The sums of `graph` with two or more single-use matmul terms (at least `min_macs` merged).
-
-    `keep(term, merged_macs)`, when given, decides whether a term joins its sum's merge.
+    `keep(term, number of terms)`, when given, decides whether a term joins its sum's merge.
     """
     uses, sole = use_counts(graph), sole_users(graph)
     pos = positions(graph)
@@ -66,9 +55,9 @@ def plan_sum_merges(graph: Graph, min_macs: int = MIN_MERGED_MACS,
         leaves, internal = sum_tree_leaves(n, uses, sole)
         terms = [x for x in leaves if x.op == "matmul" and uses.get(id(x), 0) == 1]
         if len(terms) > 1 and keep is not None:
-            macs = merged_macs(terms)
-            terms = [t for t in terms if keep(t, macs)]
-        if len(terms) < 2 or merged_macs(terms) < min_macs:
+            count = len(terms)
+            terms = [t for t in terms if keep(t, count)]
+        if len(terms) < 2:
             continue
         # a canonical order (by the second operand, then the first) so that sums over the same
         # operands build the same concatenations, which cse then shares
