@@ -335,6 +335,8 @@ class _Planner:
             return _numel(u.shape) / max(_numel(n.shape), 1)
         if u.op in ("slice", "gather") and u.inputs[0] is n:
             return _numel(u.shape) / max(_numel(n.shape), 1)
+        if u.op == "concat":  # every element selects among all operands: each is evaluated everywhere
+            return _numel(u.shape) / max(_numel(n.shape), 1)
         return 1.0
 
     def _count_evaluations(self, n: Node, k: _Draft) -> float:

@@ -27,6 +27,8 @@ from .cse import cse
 from .dce import dce
 from .fold import fold
 from .fusion import FusionPlan, plan_fusion
+from .matmul_merge import merge_matmul_sums, merge_shared_operand_matmuls
+from .matmul_sums import merge_reduced_sums
 from .memory import MemoryPlan, plan_memory
 from .rewrites import rewrite
 
@@ -219,11 +221,14 @@ class Pipeline:
 
 
 def default_pipeline() -> Pipeline:
-    """dce, cse, then fold / rewrite / cse / dce until nothing changes; convolution padding made
-    explicit (and the pads a forward conv and its weight gradient share merged by cse); then
-    fusion and memory plans."""
+    """dce, cse, then fold / rewrite / cse / dce until nothing changes; matmul merging (with rewrite /
+    cse / dce) until nothing changes; convolution padding made explicit (and the pads a forward
+    conv and its weight gradient share merged by cse); then fusion and memory plans."""
     return Pipeline([Pass("dce", dce), Pass("cse", cse),
                      Repeat((Pass("fold", fold), Pass("rewrite", rewrite), Pass("cse", cse), Pass("dce", dce))),
+                     Repeat((Pass("matmul-sums", merge_matmul_sums), Pass("matmul-shared", merge_shared_operand_matmuls),
+                             Pass("sum-reductions", merge_reduced_sums), Pass("rewrite", rewrite), Pass("cse", cse),
+                             Pass("dce", dce))),
                      Pass("conv-padding", explicit_conv_padding), Pass("cse", cse)])
 
 
