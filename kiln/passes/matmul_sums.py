@@ -13,9 +13,10 @@ rounding (like any GEMM blocking of the contraction).
 
 `merge_reduced_sums` is the companion for bias gradients: `reduce_sum(X_1 + ... + X_n)` of
 matrices over the axis along which the graph already concatenates exactly those `X_t` becomes
-a matrix-vector product of that concatenation with ones (`ones(1, R) @ concat(X_t, 0)`): the
-sum over all steps and the batch at once, read from the buffer the weight-gradient GEMM reads
-(`x * 1` is exact, so this too only reorders the sum). A matrix-vector product rather than a
+a matrix-vector product of that concatenation with ones (`concat(X_t, 0)ᵀ @ ones(R, 1)`): the
+sum over all steps and the batch at once (`x * 1` is exact, so this too only reorders the sum).
+Its left operand is the weight-gradient GEMM's (`dgatesᵀ @ h`), so `merge_shared_operand_matmuls`
+then makes it one more column of that GEMM (`dgatesᵀ @ [h | 1]`). A matrix-vector product rather than a
 `reduce_sum` of the concatenation: the reduction kernel would evaluate the concatenation's
 select among its `n` operands for every element, along the strided axis.
 """
@@ -129,11 +130,12 @@ def merge_reduced_sums(graph: Graph) -> Graph:
         # a concat like the existing one, placed here (cse merges the two)
         new_cat = b.emit("concat", b.mapped_inputs(cat), dict(cat.attrs), loc=n.loc)
         rows, cols = new_cat.shape
-        if cat.attrs["axis"] == 0:  # column sums: ones(1, rows) @ cat
-            ones = b.emit("constant", [], {"value": 1.0, "shape": (1, rows), "dtype": n.dtype}, loc=n.loc)
-            total = b.emit("matmul", [ones, new_cat], {}, loc=n.loc)
+        if cat.attrs["axis"] == 0:  # column sums: catᵀ @ ones(rows, 1), beside the weight gradient catᵀ @ h
+            mat = b.emit("permute", [new_cat], {"perm": (1, 0)}, loc=n.loc)
+            ones = b.emit("constant", [], {"value": 1.0, "shape": (rows, 1), "dtype": n.dtype}, loc=n.loc)
         else:  # row sums: cat @ ones(cols, 1)
+            mat = new_cat
             ones = b.emit("constant", [], {"value": 1.0, "shape": (cols, 1), "dtype": n.dtype}, loc=n.loc)
-            total = b.emit("matmul", [new_cat, ones], {}, loc=n.loc)
+        total = b.emit("matmul", [mat, ones], {}, loc=n.loc)
         b.env[id(n)] = b.emit("reshape", [total], {"shape": n.shape}, name=n.name, loc=n.loc)
     return b.finish()

@@ -11,7 +11,7 @@ import pytest
 from passes_helpers import assert_unchanged, ir
 
 from kiln.ir import verify
-from kiln.passes import cse, dce, default_pipeline
+from kiln.passes import cse, dce, default_pipeline, rewrite
 from kiln.passes.matmul_merge import merge_matmul_sums, merge_shared_operand_matmuls
 from kiln.passes.matmul_sums import merge_reduced_sums
 from kiln.runtime.interpreter import run_graph
@@ -273,8 +273,7 @@ def test_the_merge_of_more_matmuls_wins_a_matmul_both_passes_want():
     _same_results(g, out)
 
 
-def test_bias_sum_over_the_concatenation_becomes_a_matrix_vector_product():
-    g = ir("""
+BIAS = """
         graph f(%h1: f32[6,4], %h2: f32[6,4], %g1: f32[6,5], %g2: f32[6,5]) {
           %t1: f32[4,6] = permute(%h1) {perm=(1, 0)}
           %t2: f32[4,6] = permute(%h2) {perm=(1, 0)}
@@ -284,15 +283,31 @@ def test_bias_sum_over_the_concatenation_becomes_a_matrix_vector_product():
           %gs: f32[6,5] = add(%g1, %g2)
           %db: f32[5] = reduce_sum(%gs) {axes=(0,), keepdims=False}
           return (%dw, %db)
-        }""")
+        }"""
+
+
+def test_bias_sum_over_the_concatenation_becomes_a_matrix_vector_product():
+    g = ir(BIAS)
     merged = verify(sums(g))
     out = verify(dce(cse(merge_reduced_sums(merged))))
     (db,) = [n for n in out.nodes if n.name == "db"]
     assert db.op == "reshape" and db.inputs[0].op == "matmul"
-    ones, cat = db.inputs[0].inputs
-    assert ones.op == "constant" and ones.shape == (1, 12) and cat.op == "concat"
+    mat, ones = db.inputs[0].inputs
+    assert ones.op == "constant" and ones.shape == (12, 1) and mat.op == "permute"
+    assert mat.inputs[0].op == "concat" and mat.inputs[0].shape == (12, 5)
     assert _ops(out)["concat"] == 2  # the gradients' concatenation is shared with dw's matmul
     _same_results(g, out)
+    # and the shared-operand merge makes the bias sum one more column of the weight gradient's GEMM
+    # (once rewrite has moved dw's transpose into its operands: dw^T = g^T @ h)
+    dwt = ir(BIAS.replace("return (%dw, %db)", "return (%dwt, %db)").replace(
+        "          %gs:", "          %dwt: f32[5,4] = permute(%dw) {perm=(1, 0)}\n          %gs:"))
+    out = dwt
+    for _ in range(3):  # the pipeline's merging group, at this size
+        for p in (sums, shared, merge_reduced_sums, rewrite, cse, dce):
+            out = verify(p(out))
+    mms = [n for n in out.nodes if n.op == "matmul"]
+    assert len(mms) == 1 and mms[0].shape == (5, 5), out  # [dw^T | db]
+    _same_results(dwt, out)
 
 
 def test_bias_sum_without_a_concatenation_stays():
@@ -324,6 +339,7 @@ def test_row_sums_with_keepdims():
     out = verify(merge_reduced_sums(g2))
     (r,) = [n for n in out.nodes if n.name == "r"]
     assert r.inputs[0].op == "matmul" and r.inputs[0].inputs[1].shape == (10, 1)
+    assert r.inputs[0].inputs[0].op == "concat"
     _same_results(g2, out)
 
 
