@@ -448,7 +448,7 @@ class _KernelLowering:
         if rows and reduce_lower.lower_columns(self, full, rows, domain, row_of[0]):
             full, rows = [], []  # an outer-axis reduction: blocks of contiguous columns
         if full or rows:
-            windows, full_domain = [{}], domain
+            windows, full_domain, lanes = [{}], domain, 1
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
                 domain = tuple(1 if d in R else s for d, s in enumerate(domain))
@@ -458,14 +458,20 @@ class _KernelLowering:
                 R = row_of[0]
                 windows = reduce_lower.window_positions(domain, R)
                 domain = tuple(1 if d in R else s for d, s in enumerate(domain))
+            elif k.kind == KernelKind.ELEMENTWISE:  # a pooling window's gradient: the last axis in lanes
+                lanes = reduce_lower.lane_split(self, domain)
+                domain = domain[:-1] + (domain[-1] // lanes,) if lanes > 1 else domain
             index, tokens = self.nest(domain, order)
             for o in rows:  # one value per row, stored at the row's loop level
                 R, row_shape = row_of
                 rix = [e for d, e in enumerate(index) if d not in R]
-                self.store(o, ix.delinearize(ix.linearize(rix, row_shape), o.shape)
+                self.store(o, ix.reshape_index(tuple(rix), row_shape, o.shape)
                            if tuple(o.shape) != tuple(row_shape) else tuple(rix))
-            for at in windows:
-                pos = tuple(at.get(d, e) for d, e in enumerate(index))
+            positions = [tuple(at.get(d, e) for d, e in enumerate(index)) for at in windows]
+            if lanes > 1:
+                positions = [index[:-1] + (op("add", op("mul", index[-1], idx(lanes)), idx(lane)),)
+                             for lane in range(lanes)]
+            for pos in positions:
                 for o in full:  # a reshape of the domain: runs of equal products map without division
                     self.store(o, ix.reshape_index(pos, full_domain, o.shape) if tuple(o.shape) != full_domain
                                else pos)

@@ -49,6 +49,8 @@ WINDOW_UNROLL = 16
 # one vector above it (a long fused body, written out once per column, would grow too much)
 WIDE_BLOCK_NODES = 24
 BLOCK_VECTORS = 4
+# an elementwise kernel's last axis is split into at most this many lanes (a pooling window's width)
+MAX_LANES = 4
 
 ASSOCIATIVE_REDUCTIONS = frozenset({"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"})
 
@@ -90,6 +92,23 @@ def window_positions(domain: Sequence[int], axes: Sequence[int]) -> list[dict[in
     """Every position of the window axes `axes` of `domain`, as {axis: constant}, row-major."""
     return [{a: idx(p) for a, p in zip(axes, pos)}
             for pos in itertools.product(*(range(domain[a]) for a in axes))]
+
+
+def lane_split(low: "_KernelLowering", domain: Sequence[int]) -> int:
+    """How many lanes to split the last axis of an elementwise kernel's `domain` into: k when a
+    reshape of the kernel splits an axis of that length into (length / k, k) with k <= MAX_LANES
+    (a pooling window's axis: the gradient of max / average pooling scatters into it), else 1.
+    The loop then runs over length / k with k stores per step, and the reshape's index
+    arithmetic (`index.delinearize`) resolves without division."""
+    n = domain[-1] if domain else 0
+    for m in low.k.nodes:
+        if m.op != "reshape" or id(m) in low.inputs:
+            continue
+        for merged, split in ((m.shape, m.inputs[0].shape), (m.inputs[0].shape, m.shape)):
+            if (merged and len(split) >= 2 and merged[-1] == n and split[-2] * split[-1] == n
+                    and 1 < split[-1] <= MAX_LANES):
+                return split[-1]
+    return 1
 
 
 def _reads_reduction(low: "_KernelLowering", o: Node) -> bool:
@@ -189,7 +208,7 @@ def _column_block(low: "_KernelLowering", reds: Sequence[Node], full: Sequence[N
     for c in cols:
         rix = tuple(c if d == last else lead[d] for d in range(len(domain)) if d not in R)
         for o in rows:
-            low.store(o, ix.delinearize(ix.linearize(rix, row_shape), o.shape)
+            low.store(o, ix.reshape_index(tuple(rix), row_shape, o.shape)
                       if tuple(o.shape) != tuple(row_shape) else rix)
     em.close_loop(token)
 
