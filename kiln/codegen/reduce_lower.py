@@ -100,7 +100,9 @@ def lane_split(low: "_KernelLowering", domain: Sequence[int]) -> int:
     (a pooling window's axis: the gradient of max / average pooling scatters into it), else 1.
     The loop then runs over length / k with k stores per step, and the reshape's index
     arithmetic (`index.delinearize`) resolves without division."""
-    n = domain[-1] if domain else 0
+    if not domain:
+        return 1
+    n = domain[-1]
     for m in low.k.nodes:
         if m.op != "reshape" or id(m) in low.inputs:
             continue
@@ -133,10 +135,11 @@ def lower_columns(low: "_KernelLowering", full: Sequence[Node], rows: Sequence[N
     outputs stored inside them, then the row outputs per column. The last `n % width` columns
     are one narrower block. Returns False (nothing emitted) when it does not apply: the last
     axis is reduced, no reduction of the kernel runs over (domain, R), a full-size output
-    reads a reduction, or the kept axis is narrower than a vector."""
+    reads a reduction, the kept axis is narrower than a vector, or the lowering is for a GPU
+    (`cpu_blocking` off: its threads take the columns)."""
     last = len(domain) - 1
-    if not rows or not R or last in R:
-        return False
+    if not low.cpu_blocking or not rows or not R or last in R:
+        return False  # (a GPU maps the columns to threads itself)
     reds = [m for m in low.k.nodes if m.op in ASSOCIATIVE_REDUCTIONS and id(m) not in low.inputs
             and tuple(m.inputs[0].shape) == tuple(domain) and tuple(sorted(m.attrs["axes"])) == tuple(R)]
     if not reds or any(_reads_reduction(low, o) for o in full):
