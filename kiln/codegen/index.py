@@ -9,7 +9,7 @@ import math
 from typing import Sequence
 
 from ..ir import dtypes as dt
-from .kir import Expr, idx, op
+from .kir import Const, Expr, Op, idx, op
 
 Index = tuple[Expr, ...]
 
@@ -33,9 +33,32 @@ def delinearize(flat: Expr, shape: Sequence[int]) -> Index:
         if s == 1:
             out.append(idx(0))
             continue
-        q = op("div", flat, idx(stride)) if stride != 1 else flat
-        out.append(op("rem", q, idx(s)) if len(out) else q)
+        q = _div(flat, stride) if stride != 1 else flat
+        out.append(_rem(q, s) if len(out) else q)
     return tuple(out)
+
+
+def _exact_split(e: Expr, s: int) -> tuple[Expr, Expr] | None:
+    """(e / s, e % s) without division when e = a*m + c with s | m, m > 0, 0 <= c < s: a position
+    (e >= 0) of that form has a >= 0, so the quotient is a*(m/s) and the remainder c. A loop split
+    into lanes (i*k + lane) meets the reshape that splits the same axis (k) this way."""
+    a, c = (e.args if isinstance(e, Op) and e.name == "add" else (e, idx(0)))
+    if not (isinstance(c, Const) and 0 <= c.value < s and isinstance(a, Op) and a.name == "mul"):
+        return None
+    x, m = a.args
+    if not (isinstance(m, Const) and m.value > 0 and m.value % s == 0):
+        return None
+    return op("mul", x, idx(m.value // s)), c
+
+
+def _div(e: Expr, s: int) -> Expr:
+    split = _exact_split(e, s)
+    return split[0] if split else op("div", e, idx(s))
+
+
+def _rem(e: Expr, s: int) -> Expr:
+    split = _exact_split(e, s)
+    return split[1] if split else op("rem", e, idx(s))
 
 
 def reshape_index(out_index: Index, out_shape: Sequence[int], in_shape: Sequence[int]) -> Index:

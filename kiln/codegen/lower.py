@@ -27,7 +27,9 @@ from . import gemm
 from . import index as ix
 from .conv_lower import lower_blocked_conv
 from .emitter import Emitter
+from . import reduce_lower
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
+from .reduce_lower import accumulator_dtype, combine, reduce_init
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
 
 ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
@@ -107,19 +109,6 @@ class LoweredProgram:
             lines.append(f"  call {kname}({', '.join(args)})")
         lines.append("  return " + ", ".join(self.outputs))
         return "\n".join(lines) + "\n\n" + "\n".join(str(k) for k in self.kernels)
-
-
-def _reduce_init(prim: str, d: DType) -> Expr:
-    if prim == "reduce_sum":
-        return const(0, d)
-    if prim == "reduce_prod":
-        return const(1, d)
-    if d.is_floating_point:
-        return const(float("-inf") if prim == "reduce_max" else float("inf"), d)
-    if d.is_bool:
-        return const(prim != "reduce_max", d)
-    info = np.iinfo(d.np_dtype)
-    return const(int(info.min) if prim == "reduce_max" else int(info.max), d)
 
 
 class _KernelLowering:
@@ -311,7 +300,7 @@ class _KernelLowering:
         else:
             outer = list(index)
         level = self.em.level(*outer) if outer else 0
-        acc_dtype = dt.float32 if x.dtype == dt.float16 else x.dtype
+        acc_dtype = accumulator_dtype(x.dtype)
 
         def src_index(rvars):
             full: list[Expr] = [idx(0)] * len(x.shape)
@@ -322,9 +311,15 @@ class _KernelLowering:
             return tuple(full)
 
         extents = [x.shape[d] for d in axes]
+        if reduce_lower.is_window(extents):  # a pooling window: one statement per element, no loop
+            def accumulate(body, inits):
+                return reduce_lower.accumulate_unrolled(self.em, extents, body, inits)
+        else:
+            def accumulate(body, inits):
+                return self._accumulate(extents, body, inits, level)
         if p in ("argmax", "argmin"):
             cmp = "gt" if p == "argmax" else "lt"
-            init_v = _reduce_init("reduce_max" if p == "argmax" else "reduce_min", acc_dtype)
+            init_v = reduce_init("reduce_max" if p == "argmax" else "reduce_min", acc_dtype)
 
             def body(rv, accs):
                 best, arg = accs
@@ -333,27 +328,18 @@ class _KernelLowering:
                 take = op(cmp, v, best)
                 if acc_dtype.is_floating_point:  # the first nan wins, as in numpy
                     take = op("or", take, op("and", op("isnan", v), op("not", op("isnan", best))))
-                    first = op("eq", rv[0], idx(0))
-                    take = op("or", take, first)
+                    if not isinstance(rv[0], Const):
+                        take = op("or", take, op("eq", rv[0], idx(0)))
+                    elif rv[0].value == 0:
+                        take = const(True, dt.bool_)
                 return [op("select", take, v, best), op("select", take, rv[0], arg)]
-            best, arg = self._accumulate(extents, body, [init_v, idx(0)], level)
+            best, arg = accumulate(body, [init_v, idx(0)])
             return cast_value(arg, n.dtype)
-
-        init = _reduce_init(p, acc_dtype)
 
         def body(rv, accs):
             (acc,) = accs
-            v = self.value(x, src_index(rv))
-            if v.dtype != acc_dtype:
-                v = cast_value(v, acc_dtype)
-            if p == "reduce_sum":
-                return [op("or", acc, v) if acc_dtype.is_bool else op("add", acc, v)]
-            if p == "reduce_prod":
-                return [op("and", acc, v) if acc_dtype.is_bool else op("mul", acc, v)]
-            if acc_dtype.is_bool:
-                return [op("or" if p == "reduce_max" else "and", acc, v)]
-            return [op("max" if p == "reduce_max" else "min", acc, v)]
-        (acc,) = self._accumulate(extents, body, [init], level)
+            return [combine(p, acc, cast_value(self.value(x, src_index(rv)), acc_dtype))]
+        (acc,) = accumulate(body, [reduce_init(p, acc_dtype)])
         return cast_value(acc, n.dtype)
 
     def _matmul(self, n: Node, index: ix.Index) -> Expr:
@@ -459,18 +445,36 @@ class _KernelLowering:
         if (full and k.anchor is not None and k.anchor.op == "conv" and self.cpu_blocking
                 and lower_blocked_conv(self, full, domain)):
             full = []
+        if rows and reduce_lower.lower_columns(self, full, rows, domain, row_of[0]):
+            full, rows = [], []  # an outer-axis reduction: blocks of contiguous columns
         if full or rows:
+            windows, full_domain, lanes = [{}], domain, 1
             if not full:  # row values only: loop over the rows, the reductions open their own loops
                 R = row_of[0]
                 domain = tuple(1 if d in R else s for d, s in enumerate(domain))
+            elif row_of is not None and reduce_lower.is_window([domain[d] for d in row_of[0]]):
+                # the full-size outputs of a window reduction (pooling's masks): one store per window
+                # element at constant window indices, reading the values the reductions computed
+                R = row_of[0]
+                windows = reduce_lower.window_positions(domain, R)
+                domain = tuple(1 if d in R else s for d, s in enumerate(domain))
+            elif k.kind == KernelKind.ELEMENTWISE:  # a pooling window's gradient: the last axis in lanes
+                lanes = reduce_lower.lane_split(self, domain)
+                domain = domain[:-1] + (domain[-1] // lanes,) if lanes > 1 else domain
             index, tokens = self.nest(domain, order)
             for o in rows:  # one value per row, stored at the row's loop level
                 R, row_shape = row_of
                 rix = [e for d, e in enumerate(index) if d not in R]
-                self.store(o, ix.delinearize(ix.linearize(rix, row_shape), o.shape)
+                self.store(o, ix.reshape_index(tuple(rix), row_shape, o.shape)
                            if tuple(o.shape) != tuple(row_shape) else tuple(rix))
-            for o in full:  # a reshape of the domain: runs of equal products map without division
-                self.store(o, ix.reshape_index(index, domain, o.shape) if tuple(o.shape) != domain else index)
+            positions = [tuple(at.get(d, e) for d, e in enumerate(index)) for at in windows]
+            if lanes > 1:
+                positions = [index[:-1] + (op("add", op("mul", index[-1], idx(lanes)), idx(lane)),)
+                             for lane in range(lanes)]
+            for pos in positions:
+                for o in full:  # a reshape of the domain: runs of equal products map without division
+                    self.store(o, ix.reshape_index(pos, full_domain, o.shape) if tuple(o.shape) != full_domain
+                               else pos)
             self.close(tokens)
         for o in rest:
             index, tokens = self.nest(o.shape)
