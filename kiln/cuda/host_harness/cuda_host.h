@@ -1,5 +1,5 @@
 // The CUDA built-ins kiln's emitted kernels use, mapped to C++20 so that g++ can compile and run
-// the emitted CUDA C on the CPU (tests/cuda/harness/cuda_harness.py).
+// the emitted CUDA C on the CPU (kiln/cuda/host_harness/__init__.py).
 //
 // A grid runs one block at a time; the threads of a block are real threads (std::thread) meeting
 // at a std::barrier for __syncthreads. __shared__ variables are function statics (one block at a
