@@ -156,8 +156,8 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
             prim.abstract_eval(args, attrs)
             arr = prim.impl(*[a._cell.value for a in args], **attrs)
             out = Tensor._make(arr, None)
-            if not args or (len(args) == 1 and args[0]._operand_constant):
-                out._operand_constant = True  # made by an op from literals: may join a CUDA operation
+            if not args or (len(args) == 1 and (args[0]._operand_constant or args[0]._cell.value.ndim == 0)):
+                out._operand_constant = True  # made from literals or a 0-d tensor: may join a CUDA operation
             if prim.kind == MOVEMENT and len(args) == 1 and np.may_share_memory(arr, args[0]._cell.value):
                 _mark_view(out, args[0], name, attrs)
     else:
@@ -176,7 +176,8 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
 
 def _apply_on_device(prim, args, attrs) -> "Tensor":
     """Eager `prim` on CUDA tensors: one cached one-primitive kernel on the device. A CPU operand is
-    accepted (and copied over) only when 0-d or made by an op from Python numbers, as in PyTorch."""
+    accepted (and copied over) only when 0-d, as in PyTorch, or made by an op from Python numbers or a
+    0-d tensor (the literal of `x * 2`, a 0-d hyperparameter broadcast to `x`'s shape)."""
     from ..runtime.cuda_eager import run_primitive
     shape, dtype = prim.abstract_eval(args, attrs)
     arrays = []
@@ -187,6 +188,8 @@ def _apply_on_device(prim, args, attrs) -> "Tensor":
                 first = args[0].device
                 raise _mixed_devices(first, CPU if first.type == "cuda" else CUDA)
             v = DeviceArray.from_numpy(v)
+            if a._operand_constant:
+                a._cell.value = v  # an op's literal moves for good (autograd may save it for backward)
         arrays.append(v)
     out = Tensor._make(run_primitive(prim.name, attrs, arrays, shape, dtype), None)
     if prim.kind == MOVEMENT and len(args) == 1 and args[0]._cell.value.__class__ is DeviceArray:
@@ -213,7 +216,7 @@ class Tensor:
     """An n-dimensional array with PyTorch's semantics (eager numpy, or traced inside kiln.compile)."""
 
     __array_priority__ = 1000
-    _operand_constant = False  # made by an op from Python numbers (a `constant`/`iota`, reshaped)
+    _operand_constant = False  # made by an op from Python numbers or a 0-d tensor (a constant, broadcast)
 
     def __new__(cls, *args, **kwargs):
         """The legacy constructor, as torch.Tensor: `Tensor(data)` copies data as float32,

@@ -1168,7 +1168,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
         padding_idx %= num
     flat = K.reshape(input, (-1,))
     if active_trace() is None and flat.numel():
-        arr = flat._cell.value
+        arr = flat._concrete("embedding's index check")  # a host copy for a CUDA tensor
         bad = arr[(arr < 0) | (arr >= num)]
         if bad.size:
             raise IndexError(f"index {int(bad[0])} is out of range for embedding with {num} rows (weight "
@@ -1184,8 +1184,10 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
     if scale_grad_by_freq and weight.requires_grad and flat.numel():
         # divide each row's gradient by its index's count in this batch; the forward value is unchanged
         if active_trace() is None:
-            arr = flat._cell.value
+            arr = flat._concrete("scale_grad_by_freq")
             inv = _const((1.0 / np.bincount(arr, minlength=num)[arr]).astype(weight.dtype.np_dtype)[:, None])
+            if weight.is_cuda:
+                inv = inv.to(weight.device)
         else:
             same = K._cast(K.eq(K.unsqueeze(flat, 1), K.unsqueeze(flat, 0)), weight.dtype)
             inv = K.unsqueeze(K.div(1.0, K.sum(same, 1)), 1)
@@ -1268,7 +1270,7 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding in a new last dim of size num_classes (default: max + 1)."""
     if tensor.dtype.is_integer and num_classes != -1 and active_trace() is None and tensor.numel():
-        arr = tensor._cell.value
+        arr = tensor._concrete("one_hot's class check")
         if arr.min() < 0 or arr.max() >= num_classes:
             raise RuntimeError("Class values must be smaller than num_classes." if arr.max() >= num_classes
                                else "Class values must be non-negative.")
@@ -1301,7 +1303,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     reduction = _reduction(reduction, size_average, reduce)
     _check_same_size(input, target, "binary_cross_entropy")
     if active_trace() is None and input.numel():
-        arr = input._cell.value
+        arr = input._concrete("binary_cross_entropy's input check")
         if np.any((arr < 0) | (arr > 1)):
             raise RuntimeError("all elements of input should be between 0 and 1")
     # The logs are differentiated through PyTorch's formula instead, d/dx = (x - t) / max(x (1 - x), 1e-12),
@@ -1645,7 +1647,7 @@ def _class_dim_input(input: Tensor, fn: str) -> Tensor:
 def _check_targets(target: Tensor, n_classes: int, ignore_index: int, fn: str) -> None:
     if active_trace() is not None or target.numel() == 0:
         return
-    arr = np.asarray(target._cell.value)
+    arr = np.asarray(target._concrete("the target check"))
     bad = arr[((arr < 0) | (arr >= n_classes)) & (arr != ignore_index)]
     if bad.size:
         raise IndexError(f"{fn}: Target {int(bad.flat[0])} is out of bounds (input has {n_classes} classes)")

@@ -183,7 +183,7 @@ class DeviceArray:
     @classmethod
     def from_numpy(cls, arr: np.ndarray, device: CudaDevice | None = None) -> "DeviceArray":
         dev = device or current()
-        arr = np.ascontiguousarray(arr)
+        arr = np.require(arr, requirements="C")  # (np.ascontiguousarray makes a 0-d array 1-d)
         return cls(dev.to_device(arr), tuple(arr.shape), arr.dtype, dev)
 
     @classmethod

@@ -8,7 +8,9 @@ the status buffer -- on the CPU.
   the pointer, instead of touching memory.
 - Kernels are the emitted CUDA C compiled as C++ with the CPU harness (`kiln.cuda.host_harness`:
   block threads as real threads, a barrier for `__syncthreads`, warp shuffles through memory),
-  grids shrunk to at most 3 blocks of 64 threads; the compiled libraries live in the disk cache.
+  grids shrunk to at most 2 blocks of one warp (32 threads: barriers between oversubscribed host threads
+  are the simulator's cost; the harness tests run 64-thread, multi-warp blocks); the compiled libraries
+  live in the disk cache, so a second run does not call g++.
 - Selected only explicitly: `KILN_CUDA_SIM=1` or `kiln.config.override(cuda_sim=True)`.
 
 It does not model timing (every call is synchronous), asynchronous errors, the device's real memory
@@ -40,8 +42,9 @@ class SimOutOfMemoryError(MemoryError):
 class SimDevice(CudaDevice):
     """The device seam over host memory; see the module docstring."""
 
-    def __init__(self, memory_limit: int = 1 << 30):
+    def __init__(self, memory_limit: int = 1 << 30, max_grid: int = 2, max_block: int = 32):
         self.memory_limit = memory_limit
+        self.max_grid, self.max_block = max_grid, max_block  # launches shrunk to this (see the docstring)
         self._blocks: dict[int, np.ndarray] = {}   # raw allocations by address
         self._starts: list[int] = []               # sorted addresses of the blocks
         self._lock = threading.RLock()
@@ -130,7 +133,7 @@ class SimDevice(CudaDevice):
         with exe._lock:
             lib = exe.__dict__.get("_sim_library")
             if lib is None:
-                lib = exe._sim_library = HarnessLibrary([exe.cuda])
+                lib = exe._sim_library = HarnessLibrary([exe.cuda], self.max_grid, self.max_block)
                 lib.buffer_bytes = [b.numel * b.dtype.itemsize for b in exe.program.buffers]
         return lib
 

@@ -15,6 +15,7 @@ the compiler, so a second run of the same kernels does not call g++.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
@@ -67,6 +68,7 @@ class HarnessLibrary:
         self.max_grid, self.max_block, self.timeout_s = max_grid, max_block, timeout_s
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self._dir = Path(tempfile.mkdtemp(prefix="kiln-cuda-harness-"))
+        atexit.register(shutil.rmtree, self._dir, True)
         lib = self._dir / f"h{digest}.so"
         _build(text, lib)
         self._lib = ctypes.CDLL(str(lib))

@@ -176,7 +176,7 @@ def _advanced(y: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
     for d, t in zip(dims, idx):
         n = y.shape[d]
         if not t.is_tracer and t.numel():
-            arr = t._cell.value
+            arr = t._concrete("the index bounds check")  # a host copy for a CUDA index
             if arr.min() < -n or arr.max() >= n:
                 bad = arr[(arr < -n) | (arr >= n)].flat[0]
                 raise IndexError(f"index {bad} is out of bounds for dimension {d} with size {n}")
@@ -270,6 +270,7 @@ def setitem(x: Tensor, key, value) -> None:
         try:
             pos_np = np.arange(n, dtype=np.int64).reshape(tuple(x.shape))[key]
             pos = Tensor._make(np.require(pos_np, requirements="C"))
+            pos._operand_constant = True  # positions from the key alone: they may index a CUDA tensor
         except (IndexError, TypeError, ValueError):
             pos = None
     if pos is None:
