@@ -378,8 +378,8 @@ class Tensor:
 
     def _host_only(self, what: str) -> None:
         if self._cell.value.__class__ is DeviceArray:
-            raise TypeError(f"can't convert {self.device} device type tensor to numpy ({what}). Use Tensor.cpu() "
-                            "to copy the tensor to host memory first.")
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                            f"tensor to host memory first. (in {what})")
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
         if self._requires_grad and not force:

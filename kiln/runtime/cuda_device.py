@@ -114,7 +114,7 @@ class DeviceBuffer:
 class DeviceAllocator:
     """Caching allocator over a device's raw allocation: freed blocks are kept per size class and
     reused; on out-of-memory (`oom_error`) the cache is returned and the allocation retried once.
-    `in_use` maps each block handed out (and not yet returned) to its size class."""
+    `in_use` maps each block handed out (and not yet returned) to the bytes asked for."""
 
     def __init__(self, raw_alloc: Callable[[int], int], raw_free: Callable[[int], None],
                  oom_error: type[BaseException] = MemoryError):
@@ -133,7 +133,7 @@ class DeviceAllocator:
                 ptr = pool.pop()
                 self.cached_bytes -= size
                 self.allocated_bytes += size
-                self.in_use[ptr] = size
+                self.in_use[ptr] = nbytes
                 return DeviceBuffer(ptr, nbytes, size, self)
         try:
             ptr = self._raw_alloc(size)
@@ -149,7 +149,7 @@ class DeviceAllocator:
                 raise err from None
         with self._lock:
             self.allocated_bytes += size
-            self.in_use[int(ptr)] = size
+            self.in_use[int(ptr)] = nbytes
         return DeviceBuffer(int(ptr), nbytes, size, self)
 
     def free(self, buf: DeviceBuffer) -> None:

@@ -333,6 +333,10 @@ class DriverDevice(CudaDevice):
     def synchronize(self) -> None:
         synchronize()
 
+    def stream_handle(self) -> int:
+        """The stream's handle as an int (what DLPack's `stream=` argument takes)."""
+        return int(require_device("the device stream")["stream"])
+
     def empty_cache(self) -> None:
         empty_cache()
 

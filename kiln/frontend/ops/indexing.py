@@ -173,6 +173,8 @@ def getitem(x: Tensor, key) -> Tensor:
 def _advanced(y: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
     dims = [d for d, _ in adv]
     idx = [_cast(t, dt.int64) for _, t in adv]
+    if y.is_cuda and not y.is_tracer:  # CPU index tensors may index a CUDA tensor (as in PyTorch)
+        idx = [t.to(y.device) for t in idx]
     for d, t in zip(dims, idx):
         n = y.shape[d]
         if not t.is_tracer and t.numel():
