@@ -18,7 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .cuda_device import CudaDevice, DeviceAllocator, DeviceArray, DeviceBuffer, run_program as _run_program, size_class
+from .cuda_device import (CudaDevice, DeviceAllocator, DeviceArray, DeviceBuffer,  # noqa: F401  (DeviceArray: re-exported)
+                          run_program as _run_program, size_class)
 from .nvrtc_compiler import CompiledCuda, compile_cuda
 
 PINNED_MIN_BYTES = 1 << 20   # host<->device copies at least this large go through pinned staging
