@@ -761,7 +761,7 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, trainin
           inplace: bool = False) -> Tensor:
     """Leaky ReLU whose negative slope is drawn from U(lower, upper) per element in training, else their mean."""
     if training:
-        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype), upper - lower), lower)
+        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype, device=input.device if input.is_cuda else None), upper - lower), lower)
     else:
         slope = (lower + upper) / 2.0
     out = K.where(K.ge(input, 0), input, K.mul(input, slope))
@@ -819,7 +819,7 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
                    dim: int = -1) -> Tensor:
     """Softmax of (logits + Gumbel noise) / tau; `hard` returns one-hot samples with the soft gradient."""
-    u = rand(tuple(logits.shape), dtype=logits.dtype)
+    u = rand(tuple(logits.shape), dtype=logits.dtype, device=logits.device if logits.is_cuda else None)
     gumbels = K.neg(K.log(K.neg(K.log(K.add(u, eps)))))  # -log(Exp(1)) samples
     y_soft = K.softmax(K.div(K.add(logits, gumbels), tau), dim)
     if not hard:
@@ -1059,7 +1059,8 @@ def _check_p(p: float) -> None:
 
 
 def _dropout_mask(x: Tensor, shape, p: float) -> Tensor:
-    keep = K._cast(K.ge(rand(tuple(shape), dtype=x.dtype if x.dtype.is_floating_point else dt.float32), p),
+    keep = K._cast(K.ge(rand(tuple(shape), dtype=x.dtype if x.dtype.is_floating_point else dt.float32,
+                             device=x.device if x.is_cuda else None), p),
                    x.dtype)
     return K.mul(keep, 1.0 / (1.0 - p))
 

@@ -217,6 +217,12 @@ class DeviceArray:
         self.device.copy(out.buffer, self.buffer, self.nbytes)
         return out
 
+    def __deepcopy__(self, memo) -> "DeviceArray":
+        return self.copy()  # new device memory (never a copy of the allocator or the device)
+
+    def __reduce__(self):
+        return (DeviceArray.from_numpy, (self.numpy(),))  # pickled as host values, restored on the device
+
 
 # -- programs --------------------------------------------------------------------------------------
 

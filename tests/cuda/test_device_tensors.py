@@ -1,5 +1,7 @@
 """CUDA tensors (device="cuda"), on the simulator and, where a GPU is usable, on the real driver:
 each eager op, autograd, modules, optimizers, save/load and kiln.compile against the CPU."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -172,6 +174,18 @@ def test_module_to_moves_parameters_buffers_and_grads(cuda_device):
     assert not m[0].weight.is_cuda and not m[0].weight.grad.is_cuda
     m.cuda().double()
     assert m[0].weight.is_cuda and m[0].weight.dtype == kiln.float64
+    twin = copy.deepcopy(m)  # new device memory, on the device
+    assert twin[0].weight.is_cuda and twin[0].weight.grad.is_cuda
+    assert twin[0].weight._cell.value.ptr != m[0].weight._cell.value.ptr
+
+
+def test_dropout_and_init_on_device_tensors(cuda_device):
+    x = kiln.ones(4, 4, device="cuda")
+    y = F.dropout(x, p=0.5, training=True)
+    assert y.is_cuda and set(np.unique(y.cpu().numpy())) <= {0.0, 2.0}
+    w = kiln.empty(3, 4, device="cuda")
+    nn.init.normal_(w)
+    assert w.is_cuda and w.cpu().numpy().std() > 0
 
 
 @pytest.mark.parametrize("make", [lambda p: kiln.optim.SGD(p, lr=0.1, momentum=0.9),
