@@ -24,6 +24,7 @@ from .frontend.layouts import (channels_last, channels_last_3d, contiguous_forma
 from .frontend.legacy import (BFloat16Tensor, BoolTensor, ByteTensor, CharTensor, DoubleTensor, FloatTensor,
                               HalfTensor, IntTensor, LongTensor, ShortTensor)
 from .frontend.compile import compile, make_graph
+from .frontend.dlpack import from_dlpack
 from .frontend.lowered import Lowered, ShapeDtype
 from .frontend.transforms import grad, value_and_grad, vjp
 from .runtime.profiler import profiler

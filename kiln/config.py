@@ -139,6 +139,10 @@ class Settings:
     strict_fp: bool = _setting(
         "KILN_STRICT_FP", _FLAG, False,
         "no re-association of reduction accumulations (every other float op already rounds as written)")
+    cuda_sim: bool = _setting(
+        "KILN_CUDA_SIM", _FLAG, False,
+        "run kiln's CUDA device (device='cuda' tensors, backend='cuda') on the host simulator: host memory, "
+        "kernels compiled as C++ with g++ (for CI without a GPU; never chosen unless set)")
     profile: bool = _setting(
         "KILN_PROFILE", _FLAG, False,
         "time every compiled call kernel by kernel; the table (kiln.profiler) is printed to stderr at exit "

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run kiln's CUDA test suite and GPU benchmarks in one call on a machine with an NVIDIA GPU
-# (see docs/cuda.md). Results: the file given as $1 (default gpu-results.md), Markdown.
+# (see docs/cuda.md): tests/cuda (the device-tensor tests on the real driver too) and the GPU
+# benchmarks. Results: the file given as $1 (default gpu-results.md), Markdown.
 set -u
 cd "$(dirname "$0")/.."
 out="${1:-gpu-results.md}"

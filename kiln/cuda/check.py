@@ -3,11 +3,15 @@ CUDA device, and write the results to one file.
 
     PYTHONPATH=. python3 -m kiln.cuda.check --out gpu-results.md     # or scripts/gpu_check.sh
 
-1. `pytest tests/cuda` (every device test runs there instead of skipping), its summary kept;
+1. `pytest tests/cuda` (every device test runs there instead of skipping), its summary kept, and
+   the device-tensor tests (`tests/cuda/test_device_*.py`) on the real driver alone (their `[real]`
+   variants: the same tests CI runs on the simulator), their summary kept on its own;
 2. the benchmark rows of issue 13 that kiln's own kernels cover, timed on device-resident inputs
    (no host copies inside the timed loop): device copy bandwidth, `gelu_tanh(x*a+b)` over 2^28,
    softmax 16384², layer norm 65536×4096, a 4096³ matmul, and the dispatch of a compiled `x + 1`;
-   PyTorch's CUDA eager time beside each row where `torch.cuda` is available.
+   PyTorch's CUDA eager time beside each row where `torch.cuda` is available; then the eager
+   dispatch of `x + 1` on a CUDA tensor and one eager MLP 784-128-64-10 training step (batch 64,
+   SGD momentum) on device tensors. The simulator is switched off: this checks the GPU.
 The result file is Markdown: the device, the test summary and the benchmark table, ready for
 docs/benchmarks.md.
 """
@@ -111,7 +115,45 @@ def benchmarks() -> list[dict]:
     row("matmul 4096³ f32 (no TF32)", lambda x, y: x @ y, lambda torch, x, y: x @ y, [(m, m), (m, m)],
         flops=2 * m ** 3)
     row("dispatch of compiled x + 1 (1 element)", lambda x: x + 1, lambda torch, x: x + 1, [(1,)])
+    rows.extend(_eager_rows())
     return rows
+
+
+def _eager_rows() -> list[dict]:
+    """Eager CUDA tensors: one op's dispatch, and an MLP training step, beside PyTorch's eager."""
+    import kiln
+    out = []
+
+    def mlp_step(T, nn, F, optim):
+        model = nn.Sequential(nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+        model.to("cuda")
+        opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        x, y = T.randn(64, 784, device="cuda"), T.randint(0, 10, (64,), device="cuda")
+
+        def step():
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        return step
+    try:
+        import torch
+        has_torch = torch.cuda.is_available()
+    except ImportError:
+        has_torch = False
+    cases = [("eager x + 1 on a CUDA tensor (1 element)", lambda T: (lambda x: (lambda: x + 1))(
+                  T.ones(1, device="cuda"))),
+             ("eager MLP 784-128-64-10 training step, batch 64",
+              lambda T: mlp_step(T, T.nn, T.nn.functional, T.optim))]
+    for name, make in cases:
+        try:
+            sec = _time(make(kiln), kiln.cuda.synchronize)
+        except Exception as e:
+            out.append({"workload": name, "kiln_ms": None, "error": f"{type(e).__name__}: {e}"[:300]})
+            continue
+        peer = _time(make(torch), torch.cuda.synchronize) if has_torch else None
+        out.append({"workload": name, "kiln_ms": sec * 1e3, "torch_eager_ms": None if peer is None else peer * 1e3})
+        print(out[-1], flush=True)
+    return out
 
 
 def _fmt(v, digits=2):
@@ -140,7 +182,11 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-tests", action="store_true")
     ap.add_argument("--skip-bench", action="store_true")
     args = ap.parse_args(argv)
+    from .. import config
     from . import get_device_name, is_available, unavailable_reason
+    if config.get().cuda_sim:
+        print("KILN_CUDA_SIM is set: unset it, the GPU check checks the GPU, not the simulator", file=sys.stderr)
+        return 2
     if not is_available():
         print(f"no CUDA device: {unavailable_reason()}", file=sys.stderr)
         return 2
@@ -152,6 +198,11 @@ def main(argv=None) -> int:
                            capture_output=True, text=True)
         tests = "\n".join((r.stdout + r.stderr).strip().splitlines()[-40:])
         rc = r.returncode
+        d = subprocess.run([sys.executable, "-m", "pytest", *sorted(str(p) for p in Path("tests/cuda").glob(
+            "test_device_*.py")), "-k", "real", "-p", "no:cacheprovider", "-rs"], capture_output=True, text=True)
+        tests += "\n\ndevice-tensor tests on the real driver ([real] variants):\n" + "\n".join(
+            (d.stdout + d.stderr).strip().splitlines()[-20:])
+        rc = rc or d.returncode
         print(tests, flush=True)
     rows = [] if args.skip_bench else benchmarks()
     Path(args.out).write_text(report(device, tests, rows))

@@ -22,7 +22,8 @@ from ..passes.manager import dump_writer as _dump_writer
 from ..runtime.backend import check_backend_name, executable, run_graph
 from .autograd import _FREED_MSG, _edge, is_grad_enabled
 from .pytree import spec_key, tree_flatten, tree_unflatten
-from .tensor import Tensor, _replay, active_trace
+from ..runtime.cuda_device import DeviceArray
+from .tensor import Tensor, _mixed_devices, _replay, active_trace, device
 from .trace import StateWrite, Trace, tracing
 
 
@@ -179,22 +180,28 @@ class CompiledFunction:
         with _STATE_LOCK:
             captured = entry.captured_now()
             arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
+        backend = self.backend
+        if backend is None:
+            for a in arrays:
+                if a.__class__ is DeviceArray:
+                    backend = "cuda"  # CUDA tensors in: the program runs on the device
+                    break
         if entry.autograd is None:
             run = entry.__dict__.get("_run_main")
-            if run is None or entry.__dict__.get("_run_backend") != self.backend:
-                run = entry.__dict__["_run_main"] = executable(entry.graph, self.backend).run
-                entry.__dict__["_run_backend"] = self.backend
+            if run is None or entry.__dict__.get("_run_backend") != backend:
+                run = entry.__dict__["_run_main"] = executable(entry.graph, backend).run
+                entry.__dict__["_run_backend"] = backend
             results = run(arrays)
             with _STATE_LOCK:
                 return finish_call(entry, tensors, results, captured)[0]
         split = entry.autograd
-        results = run_graph(split.forward, arrays, self.backend)
+        results = run_graph(split.forward, arrays, backend)
         with _STATE_LOCK:
             out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
         lifted = tensors + captured
         node = CompiledBackward(self.name, split.backward, results[split.n_outputs:],
                                 [_edge(lifted[k]) for k in entry.wrt],
-                                [(by_index[k].shape, by_index[k].dtype) for k in entry.diff_outputs], self.backend)
+                                [(by_index[k].shape, by_index[k].dtype) for k in entry.diff_outputs], backend)
         for j, k in enumerate(entry.diff_outputs):
             t = by_index[k]
             t._grad_fn, t._output_nr, t._requires_grad = node, j, True
@@ -231,12 +238,18 @@ class CompiledBackward:
         cts = []
         for g, (shape, dtype) in zip(grads, self.out_types):
             if g is None:
-                cts.append(np.zeros(tuple(shape), dtype.np_dtype))
+                cts.append(np.zeros(tuple(shape), dtype.np_dtype))  # copied in by the cuda backend
             elif g.is_tracer:
                 raise RuntimeError(f"backward through an eager call of the compiled function {self.fn_name} "
                                    "cannot be traced; call the compiled function inside the traced code instead")
             else:
-                cts.append(np.asarray(g._cell.value, dtype=dtype.np_dtype))
+                v = g._cell.value
+                if v.__class__ is DeviceArray and self.backend != "cuda":
+                    v = v.numpy()
+                elif v.__class__ is not DeviceArray and self.backend == "cuda" and g.ndim:
+                    raise _mixed_devices(device("cuda", 0), device("cpu"))
+                cts.append(v if v.__class__ is DeviceArray and v.dtype == dtype.np_dtype
+                           else np.asarray(v, dtype=dtype.np_dtype))
         return [Tensor._make(r) for r in run_graph(self.graph, list(self.saved) + cts, self.backend)]
 
     def release(self) -> None:
@@ -255,7 +268,7 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
-        t._grad = None if out_idx is None else Tensor._make(np.array(results[out_idx], copy=True))
+        t._grad = None if out_idx is None else Tensor._make(_copied(results[out_idx]))
     for w in entry.state_writes:
         w.put(tree_unflatten(w.spec, [_state_value(leaf, lifted, results) for leaf in w.leaves]))
     outs = []
@@ -273,12 +286,17 @@ def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -
     """The value a state write stores for one leaf (see `trace.StateWrite`), after a call."""
     kind = leaf[0]
     if kind == "out":
-        return Tensor._make(np.array(results[leaf[1]], copy=True))
+        return Tensor._make(_copied(results[leaf[1]]))
     if kind == "lifted":
         return lifted[leaf[1]]
     if kind == "view":
         return _replay(lifted[leaf[1]], leaf[2])
     return leaf[1]
+
+
+def _copied(value):
+    """A result value in new memory (a numpy array, or a DeviceArray on its device)."""
+    return value.copy() if value.__class__ is DeviceArray else np.array(value, copy=True)
 
 
 def _passed_twice() -> RuntimeError:

@@ -17,7 +17,7 @@ from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from .autograd import no_grad
 from .operands import _cast, _constant_tensor, _shape_arg, full_const
-from .tensor import Tensor, _check_device, active_trace, apply
+from .tensor import Tensor, _check_device, active_trace, apply, to_device_value
 
 _DEFAULT_FLOAT = [dt.float32]
 
@@ -49,8 +49,14 @@ def _resolve(dtype, default: DType | None = None) -> DType:
 
 
 def _finish(t: Tensor, requires_grad: bool, device) -> Tensor:
+    """A creation function's result: on `device` (eager; a trace is device-agnostic), a user's tensor
+    (not an op's literal, which may join CUDA operations), with `requires_grad`."""
+    if t._operand_constant:
+        t._operand_constant = False
     if device is not None:
-        _check_device(device)
+        d = _check_device(device)
+        if d.type == "cuda" and t._cell.trace is None:
+            t._cell.value = to_device_value(t._cell.value, d)
     if requires_grad:
         t.requires_grad_(True)
     return t
@@ -217,12 +223,22 @@ def empty(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     return zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
+def _device_like(input: Tensor, device):
+    """A `*_like` function's device: the one given, else the input's (when that is not the CPU)."""
+    if device is not None:
+        return device
+    d = input.device
+    return None if d.type == "cpu" else d
+
+
 def zeros_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return zeros(tuple(input.shape), dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+    return zeros(tuple(input.shape), dtype=dtype or input.dtype, device=_device_like(input, device),
+                 requires_grad=requires_grad)
 
 
 def ones_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return ones(tuple(input.shape), dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+    return ones(tuple(input.shape), dtype=dtype or input.dtype, device=_device_like(input, device),
+                requires_grad=requires_grad)
 
 
 def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -230,7 +246,8 @@ def empty_like(input: Tensor, *, dtype=None, device=None, requires_grad: bool = 
 
 
 def full_like(input: Tensor, fill_value, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return full(tuple(input.shape), fill_value, dtype=dtype or input.dtype, device=device, requires_grad=requires_grad)
+    return full(tuple(input.shape), fill_value, dtype=dtype or input.dtype, device=_device_like(input, device),
+                requires_grad=requires_grad)
 
 
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
@@ -407,16 +424,17 @@ def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
     return _finish(Tensor._make(perm), False, device)
 
 
-def rand_like(input: Tensor, *, dtype=None, generator=None) -> Tensor:
-    return rand(tuple(input.shape), dtype=dtype or input.dtype, generator=generator)
+def rand_like(input: Tensor, *, dtype=None, generator=None, device=None) -> Tensor:
+    return rand(tuple(input.shape), dtype=dtype or input.dtype, generator=generator, device=_device_like(input, device))
 
 
-def randn_like(input: Tensor, *, dtype=None, generator=None) -> Tensor:
-    return randn(tuple(input.shape), dtype=dtype or input.dtype, generator=generator)
+def randn_like(input: Tensor, *, dtype=None, generator=None, device=None) -> Tensor:
+    return randn(tuple(input.shape), dtype=dtype or input.dtype, generator=generator,
+                 device=_device_like(input, device))
 
 
-def randint_like(input: Tensor, low, high=None, *, dtype=None) -> Tensor:
-    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype)
+def randint_like(input: Tensor, low, high=None, *, dtype=None, device=None) -> Tensor:
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=_device_like(input, device))
 
 
 def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None) -> Tensor:
@@ -431,4 +449,6 @@ def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
     probs = input if p is None else full_like(input, p)
     u = _gen(generator).uniform(tuple(input.shape), probs.dtype if probs.dtype.is_floating_point else dt.float32,
                                 stream=_BERNOULLI)
+    if input.device.type == "cuda" and active_trace() is None:
+        u._cell.value = to_device_value(u._cell.value, input.device)  # the same numbers as on the CPU
     return _cast(u < probs, input.dtype)

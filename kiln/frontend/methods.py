@@ -7,7 +7,8 @@ from ..ir import dtypes as dt
 from . import ops
 from .creation import rand, randn, tensor
 from .ops.indexing import getitem, setitem
-from .tensor import Tensor, _check_device
+from .autograd import is_grad_enabled
+from .tensor import CPU, Tensor, _check_device, to_device_value
 
 # Methods that are the same function with the tensor as first argument.
 _SAME = """add sub subtract mul multiply div divide true_divide floor_divide remainder pow neg negative abs sign exp
@@ -117,14 +118,55 @@ def _to(self, *args, **kwargs):
             dtype = a
         else:
             device = a
-    if device is not None:
-        _check_device(device)
     out = self
     if dtype is not None and dt.get_dtype(dtype) != self.dtype:
         out = ops._cast(self, dt.get_dtype(dtype))
     elif copy:
         out = ops.clone(self)
+    if device is not None:
+        out = _to_device(out, _check_device(device))
     return out
+
+
+def _to_device(t: Tensor, d) -> Tensor:
+    """`t` on device `d`: `t` itself when already there; else a copy that autograd sees through
+    (the gradient flows back to `t`'s device). Inside kiln.compile the backend places values."""
+    if t.device == d or t.is_tracer:
+        return t
+    out = _moved(t, d)
+    if t.requires_grad and is_grad_enabled():
+        out._grad_fn, out._requires_grad = _DeviceCopyBackward(t), True
+    return out
+
+
+class _DeviceCopyBackward:
+    """Autograd node of a copy between devices: the gradient is copied back to the source's device."""
+
+    n_outputs = 1
+    retained = None
+    hooks = None
+
+    def __init__(self, src: Tensor):
+        from .autograd import _edge
+        self.src = src.device
+        self.next = [_edge(src)]
+
+    def name(self) -> str:
+        return "ToCopyBackward0"
+
+    @property
+    def next_functions(self):
+        return tuple(e if e is not None else (None, 0) for e in self.next)
+
+    def run(self, grads: list, create_graph: bool) -> list:
+        return [_to_device(grads[0], self.src)]
+
+    def release(self) -> None:
+        pass
+
+
+def _moved(t: Tensor, d) -> Tensor:
+    return Tensor._make(to_device_value(t._cell.value, d))
 
 
 def _type(self, dtype=None):
@@ -142,12 +184,12 @@ Tensor.half = lambda self: _to(self, dt.float16)
 Tensor.long = lambda self: _to(self, dt.int64)
 Tensor.int = lambda self: _to(self, dt.int32)
 Tensor.bool = lambda self: _to(self, dt.bool_)
-Tensor.cpu = lambda self: self
+Tensor.cpu = lambda self, memory_format=None: _to_device(self, CPU)
 Tensor.type_as = lambda self, other: _to(self, other.dtype)
 
 
-def _cuda(self, *a, **k):
-    _check_device("cuda")
+def _cuda(self, device=None, non_blocking: bool = False, memory_format=None):
+    return _to_device(self, _check_device("cuda" if device is None else device))
 
 
 Tensor.cuda = _cuda
@@ -155,13 +197,30 @@ Tensor.itemsize = property(lambda self: self.dtype.itemsize)
 Tensor.nbytes = property(lambda self: self.numel() * self.dtype.itemsize)
 Tensor.T = property(lambda self: ops.permute(self, tuple(reversed(range(self.ndim)))))
 Tensor.mT = property(lambda self: ops.transpose(self, -2, -1))
-Tensor.new_zeros = lambda self, *size, dtype=None, **k: ops.full_const(0, ops._shape_arg(size), dt.get_dtype(dtype) if dtype else self.dtype)
-Tensor.new_ones = lambda self, *size, dtype=None, **k: ops.full_const(1, ops._shape_arg(size), dt.get_dtype(dtype) if dtype else self.dtype)
-Tensor.new_full = lambda self, size, fill_value, dtype=None, **k: ops.full_const(fill_value, tuple(size), dt.get_dtype(dtype) if dtype else self.dtype)
+def _new_like(self: Tensor, t: Tensor, device=None) -> Tensor:
+    """A `new_*` method's result on `device`, else on `self`'s device (as PyTorch)."""
+    d = _check_device(device) if device is not None else self.device
+    if t._operand_constant:
+        t._operand_constant = False  # a user's tensor, not an op's literal
+    return _to_device(t, d)
 
 
-def _new_tensor(self, data, dtype=None, **k):
-    return tensor(data, dtype=dtype or self.dtype)
+def _new_dtype(self: Tensor, dtype):
+    return dt.get_dtype(dtype) if dtype else self.dtype
+
+
+Tensor.new_zeros = lambda self, *size, dtype=None, device=None, **k: _new_like(
+    self, ops.full_const(0, ops._shape_arg(size), _new_dtype(self, dtype)), device)
+Tensor.new_ones = lambda self, *size, dtype=None, device=None, **k: _new_like(
+    self, ops.full_const(1, ops._shape_arg(size), _new_dtype(self, dtype)), device)
+Tensor.new_full = lambda self, size, fill_value, dtype=None, device=None, **k: _new_like(
+    self, ops.full_const(fill_value, tuple(size), _new_dtype(self, dtype)), device)
+Tensor.new_empty = lambda self, *size, dtype=None, device=None, **k: _new_like(
+    self, ops.full_const(0, ops._shape_arg(size), _new_dtype(self, dtype)), device)
+
+
+def _new_tensor(self, data, dtype=None, device=None, **k):
+    return _new_like(self, tensor(data, dtype=dtype or self.dtype), device)
 
 
 Tensor.new_tensor = _new_tensor

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 
 from ..ir import dtypes as dt
-from .tensor import Tensor, device
+from .tensor import Tensor, _check_device, device, to_device_value
 
 __all__ = ["save", "load", "SerializationError", "CheckpointNotFoundError"]
 
@@ -53,7 +53,7 @@ class _Encoder:
                 if obj.is_tracer:
                     raise TypeError("kiln.save: cannot save a tensor inside a kiln.compile trace (it has no value "
                                     "yet); save it after calling the compiled function")
-                arr = obj._cell.value
+                arr = obj._concrete("kiln.save")  # a CUDA tensor is saved as its host copy
             else:
                 arr = obj
                 dt.from_numpy_dtype(arr.dtype)  # raises TypeError for unsupported dtypes
@@ -68,6 +68,8 @@ class _Encoder:
             raise ValueError("kiln.save: the object is nested too deeply (or contains itself)")
         if isinstance(obj, Tensor):
             out = {"type": "tensor", "key": self.tensor_ref(obj, "tensor")}
+            if obj.is_cuda:
+                out["device"] = str(obj.device)
             if obj.requires_grad:
                 out["requires_grad"] = True
             return out
@@ -248,10 +250,15 @@ def _parse_header(data: bytes, total: int, name: str) -> dict:
 
 
 class _Decoder:
-    def __init__(self, arrays: dict[str, np.ndarray], name: str):
+    def __init__(self, arrays: dict[str, np.ndarray], name: str, map_location: Any = None):
         self.arrays = arrays
         self.name = name
+        self.map_location = map_location
         self._tensors: dict[str, Tensor] = {}
+
+    def place(self, saved: str) -> device:
+        """Where a tensor saved on device `saved` loads, under `map_location`."""
+        return _placement(self.map_location, saved, self.name)
 
     def bad(self, what: str) -> SerializationError:
         return _fail(self.name, f"is corrupt: {what}")
@@ -276,6 +283,9 @@ class _Decoder:
                     arr = self.array(node)
                     dt.from_numpy_dtype(arr.dtype)
                     t = Tensor._make(np.array(arr, copy=True))
+                    where = self.place(node.get("device", "cpu"))
+                    if where.type != "cpu":
+                        t._cell.value = to_device_value(t._cell.value, where)
                     if node.get("requires_grad") is True:
                         t.requires_grad_(True)
                     self._tensors[key] = t
@@ -325,13 +335,13 @@ def load(f: PathOrFile, map_location: Any = None, pickle_module: Any = None, *, 
 
     Raises `CheckpointNotFoundError` for a missing path and `SerializationError` (a
     RuntimeError) naming the file for truncated, corrupt or foreign files (e.g. a
-    pickled PyTorch checkpoint). `map_location` may be None or 'cpu'; the other
-    PyTorch arguments are accepted and ignored (loading never unpickles).
+    pickled PyTorch checkpoint). Tensors load on the device they were saved from (CUDA tensors are
+    stored as host copies), unless `map_location` says otherwise: a device ('cpu', 'cuda', a
+    `kiln.device`) for every tensor, or a dict {saved device: device}. The other PyTorch arguments
+    are accepted and ignored (loading never unpickles).
     """
-    if map_location not in (None, "cpu") and str(map_location) != "cpu":
-        raise SerializationError(f"kiln.load: map_location={map_location!r} is not supported; kiln tensors load "
-                                 "on the CPU")
     name = _file_name(f)
+    _placement(map_location, "cpu", name)  # a bad map_location fails before the file is read
     head, total, source = _read_head(f, name)
     header = _parse_header(head, total, name)
     import safetensors.numpy as stnp  # function-local: safetensors is loaded only when a file is read or written
@@ -350,7 +360,11 @@ def load(f: PathOrFile, map_location: Any = None, pickle_module: Any = None, *, 
             except TypeError:
                 raise _fail(name, f"holds tensor {k!r} of dtype {arrays[k].dtype}, which kiln does not "
                                   "support") from None
-            out[k] = Tensor._make(np.array(arrays[k], copy=True))
+            t = Tensor._make(np.array(arrays[k], copy=True))
+            where = _placement(map_location, "cpu", name)
+            if where.type != "cpu":
+                t._cell.value = to_device_value(t._cell.value, where)
+            out[k] = t
         return out
     fmt = meta.get("kiln.format")
     if fmt != FORMAT:
@@ -359,4 +373,25 @@ def load(f: PathOrFile, map_location: Any = None, pickle_module: Any = None, *, 
         structure = json.loads(meta["kiln.structure"])
     except (ValueError, RecursionError):
         raise _fail(name, "is corrupt: its kiln structure description is not valid JSON") from None
-    return _Decoder(arrays, name).decode(structure)
+    return _Decoder(arrays, name, map_location).decode(structure)
+
+
+def _placement(map_location: Any, saved: str, name: str) -> device:
+    """The device a tensor saved on `saved` loads on (checked usable)."""
+    target: Any = saved
+    if isinstance(map_location, dict):
+        target = map_location.get(saved, map_location.get(str(device(saved)), saved))
+    elif map_location is not None:
+        target = map_location
+    try:
+        d = device(target)
+    except (RuntimeError, TypeError, ValueError):
+        raise SerializationError(f"kiln.load({name!r}): map_location={map_location!r} is not supported; give a "
+                                 "device ('cpu', 'cuda'), a kiln.device, or a dict {saved device: device}") from None
+    if d.type == "cuda":
+        try:
+            return _check_device(d)
+        except RuntimeError as e:
+            raise SerializationError(f"kiln.load({name!r}): a tensor saved on {saved} is to load on {d}, but {e}; "
+                                     "pass map_location='cpu' to load it on the CPU") from None
+    return d

@@ -1,7 +1,9 @@
 """The Tensor and the one dispatch point, `apply`, through which every primitive runs.
 
-A Tensor's value lives in a `_Cell`: a numpy array when eager, or an ir Node while a
-`kiln.compile` trace is recording. Aliases (`detach()`, `.data`) share the cell, so an
+A Tensor's value lives in a `_Cell`: a numpy array when eager on the CPU, a
+`cuda_device.DeviceArray` when eager on the CUDA device (each primitive then runs as a cached
+one-primitive kernel, `kiln.runtime.cuda_eager`), or an ir Node while a `kiln.compile` trace is
+recording. Aliases (`detach()`, `.data`) share the cell, so an
 in-place update seen through one is seen through all, eager or traced.
 """
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from ..ir.graph import Node
 from ..ir.primitives import MOVEMENT, get_primitive
+from ..runtime.cuda_device import DeviceArray
 from .autograd import AccumulateGrad, BackwardNode, is_grad_enabled, no_grad, run_backward
 from .dims import _norm_dim
 from .layouts import layout, strided
@@ -37,7 +40,7 @@ class Size(tuple):
 
 
 class device:
-    """A device name: 'cpu' (and later 'cuda')."""
+    """A device name: 'cpu' or 'cuda' (CUDA device 0: 'cuda' and 'cuda:0' are equal)."""
 
     def __init__(self, spec="cpu", index: int | None = None):
         if isinstance(spec, device):
@@ -69,17 +72,34 @@ class device:
 
 
 CPU = device("cpu")
+CUDA = device("cuda", 0)
 
 
 def _check_device(spec) -> device:
+    """The device `spec` names (cpu, cuda, cuda:0), checked usable; RuntimeError naming why not."""
     d = device(spec)
     if d.type != "cpu":
-        from ..runtime import cuda_driver
-        why = cuda_driver.unavailable_reason()
-        detail = f"no CUDA device is usable here ({why})" if why else "eager CUDA tensors are not implemented yet"
-        raise RuntimeError(f"device {d} is not available: {detail}; kiln's eager tensors live on the CPU "
-                           "(kiln.compile(fn, backend='cuda') runs compiled programs on the GPU, see docs/cuda.md)")
-    return d
+        from ..runtime.cuda_device import current
+        why = current().unavailable_reason()
+        if why is not None:
+            raise RuntimeError(f"device {d} is not available: no CUDA device is usable here ({why}); use "
+                               "device='cpu', or KILN_CUDA_SIM=1 for the host simulator (see docs/cuda.md)")
+        if d.index not in (None, 0):
+            raise RuntimeError(f"device {d} is not available: kiln uses CUDA device 0 only")
+        return CUDA
+    return CPU
+
+
+def _mixed_devices(first: device, second: device) -> RuntimeError:
+    return RuntimeError(f"Expected all tensors to be on the same device, but found at least two devices, "
+                        f"{first} and {second}!")
+
+
+def to_device_value(value, d: device):
+    """A tensor value (numpy array or DeviceArray) on device `d`: the same object when already there."""
+    if d.type == "cuda":
+        return value if type(value) is DeviceArray else DeviceArray.from_numpy(value)
+    return value.numpy() if type(value) is DeviceArray else value
 
 
 _NP_TO_DTYPE = {d.np_dtype: d for d in dt.ALL_DTYPES}
@@ -124,14 +144,22 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
         if a._base is not None and a._view_synced != a._vc[0]:
             a._resync_view()
     if trace is None:
+        on_device = False
         for a in args:
             if a._cell.trace is not None:
                 raise _escaped(a)
-        prim.abstract_eval(args, attrs)
-        arr = prim.impl(*[a._cell.value for a in args], **attrs)
-        out = Tensor._make(arr, None)
-        if prim.kind == MOVEMENT and len(args) == 1 and np.may_share_memory(arr, args[0]._cell.value):
-            _mark_view(out, args[0], name, attrs)
+            if a._cell.value.__class__ is DeviceArray:
+                on_device = True
+        if on_device:
+            out = _apply_on_device(prim, args, attrs)
+        else:
+            prim.abstract_eval(args, attrs)
+            arr = prim.impl(*[a._cell.value for a in args], **attrs)
+            out = Tensor._make(arr, None)
+            if not args or (len(args) == 1 and (args[0]._operand_constant or args[0]._cell.value.ndim == 0)):
+                out._operand_constant = True  # made from literals or a 0-d tensor: may join a CUDA operation
+            if prim.kind == MOVEMENT and len(args) == 1 and np.may_share_memory(arr, args[0]._cell.value):
+                _mark_view(out, args[0], name, attrs)
     else:
         out = trace.emit(prim, args, attrs)
         if prim.kind == MOVEMENT and len(args) == 1:
@@ -143,6 +171,29 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
                     out._grad_fn = BackwardNode(prim, attrs, args, out)
                     out._requires_grad = True
                 break
+    return out
+
+
+def _apply_on_device(prim, args, attrs) -> "Tensor":
+    """Eager `prim` on CUDA tensors: one cached one-primitive kernel on the device. A CPU operand is
+    accepted (and copied over) only when 0-d, as in PyTorch, or made by an op from Python numbers or a
+    0-d tensor (the literal of `x * 2`, a 0-d hyperparameter broadcast to `x`'s shape)."""
+    from ..runtime.cuda_eager import run_primitive
+    shape, dtype = prim.abstract_eval(args, attrs)
+    arrays = []
+    for a in args:
+        v = a._cell.value
+        if v.__class__ is not DeviceArray:
+            if v.ndim != 0 and not a._operand_constant:
+                first = args[0].device
+                raise _mixed_devices(first, CPU if first.type == "cuda" else CUDA)
+            v = DeviceArray.from_numpy(v)
+            if a._operand_constant:
+                a._cell.value = v  # an op's literal moves for good (autograd may save it for backward)
+        arrays.append(v)
+    out = Tensor._make(run_primitive(prim.name, attrs, arrays, shape, dtype), None)
+    if prim.kind == MOVEMENT and len(args) == 1 and args[0]._cell.value.__class__ is DeviceArray:
+        _mark_view(out, args[0], prim.name, attrs)  # a copy on the device: in-place writes go through the base
     return out
 
 
@@ -165,6 +216,7 @@ class Tensor:
     """An n-dimensional array with PyTorch's semantics (eager numpy, or traced inside kiln.compile)."""
 
     __array_priority__ = 1000
+    _operand_constant = False  # made by an op from Python numbers or a 0-d tensor (a constant, broadcast)
 
     def __new__(cls, *args, **kwargs):
         """The legacy constructor, as torch.Tensor: `Tensor(data)` copies data as float32,
@@ -218,21 +270,26 @@ class Tensor:
 
     @property
     def device(self) -> device:
+        cell = self._cell
+        if cell.value.__class__ is DeviceArray:
+            return CUDA
+        if cell.trace is not None:
+            return cell.trace.device  # a traced value: the device of the trace's inputs
         return CPU
 
     @property
     def is_cuda(self) -> bool:
-        return False
+        return self.device.type == "cuda"
 
     @property
     def is_cpu(self) -> bool:
-        return True
+        return self.device.type == "cpu"
 
     @property
     def layout(self) -> layout:
         return strided
 
-    # Device and layout predicates of PyTorch: kiln tensors are dense, strided CPU tensors.
+    # Device and layout predicates of PyTorch: kiln tensors are dense, strided CPU or CUDA tensors.
     is_xpu = is_mps = is_meta = is_xla = is_ipu = is_mtia = is_maia = is_vulkan = property(lambda self: False)
     is_sparse = is_sparse_csr = is_quantized = is_mkldnn = is_nested = property(lambda self: False)
 
@@ -280,7 +337,7 @@ class Tensor:
         value is logical: always contiguous."""
         v = self._cell.value
         if not isinstance(v, np.ndarray):
-            return True
+            return True  # traced (logical) or on the device (always row-major)
         name = getattr(memory_format, "name", "contiguous_format")
         if name in ("contiguous_format", "preserve_format"):
             return bool(v.flags.c_contiguous)
@@ -310,19 +367,29 @@ class Tensor:
 
     # -- concrete values -----------------------------------------------------------------
     def _concrete(self, what: str) -> np.ndarray:
+        """The value as a numpy array (a host copy for a CUDA tensor); TracingError while traced."""
         if self._cell.trace is not None:
             raise TracingError(
                 f"{user_location()}: {what} needs the tensor's value, but inside kiln.compile tensors are "
                 "symbolic, so Python control flow cannot depend on them. Use kiln.where(cond, a, b) to select "
                 "values, or move this logic outside the compiled function.")
-        return self._cell.value
+        v = self._cell.value
+        return v.numpy() if v.__class__ is DeviceArray else v
+
+    def _host_only(self, what: str) -> None:
+        if self._cell.value.__class__ is DeviceArray:
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy the "
+                            f"tensor to host memory first. (in {what})")
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
         if self._requires_grad and not force:
             raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        if not force:
+            self._host_only("Tensor.numpy()")
         return self._concrete("Tensor.numpy()")
 
     def __array__(self, dtype=None, copy=None):
+        self._host_only("numpy.asarray(tensor)")
         arr = self._concrete("converting a tensor to a numpy array")
         if dtype is not None:
             arr = arr.astype(dtype)
@@ -364,8 +431,8 @@ class Tensor:
         if self._cell.trace is not None:
             v = self._cell.value
             return f"tensor(<traced %{v.name}: {v.dtype.short}[{','.join(map(str, v.shape))}]>)"
-        arr = self._cell.value
-        extras = []
+        arr = self._concrete("printing a tensor")
+        extras = [f"device='{self.device}'"] if self._cell.value.__class__ is DeviceArray else []
         if arr.size == 0:
             body = "[]" if arr.ndim == 1 else f"[], size={tuple(arr.shape)}"
         else:
@@ -567,8 +634,9 @@ class Tensor:
     def _resync_view(self) -> None:
         """Re-derive this view from its base after the base changed (value when traced, history always)."""
         base = self._base
-        if self._cell.trace is None and active_trace() is None and not (base._requires_grad and is_grad_enabled()):
-            self._view_synced = self._vc[0]  # eager memory is shared: nothing to re-derive
+        if (self._cell.trace is None and active_trace() is None and not (base._requires_grad and is_grad_enabled())
+                and self._cell.value.__class__ is not DeviceArray):
+            self._view_synced = self._vc[0]  # eager CPU memory is shared: nothing to re-derive
             return
         v = _replay(base, self._view_chain)
         self._cell.value = v._cell.value
@@ -583,7 +651,11 @@ class Tensor:
         tr = active_trace()
         if tr is None:
             arr = self._cell.value
-            src = new if isinstance(new, np.ndarray) else new._cell.value
+            src = new if isinstance(new, (np.ndarray, DeviceArray)) else new._cell.value
+            if arr.__class__ is DeviceArray or src.__class__ is DeviceArray:
+                _assign_device_value(arr, src)
+                self._vc[0] += 1
+                return
             if not arr.flags.writeable:
                 if 0 in arr.strides and arr.size > 1:
                     raise RuntimeError("unsupported operation: more than one element of the written-to tensor "
@@ -605,7 +677,7 @@ class Tensor:
         if result.dtype != self.dtype:
             result = apply("cast", result, dtype=self.dtype)
         base = self._base
-        if base is not None and (active_trace() is not None or (
+        if base is not None and (active_trace() is not None or base._cell.value.__class__ is DeviceArray or (
                 is_grad_enabled() and (result._requires_grad or base._requires_grad))):
             return self._assign_through_base(result)
         self._assign_value(result if result._cell.trace is not None or active_trace() else result._cell.value)
@@ -614,6 +686,22 @@ class Tensor:
             self._output_nr = result._output_nr
             self._requires_grad = True
         return self
+
+
+def _assign_device_value(arr, src) -> None:
+    """Write `src` into `arr` in place where one of them is on the CUDA device (same shape)."""
+    if arr.__class__ is DeviceArray:
+        if src.__class__ is not DeviceArray:
+            src = np.asarray(src)
+            if src.ndim != 0 and tuple(src.shape) != arr.shape:
+                raise _mixed_devices(CUDA, CPU)
+            src = DeviceArray.from_numpy(np.broadcast_to(src.astype(arr.dtype), arr.shape))
+        if src.dtype != arr.dtype or src.shape != arr.shape:
+            raise RuntimeError(f"writing a {src.dtype}{list(src.shape)} device array into a {arr.dtype}"
+                               f"{list(arr.shape)} tensor in place")
+        arr.device.copy(arr.buffer, src.buffer, arr.nbytes)
+    else:
+        np.copyto(arr, src.numpy(), casting="unsafe")
 
 
 class _HookHandle:

@@ -23,10 +23,13 @@ from .guards import GuardCollector
 from .operands import _constant_tensor
 from .pytree import tree_flatten
 from .source_location import user_location
-from .tensor import Tensor, _replay, active_trace, set_active_trace
+from ..runtime.cuda_device import DeviceArray
+from .tensor import CPU, Tensor, _replay, active_trace, set_active_trace
 
 class Trace:
     """One recording: the graph under construction and the tensors lifted into it."""
+
+    device = CPU  # CUDA once a CUDA tensor is lifted (what traced tensors' .device says)
 
     def __init__(self, name: str = "main"):
         self.graph = Graph(name)
@@ -92,6 +95,8 @@ class Trace:
         if name is None:
             name = f"c{sum(1 for n in self.graph.inputs if n.name.startswith('c'))}"
         node = self.graph.add_input(t.shape, t.dtype, name=name)
+        if t._cell.value.__class__ is DeviceArray:
+            self.device = t.device  # traced values report the device of the trace's inputs
         self.lifted.append((t, node, t._cell.value, t._grad_fn))
         self._lifted_requires_grad.append(t._requires_grad)
         owner = self._grad_of.get(id(t))

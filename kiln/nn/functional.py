@@ -761,7 +761,7 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, trainin
           inplace: bool = False) -> Tensor:
     """Leaky ReLU whose negative slope is drawn from U(lower, upper) per element in training, else their mean."""
     if training:
-        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype), upper - lower), lower)
+        slope = K.add(K.mul(rand(tuple(input.shape), dtype=input.dtype, device=input.device if input.is_cuda else None), upper - lower), lower)
     else:
         slope = (lower + upper) / 2.0
     out = K.where(K.ge(input, 0), input, K.mul(input, slope))
@@ -819,7 +819,7 @@ def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
 def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
                    dim: int = -1) -> Tensor:
     """Softmax of (logits + Gumbel noise) / tau; `hard` returns one-hot samples with the soft gradient."""
-    u = rand(tuple(logits.shape), dtype=logits.dtype)
+    u = rand(tuple(logits.shape), dtype=logits.dtype, device=logits.device if logits.is_cuda else None)
     gumbels = K.neg(K.log(K.neg(K.log(K.add(u, eps)))))  # -log(Exp(1)) samples
     y_soft = K.softmax(K.div(K.add(logits, gumbels), tau), dim)
     if not hard:
@@ -1059,7 +1059,8 @@ def _check_p(p: float) -> None:
 
 
 def _dropout_mask(x: Tensor, shape, p: float) -> Tensor:
-    keep = K._cast(K.ge(rand(tuple(shape), dtype=x.dtype if x.dtype.is_floating_point else dt.float32), p),
+    keep = K._cast(K.ge(rand(tuple(shape), dtype=x.dtype if x.dtype.is_floating_point else dt.float32,
+                             device=x.device if x.is_cuda else None), p),
                    x.dtype)
     return K.mul(keep, 1.0 / (1.0 - p))
 
@@ -1168,7 +1169,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
         padding_idx %= num
     flat = K.reshape(input, (-1,))
     if active_trace() is None and flat.numel():
-        arr = flat._cell.value
+        arr = flat._concrete("embedding's index check")  # a host copy for a CUDA tensor
         bad = arr[(arr < 0) | (arr >= num)]
         if bad.size:
             raise IndexError(f"index {int(bad[0])} is out of range for embedding with {num} rows (weight "
@@ -1184,8 +1185,10 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
     if scale_grad_by_freq and weight.requires_grad and flat.numel():
         # divide each row's gradient by its index's count in this batch; the forward value is unchanged
         if active_trace() is None:
-            arr = flat._cell.value
+            arr = flat._concrete("scale_grad_by_freq")
             inv = _const((1.0 / np.bincount(arr, minlength=num)[arr]).astype(weight.dtype.np_dtype)[:, None])
+            if weight.is_cuda:
+                inv = inv.to(weight.device)
         else:
             same = K._cast(K.eq(K.unsqueeze(flat, 1), K.unsqueeze(flat, 0)), weight.dtype)
             inv = K.unsqueeze(K.div(1.0, K.sum(same, 1)), 1)
@@ -1268,7 +1271,7 @@ def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     """int64 one-hot encoding in a new last dim of size num_classes (default: max + 1)."""
     if tensor.dtype.is_integer and num_classes != -1 and active_trace() is None and tensor.numel():
-        arr = tensor._cell.value
+        arr = tensor._concrete("one_hot's class check")
         if arr.min() < 0 or arr.max() >= num_classes:
             raise RuntimeError("Class values must be smaller than num_classes." if arr.max() >= num_classes
                                else "Class values must be non-negative.")
@@ -1301,7 +1304,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     reduction = _reduction(reduction, size_average, reduce)
     _check_same_size(input, target, "binary_cross_entropy")
     if active_trace() is None and input.numel():
-        arr = input._cell.value
+        arr = input._concrete("binary_cross_entropy's input check")
         if np.any((arr < 0) | (arr > 1)):
             raise RuntimeError("all elements of input should be between 0 and 1")
     # The logs are differentiated through PyTorch's formula instead, d/dx = (x - t) / max(x (1 - x), 1e-12),
@@ -1645,7 +1648,7 @@ def _class_dim_input(input: Tensor, fn: str) -> Tensor:
 def _check_targets(target: Tensor, n_classes: int, ignore_index: int, fn: str) -> None:
     if active_trace() is not None or target.numel() == 0:
         return
-    arr = np.asarray(target._cell.value)
+    arr = np.asarray(target._concrete("the target check"))
     bad = arr[((arr < 0) | (arr >= n_classes)) & (arr != ignore_index)]
     if bad.size:
         raise IndexError(f"{fn}: Target {int(bad.flat[0])} is out of bounds (input has {n_classes} classes)")

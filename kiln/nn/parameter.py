@@ -8,6 +8,11 @@ import numpy as np
 from ..frontend.tensor import Tensor
 
 
+def _copied(value):
+    """A tensor value in new memory, on the same device (a numpy array or a CUDA DeviceArray)."""
+    return value.copy() if not isinstance(value, np.ndarray) else np.array(value, copy=True)
+
+
 class Parameter(Tensor):
     """A leaf Tensor with `requires_grad=True` that Modules register when assigned as an attribute.
 
@@ -41,10 +46,10 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        value = np.array(self._concrete("deepcopy of a Parameter"), copy=True)
-        p = Parameter(Tensor._make(value), requires_grad=self.requires_grad)
+        self._concrete("deepcopy of a Parameter")  # not while traced
+        p = Parameter(Tensor._make(_copied(self._cell.value)), requires_grad=self.requires_grad)
         if self._grad is not None:
-            p._grad = Tensor._make(np.array(self._grad._cell.value, copy=True))
+            p._grad = Tensor._make(_copied(self._grad._cell.value))
         p.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()
                            if k not in ("_cell", "_vc", "_base", "_requires_grad", "_grad_fn", "_grad", "_acc",
                                         "_acc_strong")})

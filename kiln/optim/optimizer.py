@@ -353,6 +353,12 @@ class NumpyOps(UpdateOps):
         t._vc[0] += 1
 
 
+def _on_device_of(p: Tensor, arr: np.ndarray):
+    """`arr` as a value on parameter `p`'s device (state is created where the parameter lives)."""
+    from ..frontend.tensor import to_device_value
+    return to_device_value(arr, p.device)
+
+
 class Optimizer:
     """Base class: holds param groups and per-parameter state; subclasses implement `_update_group`.
 
@@ -499,7 +505,7 @@ class Optimizer:
     def _full_like(p: Tensor, value: float) -> Tensor:
         """A new eager tensor of `p`'s shape and dtype filled with `value` (state, even while tracing)."""
         with _trace.suspended():
-            return Tensor._make(np.full(tuple(p.shape), value, dtype=p.dtype.np_dtype))
+            return Tensor._make(_on_device_of(p, np.full(tuple(p.shape), value, dtype=p.dtype.np_dtype)))
 
     @classmethod
     def _zeros_like(cls, p: Tensor) -> Tensor:
@@ -595,7 +601,9 @@ class Optimizer:
                 cur._assign_value(arr)
             else:
                 with _trace.suspended():
-                    state[key] = Tensor._make(arr)
+                    # per-parameter tensors follow the parameter's device (as PyTorch); `step` stays on the CPU
+                    state[key] = Tensor._make(arr if key in self._scalar_state or arr.ndim == 0
+                                              else _on_device_of(p, arr))
 
     # -- misc ------------------------------------------------------------------------------------
     def __repr__(self) -> str:

@@ -58,9 +58,9 @@ class CudaBackend:
 
     @staticmethod
     def is_available() -> bool:
-        """Can programs run here (a device and its driver)? Lowering and NVRTC need neither."""
-        from .cuda_driver import is_available
-        return is_available()
+        """Can programs run here (a device and its driver, or the simulator)? Lowering and NVRTC need neither."""
+        from .cuda_device import current
+        return current().is_available()
 
     def compile(self, graph: Graph):
         from .cuda_backend import CudaBackend as Impl

@@ -111,15 +111,14 @@ class CudaExecutable:
                              "cuda, ptx")
         raise ValueError(f"unknown stage {stage!r}")
 
-    def run(self, inputs: Sequence) -> list:
-        """Run on the device: inputs are numpy arrays (copied to the device) or CUDA tensors'
-        device buffers; returns numpy arrays."""
-        from . import cuda_driver
-        cuda_driver.require_device("running a program compiled for the cuda backend")
-        with self._lock:
-            if self._module is None:
-                self._module = cuda_driver.load_module(self.compiled(), [ln.func for ln in self.cuda.launches])
-        return cuda_driver.run_program(self, inputs)
+    def run(self, inputs: Sequence, device_outputs: bool | None = None) -> list:
+        """Run on the current CUDA device (`cuda_device.current()`: the GPU, or the simulator when
+        KILN_CUDA_SIM is on): inputs are numpy arrays (copied in) or DeviceArrays (used in place);
+        outputs are DeviceArrays when any input was one (or `device_outputs`), else numpy arrays."""
+        from .cuda_device import current, run_program
+        dev = current()
+        dev.require("running a program compiled for the cuda backend")
+        return run_program(dev, self, inputs, device_outputs)
 
 
 class CudaBackend:

@@ -13,11 +13,13 @@ source, the architecture and the NVRTC version.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
+from .cuda_device import (CudaDevice, DeviceAllocator, DeviceArray, DeviceBuffer,  # noqa: F401  (DeviceArray: re-exported)
+                          run_program as _run_program, size_class)
 from .nvrtc_compiler import CompiledCuda, compile_cuda
 
 PINNED_MIN_BYTES = 1 << 20   # host<->device copies at least this large go through pinned staging
@@ -91,7 +93,8 @@ def _init() -> dict:
         minor = check(drv.cuDeviceGetAttribute(attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev), "cuDeviceGetAttribute")
         name = check(drv.cuDeviceGetName(256, dev), "cuDeviceGetName")
         _state.update(drv=drv, dev=dev, ctx=ctx, stream=stream, arch=f"sm_{major}{minor}", count=n,
-                      name=name.split(b"\0")[0].decode(), allocator=DeviceAllocator(), reason=None)
+                      name=name.split(b"\0")[0].decode(), reason=None)
+        _state["allocator"] = _driver_allocator()
         return _state
 
 
@@ -134,80 +137,18 @@ def synchronize() -> None:
 
 # -- memory ------------------------------------------------------------------------------------------
 
-def _round(nbytes: int) -> int:
-    """Allocation size class: 512-byte multiples below 1 MiB, 2 MiB multiples above."""
-    if nbytes < (1 << 20):
-        return max(512, -(-nbytes // 512) * 512)
-    return -(-nbytes // (2 << 20)) * (2 << 20)
+_round = size_class
 
 
-@dataclass(eq=False)
-class DeviceBuffer:
-    """A block of device memory from the caching allocator; returned to it when dropped."""
-    ptr: int
-    nbytes: int
-    size_class: int
-    _owner: "DeviceAllocator | None" = field(default=None, repr=False)
+def _driver_allocator() -> DeviceAllocator:
+    drv = _state["drv"]
 
-    def release(self) -> None:
-        if self._owner is not None:
-            self._owner.free(self)
-            self._owner = None
+    def raw_alloc(size: int) -> int:
+        return int(check(drv.cuMemAlloc(size), f"cuMemAlloc({size} bytes)"))
 
-    def __del__(self):
-        try:
-            self.release()
-        except Exception:
-            pass
-
-
-class DeviceAllocator:
-    """Caching allocator: freed blocks are kept per size class and reused; on out-of-memory the
-    cache is returned to the driver and the allocation retried once."""
-
-    def __init__(self):
-        self._free: dict[int, list[int]] = {}
-        self._lock = threading.Lock()
-        self.cached_bytes = 0
-        self.allocated_bytes = 0
-
-    def alloc(self, nbytes: int) -> DeviceBuffer:
-        drv = _state["drv"]
-        size = _round(nbytes)
-        with self._lock:
-            pool = self._free.get(size)
-            if pool:
-                self.cached_bytes -= size
-                self.allocated_bytes += size
-                return DeviceBuffer(pool.pop(), nbytes, size, self)
-        try:
-            ptr = check(drv.cuMemAlloc(size), f"cuMemAlloc({size} bytes)")
-        except CudaOutOfMemoryError:
-            self.empty_cache()
-            try:
-                ptr = check(drv.cuMemAlloc(size), f"cuMemAlloc({size} bytes)")
-            except CudaOutOfMemoryError as e:
-                raise CudaOutOfMemoryError(
-                    f"CUDA out of memory: allocating {nbytes} bytes failed ({self.allocated_bytes} bytes in use "
-                    f"by kiln); {e}", e.code) from None
-        with self._lock:
-            self.allocated_bytes += size
-        return DeviceBuffer(int(ptr), nbytes, size, self)
-
-    def free(self, buf: DeviceBuffer) -> None:
-        with self._lock:
-            self._free.setdefault(buf.size_class, []).append(buf.ptr)
-            self.cached_bytes += buf.size_class
-            self.allocated_bytes -= buf.size_class
-
-    def empty_cache(self) -> None:
-        drv = _state["drv"]
-        with self._lock:
-            blocks = [p for ps in self._free.values() for p in ps]
-            self._free.clear()
-            self.cached_bytes = 0
-        for p in blocks:
-            check(drv.cuMemFree(p), "cuMemFree")
+    def raw_free(ptr: int) -> None:
+        check(drv.cuMemFree(ptr), "cuMemFree")
+    return DeviceAllocator(raw_alloc, raw_free, CudaOutOfMemoryError)
 
 
 def alloc(nbytes: int) -> DeviceBuffer:
@@ -331,77 +272,78 @@ def launch(fn, grid: int, block: int, pointers: Sequence[int]) -> None:
 
 
 def run_program(exe, inputs: Sequence) -> list:
-    """Run a CudaExecutable: inputs are numpy arrays or DeviceArrays; outputs come back as
-    DeviceArrays when any input was one, else as numpy arrays."""
-    from .cuda_backend import outputs_from_status
-    st = require_device("running a CUDA program")
-    drv, stream = st["drv"], st["stream"]
-    program = exe.program
-    bufs = program.buffers
-    if len(inputs) != len(program.inputs):
-        raise ValueError(f"program {program.name} takes {len(program.inputs)} inputs, got {len(inputs)}")
-    index = {b.name: k for k, b in enumerate(bufs)}
-    keep = exe.__dict__.setdefault("_device_keep", {})
-    dev: dict[int, DeviceBuffer] = {}
-    on_device = False
-    for name, arr in zip(program.inputs, inputs):
-        k = index[name]
-        b = bufs[k]
-        if isinstance(arr, DeviceArray):
-            if arr.shape != tuple(b.shape) or np.dtype(arr.dtype) != b.dtype.np_dtype:
-                raise ValueError(f"input {b.name} expects {b.dtype.name}{list(b.shape)}, got "
-                                 f"{np.dtype(arr.dtype)}{list(arr.shape)}")
-            dev[k] = arr.buffer
-            on_device = True
-        else:
-            a = np.asarray(arr)
-            if a.shape != tuple(b.shape) or a.dtype != b.dtype.np_dtype:
-                raise ValueError(f"input {b.name} expects {b.dtype.name}{list(b.shape)}, got {a.dtype}{list(a.shape)}")
-            dev[k] = to_device(a)
-    for k, b in enumerate(bufs):
-        if k in dev:
-            continue
-        if b.role in ("const", "temp", "scratch"):
-            if k not in keep:
-                nbytes = max(b.numel * b.dtype.itemsize, 1)
-                keep[k] = to_device(np.asarray(b.data, b.dtype.np_dtype)) if b.role == "const" else alloc(nbytes)
-            dev[k] = keep[k]
-        else:
-            dev[k] = alloc(max(b.numel * b.dtype.itemsize, 1))
-    status = keep.get("status")
-    if status is None:
-        status = keep["status"] = alloc(32)
-    check(drv.cuMemsetD8Async(status.ptr, 0, 32, stream), "cuMemsetD8Async")
-    fns = exe._module.functions
-    for ln in exe.cuda.launches:
-        launch(fns[ln.func], ln.grid, ln.block, [dev[a].ptr for a in ln.args] + [status.ptr])
-    outputs_from_status(program, to_host(status, (4,), np.int64))
-    outs = []
-    for name in program.outputs:
-        k = index[name]
-        b = bufs[k]
-        if on_device:
-            outs.append(DeviceArray(dev[k], tuple(b.shape), b.dtype.np_dtype))
-        else:
-            outs.append(to_host(dev[k], b.shape, b.dtype.np_dtype))
-    return outs
+    """Run a CudaExecutable on the GPU (`cuda_device.run_program` on the driver device)."""
+    return _run_program(driver_device(), exe, inputs)
 
 
-@dataclass(eq=False)
-class DeviceArray:
-    """A contiguous array in device memory (what a CUDA tensor holds)."""
-    buffer: DeviceBuffer
-    shape: tuple[int, ...]
-    dtype: np.dtype
+def copy_device(dst: DeviceBuffer, src: DeviceBuffer, nbytes: int) -> None:
+    """Device-to-device copy on the stream."""
+    st = require_device("copying on the device")
+    if nbytes:
+        check(st["drv"].cuMemcpyDtoDAsync(dst.ptr, src.ptr, nbytes, st["stream"]), "cuMemcpyDtoDAsync")
 
-    @classmethod
-    def from_numpy(cls, arr: np.ndarray) -> "DeviceArray":
-        arr = np.ascontiguousarray(arr)
-        return cls(to_device(arr), tuple(arr.shape), arr.dtype)
 
-    def numpy(self) -> np.ndarray:
-        return to_host(self.buffer, self.shape, self.dtype)
+class DriverDevice(CudaDevice):
+    """The seam's real implementation: device 0 through the driver API (the functions above)."""
+
+    def is_available(self) -> bool:
+        return is_available()
+
+    def unavailable_reason(self) -> str | None:
+        return unavailable_reason()
+
+    def require(self, what: str) -> None:
+        require_device(what)
+
+    def name(self) -> str:
+        return device_name()
+
+    def arch(self) -> str:
+        return device_arch()
+
+    def count(self) -> int:
+        return device_count()
 
     @property
-    def ptr(self) -> int:
-        return self.buffer.ptr
+    def allocator(self) -> DeviceAllocator:
+        return require_device("the device allocator")["allocator"]
+
+    def to_device(self, arr: np.ndarray, buf: DeviceBuffer | None = None) -> DeviceBuffer:
+        return to_device(arr, buf)
+
+    def to_host(self, buf: DeviceBuffer, shape: Sequence[int], dtype) -> np.ndarray:
+        return to_host(buf, shape, dtype)
+
+    def copy(self, dst: DeviceBuffer, src: DeviceBuffer, nbytes: int) -> None:
+        copy_device(dst, src, nbytes)
+
+    def memset(self, buf: DeviceBuffer, byte: int, nbytes: int) -> None:
+        st = require_device("memset on the device")
+        check(st["drv"].cuMemsetD8Async(buf.ptr, byte, nbytes, st["stream"]), "cuMemsetD8Async")
+
+    def load(self, exe) -> LoadedModule:
+        with exe._lock:
+            mod = exe.__dict__.get("_module")
+            if mod is None:
+                mod = exe._module = load_module(exe.compiled(), [ln.func for ln in exe.cuda.launches])
+        return mod
+
+    def launch(self, module: LoadedModule, ln, pointers: Sequence[int]) -> None:
+        launch(module.functions[ln.func], ln.grid, ln.block, pointers)
+
+    def synchronize(self) -> None:
+        synchronize()
+
+    def stream_handle(self) -> int:
+        """The stream's handle as an int (what DLPack's `stream=` argument takes)."""
+        return int(require_device("the device stream")["stream"])
+
+    def empty_cache(self) -> None:
+        empty_cache()
+
+
+_DRIVER = DriverDevice()
+
+
+def driver_device() -> DriverDevice:
+    return _DRIVER

@@ -2,7 +2,7 @@
 for __syncthreads, shuffles through memory), agrees with the reference interpreter."""
 import numpy as np
 import pytest
-from cuda_harness import HarnessLibrary, compiler
+from kiln.cuda.host_harness import HarnessLibrary, compiler
 
 import kiln
 import kiln.nn.functional as F

@@ -173,10 +173,12 @@ def getitem(x: Tensor, key) -> Tensor:
 def _advanced(y: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:
     dims = [d for d, _ in adv]
     idx = [_cast(t, dt.int64) for _, t in adv]
+    if y.is_cuda and not y.is_tracer:  # CPU index tensors may index a CUDA tensor (as in PyTorch)
+        idx = [t.to(y.device) for t in idx]
     for d, t in zip(dims, idx):
         n = y.shape[d]
         if not t.is_tracer and t.numel():
-            arr = t._cell.value
+            arr = t._concrete("the index bounds check")  # a host copy for a CUDA index
             if arr.min() < -n or arr.max() >= n:
                 bad = arr[(arr < -n) | (arr >= n)].flat[0]
                 raise IndexError(f"index {bad} is out of bounds for dimension {d} with size {n}")
@@ -270,6 +272,7 @@ def setitem(x: Tensor, key, value) -> None:
         try:
             pos_np = np.arange(n, dtype=np.int64).reshape(tuple(x.shape))[key]
             pos = Tensor._make(np.require(pos_np, requirements="C"))
+            pos._operand_constant = True  # positions from the key alone: they may index a CUDA tensor
         except (IndexError, TypeError, ValueError):
             pos = None
     if pos is None:

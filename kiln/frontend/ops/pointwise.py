@@ -104,7 +104,7 @@ def _check_int_divisor(input, other) -> None:
     """PyTorch raises for integer division by zero; kiln checks eagerly (compiled code cannot)."""
     if not _promote(input, other).is_floating_point:
         if isinstance(other, Tensor):
-            if other._cell.trace is None and other.numel() and not np.all(other._cell.value):
+            if other._cell.trace is None and other.numel() and not np.all(other._concrete("the integer divisor check")):
                 raise RuntimeError("ZeroDivisionError")
         elif other == 0:
             raise RuntimeError("ZeroDivisionError")

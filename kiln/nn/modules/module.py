@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ...frontend.autograd import no_grad
-from ...frontend.tensor import Tensor, _Cell, _check_device
+from ...frontend.tensor import Tensor, _Cell, _check_device, to_device_value
 from ...ir import dtypes as dt
 from ..parameter import Buffer, Parameter
 from ...frontend.tensor import active_trace as _active_trace
@@ -58,6 +58,16 @@ def _to_array(value, key: str) -> np.ndarray:
         return np.asarray(value)
     except Exception as e:  # pragma: no cover - defensive
         raise TypeError(f"load_state_dict: value for {key!r} of type {type(value).__name__} is not a tensor") from e
+
+
+def _cast_value(a, d):
+    """A tensor value cast to dtype `d`: numpy's astype on the CPU, a cast kernel on the device."""
+    if isinstance(a, np.ndarray):
+        return a.astype(d.np_dtype)
+    from ...frontend.autograd import no_grad
+    from ...frontend.tensor import apply
+    with no_grad():
+        return apply("cast", Tensor._make(a), dtype=d)._cell.value
 
 
 class Module:
@@ -423,14 +433,16 @@ class Module:
         return self
 
     # -- dtype / device ----------------------------------------------------------------------
-    def _apply_tensors(self, fn: Callable[[np.ndarray], np.ndarray], floats_only: bool = True) -> "Module":
-        """Replace every parameter's and buffer's value by fn(value), keeping the Parameter objects."""
+    def _apply_tensors(self, fn: Callable, floats_only: bool = True) -> "Module":
+        """Replace every parameter's and buffer's value (a numpy array, or a DeviceArray on the CUDA
+        device) by fn(value), and their `.grad`s' too, keeping the Parameter objects."""
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for k, t in store.items():
                     if t is None or (floats_only and not t.dtype.is_floating_point):
                         continue
-                    arr = t._concrete("Module.to()")
+                    t._concrete("Module.to()")  # not while traced
+                    arr = t._cell.value
                     new = fn(arr)
                     if new is arr:
                         continue
@@ -451,18 +463,19 @@ class Module:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         for a in args:
             if isinstance(a, Tensor):
-                dtype = a.dtype
+                dtype, device = a.dtype, a.device
             elif isinstance(a, dt.DType):
                 dtype = a
             else:
                 device = a
-        if device is not None:
-            _check_device(device)
         if dtype is not None:
             d = dt.get_dtype(dtype)
             if not d.is_floating_point:
                 raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={d.name}")
-            self._apply_tensors(lambda a: a if a.dtype == d.np_dtype else a.astype(d.np_dtype))
+            self._apply_tensors(lambda a: a if a.dtype == d.np_dtype else _cast_value(a, d))
+        if device is not None:
+            where = _check_device(device)
+            self._apply_tensors(lambda a: to_device_value(a, where), floats_only=False)
         return self
 
     def float(self) -> "Module":
@@ -475,11 +488,10 @@ class Module:
         return self.to(dt.float16)
 
     def cpu(self) -> "Module":
-        return self
+        return self.to("cpu")
 
     def cuda(self, device=None) -> "Module":
-        _check_device("cuda")
-        return self
+        return self.to("cuda" if device is None else device)
 
     def type(self, dst_type) -> "Module":
         return self.to(dst_type)

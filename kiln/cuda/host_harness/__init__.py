@@ -1,6 +1,7 @@
 """Run kiln's emitted CUDA C on the CPU: g++ compiles it as C++20 with `cuda_host.h` (the CUDA
 built-ins as real threads, a barrier, shuffles through memory), and a program's launches run in
-order over numpy buffers, exactly as the CUDA backend would issue them on a stream.
+order over numpy buffers, exactly as the CUDA backend would issue them on a stream. The tests
+use it directly; the CUDA simulator (`kiln.runtime.cuda_sim`) launches device kernels with it.
 
     progs = [build_cuda_program(lower_plan(plan, "kiln_f"))]
     lib = HarnessLibrary(progs)           # one g++ compile for all of them
@@ -9,9 +10,12 @@ order over numpy buffers, exactly as the CUDA backend would issue them on a stre
 Grids are shrunk (at most `max_grid` blocks of at most `max_block` threads) so that the
 grid-stride loops, the multi-warp combination and the vector/tail split all run on small
 shapes; kernels read their launch shape from gridDim/blockDim, so results do not change.
+Compiled libraries are kept in kiln's disk cache (`KILN_CACHE_DIR`), keyed by the C++ text and
+the compiler, so a second run of the same kernels does not call g++.
 """
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import os
@@ -24,8 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from kiln.codegen.cuda_render import PRELUDE, storage_ctype
-from kiln.runtime.cuda_backend import CudaProgram, outputs_from_status
+from ...codegen.cuda_render import PRELUDE, storage_ctype
+from ...runtime.cuda_backend import CudaProgram, outputs_from_status
 
 HEADER = Path(__file__).with_name("cuda_host.h")
 _LAUNCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
@@ -64,14 +68,9 @@ class HarnessLibrary:
         self.max_grid, self.max_block, self.timeout_s = max_grid, max_block, timeout_s
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
         self._dir = Path(tempfile.mkdtemp(prefix="kiln-cuda-harness-"))
-        src = self._dir / f"h{digest}.cpp"
+        atexit.register(shutil.rmtree, self._dir, True)
         lib = self._dir / f"h{digest}.so"
-        src.write_text(text)
-        cmd = [compiler() or "g++", "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-fno-strict-aliasing",
-               "-w", "-o", str(lib), str(src)]
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"g++ rejected the emitted CUDA C ({src}):\n{r.stderr[:4000]}")
+        _build(text, lib)
         self._lib = ctypes.CDLL(str(lib))
         self._fns: dict[str, object] = {}
 
@@ -80,6 +79,14 @@ class HarnessLibrary:
         if f is None:
             f = self._fns[func] = _LAUNCH(("launch_" + func, self._lib))
         return f
+
+    def launch_pointers(self, func: str, pointers: Sequence[int], status_ptr: int, grid: int, block: int,
+                        mode: str = "threads") -> None:
+        """One launch over raw host addresses (the simulator's device memory), grid shrunk as in `run`."""
+        ptrs = (ctypes.c_void_p * max(len(pointers), 1))(*pointers)
+        grid = min(grid, self.max_grid)
+        block = 1 if mode == "serial" else min(block, self.max_block)
+        self._launch(func, ptrs, status_ptr, grid, block)
 
     def run(self, prog: CudaProgram, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         program = prog.program
@@ -97,12 +104,12 @@ class HarnessLibrary:
             ptrs = (ctypes.c_void_p * len(ln.args))(*[bufs[a].ctypes.data for a in ln.args])
             grid = min(ln.grid, self.max_grid)
             block = 1 if ln.mode == "serial" else min(ln.block, self.max_block)
-            self._launch(ln.func, ptrs, status, grid, block)
+            self._launch(ln.func, ptrs, status.ctypes.data, grid, block)
         outputs_from_status(program, status)
         names = {b.name: k for k, b in enumerate(program.buffers)}
         return [bufs[names[n]] for n in program.outputs]
 
-    def _launch(self, func: str, ptrs, status: np.ndarray, grid: int, block: int) -> None:
+    def _launch(self, func: str, ptrs, status_ptr: int, grid: int, block: int) -> None:
         """Run one launch on a daemon thread, so that a kernel whose threads never meet at a
         barrier fails the test (naming the kernel) instead of hanging the suite."""
         done = threading.Event()
@@ -110,7 +117,7 @@ class HarnessLibrary:
 
         def go():
             try:
-                self._fn(func)(ctypes.addressof(ptrs), status.ctypes.data, grid, block)
+                self._fn(func)(ctypes.addressof(ptrs), status_ptr, grid, block)
             except BaseException as e:  # pragma: no cover - ctypes raises nothing here
                 errors.append(e)
             finally:
@@ -124,6 +131,26 @@ class HarnessLibrary:
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _build(text: str, lib: Path) -> None:
+    """Compile `text` into the shared library `lib`, through the disk cache (key: text, compiler)."""
+    from ...runtime.llvm_backend import disk_cache
+    cxx = compiler() or "g++"
+    cache = disk_cache()
+    key = f"cuda-host-harness\n{cxx}\n{HEADER.read_text()}\n{text}"
+    blob = cache.get(key) if cache is not None else None
+    if blob is not None:
+        lib.write_bytes(blob)
+        return
+    src = lib.with_suffix(".cpp")
+    src.write_text(text)
+    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-fno-strict-aliasing", "-w", "-o", str(lib), str(src)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"g++ rejected the emitted CUDA C ({src}):\n{r.stderr[:4000]}")
+    if cache is not None:
+        cache.put(key, lib.read_bytes())
 
 
 def _garbage(shape, dtype) -> np.ndarray:

@@ -1,8 +1,8 @@
 // The CUDA built-ins kiln's emitted kernels use, mapped to C++20 so that g++ can compile and run
-// the emitted CUDA C on the CPU (tests/cuda/harness/cuda_harness.py).
+// the emitted CUDA C on the CPU (kiln/cuda/host_harness/__init__.py).
 //
-// A grid runs one block at a time; the threads of a block are real threads (std::thread) meeting
-// at a std::barrier for __syncthreads. __shared__ variables are function statics (one block at a
+// A grid runs one block at a time; the threads of a block are real threads (std::thread, reused for
+// every block of the grid) meeting at a std::barrier for __syncthreads. __shared__ variables are function statics (one block at a
 // time uses them). Warp shuffles go through a per-block slot array with a barrier either side, so
 // they need every thread of the block to call them together -- which the emitter guarantees (block
 // reductions run in uniform control flow).
@@ -24,8 +24,8 @@
 #define __restrict__ __restrict
 
 struct kiln_dim3 { unsigned x = 1, y = 1, z = 1; };
-inline thread_local kiln_dim3 threadIdx;
-inline kiln_dim3 blockIdx, blockDim, gridDim;
+inline thread_local kiln_dim3 threadIdx, blockIdx;
+inline kiln_dim3 blockDim, gridDim;
 inline std::barrier<>* kiln_host_barrier = nullptr;
 inline void __syncthreads() { kiln_host_barrier->arrive_and_wait(); }
 
@@ -60,17 +60,24 @@ inline double __longlong_as_double(long long x) { double r; std::memcpy(&r, &x, 
 inline float kiln_h2f(unsigned short h) { _Float16 f; std::memcpy(&f, &h, 2); return (float)f; }
 inline unsigned short kiln_f2h(float x) { _Float16 f = (_Float16)x; unsigned short h; std::memcpy(&h, &f, 2); return h; }
 
-// Run `body` as a grid of `grid` blocks of `block` threads.
+// Run `body` as a grid of `grid` blocks of `block` threads: `block` real threads, each running its
+// part of every block in turn, meeting at a barrier between blocks (so that no thread of the next
+// block touches the __shared__ statics while one of this block still reads them).
 template <class F> void kiln_host_run(unsigned grid, unsigned block, F body) {
   gridDim.x = grid;
   blockDim.x = block;
-  for (unsigned b = 0; b < grid; ++b) {
-    blockIdx.x = b;
-    std::barrier<> bar(block);
-    kiln_host_barrier = &bar;
-    std::vector<std::thread> threads;
-    threads.reserve(block);
-    for (unsigned t = 0; t < block; ++t) threads.emplace_back([&body, t] { threadIdx.x = t; body(); });
-    for (auto& th : threads) th.join();
-  }
+  std::barrier<> bar(block);
+  kiln_host_barrier = &bar;
+  std::vector<std::thread> threads;
+  threads.reserve(block);
+  for (unsigned t = 0; t < block; ++t)
+    threads.emplace_back([&body, &bar, grid, t] {
+      threadIdx.x = t;
+      for (unsigned b = 0; b < grid; ++b) {
+        blockIdx.x = b;
+        body();
+        bar.arrive_and_wait();
+      }
+    });
+  for (auto& th : threads) th.join();
 }
