@@ -359,13 +359,19 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
     if optimize:
         entry.graph = optimize_graph(trace.graph, name)
     if autograd and is_grad_enabled() and not trace.ran_backward:
-        _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"])
+        _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"], trace.graph)
     return entry
 
 
-def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: list) -> None:
-    """Differentiate the graph w.r.t. the lifted tensors that require grad (AOTAutograd-style)."""
-    g = entry.graph
+def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: list,
+                     traced: Graph | None = None) -> None:
+    """Differentiate the graph w.r.t. the lifted tensors that require grad (AOTAutograd-style).
+
+    Which outputs need grad, and which inputs get one, is read from the `traced` graph (the
+    program as written, before optimization): a rewrite that drops a dependence (a select on a
+    constant mask, from `x.clone().zero_()`) must not drop the output's `requires_grad` or turn
+    the input's zero gradient into None, as eager keeps them."""
+    g = traced if traced is not None else entry.graph
     wrt = [k for k, t in enumerate(lifted) if t.requires_grad and t.dtype.is_floating_point]
     if not wrt:
         return
@@ -383,7 +389,7 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     wrt = [k for k in wrt if id(g.inputs[k]) in needed]  # an input they do not read keeps .grad None
     if not wrt:
         return
-    entry.autograd = forward_backward(g, wrt, diff)
+    entry.autograd = forward_backward(entry.graph, wrt, diff)
     entry.wrt, entry.diff_outputs = wrt, diff
 
 

@@ -604,6 +604,11 @@ class Tensor:
         self._check_inplace(result)
         if result.dtype != self.dtype:
             result = apply("cast", result, dtype=self.dtype)
+        if is_grad_enabled() and self._requires_grad and not result._requires_grad:
+            # PyTorch: the tensor still requires grad, and its old history gets a zero gradient
+            # (x.clone().zero_()); a select on a constant true mask keeps the values bit for bit
+            keep = apply("constant", value=True, shape=tuple(self.shape), dtype=dt.bool_)
+            result = apply("select", keep, result, self)
         base = self._base
         if base is not None and (active_trace() is not None or (
                 is_grad_enabled() and (result._requires_grad or base._requires_grad))):
