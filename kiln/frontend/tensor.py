@@ -21,6 +21,7 @@ from .dims import _norm_dim
 from .layouts import layout, strided
 from .printing import format_array
 from .source_location import user_location
+from .view_strides import makes_view
 
 
 class Size(tuple):
@@ -135,7 +136,13 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
     else:
         out = trace.emit(prim, args, attrs)
         if prim.kind == MOVEMENT and len(args) == 1:
-            _mark_view(out, args[0], name, attrs)
+            view = _traced_view(trace, args[0], name, attrs, out.shape)
+            if view:
+                _mark_view(out, args[0], name, attrs)
+            if name == "reshape":
+                src = args[0]
+                base = src._base if src._base is not None else src
+                trace.reshapes.append((base, src._view_chain, attrs, out.shape, view, out, base._vc[0], out._vc[0]))
     if prim.vjp is not None and is_grad_enabled():
         for a in args:
             if a._requires_grad:
@@ -144,6 +151,13 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
                     out._requires_grad = True
                 break
     return out
+
+
+def _traced_view(trace, src: "Tensor", name: str, attrs: dict, shape) -> bool:
+    """Is movement op `name` on traced `src` a view, as it would be eagerly (not a pad, not a
+    reshape that must copy, not empty)?"""
+    base = src._base if src._base is not None else src
+    return makes_view(name, attrs, base.shape, src._view_chain, shape, trace.root_strides.get(id(base)))
 
 
 def _mark_view(out: "Tensor", src: "Tensor", name: str, attrs: dict) -> None:
