@@ -212,7 +212,8 @@ class CompiledFunction:
             with _STATE_LOCK:
                 return finish_call(entry, tensors, results, captured)[0]
         split = entry.autograd
-        results = run_graph(split.forward, arrays, self.backend)
+        results = list(run_graph(split.forward, arrays, self.backend))
+        results[split.n_outputs:] = saved_before_write_back(entry, tensors + captured, results[split.n_outputs:])
         with _STATE_LOCK:
             out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
         lifted = tensors + captured
@@ -265,6 +266,17 @@ class CompiledBackward:
 
     def release(self) -> None:
         self.saved = None
+
+
+def saved_before_write_back(entry: CompiledEntry, lifted: list[Tensor], saved: list) -> list:
+    """The values a compiled backward saved, safe from the call's write-backs: a saved graph input
+    the call updates in place is that tensor's own memory (the backward would read the new
+    values, e.g. a `stack` of an argument updated after it), so it is copied first."""
+    if not entry.mutations:
+        return saved
+    written = [lifted[k]._cell.value for _, k in entry.mutations]
+    return [np.array(v, copy=True) if isinstance(v, np.ndarray) and any(np.may_share_memory(v, w) for w in written)
+            else v for v in saved]
 
 
 def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray],
