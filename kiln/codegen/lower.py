@@ -225,7 +225,12 @@ class _KernelLowering:
         return result if result is not None else const(0, n.dtype)
 
     def _check(self, n: Node, value: Expr, axis: int, size: int) -> Expr:
-        """Emit a native bounds check of index `value` against `size`; returns it as int64."""
+        """Emit a native bounds check of index `value` against `size`; returns it as int64.
+
+        A gather or scatter whose index tensor (input 1) is empty reads no index: it gets no
+        check, since the emitter would hoist a loop-invariant one out of the loops that never run."""
+        if n.inputs[1].numel == 0:
+            return idx(0)
         v = self.em.bind(ix.as_index(value), "ix")
         code = len(self.checks) + 1
         self.checks.append(IndexCheck(code, n.op, axis, size, n.name, n.loc))

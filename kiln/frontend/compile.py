@@ -7,7 +7,7 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -25,6 +25,7 @@ from .pytree import spec_key, tree_flatten, tree_unflatten
 from ..runtime.cuda_device import DeviceArray
 from .tensor import Tensor, _mixed_devices, _replay, active_trace, device
 from .trace import StateWrite, Trace, tracing
+from .view_strides import reshape_is_view
 
 
 
@@ -71,14 +72,34 @@ class CompiledEntry:
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
     pins: list = field(default_factory=list)  # objects guarded by identity, kept alive (see frontend.guards)
     state_writes: list[StateWrite] = field(default_factory=list)  # stores redone after each call ("node" -> output index)
+    # (argument k, argument j, view chain): argument k is a view, by `chain`, of argument j's base
+    # (arguments sharing a base: the trace reads it through argument j, see `_arguments_as_roots`)
+    view_guards: list[tuple[int, int, tuple]] = field(default_factory=list)
+    # (argument k, view chain, reshape attrs, shape, was a view): a reshape of argument k whose
+    # being a view or a copy mattered (an in-place update followed); it depends on k's strides
+    stride_guards: list[tuple] = field(default_factory=list)
 
-    def captured_now(self) -> list[Tensor]:
-        """The captured tensors as of now (e.g. a parameter's current `.grad` object)."""
-        return [get() for get in self.captured_get]
+    def captured_now(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor]:
+        """The captured tensors as of now (e.g. a parameter's current `.grad` object); the base of
+        arguments that share one is read through `tensors`, the call's tensor arguments."""
+        return [get(tensors) if isinstance(get, ArgumentBase) else get() for get in self.captured_get]
 
-    def guards_hold(self) -> bool:
+    def guards_hold(self, tensors: Sequence[Tensor] | None = None) -> bool:
+        if self.view_guards:
+            if tensors is None:
+                return False
+            for k, j, chain in self.view_guards:
+                base = tensors[j]._base
+                if base is None or tensors[k]._base is not base or tensors[k]._view_chain != chain:
+                    return False
+        if self.stride_guards:
+            if tensors is None:
+                return False
+            for k, chain, attrs, shape, view in self.stride_guards:
+                if reshape_is_view(tensors[k]._cell.value, chain, attrs, shape) != view:
+                    return False
         return (all(t is not None and (tuple(t.shape), t.dtype) == sig
-                    for t, sig in zip(self.captured_now(), self.captured_sig))
+                    for t, sig in zip(self.captured_now(tensors), self.captured_sig))
                 and all(read() == value for read, value in self.guards))
 
 
@@ -154,8 +175,11 @@ class CompiledFunction:
             sk = spec_key(spec)
         key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
         entries = self._cache.setdefault(key, [])
+        tensors = None
         for entry in entries:
-            if entry.guards_hold():
+            if (entry.view_guards or entry.stride_guards) and tensors is None:
+                tensors = [x for x in leaves if isinstance(x, Tensor)]
+            if entry.guards_hold(tensors):
                 if count:
                     self._hits += 1
                 return entry, leaves
@@ -178,7 +202,7 @@ class CompiledFunction:
     def _run(self, entry: CompiledEntry, leaves):
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         with _STATE_LOCK:
-            captured = entry.captured_now()
+            captured = entry.captured_now(tensors)
             arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
         backend = self.backend
         if backend is None:
@@ -195,7 +219,8 @@ class CompiledFunction:
             with _STATE_LOCK:
                 return finish_call(entry, tensors, results, captured)[0]
         split = entry.autograd
-        results = run_graph(split.forward, arrays, backend)
+        results = list(run_graph(split.forward, arrays, backend))
+        results[split.n_outputs:] = saved_before_write_back(entry, tensors + captured, results[split.n_outputs:])
         with _STATE_LOCK:
             out, by_index = finish_call(entry, tensors, results[:split.n_outputs])
         lifted = tensors + captured
@@ -256,6 +281,17 @@ class CompiledBackward:
         self.saved = None
 
 
+def saved_before_write_back(entry: CompiledEntry, lifted: list[Tensor], saved: list) -> list:
+    """The values a compiled backward saved, safe from the call's write-backs: a saved graph input
+    the call updates in place is that tensor's own memory (the backward would read the new
+    values, e.g. a `stack` of an argument updated after it), so it is copied first."""
+    if not entry.mutations:
+        return saved
+    written = [lifted[k]._cell.value for _, k in entry.mutations]
+    return [np.array(v, copy=True) if isinstance(v, np.ndarray) and any(np.may_share_memory(v, w) for w in written)
+            else v for v in saved]
+
+
 def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray],
                 captured: list[Tensor] | None = None):
     """Write back mutations and `.grad` assignments, then build the user's outputs.
@@ -264,7 +300,7 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     if not entry.mutations and not entry.grad_sets and not entry.state_writes:
         lifted = arg_tensors
     else:
-        lifted = arg_tensors + (entry.captured_now() if captured is None else captured)
+        lifted = arg_tensors + (entry.captured_now(arg_tensors) if captured is None else captured)
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
@@ -305,6 +341,74 @@ def _passed_twice() -> RuntimeError:
     return RuntimeError("the same tensor (or an alias of it) was passed twice to a compiled function; pass it once")
 
 
+class ArgumentBase:
+    """How a later call finds the base that tensor arguments share: through argument `index`
+    (the base of the call's own arguments, not the tensor the first call had)."""
+
+    def __init__(self, index: int, traced: Tensor):
+        self.index = index
+        self.traced = traced  # the base at trace time (what `captured_now()` without arguments gives)
+
+    def __call__(self, tensors: Sequence[Tensor] | None = None) -> Tensor | None:
+        return self.traced if tensors is None else tensors[self.index]._base
+
+
+def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[int, int]]:
+    """Tensor arguments that are eager views of a base outside the arguments, for the trace.
+
+    A view argument whose base no other argument shares becomes a root for the trace: views of
+    it and in-place updates through them read and write the argument (a graph input, written back
+    into the shared memory after the call). Arguments sharing a base keep it (an update through
+    one is seen by the others), and the base is read at each call through the first of them
+    (`ArgumentBase`), guarded by `view_guards`. Without this the trace captured the base as the
+    first call's tensor and read it, stale, on every later call.
+    Returns (what `_restore_views` puts back, the view guards, {id(shared base): argument index})."""
+    tensors = [x for x in leaves if isinstance(x, Tensor)]
+    first: dict[int, int] = {}
+    count: dict[int, int] = {}
+    for k, x in enumerate(tensors):
+        root = x._base if x._base is not None else x
+        first.setdefault(id(root), k)
+        count[id(root)] = count.get(id(root), 0) + 1
+    saved, guards, shared = [], [], {}
+    for k, x in enumerate(tensors):
+        if x._base is None:
+            continue
+        if count[id(x._base)] == 1:
+            if x._view_synced != x._vc[0]:
+                x._resync_view()  # its base was updated in place since the view was made
+            saved.append((x, x._base, x._view_chain))
+            x._base, x._view_chain = None, ()
+        elif id(x._base) not in {id(t) for t in tensors}:
+            j = first[id(x._base)]
+            if tensors[j]._base is not x._base:  # the first of the group is the base's own view
+                j = k
+                first[id(x._base)] = k
+            shared.setdefault(id(x._base), j)
+            guards.append((k, shared[id(x._base)], x._view_chain))
+    return saved, guards, shared
+
+
+def _stride_guards(trace: Trace, tensors: list[Tensor]) -> list[tuple]:
+    """The reshapes of arguments whose being a view mattered: the argument (or the reshape's
+    result, when it was a copy) was updated in place after it (see `CompiledEntry.stride_guards`)."""
+    index = {id(t): k for k, t in enumerate(tensors)}
+    guards = []
+    for base, chain, attrs, shape, view, out, base_version, out_version in trace.reshapes:
+        k = index.get(id(base))
+        if k is not None and (base._vc[0] != base_version or out._vc[0] != out_version):
+            g = (k, chain, attrs, shape, view)
+            if g not in guards:
+                guards.append(g)
+    return guards
+
+
+def _restore_views(saved: list[tuple]) -> None:
+    for x, base, chain in saved:
+        x._base, x._view_chain = base, chain
+        x._view_synced = x._vc[0]
+
+
 def trace_function(fn: Callable, args: tuple, kwargs: dict, name: str = "main",
                    autograd: bool = True, optimize: bool = True) -> CompiledEntry:
     """Trace `fn(*args, **kwargs)` into a CompiledEntry (graph + calling convention).
@@ -323,6 +427,7 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
     trace = Trace(name)
     seen_cells: set[int] = set()
     trace.python_values.add_function(fn)
+    unviewed, view_guards, trace.argument_bases = _arguments_as_roots(leaves)
     with tracing(trace):
         try:
             for x, nm in zip(leaves, arg_names):
@@ -344,8 +449,10 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             state_writes = trace.state_writes(sum(isinstance(x, Tensor) for x in leaves))
         except BaseException:
             trace.finish()
+            _restore_views(unviewed)
             raise
     mutated, grad_final = trace.finish()
+    _restore_views(unviewed)
     n_args = sum(isinstance(x, Tensor) for x in leaves)
     mutations = []
     for lift_idx, node in mutated:
@@ -370,20 +477,27 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
     entry = CompiledEntry(trace.graph, n_args, trace.sources[n_args:], out_spec, out_leaves, mutations, grad_sets,
                           [(tuple(t.shape), t.dtype) for t in captured],
                           guards=trace.guards + trace.python_values.guards(), pins=trace.python_values.pins,
-                          state_writes=state_writes)
+                          state_writes=state_writes, view_guards=view_guards,
+                          stride_guards=_stride_guards(trace, [x for x in leaves if isinstance(x, Tensor)]))
     if config.get().verify:
         check_graph(trace.graph)
     _dump(trace.graph, name)
     if optimize:
         entry.graph = optimize_graph(trace.graph, name)
     if autograd and is_grad_enabled() and not trace.ran_backward:
-        _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"])
+        _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"], trace.graph)
     return entry
 
 
-def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: list) -> None:
-    """Differentiate the graph w.r.t. the lifted tensors that require grad (AOTAutograd-style)."""
-    g = entry.graph
+def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: list,
+                     traced: Graph | None = None) -> None:
+    """Differentiate the graph w.r.t. the lifted tensors that require grad (AOTAutograd-style).
+
+    Which outputs need grad, and which inputs get one, is read from the `traced` graph (the
+    program as written, before optimization): a rewrite that drops a dependence (a select on a
+    constant mask, from `x.clone().zero_()`) must not drop the output's `requires_grad` or turn
+    the input's zero gradient into None, as eager keeps them."""
+    g = traced if traced is not None else entry.graph
     wrt = [k for k, t in enumerate(lifted) if t.requires_grad and t.dtype.is_floating_point]
     if not wrt:
         return
@@ -401,7 +515,7 @@ def _attach_backward(entry: CompiledEntry, lifted: list[Tensor], user_outputs: l
     wrt = [k for k in wrt if id(g.inputs[k]) in needed]  # an input they do not read keeps .grad None
     if not wrt:
         return
-    entry.autograd = forward_backward(g, wrt, diff)
+    entry.autograd = forward_backward(entry.graph, wrt, diff)
     entry.wrt, entry.diff_outputs = wrt, diff
 
 

@@ -24,6 +24,7 @@ from .dims import _norm_dim
 from .layouts import layout, strided
 from .printing import format_array
 from .source_location import user_location
+from .view_strides import makes_view
 
 
 class Size(tuple):
@@ -163,7 +164,13 @@ def apply(name: str, *args: "Tensor", **attrs) -> "Tensor":
     else:
         out = trace.emit(prim, args, attrs)
         if prim.kind == MOVEMENT and len(args) == 1:
-            _mark_view(out, args[0], name, attrs)
+            view = _traced_view(trace, args[0], name, attrs, out.shape)
+            if view:
+                _mark_view(out, args[0], name, attrs)
+            if name == "reshape":
+                src = args[0]
+                base = src._base if src._base is not None else src
+                trace.reshapes.append((base, src._view_chain, attrs, out.shape, view, out, base._vc[0], out._vc[0]))
     if prim.vjp is not None and is_grad_enabled():
         for a in args:
             if a._requires_grad:
@@ -195,6 +202,13 @@ def _apply_on_device(prim, args, attrs) -> "Tensor":
     if prim.kind == MOVEMENT and len(args) == 1 and args[0]._cell.value.__class__ is DeviceArray:
         _mark_view(out, args[0], prim.name, attrs)  # a copy on the device: in-place writes go through the base
     return out
+
+
+def _traced_view(trace, src: "Tensor", name: str, attrs: dict, shape) -> bool:
+    """Is movement op `name` on traced `src` a view, as it would be eagerly (not a pad, not a
+    reshape that must copy, not empty)?"""
+    base = src._base if src._base is not None else src
+    return makes_view(name, attrs, base.shape, src._view_chain, shape, trace.root_strides.get(id(base)))
 
 
 def _mark_view(out: "Tensor", src: "Tensor", name: str, attrs: dict) -> None:
@@ -676,6 +690,11 @@ class Tensor:
         self._check_inplace(result)
         if result.dtype != self.dtype:
             result = apply("cast", result, dtype=self.dtype)
+        if is_grad_enabled() and self._requires_grad and not result._requires_grad:
+            # PyTorch: the tensor still requires grad, and its old history gets a zero gradient
+            # (x.clone().zero_()); a select on a constant true mask keeps the values bit for bit
+            keep = apply("constant", value=True, shape=tuple(self.shape), dtype=dt.bool_)
+            result = apply("select", keep, result, self)
         base = self._base
         if base is not None and (active_trace() is not None or base._cell.value.__class__ is DeviceArray or (
                 is_grad_enabled() and (result._requires_grad or base._requires_grad))):

@@ -17,6 +17,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from ..ir.graph import Graph, Node
 from ..ir.primitives import ShapeError
 from .guards import GuardCollector
@@ -35,6 +37,11 @@ class Trace:
         self.graph = Graph(name)
         self.lifted: list[tuple[Tensor, Node, Any, Any]] = []  # (tensor, input node, saved value, saved grad_fn)
         self._lifted_requires_grad: list[bool] = []  # per lifted tensor, restored by finish
+        self.argument_bases: dict[int, int] = {}  # id(base shared by tensor arguments) -> argument index
+        self.root_strides: dict[int, tuple[int, ...]] = {}  # lifted tensors not row-major: their element strides
+        # reshapes decided view-or-copy from a base's strides, with the versions of base and result
+        # then: (base, chain, attrs, shape, view, result, base version, result version)
+        self.reshapes: list[tuple] = []
         self.sources: list[Callable[[], Any]] = []  # per lifted tensor: how a later call finds it
         self._grad_of: dict[int, Tensor] = {}  # id(grad tensor) -> the tensor whose .grad it was
         self.grad_writes: dict[int, tuple[Tensor, Any]] = {}  # id -> (tensor, .grad before the trace)
@@ -95,13 +102,21 @@ class Trace:
         if name is None:
             name = f"c{sum(1 for n in self.graph.inputs if n.name.startswith('c'))}"
         node = self.graph.add_input(t.shape, t.dtype, name=name)
+        arr = t._cell.value
+        if isinstance(arr, np.ndarray) and not arr.flags.c_contiguous and arr.itemsize:
+            self.root_strides[id(t)] = tuple(s // arr.itemsize for s in arr.strides)
         if t._cell.value.__class__ is DeviceArray:
             self.device = t.device  # traced values report the device of the trace's inputs
         self.lifted.append((t, node, t._cell.value, t._grad_fn))
         self._lifted_requires_grad.append(t._requires_grad)
         owner = self._grad_of.get(id(t))
-        # a `.grad` is found through its owner at call time: backward() replaces grad objects
-        self.sources.append((lambda o=owner: o._grad) if owner is not None else (lambda t=t: t))
+        # a `.grad` is found through its owner at call time: backward() replaces grad objects;
+        # the base that tensor arguments share, through the call's arguments (compile.ArgumentBase)
+        if id(t) in self.argument_bases:
+            from .compile import ArgumentBase  # function-local: compile builds on this module
+            self.sources.append(ArgumentBase(self.argument_bases[id(t)], t))
+        else:
+            self.sources.append((lambda o=owner: o._grad) if owner is not None else (lambda t=t: t))
         t._cell.value = node
         t._cell.trace = self
         t._grad_fn = None

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..passes.autodiff import vjp_graph
 from ..runtime.backend import run_graph
-from .compile import CompiledEntry, CompiledFunction, finish_call, forward_backward, optimize_graph, trace_function
+from .compile import (CompiledEntry, CompiledFunction, finish_call, forward_backward, optimize_graph,
+                      saved_before_write_back, trace_function)
 from .pytree import tree_flatten
 from .tensor import Tensor
 
@@ -96,10 +97,11 @@ def vjp(fn: Callable, *primals: Tensor) -> tuple[Any, Callable]:
     g = entry.graph
     user = [v for kind, v in entry.out_leaves if kind == "out"]
     split = forward_backward(g, list(range(len(primals))), user)
-    arrays = [p._cell.value for p in primals] + [t._cell.value for t in entry.captured_now()]
+    captured = entry.captured_now(list(primals))
+    arrays = [p._cell.value for p in primals] + [t._cell.value for t in captured]
     results = run_graph(split.forward, arrays)
+    saved = saved_before_write_back(entry, list(primals) + captured, list(results[split.n_outputs:]))
     out, by_index = finish_call(entry, list(primals), results[:split.n_outputs])
-    saved = results[split.n_outputs:]
 
     def vjp_fn(cotangents):
         cts, _ = tree_flatten(cotangents)

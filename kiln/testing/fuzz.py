@@ -246,8 +246,11 @@ class FuzzResult:
 
 def fuzz(n: int, seed: int = 0, profile: str = "small", backends: Sequence[str] | None = None,
          shrink: bool = True, out_dir: str | Path | None = None, log=None, max_failures: int | None = None,
-         shrink_limit: int = 400, isolate: bool = False, setup: str | Path | None = None) -> FuzzResult:
-    """Fuzz `n` programs drawn from `seed`; shrink each failure (at most `shrink_limit` candidate
+         shrink_limit: int = 400, isolate: bool = False, setup: str | Path | None = None,
+         start: int = 0) -> FuzzResult:
+    """Fuzz `n` programs drawn from `seed` (programs `start` .. `start + n - 1` of its stream: a
+    long campaign runs in chunks that together check what one run would; the skipped programs
+    are drawn, not checked); shrink each failure (at most `shrink_limit` candidate
     programs checked) and (with `out_dir`) write it as a pytest file there. Stops early after
     `max_failures` failures. With `isolate`, each program (and each shrink candidate) is checked
     in a subprocess (`kiln.testing.isolate`), so a native crash is a failure of that program;
@@ -258,7 +261,9 @@ def fuzz(n: int, seed: int = 0, profile: str = "small", backends: Sequence[str] 
     gen = Generator(seed, profile)
     counts, failures, invalid = Counts(), [], 0
     t0 = time.perf_counter()
-    for i in range(n):
+    for i in range(start):  # programs draw from one stream: draw the skipped ones (eagerly only)
+        gen.program(seed * 1_000_003 + i)
+    for i in range(start, start + n):
         prog = gen.program(seed * 1_000_003 + i)
         try:
             if isolate:
@@ -287,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kiln.testing.fuzz", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=300, help="programs to fuzz (default 300)")
     p.add_argument("--seed", type=int, default=0, help="seed of the program stream (default 0)")
+    p.add_argument("--start", type=int, default=0,
+                   help="index of the first program of the stream (default 0): run a campaign in chunks")
     p.add_argument("--profile", choices=("small", "full"), default="small",
                    help="small: dims up to 7 (the CI batch); full: primes and large dims too")
     p.add_argument("--backend", action="append", help="a backend to compare (repeatable; default: all available)")
@@ -299,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", help="write the counts as JSON here (read by python -m kiln.testing.report)")
     a = p.parse_args(argv)
     res = fuzz(a.n, a.seed, a.profile, a.backend, shrink=not a.no_shrink, out_dir=a.out, log=print,
-               max_failures=a.max_failures, shrink_limit=a.shrink_limit, isolate=a.isolate)
+               max_failures=a.max_failures, shrink_limit=a.shrink_limit, isolate=a.isolate, start=a.start)
     print(res.summary())
     if a.json:
         Path(a.json).write_text(json.dumps({

@@ -1,5 +1,7 @@
 """The helpers every fuzz program and every regression test it writes use (public kiln API only):
 the guarded `Flag` module, input construction from specs, the loss and `run`."""
+import sys
+
 import numpy as np
 
 import kiln
@@ -82,17 +84,44 @@ def loss_of(outs):
     return loss
 
 
+def path_dtypes(fn, args):
+    """Call `fn(*args)`; return its result and the sorted dtype names of the tensors its frame
+    holds when it returns (every value of a fuzz program: `v0`, `v1`, ...), or None for a
+    function without Python code of its own (a compiled function)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return fn(*args), None
+    names = set()
+
+    def on_return(frame, event, arg):
+        if event == "return":
+            names.update(v.dtype.name for v in frame.f_locals.values() if isinstance(v, kiln.Tensor))
+        return on_return
+
+    def on_call(frame, event, arg):
+        return on_return if frame.f_code is code else None
+
+    before = sys.gettrace()
+    sys.settrace(on_call)
+    try:
+        out = fn(*args)
+    finally:
+        sys.settrace(before)
+    return out, sorted(names)
+
+
 def run(fn, specs, seed, training=True):
     """Call `fn` on fresh inputs of `specs` and backpropagate `loss_of` its outputs; return the
-    outputs, the leaves' gradients and the arguments' values after the call (in-place updates)."""
+    outputs, the leaves' gradients, the arguments' values after the call (in-place updates) and,
+    for a plain Python `fn`, the dtypes of the values it computed (`path_dtypes`)."""
     flag.train(training)
     leaves, args = make_inputs(specs, seed)
     kiln.manual_seed(seed)
-    outs = fn(*args)
+    outs, dtypes = path_dtypes(fn, args)
     values = [o.detach().numpy().copy() for o in outs]
     loss = loss_of(outs)
     if loss is not None:
         loss.backward()
     grads = [None if leaf is None or leaf.grad is None else leaf.grad.numpy().copy() for leaf in leaves]
     after = [a.detach().numpy().copy() for a in args]
-    return {"output": values, "grad": grads, "argument": after}
+    return {"output": values, "grad": grads, "argument": after, "dtypes": dtypes}

@@ -23,6 +23,12 @@ Op families (what makes a compiled value differ from eager, and why the bound is
 
 Gradients go through the same ops twice (forward and VJP), and a loss sums them, so they get
 `GRAD_FACTOR` times the forward bound.
+
+A float value is held to the tolerance of the least precise float dtype on its path, not only
+its own: a float64 output computed by float32 ops (a float32 softmax, then a cast or a
+promotion) differs from eager in float32's last place. The path is what the eager run computed
+(`kiln.testing.prelude.run` records the dtypes of every value of the program, `path_dtypes`):
+views and in-place updates make a static per-value path unreliable, so a program's values share it.
 """
 from __future__ import annotations
 
@@ -79,17 +85,21 @@ GRADCHECK = Tolerance(1e-5, 1e-6)
 FLOAT16_ROUND_TRIP = Tolerance(1e-2, 1e-3)
 
 
-def tolerance(dtype, families: Iterable[str] = ("elementwise",), grad: bool = False) -> Tolerance:
+def tolerance(dtype, families: Iterable[str] = ("elementwise",), grad: bool = False,
+              path: Iterable = ()) -> Tolerance:
     """The tolerance for a value of `dtype` (a kiln/numpy dtype or its name) computed by ops of
-    `families`; `grad=True` for a gradient. Integer and bool dtypes are always exact."""
+    `families`, through values of the dtypes `path` (the least precise float dtype among `dtype`
+    and `path` sets the bound); `grad=True` for a gradient. Integer and bool dtypes are always exact."""
     name = _dtype_name(dtype)
     if name not in FLOAT_DTYPES:
         return EXACT
+    names = {name} | {n for n in map(_dtype_name, path) if n in FLOAT_DTYPES}
     tol = EXACT
     for fam in families:
         if fam not in FAMILIES:
             raise ValueError(f"unknown op family {fam!r}; known families: {', '.join(FAMILIES)}")
-        tol = tol | TOLERANCES[(fam, name)]
+        for n in names:
+            tol = tol | TOLERANCES[(fam, n)]
     return tol.scaled(GRAD_FACTOR) if grad else tol
 
 
@@ -133,17 +143,19 @@ def assert_close(got, want, tol: Tolerance, what: str = "value") -> None:
 
 
 def compare_runs(got: dict, want: dict, families: Iterable[str]) -> tuple[str, str] | None:
-    """Compare two results of `kiln.testing.program`'s `run` (outputs, gradients, arguments after
+    """Compare two results of `kiln.testing.prelude.run` (outputs, gradients, arguments after
     the call): None if they match under this policy, else (what differs, how) for the first
-    difference, e.g. ("grad", "grad 1: 3 of 6 elements differ ...")."""
+    difference, e.g. ("grad", "grad 1: 3 of 6 elements differ ..."). `want`'s "dtypes" (the
+    dtypes of the values its eager run computed, if recorded) are every value's path."""
     families = tuple(families)
+    path = tuple(want.get("dtypes") or ())
     for key in ("output", "grad", "argument"):
         for k, (g, w) in enumerate(zip(got[key], want[key])):
             if (g is None) != (w is None):
                 return key, f"{key} {k}: got {'None' if g is None else 'a tensor'}, want {'None' if w is None else 'a tensor'}"
             if w is None:
                 continue
-            msg = mismatch(g, w, tolerance(w.dtype, families, grad=key == "grad"))
+            msg = mismatch(g, w, tolerance(w.dtype, families, grad=key == "grad", path=path))
             if msg is not None:
                 return key, f"{key} {k}: {msg}"
         if len(got[key]) != len(want[key]):

@@ -1,12 +1,7 @@
 """Written by kiln.testing.fuzz (shrunk from seed 1000560): [reference] grad on the first call: grad 0: 1 of 1 elements differ (rtol=0.0001, atol=1e-05); first at []: got np.float32(0.23820198), want np.float32(0.48820198)"""
 import numpy as np
-import pytest
 
 import kiln
-
-# a known bug, found by `python -m kiln.testing.fuzz --n 1000 --seed 1 --profile full`; strict: fixing it fails
-# this marker, and the file moves to tests/testing/regressions
-pytestmark = pytest.mark.xfail(strict=True, reason="compiled gradient through `x.clone().zero_()` differs from eager's")
 
 from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 

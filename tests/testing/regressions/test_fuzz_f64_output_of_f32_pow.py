@@ -1,12 +1,7 @@
 """Written by kiln.testing.fuzz (shrunk from seed 1000791): [llvm] output on the requires_grad call: output 1: 1 of 1 elements differ (rtol=1e-12, atol=1e-13); first at []: got np.float64(1.2768938541412354), want np.float64(1.2768937349319458)"""
 import numpy as np
-import pytest
 
 import kiln
-
-# a known bug, found by `python -m kiln.testing.fuzz --n 1000 --seed 1 --profile full`; strict: fixing it fails
-# this marker, and the file moves to tests/testing/regressions
-pytestmark = pytest.mark.xfail(strict=True, reason="fuzzer tolerance: a float32 pow cast to float64 is held to float64's tolerance (the value differs in the float32 last place)")
 
 from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 

@@ -1,12 +1,7 @@
 """Written by kiln.testing.fuzz (shrunk from seed 1000273): [llvm] crash on the first call: IndexError: scatter: index 0 is out of bounds for dimension 0 with size 0 in compiled code (at <kiln fuzz program>:101)"""
 import numpy as np
-import pytest
 
 import kiln
-
-# a known bug, found by `python -m kiln.testing.fuzz --n 1000 --seed 1 --profile full`; strict: fixing it fails
-# this marker, and the file moves to tests/testing/regressions
-pytestmark = pytest.mark.xfail(strict=True, reason='compiled `v0[0] = v0[-1]` on a tensor with a zero-size axis raises an out-of-bounds scatter error; eager does nothing')
 
 from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 

@@ -1,12 +1,7 @@
 """Written by kiln.testing.fuzz (shrunk from seed 1000631): [llvm] output on the dtype call: output 1: 2 of 12 elements differ (rtol=1e-12, atol=1e-12); first at [np.int64(1), np.int64(0)]: got np.float64(0.17317913472652435), want np.float64(0.17317910492420197)"""
 import numpy as np
-import pytest
 
 import kiln
-
-# a known bug, found by `python -m kiln.testing.fuzz --n 1000 --seed 1 --profile full`; strict: fixing it fails
-# this marker, and the file moves to tests/testing/regressions
-pytestmark = pytest.mark.xfail(strict=True, reason="fuzzer tolerance: a float64 output computed by float32 ops (softmax, then cat promotes) is held to float64's tolerance")
 
 from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 

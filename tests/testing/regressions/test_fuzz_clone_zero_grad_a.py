@@ -1,12 +1,7 @@
 """Written by kiln.testing.fuzz (shrunk from seed 1000746): [reference] grad on the first call: grad 0: 1 of 1 elements differ (rtol=1e-05, atol=1e-05); first at []: got np.float32(0.5), want np.float32(0.75)"""
 import numpy as np
-import pytest
 
 import kiln
-
-# a known bug, found by `python -m kiln.testing.fuzz --n 1000 --seed 1 --profile full`; strict: fixing it fails
-# this marker, and the file moves to tests/testing/regressions
-pytestmark = pytest.mark.xfail(strict=True, reason="compiled gradient through `x.clone().zero_()` differs from eager's")
 
 from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 
