@@ -34,7 +34,7 @@ from ..ir.graph import Node
 from . import index as ix
 from .host import host_info
 from .gemm import MIN_DIM, SLOTS_PER_THREAD, TaskSplit, balanced_block, host_blocking, host_threads
-from .kir import Expr, Store, TileMMA, idx, op
+from .kir import Const, Expr, Store, TileMMA, idx, op
 from .scalar_rules import SCALAR_RULES
 
 if TYPE_CHECKING:  # the lowering object of kiln.codegen.lower, passed in by it
@@ -46,11 +46,13 @@ if TYPE_CHECKING:  # the lowering object of kiln.codegen.lower, passed in by it
 MIN_DEPTH_RATIO = 8  # depth >= MIN_DEPTH_RATIO * max(M, N)
 THREAD_MACS = 1 << 21  # below this many multiply-adds one task: threads would not pay
 # cost model (cycles per thread, `packed_pays`): a packed element costs one copy, a microkernel
-# vector FMA one cycle; conv_lower's taps blocks (4 vector FMAs per 5 loads, 3 of them
-# unaligned) about BLOCKED_CYCLES_PER_FMA. Calibrated on the CNN's weight gradients, 2 threads:
-# conv2 (M=288, N=64, K=16384) packed 8.4-12.8 ms vs taps 15.2-15.4; conv1 (M=27, N=32,
-# K=65536: each thread packs all of B) packed 2.3 vs taps 2.0
-BLOCKED_CYCLES_PER_FMA = 2.0
+# vector FMA one cycle; conv_lower's taps blocks (4 vector FMAs per 5 loads, re-reading the
+# output gradient from L2/L3 for every block of outputs) about BLOCKED_CYCLES_PER_FMA.
+# Calibrated on the CNN's weight gradients (CPU time, Zen 4, float32): 1 thread, conv2
+# (M=288, N=64, K=16384) packed 8.3 ms vs taps 14.8, conv1 (M=27, N=32, K=65536) 3.0-3.2 vs
+# 3.4-3.6; 2 threads, conv2 5.1-5.9 vs 7.8, conv1 (each thread packs all of B) 2.8-3.0 vs 2.1-2.5
+BLOCKED_CYCLES_PER_FMA = 2.4
+COPY_UNROLL = 8  # packing copies per loop iteration (when the run's length is a multiple)
 
 IndexMap = Callable[[ix.Index], ix.Index]
 
@@ -206,6 +208,20 @@ def lower_packed_conv(low: "_KernelLowering", outputs: Sequence[Node], versus_bl
         while len(tokens) > depth:
             em.close_loop(tokens.pop())
 
+    def unrolled_run(extent: Expr, hint: str, copy: Callable[[Expr], None]) -> None:
+        """`copy(l)` for l < extent, in a scalar loop, COPY_UNROLL copies per iteration when the
+        extent is a known multiple of it (LLVM's unroller is off: docs/runtime.md)."""
+        if isinstance(extent, Const) and extent.value % COPY_UNROLL == 0:
+            u = open_(extent.value // COPY_UNROLL, hint)
+            low.vector_hints[u.name] = 1
+            for t in range(COPY_UNROLL):
+                copy(op("add", op("mul", u, idx(COPY_UNROLL)), idx(t)))
+        else:
+            ll = open_(extent, hint)
+            low.vector_hints[ll.name] = 1
+            copy(ll)
+        close_to(len(tokens) - 1)
+
     def lo(e: Expr, b: int) -> Expr:  # min(e, b)
         return op("min", e, idx(b))
 
@@ -246,12 +262,14 @@ def lower_packed_conv(low: "_KernelLowering", outputs: Sequence[Node], versus_bl
     q = open_(nq, "qb")
     jj = open_(NR, "jb")
     o = op("add", go, lo(op("add", col0, op("add", op("mul", q, idx(NR)), jj)), N - 1))
-    rr, ll = open_(rb, "rb"), open_(lb, "lb")
-    low.vector_hints[ll.name] = 1  # written nr apart: scalar copies (a scatter is slower)
-    v = low.value(w, tuple([o, c] + taps(rr, ll)))
-    kk = op("add", op("mul", rr, lb), ll)
-    dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), jj)))
-    em.emit(Store(bp, dst, v), em.level(v, dst))
+    rr = open_(rb, "rb")
+
+    def copy_b(ll: Expr) -> None:
+        v = low.value(w, tuple([o, c] + taps(rr, ll)))
+        kk = op("add", op("mul", rr, lb), ll)
+        dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), jj)))
+        em.emit(Store(bp, dst, v), em.level(v, dst))
+    unrolled_run(lb, "lb", copy_b)  # written nr apart: scalar copies (a scatter is slower)
     close_to(depth)
 
     ic = open_(op("div", op("add", rows, idx(MC - 1)), idx(MC)), "ic")
@@ -265,14 +283,16 @@ def lower_packed_conv(low: "_KernelLowering", outputs: Sequence[Node], versus_bl
     ii = open_(MR, "ia")
     row = lo(op("add", row0, op("add", i0, op("add", op("mul", p, idx(MR)), ii))), M - 1)
     bpos = ix.delinearize(row, (conv.shape[0],) + ps)
-    rr, ll = open_(rb, "ra"), open_(lb, "la")
-    low.vector_hints[ll.name] = 1
-    sp_ = [op("add", op("mul", pp, idx(s)), op("mul", tk, idx(dl)))
-           for pp, tk, s, dl in zip(bpos[1:], taps(rr, ll), strides, dilation)]
-    v = low.value(x, tuple([bpos[0], op("add", gc, c)] + sp_))
-    kk = op("add", op("mul", rr, lb), ll)
-    dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), ii)))
-    em.emit(Store(ap, dst, v), em.level(v, dst))
+    rr = open_(rb, "ra")
+
+    def copy_a(ll: Expr) -> None:
+        sp_ = [op("add", op("mul", pp, idx(s)), op("mul", tk, idx(dl)))
+               for pp, tk, s, dl in zip(bpos[1:], taps(rr, ll), strides, dilation)]
+        v = low.value(x, tuple([bpos[0], op("add", gc, c)] + sp_))
+        kk = op("add", op("mul", rr, lb), ll)
+        dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), ii)))
+        em.emit(Store(ap, dst, v), em.level(v, dst))
+    unrolled_run(lb, "la", copy_a)
     close_to(depth_ic)
 
     q = open_(nq, "q")

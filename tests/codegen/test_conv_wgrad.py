@@ -188,10 +188,11 @@ def test_applies_to_weight_gradients_not_forward_convs():
     assert not applies(_conv_node((32, 64, 18, 18), (64, 64, 16, 16), dtype=dt.float16)[1])
 
 
-def test_cost_model_prefers_packing_for_conv2_not_conv1_on_two_threads():
+def test_cost_model_prefers_packing_except_conv1_on_two_threads():
     conv2 = _conv_node((32, 64, 18, 18), (64, 64, 16, 16))[1]
     conv1 = _conv_node((3, 64, 34, 34), (32, 64, 32, 32))[1]
-    assert packed_pays(conv2, threads=2)
+    assert packed_pays(conv2, threads=2) and packed_pays(conv2, threads=1)
+    assert packed_pays(conv1, threads=1)
     assert not packed_pays(conv1, threads=2)  # 27 x 32 outputs: each thread would pack all 32 x 65536 of B
 
 
