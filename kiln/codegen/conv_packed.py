@@ -40,9 +40,9 @@ from .scalar_rules import SCALAR_RULES
 if TYPE_CHECKING:  # the lowering object of kiln.codegen.lower, passed in by it
     from .lower import _KernelLowering
 
-# the packed path pays when the reduction is long against the output: measured on the CNN's
-# weight gradients (depth 16384 and 65536 against 288 x 64 and 27 x 32 outputs) and against the
-# forward convs (depth 27 and 288), which stay with conv_lower's row blocks
+# the shape the packed path is for: a reduction long against the output (the CNN's weight
+# gradients: depth / max(M, N) = 57 and 2048); forward convs (depth 27 and 288 against 65536
+# rows) stay with conv_lower's rows blocks, which reach the peak there
 MIN_DEPTH_RATIO = 8  # depth >= MIN_DEPTH_RATIO * max(M, N)
 THREAD_MACS = 1 << 21  # below this many multiply-adds one task: threads would not pay
 # cost model (cycles per thread, `packed_pays`): a packed element costs one copy, a microkernel

@@ -17,9 +17,9 @@ import pytest
 
 import kiln
 import kiln.nn.functional as F
-from kiln.codegen import conv_packed
 from kiln.codegen.conv_packed import applies, force_packed, output_maps, packed_pays, split_rows
-from kiln.codegen.gemm import Blocking, override_blocking
+from kiln.codegen.gemm import Blocking, host_blocking, host_threads, override_blocking
+from kiln.codegen.host import host_info
 from kiln.codegen.kir import Const, idx
 from kiln.ir import dtypes as dt
 from kiln.ir.graph import Graph
@@ -226,14 +226,23 @@ def test_output_maps_follow_permutes_and_reshapes():
     assert output_maps(c, [c, s], [s]) is None
 
 
+@pytest.mark.skipif(not (host_info().has_fma and host_info().vector_bits >= 256
+                          and __import__("platform").machine() in ("x86_64", "AMD64")),
+                    reason="reads x86 AVX assembly")
 def test_microkernel_in_the_assembly():
-    """The packed weight gradient's inner loop is the GEMM microkernel: vector FMAs from a
-    broadcast and two b vectors per k, no spills (mr x 2 FMAs per 2 + mr loads)."""
-    x = kiln.randn(32, 64, 18, 18)
-    w = kiln.randn(64, 64, 16, 16)
-    asm = kiln.compile(lambda x, w: F.conv2d(x, w), backend="llvm").lower(x, w).as_text("asm")
-    fmas = re.findall(r"vfmadd\d+ps\s+[^\n]*[xyz]mm", asm)
-    assert len(fmas) >= 2 * conv_packed.host_blocking(4).mr
+    """The packed weight gradient's hottest loop is the GEMM microkernel: one FMA per accumulator
+    register per k (mr x 2 FMAs per 2 + mr loads), no spills."""
+    f = kiln.compile(lambda x, w: F.conv2d(x, w))
+    with force_packed(True):
+        asm = f.lower(kiln.ShapeDtype((32, 64, 18, 18)), kiln.ShapeDtype((64, 64, 16, 16))).as_text("asm")
+    blk = host_blocking(4)
+    _, mr = split_rows(1, 32 * 9, 64, 64 * 256, host_threads(), blk.mr, blk.nr, blk.nc)  # this host's tile
+    loops = re.findall(r"(\.LBB\d+_\d+):\n((?:(?!\.LBB).*\n)*?)\s*j\w+\s+\1\n", asm)
+    best = max((body for _, body in loops), key=lambda b: len(re.findall(r"vfmadd\w+", b)), default="")
+    fmas = re.findall(r"vfmadd\w+\s+[^\n]*", best)
+    assert len(fmas) == mr * blk.nr // host_info().lanes(4), best
+    assert len(re.findall(r"vbroadcastss", best)) == mr, best
+    assert not re.search(r"\(%rsp\)", best), "the microkernel's loop spills to the stack"
 
 
 def test_packed_weight_gradient_in_a_cnn_step_matches_torch():
