@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..ir import dtypes as dt
 from ..ir.graph import Node
 from . import index as ix
+from .conv_packed import lower_packed_conv
 from .kir import Expr, Store, const, idx, op
 
 if TYPE_CHECKING:  # the lowering object of kiln.codegen.lower, passed in by it
@@ -98,6 +99,10 @@ def lower_blocked_conv(low: "_KernelLowering", full: Sequence[Node], domain: tup
     (the caller then lowers it element by element)."""
     conv = low.k.anchor
     block = plan_conv(conv)
+    # a long reduction into a small output (a weight gradient): the packed im2col GEMM, where it
+    # beats the taps blocks or there is no block (conv_packed.py)
+    if (block is None or block.kind == "taps") and lower_packed_conv(low, full, versus_blocked=block is not None):
+        return True
     if block is None:
         return False
     from .lower import EPILOGUE_UNROLL_LIMIT  # the matmul's limit: one rule for both anchors
