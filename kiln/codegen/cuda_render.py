@@ -67,7 +67,7 @@ def storage_ctype(d: DType) -> str:
 class CudaStage:
     """One `__global__` function of a kernel and how to launch it."""
     func: str
-    mode: str     # threads | rows | block | serial
+    mode: str     # threads | rows | block | serial | gemm (one block per output tile, fixed block size)
     work: int     # threads (threads mode: flat items, vector groups counted once) or rows to spread
     block: int    # threads per block
 
@@ -542,7 +542,8 @@ def _signature(k: KernelFunc, func: str) -> str:
     return f'extern "C" __global__ void {func}({", ".join(ps)})'
 
 
-def _render_stage(k: KernelFunc, stmts: list, func: str) -> tuple[CudaStage, list[str]]:
+def _render_stage(k: KernelFunc, stmts: list, func: str, allow_tf32: bool = False
+                  ) -> tuple[CudaStage, list[str]]:
     w = _Writer(k)
     *prefix, main = stmts
     serial = not k.independent_outer
@@ -559,9 +560,17 @@ def _render_stage(k: KernelFunc, stmts: list, func: str) -> tuple[CudaStage, lis
             vars_, exts, body = _collapse(main)
         n = math.prod(exts)
         row_len = _coop_loops(body, {}) if not hazard else 0
-        if _has_dot(body):  # matmul / conv: one dot product per thread beats a block per output element
+        gemm = None
+        if _has_dot(body):  # matmul / conv: a tiled GEMM, else one dot product per thread
             row_len = 0
-        if row_len >= 32:
+            if not hazard:
+                from .cuda_gemm import match_gemm
+                gemm = match_gemm(vars_, exts, body)
+        if gemm is not None:
+            from .cuda_gemm import gemm_kind, render_gemm
+            tiles, threads = render_gemm(w, gemm, gemm_kind(gemm, allow_tf32))
+            stage = CudaStage(func, "gemm", tiles, threads)
+        elif row_len >= 32:
             block = min(BLOCK, max(32, 1 << (row_len - 1).bit_length()))
             stage = CudaStage(func, "rows", n, block)
             w.line(f"for (long long kiln_r = blockIdx.x; kiln_r < {n}LL; kiln_r += gridDim.x) {{")
@@ -578,7 +587,7 @@ def _render_stage(k: KernelFunc, stmts: list, func: str) -> tuple[CudaStage, lis
         block = BLOCK if not hazard else 1
         stage = CudaStage(func, "block", 1, block)
         w.block(stmts, _Ctx(block=block > 1, coop=has_coop and block > 1))
-    if stage.mode in ("rows", "block") and stage.block > 1:
+    if stage.mode in ("rows", "block", "gemm") and stage.block > 1:
         # one read per block: a thread that skipped while another went on would hang at a barrier
         skip = ["  __shared__ int kiln_skip;", "  if (threadIdx.x == 0) kiln_skip = kiln_status[0] != 0;",
                 "  __syncthreads();", "  if (kiln_skip) return;  // an earlier check failed"]
@@ -682,19 +691,20 @@ def check_renderable(k: KernelFunc) -> None:
                                       f"{type(e).__name__}")
 
 
-def render_kernel(k: KernelFunc) -> CudaKernel:
-    """Kernel `k` as CUDA C (without the prelude): its stages, in launch order."""
+def render_kernel(k: KernelFunc, allow_tf32: bool = False) -> CudaKernel:
+    """Kernel `k` as CUDA C (without the prelude): its stages, in launch order. `allow_tf32`: float32
+    matmul/conv tiles may run on the tensor cores in TF32 (kiln.backends.cuda.matmul.allow_tf32)."""
     check_renderable(k)
     stages, text = [], [f"// {k.name}: {k.source}"] if k.source else []
     for j, stmts in enumerate(split_stages(k)):
-        stage, lines = _render_stage(k, stmts, f"{k.name}_s{j}")
+        stage, lines = _render_stage(k, stmts, f"{k.name}_s{j}", allow_tf32)
         stages.append(stage)
         text.extend(lines)
         text.append("")
     return CudaKernel(k.name, list(k.params), stages, "\n".join(text))
 
 
-def render_program(kernels: Sequence[KernelFunc]) -> tuple[str, list[CudaKernel]]:
+def render_program(kernels: Sequence[KernelFunc], allow_tf32: bool = False) -> tuple[str, list[CudaKernel]]:
     """One CUDA C translation unit with the prelude and every kernel of `kernels`."""
-    rendered = [render_kernel(k) for k in kernels]
+    rendered = [render_kernel(k, allow_tf32) for k in kernels]
     return PRELUDE + "\n" + "\n".join(r.source for r in rendered), rendered

@@ -96,7 +96,8 @@ class HarnessLibrary:
         for ln in prog.launches:
             ptrs = (ctypes.c_void_p * len(ln.args))(*[bufs[a].ctypes.data for a in ln.args])
             grid = min(ln.grid, self.max_grid)
-            block = 1 if ln.mode == "serial" else min(ln.block, self.max_block)
+            # a gemm stage's threads split its tile by a fixed layout: it runs with the block it asks for
+            block = 1 if ln.mode == "serial" else ln.block if ln.mode == "gemm" else min(ln.block, self.max_block)
             self._launch(ln.func, ptrs, status, grid, block)
         outputs_from_status(program, status)
         names = {b.name: k for k, b in enumerate(program.buffers)}
