@@ -19,7 +19,7 @@ what its loops do:
   nest that reads what it writes).
 
 Composite math ops are rendered with CUDA's own math functions (`expf`, `tanhf`, `erff`, ...);
-float16 values are stored as 16 bits and computed in float32. A failed bounds check (`Fail`)
+float16 and bfloat16 values are stored as 16 bits and computed in float32. A failed bounds check (`Fail`)
 records its code and value in a device-side status buffer (first failure wins) and carries on
 with the clamped index; every stage starts by returning when a failure is already recorded.
 """
@@ -40,9 +40,11 @@ PRELUDE = (Path(__file__).with_name("cuda_prelude.h")).read_text()
 BLOCK = 256          # threads per block of threads/rows/block stages
 MAX_GRID = 65535     # blocks of a grid-stride launch
 
-_CTYPE = {"bool": "bool", "int32": "int", "int64": "long long", "float16": "float", "float32": "float",
-          "float64": "double"}
-_STORAGE = {"bool": "unsigned char", "float16": "unsigned short"}
+_CTYPE = {"bool": "bool", "int32": "int", "int64": "long long", "float16": "float", "bfloat16": "float",
+          "float32": "float", "float64": "double"}
+_STORAGE = {"bool": "unsigned char", "float16": "unsigned short", "bfloat16": "unsigned short"}
+# 16-bit floats: stored as their bits, computed in float32 (load, store, round-to-storage helpers)
+_HALF = {"float16": ("kiln_h2f", "kiln_f2h", "kiln_round_h"), "bfloat16": ("kiln_bf2f", "kiln_f2bf", "kiln_round_bf")}
 _VEC = {"float32": "float4", "int32": "int4"}
 _INFIX = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "xor": "^"}
 _FLOAT_FN = {"floor": "floor", "ceil": "ceil", "trunc": "trunc", "rint": "rint", "sqrt": "sqrt",
@@ -336,8 +338,8 @@ class _Writer:
                 raw = f"{e.buf}[{self.expr(e.index)}]"
             if e.dtype.is_bool:
                 return f"({raw} != 0)"
-            if e.dtype == dt.float16:
-                return f"kiln_h2f({raw})"
+            if e.dtype.name in _HALF:
+                return f"{_HALF[e.dtype.name][0]}({raw})"
             return raw
         if isinstance(e, Op):
             return self.op(e)
@@ -360,7 +362,7 @@ class _Writer:
         src = e.args[0].dtype
         a = [self.expr(x) for x in e.args]
         fl = src.is_floating_point
-        f32 = fl and src != dt.float64  # float16 computes in float32
+        f32 = fl and src != dt.float64  # float16 and bfloat16 compute in float32
 
         def fn(base: str) -> str:
             return f"{base}{'f' if f32 else ''}({', '.join(a)})"
@@ -423,8 +425,8 @@ class _Writer:
             return v
         if dst.is_bool:
             return f"({v} != 0)"
-        if dst == dt.float16:
-            return f"kiln_round_h((float)({v}))"
+        if dst.name in _HALF:
+            return f"{_HALF[dst.name][2]}((float)({v}))"
         if dst.is_floating_point or dst.is_bool:
             return f"(({ctype(dst)})({v}))"
         if src.is_floating_point:
@@ -450,8 +452,8 @@ class _Writer:
         v = self.expr(s.value)
         if d.is_bool:
             v = f"(unsigned char)({v})"
-        elif d == dt.float16:
-            v = f"kiln_f2h({v})"
+        elif d.name in _HALF:
+            v = f"{_HALF[d.name][1]}({v})"
         lane = self.vec.get(s.buf)
         if lane is not None and self.alias.get(s.index) == "kiln_f":
             return f"{lane}[kiln_lane] = {v};"
