@@ -87,6 +87,7 @@ class CudaExecutable:
         self._arch = arch
         self._compiled = None
         self._module = None
+        self._captured = None   # the CUDA graph of mode="reduce-overhead" (kiln/runtime/cuda_graph.py)
         self._lock = threading.Lock()
 
     @property
@@ -144,6 +145,21 @@ class CudaExecutable:
             if self._module is None:
                 self._module = cuda_driver.load_module(self.compiled(), [ln.func for ln in self.cuda.launches])
         return cuda_driver.run_program(self, inputs)
+
+    def run_captured(self, inputs: Sequence) -> list:
+        """Run as one CUDA graph (`mode="reduce-overhead"`): captured on the first call (and again when
+        the TF32 switch changes the rendering), then replayed with the inputs copied into static buffers."""
+        from . import cuda_driver
+        from .cuda_graph import CapturedProgram
+        cuda_driver.require_device("running a program compiled for the cuda backend")
+        cuda = self.cuda
+        with self._lock:
+            if self._module is None:
+                self._module = cuda_driver.load_module(self.compiled(), [ln.func for ln in cuda.launches])
+            if self._captured is None or self._captured.source != cuda.source:
+                self._captured = CapturedProgram(self)
+            captured = self._captured
+        return captured.replay(inputs)
 
 
 class CudaBackend:
