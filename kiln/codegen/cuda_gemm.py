@@ -190,6 +190,28 @@ def _half_load(e: Expr) -> tuple[Load, str] | None:
     return None
 
 
+def _step(e: Expr, along: list[tuple[Var, int]]) -> int | None:
+    """How far the first load in `e` moves in memory for one step of the innermost var of `along`
+    (None: no load, or a var of extent 1)."""
+    from .kir_eval import eval_expr
+    loads = [x for x in walk_exprs(e) if isinstance(x, Load)]
+    if not loads or not along or along[-1][1] < 2:
+        return None
+    index = loads[0].index
+    env = {n: 0 for n in _var_names(index)}
+    at0 = int(eval_expr(index, env))
+    env[along[-1][0].name] = 1
+    return int(eval_expr(index, env)) - at0
+
+
+def coalescing(view: GemmView) -> tuple[bool, bool]:
+    """(x's tile loads run along k, y's along n): consecutive threads load consecutive addresses
+    where an operand is contiguous along that dimension (x: k unless m is contiguous; y: n unless k is)."""
+    x_k = not (_step(view.x, view.k) != 1 and _step(view.x, view.m) == 1)
+    y_n = not (_step(view.y, view.n) != 1 and _step(view.y, view.k) == 1)
+    return x_k, y_n
+
+
 def gemm_kind(view: GemmView, allow_tf32: bool) -> str:
     """How the tile is multiplied: f16 / bf16 (tensor cores, both operands 16-bit loads), tf32 (float32
     allowed on the tensor cores), else simt."""
@@ -207,6 +229,7 @@ class _Gemm:
         cfg = SIMT if kind == "simt" else WMMA
         self.bm, self.bn, self.bk, self.threads = cfg["bm"], cfg["bn"], cfg["bk"], cfg["threads"]
         self.half = kind in ("f16", "bf16")
+        self.x_along_k, self.y_along_n = coalescing(view)
         self.elem = "unsigned short" if self.half else "float"
         if kind == "simt":   # A stored k-major (As[k][m]) so a thread's 4 rows are one read each
             self.a_shape, self.b_shape = (self.bk, self.bm + 4), (self.bk, self.bn + 4)
@@ -256,12 +279,18 @@ class _Gemm:
         w.line(f"if (kiln_e < {rows * cols}) {{")
         w.depth += 1
         if part == "a":
-            w.line(f"const int kiln_mm = kiln_e / {self.bk}, kiln_kk = kiln_e % {self.bk};")
+            if self.x_along_k:
+                w.line(f"const int kiln_mm = kiln_e / {self.bk}, kiln_kk = kiln_e % {self.bk};")
+            else:  # x is contiguous along m (a transposed operand): consecutive threads take consecutive rows
+                w.line(f"const int kiln_mm = kiln_e % {self.bm}, kiln_kk = kiln_e / {self.bm};")
             w.line(f"const long long kiln_m = kiln_m0 + kiln_mm, kiln_k = (long long)({kt}) * {self.bk} + kiln_kk;")
             inside = f"kiln_m < {v.M}LL && kiln_k < {v.K}LL"
             slot = (f"{arr}[{buf}][kiln_kk][kiln_mm]" if self.kind == "simt" else f"{arr}[{buf}][kiln_mm][kiln_kk]")
         else:
-            w.line(f"const int kiln_kk = kiln_e / {self.bn}, kiln_nn = kiln_e % {self.bn};")
+            if self.y_along_n:
+                w.line(f"const int kiln_kk = kiln_e / {self.bn}, kiln_nn = kiln_e % {self.bn};")
+            else:  # y is contiguous along k (b.T): consecutive threads take consecutive k
+                w.line(f"const int kiln_kk = kiln_e % {self.bk}, kiln_nn = kiln_e / {self.bk};")
             w.line(f"const long long kiln_n = kiln_n0 + kiln_nn, kiln_k = (long long)({kt}) * {self.bk} + kiln_kk;")
             inside = f"kiln_n < {v.N}LL && kiln_k < {v.K}LL"
             slot = f"{arr}[{buf}][kiln_kk][kiln_nn]"

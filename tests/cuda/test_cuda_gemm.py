@@ -261,3 +261,16 @@ def test_tf32_rounds_the_inputs(built):
     assert np.max(np.abs(plain - exact)) < 1e-5
     err = np.max(np.abs(tf32 - exact))
     assert 1e-5 < err < 2e-2
+
+
+def test_tile_loads_follow_the_contiguous_dimension(built):
+    """Consecutive threads load consecutive addresses: along k for a row-major a and a transposed b
+    (b.T is contiguous along k), along m for a transposed a."""
+    _, progs = built
+
+    def mapping(name):
+        src = progs[name, False][1].source
+        return ("kiln_mm = kiln_e % 64" in src, "kiln_kk = kiln_e % 16, kiln_nn" in src)
+    assert mapping("mm_primes") == (False, False)    # a: along k; b: along n
+    assert mapping("mm_at_b") == (True, False)       # a.T: along m
+    assert mapping("mm_a_bt") == (False, True)       # b.T: along k
