@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass
 
 from ..ir import dtypes as dt
-from .kir import Assign, Const, Expr, If, Let, Load, Loop, Op, Store, Var, walk_exprs
+from .kir import Assign, Const, Expr, Let, Load, Loop, Op, Var, walk_exprs
 
 SIMT = dict(bm=64, bn=64, bk=16, threads=256)
 WMMA = dict(bm=64, bn=64, bk=16, threads=128)
@@ -156,8 +156,6 @@ def match_gemm(vars_: list[Var], exts: list[int], body: list) -> GemmView | None
     xs, ys = _var_names(x), _var_names(y)
     if not (xs | ys) <= allowed or acc.name in xs | ys:
         return None
-    if any(isinstance(s, (Loop, If)) or isinstance(s, Store) for s in lets):
-        return None
     batch, m, n, group = [], [], [], 0
     for vv, e in zip(vars_, exts):
         inx, iny = vv.name in xs, vv.name in ys
@@ -176,7 +174,7 @@ def match_gemm(vars_: list[Var], exts: list[int], body: list) -> GemmView | None
             batch.append((vv, e))
     if group and len(n) != 1:
         return None
-    if not kvars or not all(isinstance(s, Let) for s in lets):
+    if not kvars:
         return None
     return GemmView(batch, m, n, kvars, group, x, y, acc, list(lets[:-1]) + list(rest))
 
@@ -370,7 +368,7 @@ class _Gemm:
         w.line("__syncthreads();")
         w.line(f"for (int kiln_kt = 0; kiln_kt < {nk}; ++kiln_kt) {{")
         w.depth += 1
-        w.line(f"const int kiln_cur = kiln_kt & 1;")
+        w.line("const int kiln_cur = kiln_kt & 1;")
         w.line(f"const bool kiln_more = kiln_kt + 1 < {nk};")
         w.line("if (kiln_more) {  // the next slice loads while this one is multiplied")
         w.depth += 1

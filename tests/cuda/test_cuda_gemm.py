@@ -274,3 +274,19 @@ def test_tile_loads_follow_the_contiguous_dimension(built):
     assert mapping("mm_primes") == (False, False)    # a: along k; b: along n
     assert mapping("mm_at_b") == (True, False)       # a.T: along m
     assert mapping("mm_a_bt") == (False, True)       # b.T: along k
+
+
+@pytest.mark.parametrize("tf32", [False, True], ids=["fp32", "tf32"])
+@pytest.mark.parametrize("name", ["mm_edges_bias_relu", "mm_a_bt", "bmm_broadcast", "mm_f16", "conv_strided",
+                                  "conv_groups", "conv_f16"])
+def test_gemm_on_the_device_matches_the_cpu(needs_gpu, name, tf32):
+    fn, specs = CASES[name]
+    xs = [kiln.from_numpy(a) for a in _inputs(specs, np.random.default_rng(7))]
+    want = kiln.compile(_rename(fn, f"cpu_{name}"))(*xs).numpy()
+    kiln.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        got = kiln.compile(_rename(fn, f"dev_{name}"), backend="cuda")(*xs).numpy()
+    finally:
+        kiln.backends.cuda.matmul.allow_tf32 = False
+    tol = _tolerance(name, tf32)
+    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol)
