@@ -54,5 +54,6 @@ from .frontend.serialization import save, load  # noqa: E402
 from . import optim, utils  # noqa: E402
 from . import nn  # noqa: E402
 from . import accelerator, backends, cuda  # noqa: E402
+from .backends.cuda import get_float32_matmul_precision, set_float32_matmul_precision  # noqa: E402
 from . import export  # noqa: E402  (a callable module: kiln.export(fn, *args) exports)
 from .export import Dim, ExportedProgram, load_exported  # noqa: E402

@@ -125,8 +125,9 @@ class Settings:
         "threads of the native kernels (unset: the CPUs available) and BLAS threads, applied at import "
         "(unset: 1, unless OMP/OPENBLAS/MKL_NUM_THREADS is set)")
     backend: str = _setting(
-        "KILN_BACKEND", _choice("llvm", "reference"), "llvm",
-        "which backend runs compiled graphs (llvm: native code; reference: the numpy interpreter)")
+        "KILN_BACKEND", _choice("llvm", "reference", "cuda"), "llvm",
+        "which backend runs compiled graphs (llvm: native code; reference: the numpy interpreter; "
+        "cuda: CUDA C through NVRTC on the GPU)")
     cc: str = _setting(
         "KILN_CC", _Kind("a C compiler command or path", str.strip, _check_path), "cc",
         "the C compiler that links exported shared libraries (write_shared_library)")

@@ -55,7 +55,7 @@ def test_empty_means_default():
     ("KILN_PASSES", "2", "1/0, true/false"),
     ("KILN_NUM_THREADS", "0", "a positive integer"),
     ("KILN_NUM_THREADS", "four", "a positive integer"),
-    ("KILN_BACKEND", "cuda", "'llvm' | 'reference'"),
+    ("KILN_BACKEND", "gpu", "'llvm' | 'reference' | 'cuda'"),
 ])
 def test_bad_variable_names_it_and_the_accepted_values(env, text, accepted):
     with pytest.raises(ConfigError) as ei:
@@ -107,7 +107,7 @@ def test_override_restores_after_an_error():
     ({"verify": "1"}, "verify='1' is not accepted (KILN_VERIFY); expected True or False"),
     ({"num_threads": 0}, "num_threads=0 is not accepted (KILN_NUM_THREADS); expected a positive integer or None"),
     ({"num_threads": True}, "num_threads=True"),
-    ({"backend": "cuda"}, "expected 'llvm' | 'reference'"),
+    ({"backend": "gpu"}, "expected 'llvm' | 'reference' | 'cuda'"),
     ({"dump": 3}, "dump=3 is not accepted (KILN_DUMP); expected a directory path or None"),
     ({"cache_dir": None}, "cache_dir=None is not accepted (KILN_CACHE_DIR)"),
 ])
@@ -231,3 +231,10 @@ def test_vjp_and_compiled_autograd_share_forward_backward(tmp_path):
     split = forward_backward(optimize(kiln.make_graph(f)(x)), [0], [0])
     assert compiled.graph_for(x) == split.forward
     assert split.n_outputs == 1 and len(split.backward.outputs) == 1
+
+
+def test_kiln_backend_cuda_selects_the_cuda_backend():
+    from kiln.runtime.backend import default_backend_name, get_backend
+    assert from_env({"KILN_BACKEND": "cuda"}).backend == "cuda"
+    with config.override(backend="cuda"):
+        assert default_backend_name() == "cuda" and get_backend().name == "cuda"

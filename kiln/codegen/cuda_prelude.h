@@ -9,6 +9,78 @@ KILN_DEV unsigned short kiln_f2h(float f) { unsigned short h; asm("cvt.rn.f16.f3
 #endif
 KILN_DEV float kiln_round_h(float f) { return kiln_h2f(kiln_f2h(f)); }
 
+// -- bfloat16 storage (computed in float32): the top 16 bits of a float32, rounded to nearest even
+KILN_DEV float kiln_bf2f(unsigned short h) { return __int_as_float((int)((unsigned)h << 16)); }
+KILN_DEV unsigned short kiln_f2bf(float f) {
+  unsigned u = (unsigned)__float_as_int(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);  // nan stays a (quiet) nan
+  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+KILN_DEV float kiln_round_bf(float f) { return kiln_bf2f(kiln_f2bf(f)); }
+
+// -- tensor cores: the part of nvcuda::wmma the GEMM kernels use (kiln/codegen/cuda_gemm.py), written
+// on NVRTC's built-ins so that no CUDA header is needed. Row-major A (16 x K) and B (K x 16) tiles in
+// shared memory, float accumulators; f16 and bf16 are m16n16k16, tf32 is m16n16k8 (sm_80 and later).
+// A fragment's layout is opaque: the CPU harness (cuda_host.h) defines the same API in plain C++.
+#ifndef KILN_HOST_HARNESS
+namespace kiln_wmma {
+struct frag_a_f16 { int x[8]; };
+struct frag_b_f16 { int x[8]; };
+struct frag_a_bf16 { int x[4]; };
+struct frag_b_bf16 { int x[4]; };
+struct frag_a_tf32 { float x[4]; };
+struct frag_b_tf32 { float x[4]; };
+struct frag_acc { float x[8]; };        // m16n16k16 accumulator
+struct frag_acc_k8 { float x[8]; };     // m16n16k8 (tf32) accumulator
+template <class F> KILN_DEV void fill_fragment(F& f, float v) {
+  for (int i = 0; i < (int)(sizeof(f.x) / sizeof(f.x[0])); ++i) f.x[i] = v;
+}
+KILN_DEV void load_matrix_sync(frag_a_f16& f, const unsigned short* p, unsigned ldm) { __hmma_m16n16k16_ld_a(f.x, (const int*)p, ldm, 0); }
+KILN_DEV void load_matrix_sync(frag_b_f16& f, const unsigned short* p, unsigned ldm) { __hmma_m16n16k16_ld_b(f.x, (const int*)p, ldm, 0); }
+KILN_DEV void load_matrix_sync(frag_a_bf16& f, const unsigned short* p, unsigned ldm) { __mma_bf16_m16n16k16_ld_a(f.x, (const int*)p, ldm, 0); }
+KILN_DEV void load_matrix_sync(frag_b_bf16& f, const unsigned short* p, unsigned ldm) { __mma_bf16_m16n16k16_ld_b(f.x, (const int*)p, ldm, 0); }
+KILN_DEV void load_matrix_sync(frag_a_tf32& f, const float* p, unsigned ldm) { __mma_tf32_m16n16k8_ld_a((int*)f.x, (const int*)p, ldm, 0); }
+KILN_DEV void load_matrix_sync(frag_b_tf32& f, const float* p, unsigned ldm) { __mma_tf32_m16n16k8_ld_b((int*)f.x, (const int*)p, ldm, 0); }
+KILN_DEV float __float_to_tf32(float in) {
+  float r;
+  asm("{\n .reg .b32 t;\n cvt.rna.tf32.f32 t, %1;\n mov.b32 %0, t;\n}\n" : "=f"(r) : "f"(in));
+  return r;
+}
+template <class F> KILN_DEV void to_tf32(F& f) {
+  for (int i = 0; i < (int)(sizeof(f.x) / sizeof(f.x[0])); ++i) f.x[i] = __float_to_tf32(f.x[i]);
+}
+KILN_DEV void mma_sync(frag_acc& d, const frag_a_f16& a, const frag_b_f16& b, const frag_acc& c) { __hmma_m16n16k16_mma_f32f32(d.x, a.x, b.x, c.x, 0, 0); }
+KILN_DEV void mma_sync(frag_acc& d, const frag_a_bf16& a, const frag_b_bf16& b, const frag_acc& c) { __mma_bf16_m16n16k16_mma_f32(d.x, a.x, b.x, c.x, 0, 0); }
+KILN_DEV void mma_sync(frag_acc_k8& d, const frag_a_tf32& a, const frag_b_tf32& b, const frag_acc_k8& c) {
+  __mma_tf32_m16n16k8_mma_f32(d.x, (const int*)a.x, (const int*)b.x, c.x, 0, 0);
+}
+KILN_DEV void store_matrix_sync(float* p, const frag_acc& f, unsigned ldm) { __hmma_m16n16k16_st_c_f32(p, f.x, ldm, 0); }
+KILN_DEV void store_matrix_sync(float* p, const frag_acc_k8& f, unsigned ldm) { __mma_m16n16k8_st_c_f32(p, f.x, ldm, 0); }
+}  // namespace kiln_wmma
+#endif
+
+// -- cp.async (sm_80): a 4-byte global -> shared copy that does not wait; `full` false zero-fills
+#ifndef KILN_HOST_HARNESS
+KILN_DEV void kiln_cp_async4(void* dst, const void* src, bool full) {
+#if __CUDA_ARCH__ >= 800
+  const unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" :: "r"(s), "l"(src), "r"(full ? 4 : 0));
+#else
+  *(float*)dst = full ? *(const float*)src : 0.0f;
+#endif
+}
+KILN_DEV void kiln_cp_async_commit() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+KILN_DEV void kiln_cp_async_wait_all() {
+#if __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+#endif
+}
+#endif
+
 // -- numpy semantics the C operators lack ----------------------------------------------------
 // float min/max propagate nan (numpy's minimum/maximum)
 KILN_DEV float kiln_max(float a, float b) { return (a != a || b != b) ? (a + b) : fmaxf(a, b); }

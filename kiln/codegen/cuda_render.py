@@ -19,7 +19,7 @@ what its loops do:
   nest that reads what it writes).
 
 Composite math ops are rendered with CUDA's own math functions (`expf`, `tanhf`, `erff`, ...);
-float16 values are stored as 16 bits and computed in float32. A failed bounds check (`Fail`)
+float16 and bfloat16 values are stored as 16 bits and computed in float32. A failed bounds check (`Fail`)
 records its code and value in a device-side status buffer (first failure wins) and carries on
 with the clamped index; every stage starts by returning when a failure is already recorded.
 """
@@ -40,9 +40,11 @@ PRELUDE = (Path(__file__).with_name("cuda_prelude.h")).read_text()
 BLOCK = 256          # threads per block of threads/rows/block stages
 MAX_GRID = 65535     # blocks of a grid-stride launch
 
-_CTYPE = {"bool": "bool", "int32": "int", "int64": "long long", "float16": "float", "float32": "float",
-          "float64": "double"}
-_STORAGE = {"bool": "unsigned char", "float16": "unsigned short"}
+_CTYPE = {"bool": "bool", "int32": "int", "int64": "long long", "float16": "float", "bfloat16": "float",
+          "float32": "float", "float64": "double"}
+_STORAGE = {"bool": "unsigned char", "float16": "unsigned short", "bfloat16": "unsigned short"}
+# 16-bit floats: stored as their bits, computed in float32 (load, store, round-to-storage helpers)
+_HALF = {"float16": ("kiln_h2f", "kiln_f2h", "kiln_round_h"), "bfloat16": ("kiln_bf2f", "kiln_f2bf", "kiln_round_bf")}
 _VEC = {"float32": "float4", "int32": "int4"}
 _INFIX = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">=", "xor": "^"}
 _FLOAT_FN = {"floor": "floor", "ceil": "ceil", "trunc": "trunc", "rint": "rint", "sqrt": "sqrt",
@@ -67,7 +69,7 @@ def storage_ctype(d: DType) -> str:
 class CudaStage:
     """One `__global__` function of a kernel and how to launch it."""
     func: str
-    mode: str     # threads | rows | block | serial
+    mode: str     # threads | rows | block | serial | gemm (one block per output tile, fixed block size)
     work: int     # threads (threads mode: flat items, vector groups counted once) or rows to spread
     block: int    # threads per block
 
@@ -336,8 +338,8 @@ class _Writer:
                 raw = f"{e.buf}[{self.expr(e.index)}]"
             if e.dtype.is_bool:
                 return f"({raw} != 0)"
-            if e.dtype == dt.float16:
-                return f"kiln_h2f({raw})"
+            if e.dtype.name in _HALF:
+                return f"{_HALF[e.dtype.name][0]}({raw})"
             return raw
         if isinstance(e, Op):
             return self.op(e)
@@ -360,7 +362,7 @@ class _Writer:
         src = e.args[0].dtype
         a = [self.expr(x) for x in e.args]
         fl = src.is_floating_point
-        f32 = fl and src != dt.float64  # float16 computes in float32
+        f32 = fl and src != dt.float64  # float16 and bfloat16 compute in float32
 
         def fn(base: str) -> str:
             return f"{base}{'f' if f32 else ''}({', '.join(a)})"
@@ -423,8 +425,8 @@ class _Writer:
             return v
         if dst.is_bool:
             return f"({v} != 0)"
-        if dst == dt.float16:
-            return f"kiln_round_h((float)({v}))"
+        if dst.name in _HALF:
+            return f"{_HALF[dst.name][2]}((float)({v}))"
         if dst.is_floating_point or dst.is_bool:
             return f"(({ctype(dst)})({v}))"
         if src.is_floating_point:
@@ -450,8 +452,8 @@ class _Writer:
         v = self.expr(s.value)
         if d.is_bool:
             v = f"(unsigned char)({v})"
-        elif d == dt.float16:
-            v = f"kiln_f2h({v})"
+        elif d.name in _HALF:
+            v = f"{_HALF[d.name][1]}({v})"
         lane = self.vec.get(s.buf)
         if lane is not None and self.alias.get(s.index) == "kiln_f":
             return f"{lane}[kiln_lane] = {v};"
@@ -542,7 +544,8 @@ def _signature(k: KernelFunc, func: str) -> str:
     return f'extern "C" __global__ void {func}({", ".join(ps)})'
 
 
-def _render_stage(k: KernelFunc, stmts: list, func: str) -> tuple[CudaStage, list[str]]:
+def _render_stage(k: KernelFunc, stmts: list, func: str, allow_tf32: bool = False
+                  ) -> tuple[CudaStage, list[str]]:
     w = _Writer(k)
     *prefix, main = stmts
     serial = not k.independent_outer
@@ -559,9 +562,17 @@ def _render_stage(k: KernelFunc, stmts: list, func: str) -> tuple[CudaStage, lis
             vars_, exts, body = _collapse(main)
         n = math.prod(exts)
         row_len = _coop_loops(body, {}) if not hazard else 0
-        if _has_dot(body):  # matmul / conv: one dot product per thread beats a block per output element
+        gemm = None
+        if _has_dot(body):  # matmul / conv: a tiled GEMM, else one dot product per thread
             row_len = 0
-        if row_len >= 32:
+            if not hazard:
+                from .cuda_gemm import match_gemm
+                gemm = match_gemm(vars_, exts, body)
+        if gemm is not None:
+            from .cuda_gemm import gemm_kind, render_gemm
+            tiles, threads = render_gemm(w, gemm, gemm_kind(gemm, allow_tf32))
+            stage = CudaStage(func, "gemm", tiles, threads)
+        elif row_len >= 32:
             block = min(BLOCK, max(32, 1 << (row_len - 1).bit_length()))
             stage = CudaStage(func, "rows", n, block)
             w.line(f"for (long long kiln_r = blockIdx.x; kiln_r < {n}LL; kiln_r += gridDim.x) {{")
@@ -578,7 +589,7 @@ def _render_stage(k: KernelFunc, stmts: list, func: str) -> tuple[CudaStage, lis
         block = BLOCK if not hazard else 1
         stage = CudaStage(func, "block", 1, block)
         w.block(stmts, _Ctx(block=block > 1, coop=has_coop and block > 1))
-    if stage.mode in ("rows", "block") and stage.block > 1:
+    if stage.mode in ("rows", "block", "gemm") and stage.block > 1:
         # one read per block: a thread that skipped while another went on would hang at a barrier
         skip = ["  __shared__ int kiln_skip;", "  if (threadIdx.x == 0) kiln_skip = kiln_status[0] != 0;",
                 "  __syncthreads();", "  if (kiln_skip) return;  // an earlier check failed"]
@@ -682,19 +693,20 @@ def check_renderable(k: KernelFunc) -> None:
                                       f"{type(e).__name__}")
 
 
-def render_kernel(k: KernelFunc) -> CudaKernel:
-    """Kernel `k` as CUDA C (without the prelude): its stages, in launch order."""
+def render_kernel(k: KernelFunc, allow_tf32: bool = False) -> CudaKernel:
+    """Kernel `k` as CUDA C (without the prelude): its stages, in launch order. `allow_tf32`: float32
+    matmul/conv tiles may run on the tensor cores in TF32 (kiln.backends.cuda.matmul.allow_tf32)."""
     check_renderable(k)
     stages, text = [], [f"// {k.name}: {k.source}"] if k.source else []
     for j, stmts in enumerate(split_stages(k)):
-        stage, lines = _render_stage(k, stmts, f"{k.name}_s{j}")
+        stage, lines = _render_stage(k, stmts, f"{k.name}_s{j}", allow_tf32)
         stages.append(stage)
         text.extend(lines)
         text.append("")
     return CudaKernel(k.name, list(k.params), stages, "\n".join(text))
 
 
-def render_program(kernels: Sequence[KernelFunc]) -> tuple[str, list[CudaKernel]]:
+def render_program(kernels: Sequence[KernelFunc], allow_tf32: bool = False) -> tuple[str, list[CudaKernel]]:
     """One CUDA C translation unit with the prelude and every kernel of `kernels`."""
-    rendered = [render_kernel(k) for k in kernels]
+    rendered = [render_kernel(k, allow_tf32) for k in kernels]
     return PRELUDE + "\n" + "\n".join(r.source for r in rendered), rendered

@@ -8,10 +8,13 @@ CUDA device, and write the results to one file.
    variants: the same tests CI runs on the simulator), their summary kept on its own;
 2. the benchmark rows of issue 13 that kiln's own kernels cover, timed on device-resident inputs
    (no host copies inside the timed loop): device copy bandwidth, `gelu_tanh(x*a+b)` over 2^28,
-   softmax 16384², layer norm 65536×4096, a 4096³ matmul, and the dispatch of a compiled `x + 1`;
-   PyTorch's CUDA eager time beside each row where `torch.cuda` is available; then the eager
-   dispatch of `x + 1` on a CUDA tensor and one eager MLP 784-128-64-10 training step (batch 64,
-   SGD momentum) on device tensors. The simulator is switched off: this checks the GPU.
+   softmax 16384², layer norm 65536×4096, the 8192³ matmul (float32 SIMT, TF32 allowed, float16
+   tensor cores), a fused matmul epilogue, a 3x3 convolution as implicit GEMM (float32, TF32,
+   float16), and the dispatch of a compiled `x + 1` (plain and as a replayed CUDA graph);
+   PyTorch's CUDA eager time beside each row where `torch.cuda` is available (with its TF32
+   switches set as kiln's for the row);
+   then the eager dispatch of `x + 1` on a CUDA tensor and one eager MLP 784-128-64-10 training
+   step (batch 64, SGD momentum) on device tensors. The simulator is switched off: this checks the GPU.
 The result file is Markdown: the device, the test summary and the benchmark table, ready for
 docs/benchmarks.md.
 """
@@ -42,43 +45,56 @@ def _time(fn, sync, min_seconds: float = 0.3, max_iters: int = 200) -> float:
     return float(np.median(times))
 
 
-def _kiln_program(fn, shapes):
-    """The compiled CUDA executable of `fn` on float32 inputs of `shapes`, and device inputs."""
+def _kiln_program(fn, shapes, dtype: str = "float32"):
+    """The compiled CUDA executable of `fn` on inputs of `shapes` and `dtype`, and device inputs."""
     import kiln
     from ..runtime.cuda_driver import DeviceArray
-    lowered = kiln.compile(fn, backend="cuda").lower(*[kiln.ShapeDtype(s) for s in shapes])
+    lowered = kiln.compile(fn, backend="cuda").lower(*[kiln.ShapeDtype(s, dtype) for s in shapes])
     (ex,) = lowered._executables()
     rng = np.random.default_rng(0)
-    xs = [DeviceArray.from_numpy(rng.standard_normal(s, dtype=np.float32)) for s in shapes]
+    xs = [DeviceArray.from_numpy(rng.standard_normal(s, dtype=np.float32).astype(dtype)) for s in shapes]
     return ex, xs
 
 
-def _torch_time(fn, shapes):
+def _torch_time(fn, shapes, dtype: str = "float32", tf32: bool = False):
     try:
         import torch
     except ImportError:
         return None
     if not torch.cuda.is_available():
         return None
-    xs = [torch.randn(*s, device="cuda") for s in shapes]
-    return _time(lambda: fn(torch, *xs), torch.cuda.synchronize)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        xs = [torch.randn(*s, device="cuda", dtype=getattr(torch, dtype)) for s in shapes]
+        return _time(lambda: fn(torch, *xs), torch.cuda.synchronize)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def benchmarks() -> list[dict]:
+    import kiln
     import kiln.nn.functional as F
     from ..runtime import cuda_driver
     rows = []
 
-    def row(name, fn, tfn, shapes, bytes_moved=None, flops=None):
+    def row(name, fn, tfn, shapes, bytes_moved=None, flops=None, dtype="float32", tf32=False, graphed=False):
+        """One row; `tf32`: kiln's and PyTorch's TF32 switch on for it; `graphed`: kiln's
+        mode="reduce-overhead" (the program replayed as a CUDA graph)."""
+        import kiln
+        kiln.backends.cuda.matmul.allow_tf32 = tf32
         try:
-            ex, xs = _kiln_program(fn, shapes)
-            sec = _time(lambda: ex.run(xs), cuda_driver.synchronize)
+            ex, xs = _kiln_program(fn, shapes, dtype)
+            run = ex.run_captured if graphed else ex.run
+            sec = _time(lambda: run(xs), cuda_driver.synchronize)
         except Exception as e:  # one failing row must not hide the others
             rows.append({"workload": name, "kiln_ms": None, "error": f"{type(e).__name__}: {e}"[:300]})
             print(rows[-1], flush=True)
             return
+        finally:
+            kiln.backends.cuda.matmul.allow_tf32 = False
         try:
-            peer = _torch_time(tfn, shapes) if tfn is not None else None
+            peer = _torch_time(tfn, shapes, dtype, tf32) if tfn is not None else None
         except Exception:
             peer = None
         r = {"workload": name, "kiln_ms": sec * 1e3, "torch_eager_ms": None if peer is None else peer * 1e3}
@@ -111,10 +127,26 @@ def benchmarks() -> list[dict]:
         [(16384, 16384)], bytes_moved=8 * 16384 * 16384)
     row("layer norm 65536×4096", lambda x: F.layer_norm(x, (4096,)),
         lambda torch, x: torch.nn.functional.layer_norm(x, (4096,)), [(65536, 4096)], bytes_moved=8 * 65536 * 4096)
-    m = 4096
-    row("matmul 4096³ f32 (no TF32)", lambda x, y: x @ y, lambda torch, x, y: x @ y, [(m, m), (m, m)],
-        flops=2 * m ** 3)
+    # GEMM (issue 13: >= 50% of cuBLAS with kiln's own kernel): float32 SIMT, TF32 allowed, float16
+    # tensor cores (kiln has no bfloat16 tensors yet; the bf16 kernel is the same tiles)
+    m = 8192
+    mm = (lambda x, y: x @ y, lambda torch, x, y: x @ y, [(m, m), (m, m)])
+    row("matmul 8192³ f32 (no TF32: SIMT)", *mm, flops=2 * m ** 3)
+    row("matmul 8192³ f32, TF32 allowed", *mm, flops=2 * m ** 3, tf32=True)
+    row("matmul 8192³ f16 (tensor cores)", *mm, flops=2 * m ** 3, dtype="float16")
+    row("matmul+bias+relu 4096³ f16 (fused epilogue)", lambda x, y, b: kiln.relu(x @ y + b),
+        lambda torch, x, y, b: torch.relu(x @ y + b), [(4096, 4096), (4096, 4096), (4096,)],
+        flops=2 * 4096 ** 3, dtype="float16")
+    # convolution as implicit GEMM: a ResNet 3x3 layer, batch 64, 128 -> 128 channels, 56x56
+    cshape = [(64, 128, 56, 56), (128, 128, 3, 3)]
+    cflops = 2 * 64 * 128 * 128 * 9 * 56 * 56
+    conv = (lambda x, w: F.conv2d(x, w, padding=1), lambda torch, x, w: torch.nn.functional.conv2d(x, w, padding=1),
+            cshape)
+    row("conv2d 3x3 64x128x56x56 f32 (implicit GEMM)", *conv, flops=cflops)
+    row("conv2d 3x3 64x128x56x56 f32, TF32 allowed", *conv, flops=cflops, tf32=True)
+    row("conv2d 3x3 64x128x56x56 f16", *conv, flops=cflops, dtype="float16")
     row("dispatch of compiled x + 1 (1 element)", lambda x: x + 1, lambda torch, x: x + 1, [(1,)])
+    row("dispatch of compiled x + 1, mode=reduce-overhead", lambda x: x + 1, None, [(1,)], graphed=True)
     rows.extend(_eager_rows())
     return rows
 

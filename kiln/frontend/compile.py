@@ -113,13 +113,20 @@ class CacheInfo:
         return f"CacheInfo(hits={self.hits}, misses={self.misses}, signatures={len(self.signatures)})"
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 class CompiledFunction:
     """A function specialised and cached per input signature; call it like the original."""
 
     def __init__(self, fn: Callable, *, recompile_limit: int = 8, name: str | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, mode: str | None = None):
         self.fn = fn
         self.backend = check_backend_name(backend) if backend is not None else None
+        mode = "default" if mode is None else mode
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"kiln.compile: mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
+        self.mode = mode
         self.recompile_limit = recompile_limit
         self.name = _sanitize(name or getattr(fn, "__name__", "fn"))
         self._cache: dict[Any, CompiledEntry] = {}
@@ -213,7 +220,10 @@ class CompiledFunction:
         if entry.autograd is None:
             run = entry.__dict__.get("_run_main")
             if run is None or entry.__dict__.get("_run_backend") != backend:
-                run = entry.__dict__["_run_main"] = executable(entry.graph, backend).run
+                ex = executable(entry.graph, backend)
+                # reduce-overhead: a backend that can (cuda) replays the program as one captured graph
+                run = getattr(ex, "run_captured", ex.run) if self.mode == "reduce-overhead" else ex.run
+                entry.__dict__["_run_main"] = run
                 entry.__dict__["_run_backend"] = backend
             results = run(arrays)
             with _STATE_LOCK:
@@ -581,8 +591,11 @@ def compile(fn: Callable | None = None, **options) -> Any:
     """Compile `fn` (decorator, with or without options): trace per input signature and cache.
 
     Options: `recompile_limit` (default 8) — warn once a function has been traced for
-    more signatures than this; `backend` — "llvm" (native code for the host CPU) or
-    "reference" (the numpy interpreter); default: the `KILN_BACKEND` setting (llvm).
+    more signatures than this; `backend` — "llvm" (native code for the host CPU),
+    "reference" (the numpy interpreter) or "cuda"; default: the `KILN_BACKEND` setting (llvm);
+    `mode` — "default", or "reduce-overhead": on the cuda backend the program is captured into a
+    CUDA graph on its first call and replayed (inputs copied into static buffers); elsewhere the
+    same as default. ("max-autotune" and "max-autotune-no-cudagraphs" are accepted, as default.)
     """
     if fn is None:
         return lambda f: CompiledFunction(f, **options)

@@ -132,9 +132,10 @@ class SimDevice(CudaDevice):
         from ..cuda.host_harness import HarnessLibrary
         with exe._lock:
             lib = exe.__dict__.get("_sim_library")
-            if lib is None:
+            if lib is None or lib.source != exe.cuda.source:  # the TF32 switch re-renders the program
                 lib = exe._sim_library = HarnessLibrary([exe.cuda], self.max_grid, self.max_block)
                 lib.buffer_bytes = [b.numel * b.dtype.itemsize for b in exe.program.buffers]
+                lib.source = exe.cuda.source
         return lib
 
     def launch(self, module, ln, pointers: Sequence[int]) -> None:

@@ -29,10 +29,11 @@ def test_elementwise_grid_stride_with_vector_loads():
     assert "& 15ULL" in src  # alignment checked at run time, scalar path otherwise
 
 
-def test_matmul_one_dot_product_per_thread():
+def test_matmul_is_one_tiled_gemm_stage():
     cp = _program(lambda a, b: kiln.relu(a @ b), ((64, 128),), ((128, 32),))
-    assert [ln.mode for ln in cp.launches] == ["threads"]
-    assert "kiln_block_reduce" not in cp.kernels[0].source
+    assert [(ln.mode, ln.grid, ln.block) for ln in cp.launches] == [("gemm", 1, 256)]
+    src = cp.kernels[0].source
+    assert "kiln_block_reduce" not in src and "gemm (simt)" in src and "kiln_wmma" not in src
 
 
 def test_whole_array_reduction_is_one_block():

@@ -85,7 +85,8 @@ class HarnessLibrary:
         """One launch over raw host addresses (the simulator's device memory), grid shrunk as in `run`."""
         ptrs = (ctypes.c_void_p * max(len(pointers), 1))(*pointers)
         grid = min(grid, self.max_grid)
-        block = 1 if mode == "serial" else min(block, self.max_block)
+        # a gemm stage's threads split its tile by a fixed layout: it runs with the block it asks for
+        block = 1 if mode == "serial" else block if mode == "gemm" else min(block, self.max_block)
         self._launch(func, ptrs, status_ptr, grid, block)
 
     def run(self, prog: CudaProgram, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -103,7 +104,8 @@ class HarnessLibrary:
         for ln in prog.launches:
             ptrs = (ctypes.c_void_p * len(ln.args))(*[bufs[a].ctypes.data for a in ln.args])
             grid = min(ln.grid, self.max_grid)
-            block = 1 if ln.mode == "serial" else min(ln.block, self.max_block)
+            # a gemm stage's threads split its tile by a fixed layout: it runs with the block it asks for
+            block = 1 if ln.mode == "serial" else ln.block if ln.mode == "gemm" else min(ln.block, self.max_block)
             self._launch(ln.func, ptrs, status.ctypes.data, grid, block)
         outputs_from_status(program, status)
         names = {b.name: k for k, b in enumerate(program.buffers)}
