@@ -9,7 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from cuda_harness import HarnessLibrary, compiler
+from kiln.cuda.host_harness import HarnessLibrary, compiler
 
 import kiln
 import kiln.nn.functional as F

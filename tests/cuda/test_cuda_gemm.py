@@ -3,7 +3,7 @@ weight gradients) run on the CPU harness -- wmma and cp.async emulated in cuda_h
 with the reference interpreter; NVRTC compiles every one for sm_80 and sm_90; TF32 only when allowed."""
 import numpy as np
 import pytest
-from cuda_harness import HarnessLibrary, compiler
+from kiln.cuda.host_harness import HarnessLibrary, compiler
 
 import kiln
 import kiln.nn.functional as F
