@@ -421,6 +421,11 @@ class _KernelLowering:
             self.em.close_loop(t)
 
     def store(self, o: Node, index: ix.Index) -> None:
+        if o.numel == 0:
+            # Nothing to write. Its index is not even meaningful: in a zero-size domain every
+            # value has numel 0 and is taken as a reshape of the domain, which can map it to a
+            # loop that runs (out0[i1] for i1 in 0..5 into an empty buffer: a heap overwrite).
+            return
         v = self.value(o, index)
         self.em.emit(Store(self.buf_names[id(o)], ix.linearize(index, o.shape), v), self.em.level(v, *index))
 
