@@ -31,6 +31,8 @@ from . import reduce_lower
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
 from .reduce_lower import accumulator_dtype, combine, reduce_init
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
+from .kir_verify import check_store_bounds
+from .. import config
 
 ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
 MOVEMENT_PRIMS = frozenset({"reshape", "permute", "broadcast_to", "slice", "pad", "concat"})
@@ -715,6 +717,8 @@ def lower_plan(plan: FusionPlan, name: str = "main",
                 args.append(sb.name)
             else:
                 args.append(bname[id(n)])
+        if config.get().verify:
+            check_store_bounds(kf)
         kernels.append(kf)
         calls.append((kf.name, args))
     for o in g.outputs:
