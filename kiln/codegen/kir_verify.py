@@ -108,3 +108,62 @@ def verify_kernel(k: KernelFunc, allow_composite: bool = True) -> None:
                 fail(f"not a statement: {s!r}")
 
     block(k.body, {})
+
+
+
+MAX_STORE_POINTS = 1 << 16  # loop iterations enumerated per nest by check_store_bounds
+
+
+def _values(e: Expr, env: dict, n: int):
+    """The int64 values of `e` at each of the `n` iteration points of `env` (arrays of the loop
+    and let variables), or None where it is not known statically (a load, an accumulator, a
+    variable of a loop not enumerated)."""
+    import numpy as np
+
+    from .kir import walk_exprs
+    from .kir_eval import eval_expr
+    for x in walk_exprs(e):
+        if isinstance(x, Load) or (isinstance(x, Var) and env.get(x.name) is None):
+            return None
+    return np.broadcast_to(np.asarray(eval_expr(e, env), np.int64), (n,))
+
+
+def check_store_bounds(k: KernelFunc, max_points: int = MAX_STORE_POINTS) -> None:
+    """Raise KernelIRError naming the kernel, buffer and index range of a store that writes
+    outside its buffer. The loop nest is enumerated: each store's index is evaluated at every
+    iteration point that reaches it (a loop that runs zero times reaches nothing; an extent that
+    depends on an outer loop is taken per point), so the check is exact, with no false alarm.
+    Not checked: stores under an `If` (masked tails, guarded updates), data-dependent indices (a
+    scatter's; those have runtime checks), and loops whose points would exceed `max_points`
+    (their variable is unknown, so only stores not indexed by it are checked)."""
+    import numpy as np
+
+    sizes = {p.name: p.numel for p in k.params}
+
+    def walk(body, env: dict, n: int) -> None:
+        for s in body:
+            if isinstance(s, Loop):
+                ext = _values(s.extent, env, n)
+                if ext is not None:
+                    ext = np.maximum(ext, 0)
+                    total = int(ext.sum())
+                    if total == 0:
+                        continue  # runs zero times
+                if ext is None or total > max_points:
+                    walk(s.body, {**env, s.var.name: None}, n)
+                    continue
+                rep = np.repeat(np.arange(n), ext)
+                inner = {name: (None if v is None else v[rep]) for name, v in env.items()}
+                inner[s.var.name] = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(ext) - ext, ext)
+                walk(s.body, inner, total)
+            elif isinstance(s, Let):
+                env[s.var.name] = _values(s.value, env, n) if s.var.dtype.is_integer else None
+            elif isinstance(s, Assign):
+                env[s.var.name] = None
+            elif isinstance(s, Store):
+                v = _values(s.index, env, n)
+                if v is not None and v.size and (v.min() < 0 or v.max() >= sizes[s.buf]):
+                    raise KernelIRError(f"kernel {k.name}: store {s.buf}[{int(v.min())}..{int(v.max())}] "
+                                        f"writes out of bounds (buffer size {sizes[s.buf]})")
+
+    walk(k.body, {}, 1)

@@ -31,6 +31,8 @@ from . import reduce_lower
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
 from .reduce_lower import accumulator_dtype, combine, reduce_init
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
+from .kir_verify import check_store_bounds
+from .. import config
 
 ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
 MOVEMENT_PRIMS = frozenset({"reshape", "permute", "broadcast_to", "slice", "pad", "concat"})
@@ -421,6 +423,11 @@ class _KernelLowering:
             self.em.close_loop(t)
 
     def store(self, o: Node, index: ix.Index) -> None:
+        if o.numel == 0:
+            # Nothing to write. Its index is not even meaningful: in a zero-size domain every
+            # value has numel 0 and is taken as a reshape of the domain, which can map it to a
+            # loop that runs (out0[i1] for i1 in 0..5 into an empty buffer: a heap overwrite).
+            return
         v = self.value(o, index)
         self.em.emit(Store(self.buf_names[id(o)], ix.linearize(index, o.shape), v), self.em.level(v, *index))
 
@@ -710,6 +717,8 @@ def lower_plan(plan: FusionPlan, name: str = "main",
                 args.append(sb.name)
             else:
                 args.append(bname[id(n)])
+        if config.get().verify:
+            check_store_bounds(kf)
         kernels.append(kf)
         calls.append((kf.name, args))
     for o in g.outputs:

@@ -1,0 +1,49 @@
+"""Written by kiln.testing.fuzz (shrunk from seed 3000098): [reference] output on the alias call: output 0: 189 of 231 elements differ (rtol=1e-05, atol=1e-06); first at [np.int64(1), np.int64(0), np.int64(0)]: got np.float32(0.44444445), want np.float32(0.16)"""
+import numpy as np
+import pytest
+
+import kiln
+from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+
+# a known bug, found by `python -m kiln.testing.fuzz --n 100 --seed 3 --profile full` (program 89); strict:
+# fixing it fails this marker, and the file moves to tests/testing/regressions
+pytestmark = pytest.mark.xfail(strict=True, reason="an in-place update of an offset argument is not seen by an "
+                               "overlapping alias of it read afterwards (reference and llvm, alias call)")
+
+
+def program(v0, v1, v2):
+    v0.add_(v1)
+    v3 = v0
+    v4 = (v2.abs() + 1) ** v3.clamp(-2, 2)
+    return (v4,)
+
+
+SPECS = [
+    ((7, 11, 3), 'float32', 'contiguous', False, 'ones', None),
+    ((), 'float32', 'contiguous', False, 'ones', None),
+    ((7, 11, 3), 'float32', 'contiguous', False, 'ones', None),
+]
+SEED = 3000098
+TRAINING = True
+
+
+BACKEND = 'reference'
+FAMILIES = ('elementwise', 'exact', 'transcendental')
+CALLS = [
+    ([((7, 11, 3), 'float32', 'contiguous', False, 'ones', None), ((), 'float32', 'contiguous', False, 'ones', None), ((7, 11, 3), 'float32', 'contiguous', False, 'ones', None)], 3000098, True, True),
+    ([((7, 11, 3), 'float32', 'offset', False, 'ones', None), ((), 'float32', 'contiguous', False, 'ones', None), ((7, 11, 3), 'float32', 'overlap', False, 'ones', 0)], 3000100, True, False),
+]  # (specs, data seed, Module.training, must retrace)
+
+
+def test_fuzz_2b553f458a():
+    """[reference] output on the alias call: output 0: 189 of 231 elements differ (rtol=1e-05, atol=1e-06); first at [np.int64(1), np.int64(0), np.int64(0)]: got np.float32(0.44444445), want np.float32(0.16)"""
+    from kiln.testing.tolerances import compare_runs
+
+    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
+    for k, (specs, seed, training, retraces) in enumerate(CALLS):
+        misses = compiled.cache_info().misses
+        want = run(program, specs, seed, training)
+        got = run(compiled, specs, seed, training)
+        diff = compare_runs(got, want, FAMILIES)
+        assert diff is None, f"call {k}: {diff[1]}"
+        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"
