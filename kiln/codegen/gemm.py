@@ -44,10 +44,12 @@ MIN_DIM = 8
 MIN_MACS = 80 ** 3
 SLOTS_PER_THREAD = 4  # scratch slots (each a set of panels and a C block) per CPU
 # From this many multiply-adds a product is cut into a task per thread and its kernel reports
-# them as its cost, so it runs threaded (the backend's PARALLEL_MIN_COST is also 2^21): ~4
-# MFLOP, ~50 us on one core, against ~8 us to start the native workers and a barrier. A
-# 64x784x128 product (6.4M) is split in two; 64x128x64 (0.5M) stays on one thread.
-THREAD_MIN_MACS = 1 << 21
+# them as its cost, so it runs threaded (the backend's PARALLEL_MIN_COST is 2^21): ~16 MFLOP,
+# ~0.1 ms on one core. Starting the workers costs ~8 us, but a threaded program also pays a
+# barrier after each of its small serial kernels: at 2^21 the batch-64 MLP step (6.4M-MAC
+# layers, ~14 small kernels) went from 0.46 ms serial to 1.08 ms on two threads. The LSTM's
+# per-step 64x256x1024 (16.8M) is split; 64x784x128 (6.4M) stays on one thread.
+THREAD_MIN_MACS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -558,6 +560,8 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
         else:  # a full-size output that does not read the product: any bijection writes it once
             low.store(o, ix.delinearize(ix.linearize(pos, domain), o.shape) if tuple(o.shape) != domain else pos)
     close_to(0)
-    low.flop_cost = nb * M * N * K  # one multiply-add counts as one element touched
+    # one multiply-add counts as one element touched; a product run as one task offers the
+    # thread pool nothing, so it does not push its program onto the threads
+    low.flop_cost = nb * M * N * K if sp.tasks > 1 else 0
     done = {id(o) for f in sums for o in f.outputs}
     return [o for o in side if id(o) not in done]

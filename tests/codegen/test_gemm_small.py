@@ -83,9 +83,9 @@ def test_m64_microkernel_keeps_its_tile_in_vector_registers():
 # -- threading rule ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, fn, shapes", [
-    ("x@w.T", lambda x, w: x @ w.T, [(64, 784), (128, 784)]),          # the MLP's first layer, b64
-    ("g.T@x", lambda g, x: g.T @ x, [(64, 128), (64, 784)]),           # its weight gradient
     ("x@w", lambda x, w: x @ w, [(64, 256), (256, 1024)]),              # the LSTM's per-step product
+    ("x@w.T", lambda x, w: x @ w.T, [(256, 784), (128, 784)]),         # the MLP's first layer, b256
+    ("g.T@x", lambda g, x: g.T @ x, [(256, 128), (256, 784)]),         # its weight gradient
 ])
 def test_midsize_matmul_is_split_across_threads(name, fn, shapes, monkeypatch):
     _threads(monkeypatch, 2)
@@ -102,12 +102,13 @@ def test_midsize_matmul_is_split_across_threads(name, fn, shapes, monkeypatch):
     _check(fn, arrays, dt.float32)
 
 
-def test_small_matmul_stays_on_one_thread(monkeypatch):
+@pytest.mark.parametrize("m, k, n", [(64, 128, 64), (64, 784, 128)])  # 0.5M; the b64 MLP layer, 6.4M
+def test_small_matmul_stays_on_one_thread(monkeypatch, m, k, n):
     _threads(monkeypatch, 2)
-    x, w = kiln.zeros(64, 128), kiln.zeros(128, 64)  # 0.5M multiply-adds
+    x, w = kiln.zeros(m, k), kiln.zeros(k, n)
     ex = compile_graph(kiln.make_graph(lambda x, w: x @ w)(x, w))
     assert not ex.parallel
-    assert gemm.split_tasks(1, 64, 64, 128, gemm.host_blocking(4), 2).tasks == 1
+    assert gemm.split_tasks(1, m, n, k, gemm.host_blocking(4), 2).tasks == 1
 
 
 # -- results over small shapes ----------------------------------------------------------------------
