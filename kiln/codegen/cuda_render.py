@@ -26,7 +26,7 @@ with the clamped index; every stage starts by returning when a failure is alread
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 

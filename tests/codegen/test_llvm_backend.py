@@ -3,7 +3,6 @@ dtype, a walk of the primitive table, the optimized IR (vector ops), native boun
 threads, backend choice and the stages `lower().as_text` shows."""
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np

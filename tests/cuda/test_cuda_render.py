@@ -4,7 +4,7 @@ import pytest
 import kiln
 import kiln.nn.functional as F
 from kiln.codegen.cuda_render import CudaRenderError, render_kernel, split_stages
-from kiln.codegen.kir import BufferParam, KernelFunc, Let, Loop, Store, Var, const, idx, op
+from kiln.codegen.kir import BufferParam, KernelFunc, Let, Loop, Store, Var, const, idx
 from kiln.ir import dtypes as dt
 
 

@@ -14,7 +14,6 @@ from ...ir import dtypes as dt
 from ..parameter import Buffer, Parameter
 from ...frontend.tensor import active_trace as _active_trace
 from ...frontend.trace import ABSENT as _ABSENT
-from ...frontend.trace import guard_attr as _guard_attr
 from ...frontend.trace import guard_module as _guard_module
 
 _IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
