@@ -459,6 +459,8 @@ class _KernelLowering:
             full = []
         if rows and reduce_lower.lower_columns(self, full, rows, domain, row_of[0]):
             full, rows = [], []  # an outer-axis reduction: blocks of contiguous columns
+        if rows and full and reduce_lower.lower_row_sweep(self, full, rows, domain, row_of[0]):
+            full, rows = [], []  # full-size outputs stored from the reduction's own loop
         if full or rows:
             windows, full_domain, lanes = [{}], domain, 1
             if not full:  # row values only: loop over the rows, the reductions open their own loops

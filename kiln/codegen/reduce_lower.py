@@ -53,6 +53,7 @@ BLOCK_VECTORS = 4
 MAX_LANES = 4
 
 ASSOCIATIVE_REDUCTIONS = frozenset({"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"})
+_REDUCE_PRIMS = ASSOCIATIVE_REDUCTIONS | {"argmax", "argmin"}
 
 
 def combine(prim: str, acc: Expr, v: Expr) -> Expr:
@@ -214,6 +215,82 @@ def _column_block(low: "_KernelLowering", reds: Sequence[Node], full: Sequence[N
             low.store(o, ix.reshape_index(tuple(rix), row_shape, o.shape)
                       if tuple(o.shape) != tuple(row_shape) else rix)
     em.close_loop(token)
+
+
+def lower_row_sweep(low: "_KernelLowering", full: Sequence[Node], rows: Sequence[Node],
+                    domain: tuple[int, ...], R: tuple[int, ...]) -> bool:
+    """Write a reduction kernel that reduces the last axis of `domain` (with others, `R`) and also
+    writes full-size outputs that do not read its reductions, in one sweep: per row (the kept
+    axes), the reduction loops compute each element once, store the full-size outputs and add it
+    into the accumulators; the row outputs follow the loops. (The generic lowering reads and
+    computes every element twice: once in the reduction's loop, once in a second loop nest for the
+    full-size outputs.) The last axis runs in `lane_split` lanes when a reshape splits it (a
+    pooling window's gradient: the pooled value read once per window row, no division in the
+    index). The conv's bias gradient fused with ReLU and max-pool backward (`sum(dy, (0, 2, 3))`
+    beside `dy` itself) is this shape. Returns False (nothing emitted) when it does not apply: no
+    full-size or row outputs, the last axis kept (`lower_columns`), a window reduction, a
+    reduction of the kernel over other axes or not associative, a full-size output reading a
+    reduction, or a GPU lowering (`cpu_blocking` off)."""
+    last = len(domain) - 1
+    if not low.cpu_blocking or not full or not rows or last not in R or is_window([domain[d] for d in R]):
+        return False
+    reds = [m for m in low.k.nodes if m.op in _REDUCE_PRIMS and id(m) not in low.inputs]
+    if not reds or any(m.op not in ASSOCIATIVE_REDUCTIONS or tuple(m.inputs[0].shape) != tuple(domain)
+                       or tuple(sorted(m.attrs["axes"])) != tuple(R) for m in reds):
+        return False
+    if any(_reads_reduction(low, o) for o in full):
+        return False
+    em = low.em
+    kept = [d for d in range(len(domain)) if d not in R]
+    lead: dict[int, Expr] = {}
+    tokens = []
+    for d in kept:
+        if domain[d] == 1:
+            lead[d] = idx(0)
+            continue
+        lead[d], t = em.open_loop(domain[d], hint="i")
+        tokens.append(t)
+    level = len(em.frames) - 1
+    lanes = lane_split(low, domain)
+    extents = [domain[d] for d in R]
+    extents[-1] //= lanes
+
+    def position(rv: Sequence[Expr], lane: int) -> ix.Index:
+        at = dict(lead)
+        at.update(zip(R, rv))
+        if lanes > 1:
+            at[last] = op("add", op("mul", rv[-1], idx(lanes)), idx(lane))
+        return tuple(at[d] for d in range(len(domain)))
+
+    def body(rv, accs):  # `acc = acc op (v0 op v1 ...)`: the renderer's loop reduction (reassociable)
+        vals: list[list[Expr]] = [[] for _ in reds]
+        for lane in range(lanes):
+            p = position(rv, lane)
+            for k, m in enumerate(reds):
+                vals[k].append(cast_value(low.value(m.inputs[0], p), accs[k].dtype))
+            for o in full:
+                low.store(o, ix.reshape_index(p, domain, o.shape) if tuple(o.shape) != domain else p)
+        new = []
+        for m, a, vs in zip(reds, accs, vals):
+            v = vs[0]
+            for w in vs[1:]:
+                v = combine(m.op, v, w)
+            new.append(combine(m.op, a, v))
+        return new
+
+    inits = [reduce_init(m.op, accumulator_dtype(m.inputs[0].dtype)) for m in reds]
+    accs = low._accumulate(extents, body, inits, level)
+    row_shape = [domain[d] for d in kept]
+    rix = tuple(lead[d] for d in kept)
+    for m, acc in zip(reds, accs):  # the reductions' values, where the row outputs will look them up
+        key = (tuple(idx(0) if d in R else lead[d] for d in range(len(domain)))
+               if m.attrs.get("keepdims", False) else rix)
+        em.remember((id(m), key), em.bind(cast_value(acc, m.dtype), "v"))
+    for o in rows:
+        low.store(o, ix.reshape_index(rix, row_shape, o.shape) if tuple(o.shape) != tuple(row_shape) else rix)
+    for t in reversed(tokens):
+        em.close_loop(t)
+    return True
 
 
 def reduce_init(prim: str, d: DType) -> Expr:

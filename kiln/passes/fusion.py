@@ -11,8 +11,9 @@ may contain:
   e.g. softmax or layer norm in one kernel. A value computed from an in-kernel
   reduction may only move by unit-dim reshapes and the broadcast back over R.
 - `matmul` / `conv`: the anchor op, views (reshape/permute/broadcast/slice), zero pads
-  and constants as operand prologue (a conv reads a pad, and a permuted weight, from
-  memory: its blocked lowering needs affine loads), and an epilogue of elementwise ops (and
+  and constants as operand prologue (a conv reads a pad from memory: its blocked lowering
+  needs affine loads; a permuted operand, the weight gradient's transposed output gradient,
+  it reads in place, so no transposed copy is written), and an epilogue of elementwise ops (and
   reshapes or permutes: a bijective re-indexing) over the anchor's result.
 - `scatter`: a scatter/scatter_add with the producers of its updates; its output is
   complete only after every update, so its consumers start a new kernel.
@@ -475,11 +476,6 @@ class _Planner:
                     return f"{k.kind} operands are read from memory: {n.op} output used by a {k.kind}"
                 if n.op == "pad" and k.kind == KernelKind.CONV:
                     return "a conv reads its padded operand from memory (affine loads, no per-tap border select)"
-                if n.op == "permute" and k.kind == KernelKind.CONV and any(
-                        u is anchor and anchor.inputs[1] is n for u in us):
-                    # a weight gradient's output gradient, channels first: a copy is cheaper than the
-                    # transposed loads (LLVM's SLP vectorizer leaves the blocked loop scalar on them)
-                    return "a conv reads a transposed weight operand from memory"
                 if materialized:
                     return f"multiple consumers: a {k.kind} operand view is not written"
                 return None
