@@ -1,5 +1,6 @@
-"""Run kiln's emitted CUDA C on the CPU: g++ compiles it as C++20 with `cuda_host.h` (the CUDA
-built-ins as real threads, a barrier, shuffles through memory), and a program's launches run in
+"""Run kiln's emitted CUDA C on the CPU: g++ compiles it as C++17 (NVRTC's dialect) with
+`cuda_host.h` (a block's threads as fibers that take turns between barriers, shuffles through
+memory), and a program's launches run in
 order over numpy buffers, exactly as the CUDA backend would issue them on a stream. The tests
 use it directly; the CUDA simulator (`kiln.runtime.cuda_sim`) launches device kernels with it.
 
@@ -32,7 +33,8 @@ from ...codegen.cuda_render import PRELUDE, storage_ctype
 from ...runtime.cuda_backend import CudaProgram, outputs_from_status
 
 HEADER = Path(__file__).with_name("cuda_host.h")
-_LAUNCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+_LAUNCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                           ctypes.c_void_p)
 
 
 def compiler() -> str | None:
@@ -51,8 +53,8 @@ def _wrappers(progs: Sequence[CudaProgram]) -> str:
                 args = [f"({'const ' if q.mode == 'r' else ''}{storage_ctype(q.dtype)}*)bufs[{i}]"
                         for i, q in enumerate(ck.params)]
                 call = f"{st.func}({', '.join(args + ['status'])})"
-                out.append(f'extern "C" void launch_{st.func}(void** bufs, long long* status, int grid, int block) '
-                           f"{{ kiln_host_run(grid, block, [&] {{ {call}; }}); }}")
+                out.append(f'extern "C" int launch_{st.func}(void** bufs, long long* status, int grid, int block, '
+                           f"int* info) {{ return kiln_host_run(grid, block, [&] {{ {call}; }}, info); }}")
     return "\n".join(out)
 
 
@@ -112,24 +114,33 @@ class HarnessLibrary:
         return [bufs[names[n]] for n in program.outputs]
 
     def _launch(self, func: str, ptrs, status_ptr: int, grid: int, block: int) -> None:
-        """Run one launch on a daemon thread, so that a kernel whose threads never meet at a
-        barrier fails the test (naming the kernel) instead of hanging the suite."""
+        """Run one launch on a daemon thread, so that a kernel that never finishes (a loop that does
+        not end) fails the test, naming the kernel, instead of hanging the suite. A thread that skips
+        a barrier the others wait at is caught by the fiber scheduler itself (`cuda_host.h`)."""
         done = threading.Event()
-        errors: list[BaseException] = []
+        info = (ctypes.c_int * 3)()
+        result: list = []
 
         def go():
             try:
-                self._fn(func)(ctypes.addressof(ptrs), status_ptr, grid, block)
+                result.append(self._fn(func)(ctypes.addressof(ptrs), status_ptr, grid, block, info))
             except BaseException as e:  # pragma: no cover - ctypes raises nothing here
-                errors.append(e)
+                result.append(e)
             finally:
                 done.set()
         threading.Thread(target=go, daemon=True, name=f"harness-{func}").start()
         if not done.wait(self.timeout_s):
             raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}) did not finish in "
-                               f"{self.timeout_s} s: its threads are stuck (a barrier some thread skipped?)")
-        if errors:
-            raise errors[0]
+                               f"{self.timeout_s} s: a loop that does not end?")
+        rc = result[0]
+        if isinstance(rc, BaseException):
+            raise rc
+        if rc == 1:
+            raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}): in block {info[0]}, "
+                               f"{info[2]} threads finished while {info[1]} wait at __syncthreads "
+                               "(a barrier some thread skipped)")
+        if rc == 2:
+            raise MemoryError(f"CUDA harness: {func}: no memory for the stacks of {info[0]} fiber threads")
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -147,7 +158,7 @@ def _build(text: str, lib: Path) -> None:
         return
     src = lib.with_suffix(".cpp")
     src.write_text(text)
-    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-fno-strict-aliasing", "-w", "-o", str(lib), str(src)]
+    cmd = [cxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-fno-strict-aliasing", "-w", "-o", str(lib), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"g++ rejected the emitted CUDA C ({src}):\n{r.stderr[:4000]}")

@@ -1,21 +1,22 @@
-// The CUDA built-ins kiln's emitted kernels use, mapped to C++20 so that g++ can compile and run
+// The CUDA built-ins kiln's emitted kernels use, mapped to C++17 so that g++ can compile and run
 // the emitted CUDA C on the CPU (kiln/cuda/host_harness/__init__.py).
 //
-// A grid runs one block at a time; the threads of a block are real threads (std::thread, reused for
-// every block of the grid) meeting at a std::barrier for __syncthreads. __shared__ variables are function statics (one block at a
-// time uses them). Warp shuffles go through a per-block slot array with a barrier either side, so
-// they need every thread of the block to call them together -- which the emitter guarantees (block
-// reductions run in uniform control flow).
+// A grid runs one block at a time; the threads of a block are fibers (ucontext) on the launching
+// thread, each running until it reaches __syncthreads or the end of the block, then the next one:
+// a barrier is one round of the fibers, so it costs context switches, not a wake-up of oversubscribed
+// OS threads. Every thread of a block must reach the same number of barriers: a thread that returns
+// while others wait at one makes the launch fail (kiln_host_run returns 1 and says where) instead of
+// hanging. __shared__ variables are function statics (one block at a time uses them). Warp shuffles go
+// through a per-block slot array with a barrier either side, so they need every thread of the block
+// to call them together -- which the emitter guarantees (block reductions run in uniform control flow).
+// Only C headers and <cmath> are included: this header is compiled with every kernel library.
 #pragma once
 #define KILN_HOST_HARNESS 1
-#include <atomic>
-#include <barrier>
 #include <cmath>
-#include <cstdint>
 #include <cstring>
-#include <math.h>
-#include <thread>
-#include <vector>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
 
 #define __global__
 #define __device__
@@ -27,8 +28,58 @@
 struct kiln_dim3 { unsigned x = 1, y = 1, z = 1; };
 inline thread_local kiln_dim3 threadIdx, blockIdx;
 inline kiln_dim3 blockDim, gridDim;
-inline std::barrier<>* kiln_host_barrier = nullptr;
-inline void __syncthreads() { kiln_host_barrier->arrive_and_wait(); }
+
+// -- the block's threads as fibers ---------------------------------------------------------------
+enum { KILN_HOST_AT_BARRIER = 1, KILN_HOST_AT_END = 2 };
+struct kiln_host_fiber { ucontext_t ctx; int at; };
+struct kiln_host_grid {      // one launch in progress on this OS thread
+  ucontext_t main;
+  kiln_host_fiber* fibers;
+  unsigned cur, grid;
+  void (*body)(void*);
+  void* arg;
+};
+inline thread_local kiln_host_grid* kiln_host_current = nullptr;
+
+inline void kiln_host_yield(int at) {
+  kiln_host_grid* g = kiln_host_current;
+  kiln_host_fiber& f = g->fibers[g->cur];
+  f.at = at;
+  swapcontext(&f.ctx, &g->main);
+}
+inline void __syncthreads() { kiln_host_yield(KILN_HOST_AT_BARRIER); }
+
+inline void kiln_host_fiber_main() {
+  kiln_host_grid* g = kiln_host_current;
+  for (;;) {  // one block per resume after the block's last barrier; the scheduler stops resuming
+    g->body(g->arg);
+    kiln_host_yield(KILN_HOST_AT_END);
+  }
+}
+
+// Fiber stacks: mmap'd once per library and reused by every launch, each with a guard page below it
+// (an overflow faults instead of writing into the next stack). A launch that finds the pool in use
+// (another OS thread launching from the same library) maps a pool of its own for the launch.
+struct kiln_host_pool { char* base = nullptr; kiln_host_fiber* fibers = nullptr; unsigned n = 0; };
+inline constexpr size_t kiln_host_stack_bytes = 256 << 10;
+inline size_t kiln_host_slot_bytes() { return kiln_host_stack_bytes + (size_t)sysconf(_SC_PAGESIZE); }
+inline bool kiln_host_pool_map(kiln_host_pool& p, unsigned n) {
+  const size_t slot = kiln_host_slot_bytes(), page = (size_t)sysconf(_SC_PAGESIZE);
+  void* m = mmap(nullptr, slot * n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return false;
+  p.base = (char*)m;
+  for (unsigned t = 0; t < n; ++t) mprotect(p.base + t * slot, page, PROT_NONE);
+  p.fibers = new kiln_host_fiber[n];
+  p.n = n;
+  return true;
+}
+inline void kiln_host_pool_unmap(kiln_host_pool& p) {
+  if (p.base) munmap(p.base, kiln_host_slot_bytes() * p.n);
+  delete[] p.fibers;
+  p = kiln_host_pool{};
+}
+inline kiln_host_pool kiln_host_shared_pool;
+inline int kiln_host_shared_busy = 0;
 
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) int4 { int x, y, z, w; };
@@ -125,25 +176,62 @@ inline void kiln_cp_async4(void* dst, const void* src, bool full) {
 inline void kiln_cp_async_commit() {}
 inline void kiln_cp_async_wait_all() {}
 
-// Run `body` as a grid of `grid` blocks of `block` threads.
-// Run `body` as a grid of `grid` blocks of `block` threads: `block` real threads, each running its
-// part of every block in turn, meeting at a barrier between blocks (so that no thread of the next
-// block touches the __shared__ statics while one of this block still reads them).
-template <class F> void kiln_host_run(unsigned grid, unsigned block, F body) {
+// Run `body` as a grid of `grid` blocks of `block` threads, one block after the other. Each round
+// resumes every fiber in thread order until it reaches a barrier or the block's end; a round in which
+// some threads reached the end and others a barrier fails the launch: returns 1 with info = {block,
+// threads at a barrier, threads that finished}. Returns 2 (info[0] = threads) if no stacks could be mapped.
+template <class F> void kiln_host_call(void* f) { (*(F*)f)(); }
+template <class F> int kiln_host_run(unsigned grid, unsigned block, F body, int* info) {
   gridDim.x = grid;
   blockDim.x = block;
-  std::barrier<> bar(block);
-  kiln_host_barrier = &bar;
-  std::vector<std::thread> threads;
-  threads.reserve(block);
-  for (unsigned t = 0; t < block; ++t)
-    threads.emplace_back([&body, &bar, grid, t] {
-      threadIdx.x = t;
-      for (unsigned b = 0; b < grid; ++b) {
+  kiln_host_pool own, *pool = &kiln_host_shared_pool;
+  const bool shared = __atomic_exchange_n(&kiln_host_shared_busy, 1, __ATOMIC_ACQUIRE) == 0;
+  if (!shared) pool = &own;
+  if (pool->n < block) {
+    kiln_host_pool_unmap(*pool);
+    if (!kiln_host_pool_map(*pool, block)) {
+      if (shared) __atomic_store_n(&kiln_host_shared_busy, 0, __ATOMIC_RELEASE);
+      info[0] = (int)block;
+      return 2;
+    }
+  }
+  kiln_host_grid g;
+  g.fibers = pool->fibers;
+  g.grid = grid;
+  g.body = &kiln_host_call<F>;
+  g.arg = &body;
+  kiln_host_grid* outer = kiln_host_current;
+  kiln_host_current = &g;
+  const size_t slot = kiln_host_slot_bytes(), guard = slot - kiln_host_stack_bytes;
+  for (unsigned t = 0; t < block; ++t) {
+    ucontext_t& c = g.fibers[t].ctx;
+    getcontext(&c);
+    c.uc_stack.ss_sp = pool->base + t * slot + guard;
+    c.uc_stack.ss_size = kiln_host_stack_bytes;
+    c.uc_link = &g.main;
+    makecontext(&c, kiln_host_fiber_main, 0);
+  }
+  int err = 0;
+  for (unsigned b = 0; b < grid && !err; ++b) {
+    for (;;) {
+      unsigned at_barrier = 0, at_end = 0;
+      for (unsigned t = 0; t < block; ++t) {
+        g.cur = t;
+        threadIdx.x = t;
         blockIdx.x = b;
-        body();
-        bar.arrive_and_wait();
+        swapcontext(&g.main, &g.fibers[t].ctx);
+        if (g.fibers[t].at == KILN_HOST_AT_END) ++at_end; else ++at_barrier;
       }
-    });
-  for (auto& th : threads) th.join();
+      if (at_end == block) break;
+      if (at_barrier != block) {
+        info[0] = (int)b; info[1] = (int)at_barrier; info[2] = (int)at_end;
+        err = 1;
+      }
+      if (err) break;
+    }
+  }
+  kiln_host_current = outer;
+  if (shared) __atomic_store_n(&kiln_host_shared_busy, 0, __ATOMIC_RELEASE);
+  else kiln_host_pool_unmap(own);
+  return err;
 }
