@@ -9,11 +9,16 @@
 // hanging. __shared__ variables are function statics (one block at a time uses them). Warp shuffles go
 // through a per-block slot array with a barrier either side, so they need every thread of the block
 // to call them together -- which the emitter guarantees (block reductions run in uniform control flow).
-// Only C headers and <cmath> are included: this header is compiled with every kernel library.
+// Only C headers are included -- this header is compiled with every kernel library, and <cmath>
+// alone would double the time g++ takes for one. The kernels call the C names (expf, exp, fmaxf...),
+// so glibc's <math.h> is what they need: _GLIBCXX_INCLUDE_NEXT_C_HEADERS makes g++ take it instead of
+// libstdc++'s wrapper (which includes <cmath>), as <cmath> itself does.
 #pragma once
 #define KILN_HOST_HARNESS 1
-#include <cmath>
-#include <cstring>
+#define _GLIBCXX_INCLUDE_NEXT_C_HEADERS
+#include <math.h>
+#undef _GLIBCXX_INCLUDE_NEXT_C_HEADERS
+#include <string.h>
 #include <sys/mman.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -88,12 +93,12 @@ inline unsigned long long kiln_host_slots[1024];
 template <class T> T __shfl_down_sync(unsigned, T v, int off) {
   static_assert(sizeof(T) <= 8, "shuffle of a wide type");
   unsigned long long bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
+  memcpy(&bits, &v, sizeof(T));
   kiln_host_slots[threadIdx.x] = bits;
   __syncthreads();
   T out = v;
   const unsigned lane = threadIdx.x & 31u, src = threadIdx.x + (unsigned)off;
-  if (lane + (unsigned)off < 32u && src < blockDim.x) std::memcpy(&out, &kiln_host_slots[src], sizeof(T));
+  if (lane + (unsigned)off < 32u && src < blockDim.x) memcpy(&out, &kiln_host_slots[src], sizeof(T));
   __syncthreads();
   return out;
 }
@@ -103,21 +108,21 @@ inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long cm
   return cmp;  // the old value
 }
 
-inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
-inline double rsqrt(double x) { return 1.0 / std::sqrt(x); }
-inline int __float_as_int(float x) { int r; std::memcpy(&r, &x, 4); return r; }
-inline float __int_as_float(int x) { float r; std::memcpy(&r, &x, 4); return r; }
-inline long long __double_as_longlong(double x) { long long r; std::memcpy(&r, &x, 8); return r; }
-inline double __longlong_as_double(long long x) { double r; std::memcpy(&r, &x, 8); return r; }
-inline float kiln_h2f(unsigned short h) { _Float16 f; std::memcpy(&f, &h, 2); return (float)f; }
-inline unsigned short kiln_f2h(float x) { _Float16 f = (_Float16)x; unsigned short h; std::memcpy(&h, &f, 2); return h; }
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+inline int __float_as_int(float x) { int r; memcpy(&r, &x, 4); return r; }
+inline float __int_as_float(int x) { float r; memcpy(&r, &x, 4); return r; }
+inline long long __double_as_longlong(double x) { long long r; memcpy(&r, &x, 8); return r; }
+inline double __longlong_as_double(long long x) { double r; memcpy(&r, &x, 8); return r; }
+inline float kiln_h2f(unsigned short h) { _Float16 f; memcpy(&f, &h, 2); return (float)f; }
+inline unsigned short kiln_f2h(float x) { _Float16 f = (_Float16)x; unsigned short h; memcpy(&h, &f, 2); return h; }
 
 // The prelude's tensor-core API (kiln_wmma, nvcuda::wmma's names) in plain C++. A fragment's layout
 // is opaque on the GPU, so here every thread of a warp holds the whole tile (row-major) and runs the
 // warp-collective operations itself; a store is made by lane 0 only (the others would write the same
 // values). f16/bf16 fragments keep their 16-bit storage; mma accumulates in float. tf32 rounding is
 // emulated by truncating the float32 mantissa to tf32's 10 bits.
-inline float kiln_host_bf2f(unsigned short h) { unsigned u = (unsigned)h << 16; float f; std::memcpy(&f, &u, 4); return f; }
+inline float kiln_host_bf2f(unsigned short h) { unsigned u = (unsigned)h << 16; float f; memcpy(&f, &u, 4); return f; }
 namespace kiln_wmma {
 template <class T, int R, int C> struct tile { T x[R * C]; static constexpr int rows = R, cols = C; };
 struct frag_a_f16 : tile<unsigned short, 16, 16> {};
@@ -140,9 +145,9 @@ inline void load_matrix_sync(frag_b_bf16& f, const unsigned short* p, unsigned l
 inline void load_matrix_sync(frag_a_tf32& f, const float* p, unsigned ldm) { load_tile(f, p, ldm); }
 inline void load_matrix_sync(frag_b_tf32& f, const float* p, unsigned ldm) { load_tile(f, p, ldm); }
 inline float __float_to_tf32(float in) {
-  unsigned u; std::memcpy(&u, &in, 4);
+  unsigned u; memcpy(&u, &in, 4);
   if ((u & 0x7f800000u) != 0x7f800000u) u &= 0xffffe000u;  // keep 10 of the 23 mantissa bits
-  float r; std::memcpy(&r, &u, 4); return r;
+  float r; memcpy(&r, &u, 4); return r;
 }
 template <class F> void to_tf32(F& f) { for (auto& e : f.x) e = __float_to_tf32(e); }
 inline float kiln_host_val(unsigned short h, bool bf) { return bf ? kiln_host_bf2f(h) : kiln_h2f(h); }
@@ -171,7 +176,7 @@ inline void store_matrix_sync(float* p, const frag_acc_k8& f, unsigned ldm) { st
 
 // cp.async (sm_80): the copy happens at once, so commit and wait have nothing to wait for
 inline void kiln_cp_async4(void* dst, const void* src, bool full) {
-  if (full) std::memcpy(dst, src, 4); else std::memset(dst, 0, 4);
+  if (full) memcpy(dst, src, 4); else memset(dst, 0, 4);
 }
 inline void kiln_cp_async_commit() {}
 inline void kiln_cp_async_wait_all() {}
