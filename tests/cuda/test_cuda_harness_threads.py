@@ -2,7 +2,8 @@
 between barriers. These kernels are written by hand so that each checks one property the emitted
 kernels rely on: a barrier orders shared-memory writes before reads, a missing barrier shows as
 wrong values (not as a silent pass), warp shuffles stay inside their warp, `__shared__` is reused
-block after block, and a thread that skips a barrier fails the launch."""
+block after block, a thread that skips a barrier fails the launch, and so does one that does not
+finish in the harness's timeout."""
 import numpy as np
 import pytest
 from kiln.cuda.host_harness import HarnessLibrary, compiler
@@ -32,11 +33,13 @@ KERNELS = {
     "rounds": "__shared__ float s[64]; s[threadIdx.x] = 1.0f; __syncthreads(); "
               "for (int r = 0; r < 5; ++r) { float v = s[(threadIdx.x + blockDim.x - 1) % blockDim.x]; "
               "__syncthreads(); s[threadIdx.x] += v; __syncthreads(); } out0[threadIdx.x] = s[threadIdx.x];",
+    # a launch that takes far longer than the harness waits (a stand-in for a loop that never ends)
+    "slow": "if (threadIdx.x == 0) { usleep(1500000); out0[0] = 1.0f; }",
     # thread 0 leaves before the barrier the others wait at
     "skips": "if (threadIdx.x == 0) return; __syncthreads(); out0[threadIdx.x] = 1.0f;",
 }
 LAUNCH = {"neighbour": (3, 64), "racy": (1, 64), "shuffle": (1, 64), "reduce": (2, 64), "rounds": (1, 64),
-          "skips": (2, 32)}
+          "skips": (2, 32), "slow": (1, 32)}
 
 
 def _program(name: str) -> CudaProgram:
@@ -52,7 +55,7 @@ def _program(name: str) -> CudaProgram:
 
 @pytest.fixture(scope="module")
 def lib():
-    progs = {name: _program(name) for name in KERNELS}
+    progs = {name: _program(name) for name in KERNELS if name != "slow"}
     lib = HarnessLibrary(list(progs.values()), max_grid=3)
     yield lib, progs
     lib.close()
@@ -101,4 +104,15 @@ def test_a_thread_that_skips_a_barrier_fails_the_launch_then_the_library_is_usab
                                            r"while 31 wait at __syncthreads"):
         h.run(progs["skips"], [])
     (out,) = h.run(progs["neighbour"], [])
+    assert out[0] == 1.0
+
+
+def test_a_launch_past_the_timeout_fails_and_the_next_one_runs(lib):
+    """The stuck launch's worker thread is abandoned; the next launch gets a fresh one."""
+    h, progs = lib
+    slow = _program("slow")
+    impatient = HarnessLibrary([slow], timeout_s=0.3)
+    with pytest.raises(RuntimeError, match=r"slow_s0 \(grid 1, block 32\) did not finish in 0.3 s"):
+        impatient.run(slow, [])
+    (out,) = h.run(progs["shuffle"], [])
     assert out[0] == 1.0

@@ -20,6 +20,7 @@ import atexit
 import ctypes
 import hashlib
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -37,8 +38,56 @@ _LAUNCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctype
                            ctypes.c_void_p)
 
 
+_COMPILERS: dict[str | None, str | None] = {}
+
+
 def compiler() -> str | None:
-    return shutil.which("g++")
+    """g++ on PATH, or None (looked up once per PATH: the simulator asks before every launch)."""
+    path = os.environ.get("PATH")
+    if path not in _COMPILERS:
+        _COMPILERS[path] = shutil.which("g++")
+    return _COMPILERS[path]
+
+
+class _Worker:
+    """The daemon thread that runs every harness launch of the process, one at a time (as one
+    stream would), so that a launch that never finishes can be given up on after a timeout. A
+    worker stuck in such a launch is abandoned and the next launch starts a fresh one."""
+
+    def __init__(self):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, daemon=True, name="kiln-cuda-harness").start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args, done, result = self.jobs.get()
+            try:
+                result.append(fn(*args))
+            except BaseException as e:  # pragma: no cover - ctypes raises nothing here
+                result.append(e)
+            finally:
+                done.set()
+
+
+_worker: _Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def _run_on_worker(fn, args, timeout_s: float):
+    """fn(*args) on the worker thread: (finished, its result or exception)."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = _Worker()
+        w = _worker
+    done, result = threading.Event(), []
+    w.jobs.put((fn, args, done, result))
+    if not done.wait(timeout_s):
+        with _worker_lock:
+            if _worker is w:
+                _worker = None
+        return False, None
+    return True, result[0]
 
 
 def _wrappers(progs: Sequence[CudaProgram]) -> str:
@@ -114,25 +163,16 @@ class HarnessLibrary:
         return [bufs[names[n]] for n in program.outputs]
 
     def _launch(self, func: str, ptrs, status_ptr: int, grid: int, block: int) -> None:
-        """Run one launch on a daemon thread, so that a kernel that never finishes (a loop that does
-        not end) fails the test, naming the kernel, instead of hanging the suite. A thread that skips
-        a barrier the others wait at is caught by the fiber scheduler itself (`cuda_host.h`)."""
-        done = threading.Event()
+        """Run one launch on the harness's worker thread, so that a kernel that never finishes (a
+        loop that does not end) fails the test, naming the kernel, instead of hanging the suite. A
+        thread that skips a barrier the others wait at is caught by the fiber scheduler itself
+        (`cuda_host.h`)."""
         info = (ctypes.c_int * 3)()
-        result: list = []
-
-        def go():
-            try:
-                result.append(self._fn(func)(ctypes.addressof(ptrs), status_ptr, grid, block, info))
-            except BaseException as e:  # pragma: no cover - ctypes raises nothing here
-                result.append(e)
-            finally:
-                done.set()
-        threading.Thread(target=go, daemon=True, name=f"harness-{func}").start()
-        if not done.wait(self.timeout_s):
+        finished, rc = _run_on_worker(self._fn(func), (ctypes.addressof(ptrs), status_ptr, grid, block, info),
+                                      self.timeout_s)
+        if not finished:
             raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}) did not finish in "
                                f"{self.timeout_s} s: a loop that does not end?")
-        rc = result[0]
         if isinstance(rc, BaseException):
             raise rc
         if rc == 1:

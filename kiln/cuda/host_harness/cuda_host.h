@@ -1,7 +1,7 @@
 // The CUDA built-ins kiln's emitted kernels use, mapped to C++17 so that g++ can compile and run
 // the emitted CUDA C on the CPU (kiln/cuda/host_harness/__init__.py).
 //
-// A grid runs one block at a time; the threads of a block are fibers (ucontext) on the launching
+// A grid runs one block at a time; the threads of a block are fibers on the launching
 // thread, each running until it reaches __syncthreads or the end of the block, then the next one:
 // a barrier is one round of the fibers, so it costs context switches, not a wake-up of oversubscribed
 // OS threads. Every thread of a block must reach the same number of barriers: a thread that returns
@@ -20,8 +20,11 @@
 #undef _GLIBCXX_INCLUDE_NEXT_C_HEADERS
 #include <string.h>
 #include <sys/mman.h>
-#include <ucontext.h>
 #include <unistd.h>
+#if !defined(__x86_64__) || defined(KILN_HOST_UCONTEXT)
+#include <ucontext.h>
+#define KILN_HOST_USE_UCONTEXT 1
+#endif
 
 #define __global__
 #define __device__
@@ -35,10 +38,46 @@ inline thread_local kiln_dim3 threadIdx, blockIdx;
 inline kiln_dim3 blockDim, gridDim;
 
 // -- the block's threads as fibers ---------------------------------------------------------------
+// A fiber's context. On x86-64 a switch saves the callee-saved registers on the fiber's own stack
+// and swaps stack pointers (no system call: swapcontext would also save the signal mask, a syscall per
+// switch, and a row-mode block reduction switches ~30 times per thread and row); elsewhere (or with KILN_HOST_UCONTEXT)
+// it is ucontext.
+#ifdef KILN_HOST_USE_UCONTEXT
+struct kiln_host_ctx { ucontext_t uc; };
+inline void kiln_host_switch(kiln_host_ctx* from, kiln_host_ctx* to) { swapcontext(&from->uc, &to->uc); }
+inline void kiln_host_ctx_init(kiln_host_ctx* c, kiln_host_ctx* back, char* stack, size_t size, void (*entry)()) {
+  getcontext(&c->uc);
+  c->uc.uc_stack.ss_sp = stack;
+  c->uc.uc_stack.ss_size = size;
+  c->uc.uc_link = &back->uc;
+  makecontext(&c->uc, entry, 0);
+}
+#else
+struct kiln_host_ctx { void* sp; };
+// switch(from, to): push rbp, rbx, r12-r15, save rsp in from->sp, load to->sp, pop them, return there
+__attribute__((naked, noinline)) static void kiln_host_switch(kiln_host_ctx*, kiln_host_ctx*) {
+  __asm__ volatile(
+      "pushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n\t"
+      "movq %rsp, (%rdi)\n\tmovq (%rsi), %rsp\n\t"
+      "popq %r15\n\tpopq %r14\n\tpopq %r13\n\tpopq %r12\n\tpopq %rbx\n\tpopq %rbp\n\tret\n\t");
+}
+// a fresh fiber's stack: six zero registers, then `entry` as the return address, placed so that
+// entry starts with the stack aligned as after a call (rsp % 16 == 8)
+inline void kiln_host_ctx_init(kiln_host_ctx* c, kiln_host_ctx*, char* stack, size_t size, void (*entry)()) {
+  void** top = (void**)(((unsigned long long)(stack + size)) & ~15ULL);
+  top -= 2;
+  top[0] = (void*)entry;
+  top[1] = nullptr;
+  top -= 6;
+  for (int k = 0; k < 6; ++k) top[k] = nullptr;
+  c->sp = top;
+}
+#endif
+
 enum { KILN_HOST_AT_BARRIER = 1, KILN_HOST_AT_END = 2 };
-struct kiln_host_fiber { ucontext_t ctx; int at; };
+struct kiln_host_fiber { kiln_host_ctx ctx; int at; };
 struct kiln_host_grid {      // one launch in progress on this OS thread
-  ucontext_t main;
+  kiln_host_ctx main;
   kiln_host_fiber* fibers;
   unsigned cur, grid;
   void (*body)(void*);
@@ -50,7 +89,7 @@ inline void kiln_host_yield(int at) {
   kiln_host_grid* g = kiln_host_current;
   kiln_host_fiber& f = g->fibers[g->cur];
   f.at = at;
-  swapcontext(&f.ctx, &g->main);
+  kiln_host_switch(&f.ctx, &g->main);
 }
 inline void __syncthreads() { kiln_host_yield(KILN_HOST_AT_BARRIER); }
 
@@ -209,12 +248,8 @@ template <class F> int kiln_host_run(unsigned grid, unsigned block, F body, int*
   kiln_host_current = &g;
   const size_t slot = kiln_host_slot_bytes(), guard = slot - kiln_host_stack_bytes;
   for (unsigned t = 0; t < block; ++t) {
-    ucontext_t& c = g.fibers[t].ctx;
-    getcontext(&c);
-    c.uc_stack.ss_sp = pool->base + t * slot + guard;
-    c.uc_stack.ss_size = kiln_host_stack_bytes;
-    c.uc_link = &g.main;
-    makecontext(&c, kiln_host_fiber_main, 0);
+    kiln_host_ctx_init(&g.fibers[t].ctx, &g.main, pool->base + t * slot + guard, kiln_host_stack_bytes,
+                       kiln_host_fiber_main);
   }
   int err = 0;
   for (unsigned b = 0; b < grid && !err; ++b) {
@@ -224,7 +259,7 @@ template <class F> int kiln_host_run(unsigned grid, unsigned block, F body, int*
         g.cur = t;
         threadIdx.x = t;
         blockIdx.x = b;
-        swapcontext(&g.main, &g.fibers[t].ctx);
+        kiln_host_switch(&g.main, &g.fibers[t].ctx);
         if (g.fibers[t].at == KILN_HOST_AT_END) ++at_end; else ++at_barrier;
       }
       if (at_end == block) break;
