@@ -53,10 +53,13 @@ def _program(name: str) -> CudaProgram:
                        [Launch(func, (0,), grid, block, "gemm")])
 
 
-@pytest.fixture(scope="module")
-def lib():
+@pytest.fixture(scope="module", params=["stack-switch", "ucontext"])
+def lib(request):
+    """Each test runs with both fiber implementations (x86-64's own switch and the ucontext one
+    other machines use)."""
     progs = {name: _program(name) for name in KERNELS if name != "slow"}
-    lib = HarnessLibrary(list(progs.values()), max_grid=3)
+    defines = ["KILN_HOST_UCONTEXT"] if request.param == "ucontext" else []
+    lib = HarnessLibrary(list(progs.values()), max_grid=3, defines=defines)
     yield lib, progs
     lib.close()
 

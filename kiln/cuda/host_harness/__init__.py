@@ -108,13 +108,15 @@ def _wrappers(progs: Sequence[CudaProgram]) -> str:
 
 
 class HarnessLibrary:
-    """The CUDA C of several programs compiled (once) into one shared library."""
+    """The CUDA C of several programs compiled (once) into one shared library. `defines` are
+    macros set before `cuda_host.h` (KILN_HOST_UCONTEXT: ucontext fibers on x86-64 too)."""
 
     def __init__(self, progs: Sequence[CudaProgram], max_grid: int = 3, max_block: int = 64,
-                 timeout_s: float = 120.0):
+                 timeout_s: float = 120.0, defines: Sequence[str] = ()):
         # every program's source starts with the same prelude: keep it once
         body = "\n".join(p.source[len(PRELUDE):] if p.source.startswith(PRELUDE) else p.source for p in progs)
-        text = f'#include "{HEADER}"\n{PRELUDE}\n{body}\n{_wrappers(progs)}\n'
+        macros = "".join(f"#define {d} 1\n" for d in defines)
+        text = f'{macros}#include "{HEADER}"\n{PRELUDE}\n{body}\n{_wrappers(progs)}\n'
         self.source = text
         self.max_grid, self.max_block, self.timeout_s = max_grid, max_block, timeout_s
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
