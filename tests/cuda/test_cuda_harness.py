@@ -1,5 +1,5 @@
-"""The emitted CUDA C, compiled as C++ with the CPU harness (block threads as real threads, a barrier
-for __syncthreads, shuffles through memory), agrees with the reference interpreter."""
+"""The emitted CUDA C, compiled as C++ with the CPU harness (a block's threads as fibers taking turns
+between barriers, shuffles through memory), agrees with the reference interpreter."""
 import numpy as np
 import pytest
 from kiln.cuda.host_harness import HarnessLibrary, compiler
