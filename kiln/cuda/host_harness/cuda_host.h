@@ -39,9 +39,9 @@ inline kiln_dim3 blockDim, gridDim;
 
 // -- the block's threads as fibers ---------------------------------------------------------------
 // A fiber's context. On x86-64 a switch saves the callee-saved registers on the fiber's own stack
-// and swaps stack pointers (no system call: swapcontext would also save the signal mask, a syscall per
-// switch, and a row-mode block reduction switches ~30 times per thread and row); elsewhere (or with KILN_HOST_UCONTEXT)
-// it is ucontext.
+// and swaps stack pointers (no system call: swapcontext would also save the signal mask, a syscall
+// per switch, and a row-mode block reduction switches ~30 times per thread and row); elsewhere (or
+// with KILN_HOST_UCONTEXT) it is ucontext.
 #ifdef KILN_HOST_USE_UCONTEXT
 struct kiln_host_ctx { ucontext_t uc; };
 inline void kiln_host_switch(kiln_host_ctx* from, kiln_host_ctx* to) { swapcontext(&from->uc, &to->uc); }
@@ -54,8 +54,10 @@ inline void kiln_host_ctx_init(kiln_host_ctx* c, kiln_host_ctx* back, char* stac
 }
 #else
 struct kiln_host_ctx { void* sp; };
-// switch(from, to): push rbp, rbx, r12-r15, save rsp in from->sp, load to->sp, pop them, return there
-__attribute__((naked, noinline)) static void kiln_host_switch(kiln_host_ctx*, kiln_host_ctx*) {
+// switch(from, to): push rbp, rbx, r12-r15, save rsp in from->sp, load to->sp, pop them, return there.
+// noipa: callers must assume the whole ABI's caller-saved registers clobbered (with IPA register
+// allocation g++ would see an asm body that names none and keep values in them across a barrier).
+__attribute__((naked, noinline, noipa)) static void kiln_host_switch(kiln_host_ctx*, kiln_host_ctx*) {
   __asm__ volatile(
       "pushq %rbp\n\tpushq %rbx\n\tpushq %r12\n\tpushq %r13\n\tpushq %r14\n\tpushq %r15\n\t"
       "movq %rsp, (%rdi)\n\tmovq (%rsi), %rsp\n\t"
