@@ -7,10 +7,9 @@ the status buffer -- on the CPU.
   allocator has handed out -- freed, cached, or never allocated -- raises `SimMemoryError` naming
   the pointer, instead of touching memory.
 - Kernels are the emitted CUDA C compiled as C++ with the CPU harness (`kiln.cuda.host_harness`:
-  block threads as real threads, a barrier for `__syncthreads`, warp shuffles through memory),
-  grids shrunk to at most 2 blocks of one warp (32 threads: barriers between oversubscribed host threads
-  are the simulator's cost; the harness tests run 64-thread, multi-warp blocks); the compiled libraries
-  live in the disk cache, so a second run does not call g++.
+  a block's threads as fibers taking turns between barriers, warp shuffles through memory), grids
+  shrunk to at most 2 blocks of one warp (32 threads; the harness tests run 64-thread, multi-warp
+  blocks); the compiled libraries live in the disk cache, so a second run does not call g++.
 - Selected only explicitly: `KILN_CUDA_SIM=1` or `kiln.config.override(cuda_sim=True)`.
 
 It does not model timing (every call is synchronous), asynchronous errors, the device's real memory

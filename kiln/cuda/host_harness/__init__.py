@@ -1,5 +1,6 @@
-"""Run kiln's emitted CUDA C on the CPU: g++ compiles it as C++20 with `cuda_host.h` (the CUDA
-built-ins as real threads, a barrier, shuffles through memory), and a program's launches run in
+"""Run kiln's emitted CUDA C on the CPU: g++ compiles it as C++17 (NVRTC's dialect) with
+`cuda_host.h` (a block's threads as fibers that take turns between barriers, shuffles through
+memory), and a program's launches run in
 order over numpy buffers, exactly as the CUDA backend would issue them on a stream. The tests
 use it directly; the CUDA simulator (`kiln.runtime.cuda_sim`) launches device kernels with it.
 
@@ -19,6 +20,7 @@ import atexit
 import ctypes
 import hashlib
 import os
+import queue
 import shutil
 import subprocess
 import tempfile
@@ -32,11 +34,60 @@ from ...codegen.cuda_render import PRELUDE, storage_ctype
 from ...runtime.cuda_backend import CudaProgram, outputs_from_status
 
 HEADER = Path(__file__).with_name("cuda_host.h")
-_LAUNCH = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int)
+_LAUNCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                           ctypes.c_void_p)
+
+
+_COMPILERS: dict[str | None, str | None] = {}
 
 
 def compiler() -> str | None:
-    return shutil.which("g++")
+    """g++ on PATH, or None (looked up once per PATH: the simulator asks before every launch)."""
+    path = os.environ.get("PATH")
+    if path not in _COMPILERS:
+        _COMPILERS[path] = shutil.which("g++")
+    return _COMPILERS[path]
+
+
+class _Worker:
+    """The daemon thread that runs every harness launch of the process, one at a time (as one
+    stream would), so that a launch that never finishes can be given up on after a timeout. A
+    worker stuck in such a launch is abandoned and the next launch starts a fresh one."""
+
+    def __init__(self):
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._loop, daemon=True, name="kiln-cuda-harness").start()
+
+    def _loop(self) -> None:
+        while True:
+            fn, args, done, result = self.jobs.get()
+            try:
+                result.append(fn(*args))
+            except BaseException as e:  # pragma: no cover - ctypes raises nothing here
+                result.append(e)
+            finally:
+                done.set()
+
+
+_worker: _Worker | None = None
+_worker_lock = threading.Lock()
+
+
+def _run_on_worker(fn, args, timeout_s: float):
+    """fn(*args) on the worker thread: (finished, its result or exception)."""
+    global _worker
+    with _worker_lock:
+        if _worker is None:
+            _worker = _Worker()
+        w = _worker
+    done, result = threading.Event(), []
+    w.jobs.put((fn, args, done, result))
+    if not done.wait(timeout_s):
+        with _worker_lock:
+            if _worker is w:
+                _worker = None
+        return False, None
+    return True, result[0]
 
 
 def _wrappers(progs: Sequence[CudaProgram]) -> str:
@@ -51,19 +102,21 @@ def _wrappers(progs: Sequence[CudaProgram]) -> str:
                 args = [f"({'const ' if q.mode == 'r' else ''}{storage_ctype(q.dtype)}*)bufs[{i}]"
                         for i, q in enumerate(ck.params)]
                 call = f"{st.func}({', '.join(args + ['status'])})"
-                out.append(f'extern "C" void launch_{st.func}(void** bufs, long long* status, int grid, int block) '
-                           f"{{ kiln_host_run(grid, block, [&] {{ {call}; }}); }}")
+                out.append(f'extern "C" int launch_{st.func}(void** bufs, long long* status, int grid, int block, '
+                           f"int* info) {{ return kiln_host_run(grid, block, [&] {{ {call}; }}, info); }}")
     return "\n".join(out)
 
 
 class HarnessLibrary:
-    """The CUDA C of several programs compiled (once) into one shared library."""
+    """The CUDA C of several programs compiled (once) into one shared library. `defines` are
+    macros set before `cuda_host.h` (KILN_HOST_UCONTEXT: ucontext fibers on x86-64 too)."""
 
     def __init__(self, progs: Sequence[CudaProgram], max_grid: int = 3, max_block: int = 64,
-                 timeout_s: float = 120.0):
+                 timeout_s: float = 120.0, defines: Sequence[str] = ()):
         # every program's source starts with the same prelude: keep it once
         body = "\n".join(p.source[len(PRELUDE):] if p.source.startswith(PRELUDE) else p.source for p in progs)
-        text = f'#include "{HEADER}"\n{PRELUDE}\n{body}\n{_wrappers(progs)}\n'
+        macros = "".join(f"#define {d} 1\n" for d in defines)
+        text = f'{macros}#include "{HEADER}"\n{PRELUDE}\n{body}\n{_wrappers(progs)}\n'
         self.source = text
         self.max_grid, self.max_block, self.timeout_s = max_grid, max_block, timeout_s
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -112,24 +165,24 @@ class HarnessLibrary:
         return [bufs[names[n]] for n in program.outputs]
 
     def _launch(self, func: str, ptrs, status_ptr: int, grid: int, block: int) -> None:
-        """Run one launch on a daemon thread, so that a kernel whose threads never meet at a
-        barrier fails the test (naming the kernel) instead of hanging the suite."""
-        done = threading.Event()
-        errors: list[BaseException] = []
-
-        def go():
-            try:
-                self._fn(func)(ctypes.addressof(ptrs), status_ptr, grid, block)
-            except BaseException as e:  # pragma: no cover - ctypes raises nothing here
-                errors.append(e)
-            finally:
-                done.set()
-        threading.Thread(target=go, daemon=True, name=f"harness-{func}").start()
-        if not done.wait(self.timeout_s):
+        """Run one launch on the harness's worker thread, so that a kernel that never finishes (a
+        loop that does not end) fails the test, naming the kernel, instead of hanging the suite. A
+        thread that skips a barrier the others wait at is caught by the fiber scheduler itself
+        (`cuda_host.h`)."""
+        info = (ctypes.c_int * 3)()
+        finished, rc = _run_on_worker(self._fn(func), (ctypes.addressof(ptrs), status_ptr, grid, block, info),
+                                      self.timeout_s)
+        if not finished:
             raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}) did not finish in "
-                               f"{self.timeout_s} s: its threads are stuck (a barrier some thread skipped?)")
-        if errors:
-            raise errors[0]
+                               f"{self.timeout_s} s: a loop that does not end?")
+        if isinstance(rc, BaseException):
+            raise rc
+        if rc == 1:
+            raise RuntimeError(f"CUDA harness: {func} (grid {grid}, block {block}): in block {info[0]}, "
+                               f"{info[2]} threads finished while {info[1]} wait at __syncthreads "
+                               "(a barrier some thread skipped)")
+        if rc == 2:
+            raise MemoryError(f"CUDA harness: {func}: no memory for the stacks of {info[0]} fiber threads")
 
     def close(self) -> None:
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -147,7 +200,7 @@ def _build(text: str, lib: Path) -> None:
         return
     src = lib.with_suffix(".cpp")
     src.write_text(text)
-    cmd = [cxx, "-std=c++20", "-O1", "-pthread", "-shared", "-fPIC", "-fno-strict-aliasing", "-w", "-o", str(lib), str(src)]
+    cmd = [cxx, "-std=c++17", "-O1", "-shared", "-fPIC", "-fno-strict-aliasing", "-w", "-o", str(lib), str(src)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"g++ rejected the emitted CUDA C ({src}):\n{r.stderr[:4000]}")
