@@ -44,12 +44,14 @@ MIN_DIM = 8
 MIN_MACS = 80 ** 3
 SLOTS_PER_THREAD = 4  # scratch slots (each a set of panels and a C block) per CPU
 # From this many multiply-adds a product is cut into a task per thread and its kernel reports
-# them as its cost, so it runs threaded (the backend's PARALLEL_MIN_COST is 2^21): ~16 MFLOP,
-# ~0.1 ms on one core. Starting the workers costs ~8 us, but a threaded program also pays a
-# barrier after each of its small serial kernels: at 2^21 the batch-64 MLP step (6.4M-MAC
-# layers, ~14 small kernels) went from 0.46 ms serial to 1.08 ms on two threads. The LSTM's
-# per-step 64x256x1024 (16.8M) is split; 64x784x128 (6.4M) stays on one thread.
-THREAD_MIN_MACS = 1 << 23
+# them as its cost, so it runs threaded (the backend's PARALLEL_MIN_COST is 2^21): ~8 MFLOP,
+# ~50 us on one core of the development box. Threading is per kernel (`render_program`): only
+# split kernels meet the other threads at a barrier, the small kernels around them run inline on
+# the calling thread, so the batch-64 MLP's two 6.4M-MAC products use both cores and its dozen
+# small kernels pay nothing. (When every kernel of a threaded program ended at a barrier, this
+# was 2^23: at 2^21 that step took 1.08 ms threaded against 0.46 ms serial.)
+THREAD_MIN_MACS = 1 << 22
+PACK_COST = 4  # multiply-adds one packed element costs (a copy against 32 lane-FMAs a cycle), for the split
 
 
 @dataclass(frozen=True)
@@ -282,20 +284,33 @@ class TaskSplit:
 
 
 def split_tasks(batch: int, m: int, n: int, k: int, blk: Blocking, threads: int) -> TaskSplit:
-    """At least `threads` tasks when the product is large enough to thread (splitting the
-    longer of M and N; each task packs its own panels), else one per batch and column block."""
+    """At least `threads` tasks when the product is large enough to thread, else one per batch
+    and column block. The cut is along M or N, whichever gives the cheaper largest task: its
+    padded tiles (`tile_rows` rows, nr-wide panels) plus its packing (each task packs its own
+    panels of both operands, `PACK_COST` per element). 64x784x128 splits N (each task packs
+    half of B); 128x784 at K=64 splits M (two tasks of 64 rows in exact 8-row tiles, where
+    cutting N's 25 panels 13 + 12 would leave one thread 8% more)."""
     nc = min(blk.nc, _ceil(n, blk.nr) * blk.nr)
-    rows = m
     want = threads if batch < threads and m * n * k >= THREAD_MIN_MACS else 1
     nj = _ceil(n, nc)
+    options = [(m, nc)]
     if batch * nj < want:
-        if n >= m and n >= want * blk.nr:
-            nc = _ceil(_ceil(n, want), blk.nr) * blk.nr
-            nj = _ceil(n, nc)
-        elif m >= want * blk.mr:
-            rows = _ceil(_ceil(m, want), blk.mr) * blk.mr
-    mg = _ceil(m, rows)
-    return TaskSplit(batch, mg, rows, nj, nc)
+        options = []
+        if n >= want * blk.nr:
+            options.append((m, _ceil(_ceil(n, want), blk.nr) * blk.nr))
+        if m >= want * blk.mr:
+            options.append((_ceil(_ceil(m, want), blk.mr) * blk.mr, nc))
+        if m >= want * 4:  # rows in tile_rows' shorter tiles (64 rows: two tasks of 32 in 8-row tiles)
+            options.append((_ceil(m, want), nc))
+        options = options or [(m, nc)]
+    rows, nc = min(options, key=lambda o: (_task_cost(min(o[0], m), min(o[1], n), k, blk), -o[1]))
+    return TaskSplit(batch, _ceil(m, rows), rows, _ceil(n, nc), nc)
+
+
+def _task_cost(rows: int, cols: int, k: int, blk: Blocking) -> int:
+    """Multiply-adds (padded to whole tiles) plus packing of a task of rows x cols, depth k."""
+    mr = tile_rows(rows, blk)
+    return _ceil(rows, mr) * mr * _ceil(cols, blk.nr) * blk.nr * k + PACK_COST * (rows + cols) * k
 
 
 def last_axis_contiguous(low, n: Node) -> bool:
@@ -401,7 +416,13 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     MC = balanced_block(RG, blk.mc, MR)       # a multiple of MR: row blocks never share a tile
     ncp = _ceil(NC, NR) * NR                  # columns of a task's C block / B panel set
     rgp = _ceil(RG, MR) * MR                  # rows of a task's C block
-    asz, bsz, csz = MC * KC, KC * ncp, rgp * ncp
+    npc = _ceil(K, KC)
+    # with one depth block a tile is complete after one tile_mma: it goes to an mr x nr tile of
+    # scratch that stays in L1, read back by the epilogue at once, instead of a C block of the
+    # task's rows x columns (the K=64 weight gradient's 128x800 block: 400 KB written, evicted)
+    one_tile = npc == 1
+    ldc = NR if one_tile else ncp
+    asz, bsz, csz = MC * KC, KC * ncp, (MR * NR if one_tile else rgp * ncp)
     T = sp.tasks
     # scratch slots: each runs its tasks one after another in its own panels and C block, so
     # the scratch is bounded however many tasks there are (a batch of 10^4 small matrices)
@@ -443,10 +464,16 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     abase, bbase, cbase = (op("mul", slot, idx(s)) for s in (asz, bsz, csz))
     rbase, sbase = op("mul", slot, idx(rgp)), op("mul", slot, idx(ncp))
 
-    # the product's value at any position of this task's block: its element of the C block
+    tile_at: list[Expr] = []  # the current tile's first (row, column) in the task (one_tile)
+
+    # the product's value at any position of this task's block: its element of the C block (of
+    # the tile, with one depth block: the epilogue reads only the tile it runs on)
     def c_addr(index: ix.Index) -> Expr:
         r, c = (index[-1], index[-2]) if swap else (index[-2], index[-1])
-        return op("add", cbase, op("add", op("mul", op("sub", r, row0), idx(ncp)), op("sub", c, col0)))
+        r, c = op("sub", r, row0), op("sub", c, col0)
+        if one_tile:
+            r, c = op("sub", r, tile_at[0]), op("sub", c, tile_at[1])
+        return op("add", cbase, op("add", op("mul", r, idx(ldc)), c))
     low.inputs.add(id(mm))  # from here on the product is read, from the C blocks
     low.addressers[id(mm)] = (cs, c_addr)
     # a fused sum's value at any position: the task's row (column) sums
@@ -489,7 +516,6 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
                 low.store(o, map_index(spos, f.maps[id(o)], f.node.shape))
         close_to(depth0)
 
-    npc = _ceil(K, KC)
     pc = open_(npc, "pc")
     k0 = op("mul", pc, idx(KC))
     kc = _min(idx(KC), op("sub", idx(K), k0))
@@ -543,7 +569,9 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     p = open_(npan, "p")
     tile_r = op("add", r0, op("mul", p, idx(MR)))    # the tile's first row within the task's rows
     tile_c = op("mul", q, idx(NR))
-    em.emit(TileMMA(cs, op("add", cbase, op("add", op("mul", tile_r, idx(ncp)), tile_c)), ncp,
+    tile_at[:] = [tile_r, tile_c]
+    c_at = cbase if one_tile else op("add", cbase, op("add", op("mul", tile_r, idx(ncp)), tile_c))
+    em.emit(TileMMA(cs, c_at, ldc,
                     ap, op("add", abase, op("mul", p, op("mul", kc, idx(MR)))),
                     bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))),
                     kc, MR, NR, op("gt", pc, idx(0))), len(em.frames) - 1)
