@@ -51,6 +51,7 @@ SLOTS_PER_THREAD = 4  # scratch slots (each a set of panels and a C block) per C
 # small kernels pay nothing. (When every kernel of a threaded program ended at a barrier, this
 # was 2^23: at 2^21 that step took 1.08 ms threaded against 0.46 ms serial.)
 THREAD_MIN_MACS = 1 << 22
+B_DIRECT_ROWS = 256  # a row-major B is read in place (not packed) by products of at most this many rows
 PACK_COST = 4  # multiply-adds one packed element costs (a copy against 32 lane-FMAs a cycle), for the split
 
 
@@ -343,6 +344,37 @@ def last_axis_contiguous(low, n: Node) -> bool:
     return strides is None or not n.shape or n.shape[-1] == 1 or strides[-1] == 1
 
 
+def direct_operand(low, n: Node) -> tuple[str, tuple[int, ...]] | None:
+    """(buffer, element strides over `n`'s axes) when `n` is read from memory as it lies: a
+    kernel input or a permute of one (no other prologue op, no C block); else None."""
+    perm = list(range(len(n.shape)))
+    while id(n) in low.members and id(n) not in low.inputs:
+        if n.op != "permute":
+            return None
+        perm = [n.attrs["perm"][q] for q in perm]
+        n = n.inputs[0]
+    if id(n) in low.addressers:
+        return None
+    name = low.read_back.get(id(n)) or low.buf_names.get(id(n))
+    if name is None:
+        return None
+    strides = low.strides.get(id(n))
+    if strides is None:
+        strides, step = [], 1
+        for size in reversed(n.shape):
+            strides.insert(0, step)
+            step *= size
+    return name, tuple(strides[q] for q in perm)
+
+
+def _flat(index: Sequence[Expr], strides: Sequence[int]) -> Expr:
+    flat: Expr = idx(0)
+    for e, st in zip(index, strides):
+        if st:
+            flat = op("add", flat, op("mul", e, idx(st)))
+    return flat
+
+
 @dataclass(frozen=True)
 class FusedSum:
     """A reduce_sum over the contraction axis of one GEMM operand (the bias gradient Σ_batch dy
@@ -436,7 +468,25 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     # task's rows x columns (the K=64 weight gradient's 128x800 block: 400 KB written, evicted)
     one_tile = npc == 1
     ldc = NR if one_tile else ncp
-    asz, bsz, csz = MC * KC, KC * ncp, (MR * NR if one_tile else rgp * ncp)
+    # operands read in place instead of packed (the small-matrix path): a k-contiguous A (x in
+    # x @ w.T, whose packing is a transposing scalar copy) when every tile is a full one, and a
+    # row-major B when its panels are full and each is read by few A panels (M <= B_DIRECT_ROWS)
+    a_src = direct_operand(low, b if swap else a)
+    b_src = direct_operand(low, a if swap else b)
+    a_direct = b_direct = None
+    if a_src is not None and not row_sums and M % MR == 0 and RG % MR == 0:
+        st = a_src[1]
+        rs, ks = (st[-1], st[-2]) if swap else (st[-2], st[-1])
+        if ks == 1 and rs >= 1:
+            a_direct = (a_src[0], st, rs)
+    if b_src is not None and not col_sums and N % NR == 0 and NC % NR == 0 and M <= B_DIRECT_ROWS:
+        st = b_src[1]
+        ks, cs_ = (st[-1], st[-2]) if swap else (st[-2], st[-1])
+        if cs_ == 1 and ks >= NR:
+            b_direct = (b_src[0], st, ks)
+    asz = 1 if a_direct else MC * KC
+    bsz = 1 if b_direct else KC * ncp
+    csz = MR * NR if one_tile else rgp * ncp
     T = sp.tasks
     # scratch slots: each runs its tasks one after another in its own panels and C block, so
     # the scratch is bounded however many tasks there are (a batch of 10^4 small matrices)
@@ -536,17 +586,18 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     depth = len(tokens)
 
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
-    q = open_(nq, "qb")
-    if b_along_cols:
-        kk, j = open_(kc, "kb"), open_(NR, "jb")
-    else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
-        j, kk = open_(NR, "jb"), open_(kc, "kb")
-        low.vector_hints[kk.name] = 1
-    col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
-    v = b_value(op("add", k0, kk), col)
-    dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
-    em.emit(Store(bp, dst, v), em.level(v, dst))
-    close_to(depth)
+    if b_direct is None:  # else the microkernel reads B as it lies
+        q = open_(nq, "qb")
+        if b_along_cols:
+            kk, j = open_(kc, "kb"), open_(NR, "jb")
+        else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
+            j, kk = open_(NR, "jb"), open_(kc, "kb")
+            low.vector_hints[kk.name] = 1
+        col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
+        v = b_value(op("add", k0, kk), col)
+        dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
+        em.emit(Store(bp, dst, v), em.level(v, dst))
+        close_to(depth)
     if col_sums:  # column sums of the right operand: once per column, by the first row group's task
         once_if(op("eq", g, idx(0)), "colsum")
         accumulate_sums(csum, sbase, nq, NR, (bp, bbase), "cs")
@@ -561,17 +612,18 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     depth_ic = len(tokens)
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
-    p = open_(npan, "pa")
-    if a_along_k:  # read along k; written mr apart: scalar copies
-        i, kk = open_(MR, "ia"), open_(kc, "ka")
-        low.vector_hints[kk.name] = 1
-    else:
-        kk, i = open_(kc, "ka"), open_(MR, "ia")
-    row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))
-    v = a_value(row, op("add", k0, kk))
-    dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
-    em.emit(Store(ap, dst, v), em.level(v, dst))
-    close_to(depth_ic)
+    if a_direct is None:  # else the microkernel reads A as it lies
+        p = open_(npan, "pa")
+        if a_along_k:  # read along k; written mr apart: scalar copies
+            i, kk = open_(MR, "ia"), open_(kc, "ka")
+            low.vector_hints[kk.name] = 1
+        else:
+            kk, i = open_(kc, "ka"), open_(MR, "ia")
+        row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))
+        v = a_value(row, op("add", k0, kk))
+        dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
+        em.emit(Store(ap, dst, v), em.level(v, dst))
+        close_to(depth_ic)
     if row_sums:  # row sums of the left operand: once per row, by the first column block's task
         once_if(op("eq", jc, idx(0)), "rowsum")
         accumulate_sums(rsum, op("add", rbase, r0), npan, MR, (ap, abase), "rs")
@@ -585,10 +637,18 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     tile_c = op("mul", q, idx(NR))
     tile_at[:] = [tile_r, tile_c]
     c_at = cbase if one_tile else op("add", cbase, op("add", op("mul", tile_r, idx(ncp)), tile_c))
-    em.emit(TileMMA(cs, c_at, ldc,
-                    ap, op("add", abase, op("mul", p, op("mul", kc, idx(MR)))),
-                    bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))),
-                    kc, MR, NR, op("gt", pc, idx(0))), len(em.frames) - 1)
+    a_buf, a_at, a_steps = ap, op("add", abase, op("mul", p, op("mul", kc, idx(MR)))), None
+    if a_direct is not None:  # row row0 + tile_r, depth k0 of the operand as it lies
+        name, st, rs = a_direct
+        pos = [op("add", row0, tile_r), k0]
+        a_buf, a_at, a_steps = name, _flat(batch_vars + (pos[::-1] if swap else pos), st), (rs, 1)
+    b_buf, b_at, b_kstep = bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))), None
+    if b_direct is not None:
+        name, st, ks = b_direct
+        pos = [k0, op("add", col0, tile_c)]
+        b_buf, b_at, b_kstep = name, _flat(batch_vars + (pos[::-1] if swap else pos), st), ks
+    em.emit(TileMMA(cs, c_at, ldc, a_buf, a_at, b_buf, b_at, kc, MR, NR, op("gt", pc, idx(0)),
+                    a_steps, b_kstep), len(em.frames) - 1)
     # the epilogue, once the last depth block is in: a loop of one iteration (or none)
     once_if(op("eq", pc, idx(npc - 1)), "last")
     i = open_(_min(idx(MR), op("sub", mrows, op("mul", p, idx(MR)))), "i")

@@ -304,14 +304,15 @@ class _FunctionRenderer:
             accs.append(row)
         b.cbranch(b.icmp_signed("<", k, kc), body, done)
         b.position_at_end(body)
-        brow = b.add(bi, b.mul(k, ir.Constant(I64, s.nr)))
+        (ars, aks), bks = s.a_step, s.b_step
+        brow = b.add(bi, b.mul(k, ir.Constant(I64, bks)))
         bvs = [b.load(b.gep(bptr, [b.add(brow, ir.Constant(I64, v * w))], inbounds=True, source_etype=t),
                       typ=vt, align=align) for v in range(nv)]
-        abase = b.add(ai, b.mul(k, ir.Constant(I64, s.mr)))
+        abase = b.add(ai, b.mul(k, ir.Constant(I64, aks)))
         mask = ir.Constant(ir.VectorType(I32, w), [0] * w)
         undef = ir.Constant(vt, ir.Undefined)
         for i, row in enumerate(accs):
-            ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i))], inbounds=True, source_etype=t)
+            ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i * ars))], inbounds=True, source_etype=t)
             av = b.shuffle_vector(b.insert_element(undef, b.load(ap, typ=t), ir.Constant(I32, 0)), undef, mask)
             for bv, acc in zip(bvs, row):
                 acc.add_incoming(b.call(fma, [av, bv, acc]), body)
