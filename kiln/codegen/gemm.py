@@ -459,6 +459,18 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     sp = split_tasks(nb, M, N, K, blk, host_threads())
     NC, RG = sp.nc, sp.rows_per_group
     MR, NR = tile_rows(RG, blk), blk.nr
+    a_src = direct_operand(low, b if swap else a)
+    if a_src is not None:  # (buffer, strides, row step) when its depth axis is contiguous
+        st = a_src[1]
+        rs, ks = (st[-1], st[-2]) if swap else (st[-2], st[-1])
+        a_src = (a_src[0], st, rs) if ks == 1 and rs >= 1 and not row_sums else None
+    if a_src is not None and (M % MR or RG % MR):
+        # A could be read in place if the tiles covered its rows exactly: take the tallest tile
+        # height in tile_rows' range that does (1024 rows: 8, not 12 with a 4-row edge), which
+        # saves the transposing copy of A
+        exact = [r for r in range(blk.mr, max(4, blk.mr // 2) - 1, -1) if M % r == 0 and RG % r == 0]
+        if exact:
+            MR = exact[0]
     MC = balanced_block(RG, blk.mc, MR)       # a multiple of MR: row blocks never share a tile
     ncp = _ceil(NC, NR) * NR                  # columns of a task's C block / B panel set
     rgp = _ceil(RG, MR) * MR                  # rows of a task's C block
@@ -471,14 +483,10 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     # operands read in place instead of packed (the small-matrix path): a k-contiguous A (x in
     # x @ w.T, whose packing is a transposing scalar copy) when every tile is a full one, and a
     # row-major B when its panels are full and each is read by few A panels (M <= B_DIRECT_ROWS)
-    a_src = direct_operand(low, b if swap else a)
     b_src = direct_operand(low, a if swap else b)
     a_direct = b_direct = None
-    if a_src is not None and not row_sums and M % MR == 0 and RG % MR == 0:
-        st = a_src[1]
-        rs, ks = (st[-1], st[-2]) if swap else (st[-2], st[-1])
-        if ks == 1 and rs >= 1:
-            a_direct = (a_src[0], st, rs)
+    if a_src is not None and M % MR == 0 and RG % MR == 0:
+        a_direct = a_src
     if b_src is not None and not col_sums and N % NR == 0 and NC % NR == 0 and M <= B_DIRECT_ROWS:
         st = b_src[1]
         ks, cs_ = (st[-1], st[-2]) if swap else (st[-2], st[-1])

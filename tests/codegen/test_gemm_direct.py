@@ -115,8 +115,8 @@ def test_in_place_only_where_it_is_exact(case, monkeypatch):
         arrays, expect = [rng.standard_normal((128, 256))[::2], rng.standard_normal((256, 1024))], ((512, 1), 1024)
     elif case == "batched":  # a batch of 3: the batch stride in the index
         arrays, expect = [rng.standard_normal((3, 64, 100)), rng.standard_normal((3, 100, 96))], ((100, 1), 96)
-    elif case == "tall":    # more rows than B_DIRECT_ROWS: B packed
-        arrays, expect = [rng.standard_normal((512, 256)), rng.standard_normal((256, 1024))], (None, None)
+    elif case == "tall":    # more rows than B_DIRECT_ROWS: B packed (A in place, in tiles that cover 512 rows)
+        arrays, expect = [rng.standard_normal((512, 256)), rng.standard_normal((256, 1024))], ((256, 1), None)
     else:                   # a weight broadcast over the batch in the GEMM's prologue: packed
         arrays, expect = [rng.standard_normal((3, 64, 256)), rng.standard_normal((256, 1024))], ((256, 1), None)
     arrays = [np.ascontiguousarray(a, f32) for a in arrays]
@@ -132,6 +132,22 @@ def test_in_place_only_where_it_is_exact(case, monkeypatch):
     else:
         text = _check(fn, arrays, dt.float32, 1, monkeypatch)
     a, b = _steps(text)
-    if case == "tall" and gemm.tile_rows(512, gemm.host_blocking(4)) and 512 % gemm.tile_rows(512, gemm.host_blocking(4)) == 0:
-        expect = ((256, 1), None)
     assert (a, b) == expect
+
+
+@pytest.mark.parametrize("m, mr", [(1024, 8), (120, 12), (1000, 10), (97, None)])
+def test_tile_height_that_covers_the_rows_lets_a_be_read_in_place(m, mr, monkeypatch):
+    """1024 rows under 12-row tiles leave a 4-row edge; 8-row tiles cover them, and A is read in
+    place. 97 rows (prime): no tile height covers them, A is packed."""
+    blk = gemm.host_blocking(4)
+    if blk.mr != 12:
+        pytest.skip("row counts chosen for 12-row tiles (AVX-512)")
+    rng = np.random.default_rng(m)
+    x, w = rng.standard_normal((m, 200)).astype(np.float32), rng.standard_normal((64, 200)).astype(np.float32)
+    text = _check(lambda x, w: x @ w.T, [x, w], dt.float32, 1, monkeypatch)
+    tile = int(re.search(r"tile_mma (\d+)x", text).group(1))
+    a, _ = _steps(text)
+    if mr is None:
+        assert a is None and tile == gemm.tile_rows(m, blk)
+    else:
+        assert tile == mr and a == (200, 1)
