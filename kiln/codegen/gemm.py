@@ -44,12 +44,15 @@ MIN_DIM = 8
 MIN_MACS = 80 ** 3
 SLOTS_PER_THREAD = 4  # scratch slots (each a set of panels and a C block) per CPU
 # From this many multiply-adds a product is cut into a task per thread and its kernel reports
-# them as its cost, so it runs threaded (the backend's PARALLEL_MIN_COST is 2^21): ~16 MFLOP,
-# ~0.1 ms on one core. Starting the workers costs ~8 us, but a threaded program also pays a
-# barrier after each of its small serial kernels: at 2^21 the batch-64 MLP step (6.4M-MAC
-# layers, ~14 small kernels) went from 0.46 ms serial to 1.08 ms on two threads. The LSTM's
-# per-step 64x256x1024 (16.8M) is split; 64x784x128 (6.4M) stays on one thread.
-THREAD_MIN_MACS = 1 << 23
+# them as its cost, so it runs threaded (the backend's PARALLEL_MIN_COST is 2^21): ~8 MFLOP,
+# ~50 us on one core of the development box. Threading is per kernel (`render_program`): only
+# split kernels meet the other threads at a barrier, the small kernels around them run inline on
+# the calling thread, so the batch-64 MLP's two 6.4M-MAC products use both cores and its dozen
+# small kernels pay nothing. (When every kernel of a threaded program ended at a barrier, this
+# was 2^23: at 2^21 that step took 1.08 ms threaded against 0.46 ms serial.)
+THREAD_MIN_MACS = 1 << 22
+B_DIRECT_ROWS = 256  # a row-major B is read in place (not packed) by products of at most this many rows
+PACK_COST = 4  # multiply-adds one packed element costs (a copy against 32 lane-FMAs a cycle), for the split
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,20 @@ def host_blocking(itemsize: int, host: HostInfo | None = None) -> Blocking:
     mc = max(mr, min(1536, _round_down(h.l2 // 2 // (kc * itemsize), mr)))
     nc = max(nr, min(4096, _round_down(h.l3 // 4 // (kc * itemsize), nr)))
     return Blocking(mr, nr, kc, mc, nc)
+
+
+def gemm_blocking(itemsize: int, n: int, host: HostInfo | None = None) -> Blocking:
+    """The blocking for a product of `n` columns: the host's, or for n of at most one vector
+    (`matmul[1024, 10]`: a classifier's logits) the narrow tile, one vector wide and twice as
+    tall (24 x 16 float32 on AVX-512, 24 accumulators and no spill), so that 10 columns are
+    computed as 16, not 32. Tests' `override_blocking` is kept as given."""
+    blk = host_blocking(itemsize, host)
+    lanes = (host or host_info()).lanes(itemsize)
+    if _override is not None or n > lanes or blk.nr != 2 * lanes:
+        return blk
+    regs = (host or host_info()).vector_registers
+    mr = max(blk.mr, min(2 * blk.mr, regs - 4))  # accumulators, the b vector, a broadcast, a spare
+    return Blocking(mr, lanes, blk.kc, _round_down(blk.mc, mr), _round_down(blk.nc, lanes), blk.min_macs)
 
 
 TILE_WASTE = 0.05  # padded rows a task may compute past its own before a shorter tile is tried
@@ -282,20 +299,33 @@ class TaskSplit:
 
 
 def split_tasks(batch: int, m: int, n: int, k: int, blk: Blocking, threads: int) -> TaskSplit:
-    """At least `threads` tasks when the product is large enough to thread (splitting the
-    longer of M and N; each task packs its own panels), else one per batch and column block."""
+    """At least `threads` tasks when the product is large enough to thread, else one per batch
+    and column block. The cut is along M or N, whichever gives the cheaper largest task: its
+    padded tiles (`tile_rows` rows, nr-wide panels) plus its packing (each task packs its own
+    panels of both operands, `PACK_COST` per element). 64x784x128 splits N (each task packs
+    half of B); 128x784 at K=64 splits M (two tasks of 64 rows in exact 8-row tiles, where
+    cutting N's 25 panels 13 + 12 would leave one thread 8% more)."""
     nc = min(blk.nc, _ceil(n, blk.nr) * blk.nr)
-    rows = m
     want = threads if batch < threads and m * n * k >= THREAD_MIN_MACS else 1
     nj = _ceil(n, nc)
+    options = [(m, nc)]
     if batch * nj < want:
-        if n >= m and n >= want * blk.nr:
-            nc = _ceil(_ceil(n, want), blk.nr) * blk.nr
-            nj = _ceil(n, nc)
-        elif m >= want * blk.mr:
-            rows = _ceil(_ceil(m, want), blk.mr) * blk.mr
-    mg = _ceil(m, rows)
-    return TaskSplit(batch, mg, rows, nj, nc)
+        options = []
+        if n >= want * blk.nr:
+            options.append((m, _ceil(_ceil(n, want), blk.nr) * blk.nr))
+        if m >= want * blk.mr:
+            options.append((_ceil(_ceil(m, want), blk.mr) * blk.mr, nc))
+        if m >= want * 4:  # rows in tile_rows' shorter tiles (64 rows: two tasks of 32 in 8-row tiles)
+            options.append((_ceil(m, want), nc))
+        options = options or [(m, nc)]
+    rows, nc = min(options, key=lambda o: (_task_cost(min(o[0], m), min(o[1], n), k, blk), -o[1]))
+    return TaskSplit(batch, _ceil(m, rows), rows, _ceil(n, nc), nc)
+
+
+def _task_cost(rows: int, cols: int, k: int, blk: Blocking) -> int:
+    """Multiply-adds (padded to whole tiles) plus packing of a task of rows x cols, depth k."""
+    mr = tile_rows(rows, blk)
+    return _ceil(rows, mr) * mr * _ceil(cols, blk.nr) * blk.nr * k + PACK_COST * (rows + cols) * k
 
 
 def last_axis_contiguous(low, n: Node) -> bool:
@@ -312,6 +342,37 @@ def last_axis_contiguous(low, n: Node) -> bool:
             return False
     strides = low.strides.get(id(n))
     return strides is None or not n.shape or n.shape[-1] == 1 or strides[-1] == 1
+
+
+def direct_operand(low, n: Node) -> tuple[str, tuple[int, ...]] | None:
+    """(buffer, element strides over `n`'s axes) when `n` is read from memory as it lies: a
+    kernel input or a permute of one (no other prologue op, no C block); else None."""
+    perm = list(range(len(n.shape)))
+    while id(n) in low.members and id(n) not in low.inputs:
+        if n.op != "permute":
+            return None
+        perm = [n.attrs["perm"][q] for q in perm]
+        n = n.inputs[0]
+    if id(n) in low.addressers:
+        return None
+    name = low.read_back.get(id(n)) or low.buf_names.get(id(n))
+    if name is None:
+        return None
+    strides = low.strides.get(id(n))
+    if strides is None:
+        strides, step = [], 1
+        for size in reversed(n.shape):
+            strides.insert(0, step)
+            step *= size
+    return name, tuple(strides[q] for q in perm)
+
+
+def _flat(index: Sequence[Expr], strides: Sequence[int]) -> Expr:
+    flat: Expr = idx(0)
+    for e, st in zip(index, strides):
+        if st:
+            flat = op("add", flat, op("mul", e, idx(st)))
+    return flat
 
 
 @dataclass(frozen=True)
@@ -393,15 +454,47 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     row_sums = [f for f in sums if (f.operand == 1) == swap]   # over P's left operand: one per row
     col_sums = [f for f in sums if (f.operand == 1) != swap]   # over P's right operand: one per column
 
-    blk = host_blocking(d.itemsize)
+    blk = gemm_blocking(d.itemsize, N)
     KC = balanced_block(K, blk.kc, 1)
     sp = split_tasks(nb, M, N, K, blk, host_threads())
     NC, RG = sp.nc, sp.rows_per_group
     MR, NR = tile_rows(RG, blk), blk.nr
+    a_src = direct_operand(low, b if swap else a)
+    if a_src is not None:  # (buffer, strides, row step) when its depth axis is contiguous
+        st = a_src[1]
+        rs, ks = (st[-1], st[-2]) if swap else (st[-2], st[-1])
+        a_src = (a_src[0], st, rs) if ks == 1 and rs >= 1 and not row_sums else None
+    if a_src is not None and (M % MR or RG % MR):
+        # A could be read in place if the tiles covered its rows exactly: take the tallest tile
+        # height in tile_rows' range that does (1024 rows: 8, not 12 with a 4-row edge), which
+        # saves the transposing copy of A
+        exact = [r for r in range(blk.mr, max(4, blk.mr // 2) - 1, -1) if M % r == 0 and RG % r == 0]
+        if exact:
+            MR = exact[0]
     MC = balanced_block(RG, blk.mc, MR)       # a multiple of MR: row blocks never share a tile
     ncp = _ceil(NC, NR) * NR                  # columns of a task's C block / B panel set
     rgp = _ceil(RG, MR) * MR                  # rows of a task's C block
-    asz, bsz, csz = MC * KC, KC * ncp, rgp * ncp
+    npc = _ceil(K, KC)
+    # with one depth block a tile is complete after one tile_mma: it goes to an mr x nr tile of
+    # scratch that stays in L1, read back by the epilogue at once, instead of a C block of the
+    # task's rows x columns (the K=64 weight gradient's 128x800 block: 400 KB written, evicted)
+    one_tile = npc == 1
+    ldc = NR if one_tile else ncp
+    # operands read in place instead of packed (the small-matrix path): a k-contiguous A (x in
+    # x @ w.T, whose packing is a transposing scalar copy) when every tile is a full one, and a
+    # row-major B when its panels are full and each is read by few A panels (M <= B_DIRECT_ROWS)
+    b_src = direct_operand(low, a if swap else b)
+    a_direct = b_direct = None
+    if a_src is not None and M % MR == 0 and RG % MR == 0:
+        a_direct = a_src
+    if b_src is not None and not col_sums and N % NR == 0 and NC % NR == 0 and M <= B_DIRECT_ROWS:
+        st = b_src[1]
+        ks, cs_ = (st[-1], st[-2]) if swap else (st[-2], st[-1])
+        if cs_ == 1 and ks >= NR:
+            b_direct = (b_src[0], st, ks)
+    asz = 1 if a_direct else MC * KC
+    bsz = 1 if b_direct else KC * ncp
+    csz = MR * NR if one_tile else rgp * ncp
     T = sp.tasks
     # scratch slots: each runs its tasks one after another in its own panels and C block, so
     # the scratch is bounded however many tasks there are (a batch of 10^4 small matrices)
@@ -443,10 +536,16 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     abase, bbase, cbase = (op("mul", slot, idx(s)) for s in (asz, bsz, csz))
     rbase, sbase = op("mul", slot, idx(rgp)), op("mul", slot, idx(ncp))
 
-    # the product's value at any position of this task's block: its element of the C block
+    tile_at: list[Expr] = []  # the current tile's first (row, column) in the task (one_tile)
+
+    # the product's value at any position of this task's block: its element of the C block (of
+    # the tile, with one depth block: the epilogue reads only the tile it runs on)
     def c_addr(index: ix.Index) -> Expr:
         r, c = (index[-1], index[-2]) if swap else (index[-2], index[-1])
-        return op("add", cbase, op("add", op("mul", op("sub", r, row0), idx(ncp)), op("sub", c, col0)))
+        r, c = op("sub", r, row0), op("sub", c, col0)
+        if one_tile:
+            r, c = op("sub", r, tile_at[0]), op("sub", c, tile_at[1])
+        return op("add", cbase, op("add", op("mul", r, idx(ldc)), c))
     low.inputs.add(id(mm))  # from here on the product is read, from the C blocks
     low.addressers[id(mm)] = (cs, c_addr)
     # a fused sum's value at any position: the task's row (column) sums
@@ -489,24 +588,24 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
                 low.store(o, map_index(spos, f.maps[id(o)], f.node.shape))
         close_to(depth0)
 
-    npc = _ceil(K, KC)
     pc = open_(npc, "pc")
     k0 = op("mul", pc, idx(KC))
     kc = _min(idx(KC), op("sub", idx(K), k0))
     depth = len(tokens)
 
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
-    q = open_(nq, "qb")
-    if b_along_cols:
-        kk, j = open_(kc, "kb"), open_(NR, "jb")
-    else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
-        j, kk = open_(NR, "jb"), open_(kc, "kb")
-        low.vector_hints[kk.name] = 1
-    col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
-    v = b_value(op("add", k0, kk), col)
-    dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
-    em.emit(Store(bp, dst, v), em.level(v, dst))
-    close_to(depth)
+    if b_direct is None:  # else the microkernel reads B as it lies
+        q = open_(nq, "qb")
+        if b_along_cols:
+            kk, j = open_(kc, "kb"), open_(NR, "jb")
+        else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
+            j, kk = open_(NR, "jb"), open_(kc, "kb")
+            low.vector_hints[kk.name] = 1
+        col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
+        v = b_value(op("add", k0, kk), col)
+        dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
+        em.emit(Store(bp, dst, v), em.level(v, dst))
+        close_to(depth)
     if col_sums:  # column sums of the right operand: once per column, by the first row group's task
         once_if(op("eq", g, idx(0)), "colsum")
         accumulate_sums(csum, sbase, nq, NR, (bp, bbase), "cs")
@@ -521,17 +620,18 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     depth_ic = len(tokens)
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
-    p = open_(npan, "pa")
-    if a_along_k:  # read along k; written mr apart: scalar copies
-        i, kk = open_(MR, "ia"), open_(kc, "ka")
-        low.vector_hints[kk.name] = 1
-    else:
-        kk, i = open_(kc, "ka"), open_(MR, "ia")
-    row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))
-    v = a_value(row, op("add", k0, kk))
-    dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
-    em.emit(Store(ap, dst, v), em.level(v, dst))
-    close_to(depth_ic)
+    if a_direct is None:  # else the microkernel reads A as it lies
+        p = open_(npan, "pa")
+        if a_along_k:  # read along k; written mr apart: scalar copies
+            i, kk = open_(MR, "ia"), open_(kc, "ka")
+            low.vector_hints[kk.name] = 1
+        else:
+            kk, i = open_(kc, "ka"), open_(MR, "ia")
+        row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))
+        v = a_value(row, op("add", k0, kk))
+        dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
+        em.emit(Store(ap, dst, v), em.level(v, dst))
+        close_to(depth_ic)
     if row_sums:  # row sums of the left operand: once per row, by the first column block's task
         once_if(op("eq", jc, idx(0)), "rowsum")
         accumulate_sums(rsum, op("add", rbase, r0), npan, MR, (ap, abase), "rs")
@@ -543,10 +643,20 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     p = open_(npan, "p")
     tile_r = op("add", r0, op("mul", p, idx(MR)))    # the tile's first row within the task's rows
     tile_c = op("mul", q, idx(NR))
-    em.emit(TileMMA(cs, op("add", cbase, op("add", op("mul", tile_r, idx(ncp)), tile_c)), ncp,
-                    ap, op("add", abase, op("mul", p, op("mul", kc, idx(MR)))),
-                    bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))),
-                    kc, MR, NR, op("gt", pc, idx(0))), len(em.frames) - 1)
+    tile_at[:] = [tile_r, tile_c]
+    c_at = cbase if one_tile else op("add", cbase, op("add", op("mul", tile_r, idx(ncp)), tile_c))
+    a_buf, a_at, a_steps = ap, op("add", abase, op("mul", p, op("mul", kc, idx(MR)))), None
+    if a_direct is not None:  # row row0 + tile_r, depth k0 of the operand as it lies
+        name, st, rs = a_direct
+        pos = [op("add", row0, tile_r), k0]
+        a_buf, a_at, a_steps = name, _flat(batch_vars + (pos[::-1] if swap else pos), st), (rs, 1)
+    b_buf, b_at, b_kstep = bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))), None
+    if b_direct is not None:
+        name, st, ks = b_direct
+        pos = [k0, op("add", col0, tile_c)]
+        b_buf, b_at, b_kstep = name, _flat(batch_vars + (pos[::-1] if swap else pos), st), ks
+    em.emit(TileMMA(cs, c_at, ldc, a_buf, a_at, b_buf, b_at, kc, MR, NR, op("gt", pc, idx(0)),
+                    a_steps, b_kstep), len(em.frames) - 1)
     # the epilogue, once the last depth block is in: a loop of one iteration (or none)
     once_if(op("eq", pc, idx(npc - 1)), "last")
     i = open_(_min(idx(MR), op("sub", mrows, op("mul", p, idx(MR)))), "i")

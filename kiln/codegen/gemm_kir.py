@@ -6,6 +6,7 @@ of its semantics against the numpy evaluator).
     for i < mr: for j < nr:
         acc = select(accumulate, c[c_index + i*ldc + j], 0)
         for k < kc: acc = fma(a[a_index + k*mr + i], b[b_index + k*nr + j], acc)
+        (operands read in place: their steps, `TileMMA.a_step` / `b_step`, instead of mr / nr)
         c[c_index + i*ldc + j] = acc
 
 The result has only loops, locals, loads and stores: any renderer of the basic kernel IR
@@ -39,8 +40,9 @@ def expand_tile_mma(kernel: KernelFunc) -> KernelFunc:
         i, j, k = fresh("i", dt.int64), fresh("j", dt.int64), fresh("k", dt.int64)
         acc = fresh("acc", d)
         at = op("add", s.c_index, op("add", op("mul", i, idx(s.ldc)), j))
-        av = Load(s.a, op("add", s.a_index, op("add", op("mul", k, idx(s.mr)), i)), d)
-        bv = Load(s.b, op("add", s.b_index, op("add", op("mul", k, idx(s.nr)), j)), d)
+        (ars, aks), bks = s.a_step, s.b_step
+        av = Load(s.a, op("add", s.a_index, op("add", op("mul", k, idx(aks)), op("mul", i, idx(ars)))), d)
+        bv = Load(s.b, op("add", s.b_index, op("add", op("mul", k, idx(bks)), j)), d)
         inner = [Let(acc, const(0, d)),
                  If(s.accumulate, [Assign(acc, Load(s.c, at, d))]),
                  Loop(k, s.kc, [Assign(acc, op("fma", av, bv, acc))]),

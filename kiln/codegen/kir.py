@@ -207,7 +207,10 @@ class TileMMA:
                                      + sum over k < kc of a[a_index + k*mr + i] * b[b_index + k*nr + j]
 
     `a` holds an mr-row panel stored k-major (mr values per k), `b` an nr-column panel stored
-    k-major (nr values per k), `c` the tile's rows `ldc` apart. The sum runs over k in order,
+    k-major (nr values per k), `c` the tile's rows `ldc` apart. An operand read in place
+    instead of packed gives its steps: `a_steps` = (row step, k step), the a value of row i at
+    step k is a[a_index + i*row_step + k*k_step] (a row-major matrix: (its row stride, 1));
+    `b_kstep`: row k of b at b[b_index + k*b_kstep + j]. The sum runs over k in order,
     each step a fused multiply-add. A renderer keeps the mr x nr tile in registers across the
     k loop (LLVM: mr vectors of nr lanes); one without a native form expands it into plain
     loops (`kiln.codegen.gemm_kir.expand_tile_mma`)."""
@@ -222,6 +225,18 @@ class TileMMA:
     mr: int
     nr: int
     accumulate: Expr  # bool: add to the tile in `c` (True) or overwrite it (False)
+    a_steps: tuple[int, int] | None = None  # (row, k) steps of `a` read in place; None: a packed panel
+    b_kstep: int | None = None               # k step of `b` read in place; None: a packed panel
+
+    @property
+    def a_step(self) -> tuple[int, int]:
+        """(row step, k step) of the a operand."""
+        return self.a_steps if self.a_steps is not None else (1, self.mr)
+
+    @property
+    def b_step(self) -> int:
+        """k step of the b operand."""
+        return self.b_kstep if self.b_kstep is not None else self.nr
 
 
 Stmt = Union[Loop, Let, Assign, Store, If, Fail, TileMMA]

@@ -326,12 +326,15 @@ class _Interp:
         acc = bool(self.uniform(s.accumulate, env, lanes, "tile_mma accumulate flag"))
         c, a, b = self.bufs[s.c], self.bufs[s.a], self.bufs[s.b]
         rows = ci + np.arange(s.mr)[:, None] * s.ldc + np.arange(s.nr)[None, :]
-        for buf, lo, n, name in ((a, ai, kc * s.mr, s.a), (b, bi, kc * s.nr, s.b), (c, ci, int(rows.max()) - ci + 1, s.c)):
-            if n and (lo < 0 or lo + n > buf.size):
-                raise IndexError(f"kernel {self.k.name}: tile_mma reads {name}[{lo}..{lo + n - 1}] "
+        (ars, aks), bks = s.a_step, s.b_step
+        at = ai + np.arange(kc)[:, None] * aks + np.arange(s.mr)[None, :] * ars   # [k, i]
+        bt = bi + np.arange(kc)[:, None] * bks + np.arange(s.nr)[None, :]         # [k, j]
+        for buf, ix_, name in ((a, at, s.a), (b, bt, s.b), (c, rows, s.c)):
+            if ix_.size and (int(ix_.min()) < 0 or int(ix_.max()) >= buf.size):
+                raise IndexError(f"kernel {self.k.name}: tile_mma reads {name}[{int(ix_.min())}..{int(ix_.max())}] "
                                  f"out of bounds (size {buf.size})")
-        pa = a[ai:ai + kc * s.mr].astype(np.float64).reshape(kc, s.mr)
-        pb = b[bi:bi + kc * s.nr].astype(np.float64).reshape(kc, s.nr)
+        pa = a[at].astype(np.float64).reshape(kc, s.mr)
+        pb = b[bt].astype(np.float64).reshape(kc, s.nr)
         prod = pa.T @ pb
         if acc:
             prod = prod + c[rows].astype(np.float64)

@@ -64,7 +64,9 @@ def _stmt_lines(s: Stmt, depth: int, sched, out: list[str]) -> None:
             f" accumulate={format_expr(s.accumulate)}"
         out.append(f"{pad}tile_mma {s.mr}x{s.nr} {s.c}[{format_expr(s.c_index)}; ldc={s.ldc}] += "
                    f"{s.a}[{format_expr(s.a_index)}] * {s.b}[{format_expr(s.b_index)}] "
-                   f"k=0..{format_expr(s.kc)}{acc}")
+                   f"k=0..{format_expr(s.kc)}{acc}"
+                   + (f" a_steps={s.a_steps[0]},{s.a_steps[1]}" if s.a_steps is not None else "")
+                   + (f" b_kstep={s.b_kstep}" if s.b_kstep is not None else ""))
     else:
         raise TypeError(f"not a kernel IR statement: {s!r}")
 

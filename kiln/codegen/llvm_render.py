@@ -14,6 +14,7 @@ import llvmlite.ir as ir
 
 from ..ir.dtypes import DType
 from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, TileMMA, Var
+from .schedule import barrier_plan
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
 PTR = ir.PointerType()
@@ -303,14 +304,15 @@ class _FunctionRenderer:
             accs.append(row)
         b.cbranch(b.icmp_signed("<", k, kc), body, done)
         b.position_at_end(body)
-        brow = b.add(bi, b.mul(k, ir.Constant(I64, s.nr)))
+        (ars, aks), bks = s.a_step, s.b_step
+        brow = b.add(bi, b.mul(k, ir.Constant(I64, bks)))
         bvs = [b.load(b.gep(bptr, [b.add(brow, ir.Constant(I64, v * w))], inbounds=True, source_etype=t),
                       typ=vt, align=align) for v in range(nv)]
-        abase = b.add(ai, b.mul(k, ir.Constant(I64, s.mr)))
+        abase = b.add(ai, b.mul(k, ir.Constant(I64, aks)))
         mask = ir.Constant(ir.VectorType(I32, w), [0] * w)
         undef = ir.Constant(vt, ir.Undefined)
         for i, row in enumerate(accs):
-            ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i))], inbounds=True, source_etype=t)
+            ap = b.gep(aptr, [b.add(abase, ir.Constant(I64, i * ars))], inbounds=True, source_etype=t)
             av = b.shuffle_vector(b.insert_element(undef, b.load(ap, typ=t), ir.Constant(I32, 0)), undef, mask)
             for bv, acc in zip(bvs, row):
                 acc.add_incoming(b.call(fma, [av, bv, acc]), body)
@@ -392,8 +394,16 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
                    timestamps: int | None = None, clock: int = 1) -> str:
     """A module with every kernel and `@{name}`: i32 (ptr buffers, ptr status, i64 tid, i64 n,
     ptr barrier) calling each kernel on buffers[k] for its arguments. Run by `n` threads at
-    once (thread `tid`), with a barrier after each kernel; returns the first failed check's
-    code (its payload is in the status buffer), 0 when every kernel ran.
+    once (thread `tid`); returns the first failed check's code (its payload is in the status
+    buffer), 0 when every kernel ran.
+
+    Threading is per kernel: a kernel with a parallel loop (a *split* kernel) is run by every
+    thread on its share and ends at a barrier, and starts at one when thread 0 ran serial kernels
+    since the last (their results must be in). A serial kernel runs on thread 0 alone, inline:
+    the workers skip it and wait for nothing, and thread 0 passes no barrier. A program of 14
+    kernels, 2 of them split, meets at 3-4 barriers instead of 14. When a serial kernel's check
+    fails, thread 0 releases the workers waiting at the next split kernel's barrier (they read
+    the status after it and return) before it returns.
 
     `timestamps` (profiling builds only): the index of an i64 buffer, len(calls) + 1 long, that
     thread 0 fills with `clock_gettime(clock)` in nanoseconds at entry and after each kernel
@@ -413,6 +423,10 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
     bufs, status, tid, nthreads, bar = entry.args
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     many = b.icmp_signed(">", nthreads, ir.Constant(I64, 1))
+    thread0 = b.icmp_signed("==", tid, ir.Constant(I64, 0))
+    split = {k.name for k in kernels if any(ls.parallel for ls in k.schedule.loops.values())}
+    plan = barrier_plan([kname in split for kname, _ in calls])
+    later_split = [any(kn in split for kn, _ in calls[c + 1:]) for c in range(len(calls))]
     ptrs: dict[int, ir.Value] = {}
     stamp = None
     if timestamps is not None:
@@ -428,16 +442,36 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
             if a not in ptrs:
                 ptrs[a] = b.load(b.gep(bufs, [ir.Constant(I64, a)], source_etype=PTR), typ=PTR)
             vals.append(ptrs[a])
-        b.call(fns[kname], vals + [status, tid, nthreads])
-        with b.if_then(many):
-            b.call(barrier, [bar, nthreads])
-        if stamp is not None:
-            stamp(c + 1)
-        code = b.load_atomic(b.gep(status, [ir.Constant(I64, 0)], source_etype=I64), "acquire", 8, typ=I64)
         nxt = entry.append_basic_block(f"after.{kname}")
         fail = entry.append_basic_block(f"fail.{kname}")
-        b.cbranch(b.icmp_signed("!=", code, ir.Constant(I64, 0)), fail, nxt)
-        b.position_at_end(fail)
+        if kname in split:  # every thread runs its share, ending at a barrier
+            if plan[c][0]:  # thread 0's serial results must be in before the workers read them
+                with b.if_then(many):
+                    b.call(barrier, [bar, nthreads])
+                _return_on_status(b, status, entry, f"start.{kname}")
+            b.call(fns[kname], vals + [status, tid, nthreads])
+            with b.if_then(many):
+                b.call(barrier, [bar, nthreads])
+            if stamp is not None:
+                stamp(c + 1)
+            code = b.load_atomic(b.gep(status, [ir.Constant(I64, 0)], source_etype=I64), "acquire", 8, typ=I64)
+            b.cbranch(b.icmp_signed("!=", code, ir.Constant(I64, 0)), fail, nxt)
+            b.position_at_end(fail)
+        else:  # serial: thread 0 alone, inline; the workers go straight on (no barrier)
+            serial, skip = entry.append_basic_block(f"run.{kname}"), entry.append_basic_block(f"skip.{kname}")
+            b.cbranch(thread0, serial, skip)
+            b.position_at_end(serial)
+            b.call(fns[kname], vals + [status, tid, nthreads])
+            if stamp is not None:
+                stamp(c + 1)
+            code = b.load_atomic(b.gep(status, [ir.Constant(I64, 0)], source_etype=I64), "acquire", 8, typ=I64)
+            b.cbranch(b.icmp_signed("!=", code, ir.Constant(I64, 0)), fail, nxt)
+            b.position_at_end(skip)
+            b.branch(nxt)
+            b.position_at_end(fail)
+            if later_split[c]:  # the workers wait at the next split kernel's barrier: release them
+                with b.if_then(many):  # (they read the status after it and return)
+                    b.call(barrier, [bar, nthreads])
         b.ret(b.trunc(code, I32))
         b.position_at_end(nxt)
     b.ret(ir.Constant(I32, 0))
@@ -445,6 +479,16 @@ def render_program(name: str, kernels: Sequence[KernelFunc], calls: Sequence[tup
     if prefer_vector_width:
         text = text.replace(" nounwind\n", f' nounwind "prefer-vector-width"="{prefer_vector_width}"\n')
     return text
+
+
+def _return_on_status(b: ir.IRBuilder, status: ir.Value, fn: ir.Function, label: str) -> None:
+    """Return the status code from `fn` if a check has failed (another thread's, read after a barrier)."""
+    code = b.load_atomic(b.gep(status, [ir.Constant(I64, 0)], source_etype=I64), "acquire", 8, typ=I64)
+    go, stop = fn.append_basic_block(label), fn.append_basic_block(label + ".fail")
+    b.cbranch(b.icmp_signed("!=", code, ir.Constant(I64, 0)), stop, go)
+    b.position_at_end(stop)
+    b.ret(b.trunc(code, I32))
+    b.position_at_end(go)
 
 
 def _render_stamp(m: ir.Module, name: str, clock: int) -> ir.Function:

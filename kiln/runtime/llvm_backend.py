@@ -112,11 +112,11 @@ class LLVMExecutable:
         self._status_ptr = self._status.ctypes.data
         self._ptrs_addr = ctypes.addressof(self._ptrs)
         self._call_lock = threading.Lock()
-        # threads only when most of the program's work is in parallel loops: every kernel of a
-        # threaded run ends at a barrier, and a program of many small serial kernels (an LSTM step:
-        # 311 kernels, 3 parallel) spent 1 s a call waiting at them for a worker that was not running
-        par = sum(k.cost for k in program.kernels if any(ls.parallel for ls in k.schedule.loops.values()))
-        self.parallel = par * 2 >= sum(k.cost for k in program.kernels) and par > 0
+        # threads whenever a kernel has a parallel loop: only those kernels meet at barriers, the
+        # serial ones run inline on thread 0 (`render_program`), so the small kernels around a big
+        # product cost nothing extra. (When every kernel ended at a barrier, a program of many small
+        # serial kernels, an LSTM step of 311 kernels and 3 parallel, spent 1 s a call at them.)
+        self.parallel = any(ls.parallel for k in program.kernels for ls in k.schedule.loops.values())
         self._input_specs = [self._specs[k] for k in self._inputs]
         self._input_strides = [b.strides for b in (self.program.buffers[k] for k in self._inputs)]
         self._root, self._variants = self, {}

@@ -1,5 +1,5 @@
 """Small and mid-size GEMMs: the tile height chosen for the task's rows (M=64 in 8-row tiles),
-the threading rule (a 13-MFLOP product uses every thread), and results against the reference
+the threading rule (from 2^22 multiply-adds a product uses every thread), and results against the reference
 interpreter over small shapes, transposed / strided operands and batches, float32 and float64."""
 from __future__ import annotations
 
@@ -86,6 +86,8 @@ def test_m64_microkernel_keeps_its_tile_in_vector_registers():
     ("x@w", lambda x, w: x @ w, [(64, 256), (256, 1024)]),              # the LSTM's per-step product
     ("x@w.T", lambda x, w: x @ w.T, [(256, 784), (128, 784)]),         # the MLP's first layer, b256
     ("g.T@x", lambda g, x: g.T @ x, [(256, 128), (256, 784)]),         # its weight gradient
+    ("x@w.T b64", lambda x, w: x @ w.T, [(64, 784), (128, 784)]),      # the MLP's first layer, b64 (6.4M)
+    ("g.T@x b64", lambda g, x: g.T @ x, [(64, 128), (64, 784)]),       # its weight gradient, K=64
 ])
 def test_midsize_matmul_is_split_across_threads(name, fn, shapes, monkeypatch):
     _threads(monkeypatch, 2)
@@ -97,12 +99,12 @@ def test_midsize_matmul_is_split_across_threads(name, fn, shapes, monkeypatch):
     assert k.schedule.of(k.body[0].var).parallel, "the GEMM's slot loop is not parallel"
     assert ex.parallel
     m, n = ex.program.buffers[ex._index[ex.program.outputs[0]]].shape
-    kk = arrays[0].shape[0] if name == "g.T@x" else arrays[0].shape[1]
+    kk = arrays[0].shape[0] if name.startswith("g.T@x") else arrays[0].shape[1]
     assert gemm.split_tasks(1, m, n, kk, gemm.host_blocking(4), 2).tasks >= 2
     _check(fn, arrays, dt.float32)
 
 
-@pytest.mark.parametrize("m, k, n", [(64, 128, 64), (64, 784, 128)])  # 0.5M; the b64 MLP layer, 6.4M
+@pytest.mark.parametrize("m, k, n", [(64, 128, 64), (64, 64, 128), (1024, 64, 10)])  # 0.5M, 0.5M, 0.66M
 def test_small_matmul_stays_on_one_thread(monkeypatch, m, k, n):
     _threads(monkeypatch, 2)
     x, w = kiln.zeros(m, k), kiln.zeros(k, n)

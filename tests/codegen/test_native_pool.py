@@ -51,7 +51,8 @@ def test_pool_rejects_thread_counts_outside_its_control_block():
 
 
 @pytest.mark.skipif(not llvm_sync.futex_supported(), reason="futex waits: Linux on x86-64 / AArch64")
-def test_barrier_spins_then_sleeps_on_a_futex():
+def test_barrier_spins_then_sleeps_on_a_futex(monkeypatch):
+    monkeypatch.setattr(llvm_backend, "PARALLEL_MIN_COST", 0)  # a split kernel: it ends at a barrier
     x = kiln.ShapeDtype((64, 64))
     asm = kiln.compile(lambda x: x * 2.0).lower(x).as_text("asm")
     insn = {"x86_64": "syscall", "aarch64": "svc"}[llvm_sync._machine()]
