@@ -72,8 +72,10 @@ class CompiledEntry:
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
     pins: list = field(default_factory=list)  # objects guarded by identity, kept alive (see frontend.guards)
     state_writes: list[StateWrite] = field(default_factory=list)  # stores redone after each call ("node" -> output index)
-    # (argument k, argument j, view chain): argument k is a view, by `chain`, of argument j's base
-    # (arguments sharing a base: the trace reads it through argument j, see `_arguments_as_roots`)
+    # (argument k, argument j, view chain): argument k shares argument j's root base and is reached
+    # from it by `chain` (() for the base itself), for every argument of a group sharing a base
+    # (the trace reads the base through argument j, see `_arguments_as_roots`); which arguments
+    # share a base at all is part of the cache key (`alias_key`)
     view_guards: list[tuple[int, int, tuple]] = field(default_factory=list)
     # (argument k, view chain, reshape attrs, shape, was a view): a reshape of argument k whose
     # being a view or a copy mattered (an in-place update followed); it depends on k's strides
@@ -89,8 +91,9 @@ class CompiledEntry:
             if tensors is None:
                 return False
             for k, j, chain in self.view_guards:
-                base = tensors[j]._base
-                if base is None or tensors[k]._base is not base or tensors[k]._view_chain != chain:
+                tj, tk = tensors[j], tensors[k]
+                if ((tk._base if tk._base is not None else tk) is not (tj._base if tj._base is not None else tj)
+                        or tk._view_chain != chain):
                     return False
         if self.stride_guards:
             if tensors is None:
@@ -174,13 +177,15 @@ class CompiledFunction:
             sk = self._flat_specs.get(len(args))
             if sk is None:
                 sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
+            aliases = alias_key(args) if n > 1 else None
         else:
             leaves, spec = tree_flatten((args, kwargs))
             cells = [id(x._cell) for x in leaves if isinstance(x, Tensor)]
             if len(set(cells)) != len(cells):
                 raise _passed_twice()
             sk = spec_key(spec)
-        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
+            aliases = alias_key([x for x in leaves if isinstance(x, Tensor)]) if len(cells) > 1 else None
+        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled(), aliases)
         entries = self._cache.setdefault(key, [])
         tensors = None
         for entry in entries:
@@ -363,15 +368,30 @@ class ArgumentBase:
         return self.traced if tensors is None else tensors[self.index]._base
 
 
+def alias_key(tensors: Sequence[Tensor]) -> tuple[int, ...] | None:
+    """Which tensor arguments are views of one base (the same root tensor), for the cache key:
+    None when no two are (the common call), else per argument the index of the first argument
+    with its root. A program traced for independent arguments reads each as its own value; one
+    traced for aliased arguments reads them through their base (an in-place update through one
+    is seen by the others): neither may run for the other's call."""
+    roots = [id(t._base if t._base is not None else t) for t in tensors]
+    if len(set(roots)) == len(roots):
+        return None
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(r, k) for k, r in enumerate(roots))
+
+
 def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[int, int]]:
     """Tensor arguments that are eager views of a base outside the arguments, for the trace.
 
     A view argument whose base no other argument shares becomes a root for the trace: views of
     it and in-place updates through them read and write the argument (a graph input, written back
     into the shared memory after the call). Arguments sharing a base keep it (an update through
-    one is seen by the others), and the base is read at each call through the first of them
-    (`ArgumentBase`), guarded by `view_guards`. Without this the trace captured the base as the
-    first call's tensor and read it, stale, on every later call.
+    one is seen by the others); a base that is no argument is read at each call through the first
+    of them (`ArgumentBase`). Every argument of such a group is guarded on its view chain
+    (`view_guards`; a base passed beside its views on the empty chain), and which arguments share
+    a base is part of the cache key (`alias_key`). Without this the trace captured the base as
+    the first call's tensor and read it, stale, on every later call.
     Returns (what `_restore_views` puts back, the view guards, {id(shared base): argument index})."""
     tensors = [x for x in leaves if isinstance(x, Tensor)]
     first: dict[int, int] = {}
@@ -383,6 +403,8 @@ def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[in
     saved, guards, shared = [], [], {}
     for k, x in enumerate(tensors):
         if x._base is None:
+            if count[id(x)] > 1:  # a base passed beside views of it
+                guards.append((k, first[id(x)], ()))
             continue
         if count[id(x._base)] == 1:
             if x._view_synced != x._vc[0]:
@@ -396,6 +418,8 @@ def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[in
                 first[id(x._base)] = k
             shared.setdefault(id(x._base), j)
             guards.append((k, shared[id(x._base)], x._view_chain))
+        else:  # a view passed beside its base
+            guards.append((k, first[id(x._base)], x._view_chain))
     return saved, guards, shared
 
 
