@@ -80,6 +80,10 @@ class CompiledEntry:
     # (argument k, view chain, reshape attrs, shape, was a view): a reshape of argument k whose
     # being a view or a copy mattered (an in-place update followed); it depends on k's strides
     stride_guards: list[tuple] = field(default_factory=list)
+    # graph outputs that are new values eagerly (not an argument or a view of one) but that the run
+    # may hand back as an input's memory (the optimized graph passes an input through: `x * 1`,
+    # `x.clone()`): copied when they share memory with an input (see `_unshared_outputs`)
+    fresh_outputs: frozenset = frozenset()
 
     def captured_now(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor]:
         """The captured tensors as of now (e.g. a parameter's current `.grad` object); the base of
@@ -316,6 +320,9 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
         lifted = arg_tensors
     else:
         lifted = arg_tensors + (entry.captured_now(arg_tensors) if captured is None else captured)
+    if entry.fresh_outputs:
+        results = _unshared(entry.fresh_outputs, results, arg_tensors + (
+            entry.captured_now(arg_tensors) if captured is None else captured))
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
@@ -331,6 +338,40 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
         else:
             outs.append(v)
     return tree_unflatten(entry.out_spec, outs), by_index
+
+
+def _unshared(fresh: frozenset, results: list, lifted: list[Tensor]) -> list:
+    """`results` with each output in `fresh` that shares memory with a lifted tensor copied."""
+    results = list(results)
+    for k in fresh:
+        r = results[k]
+        for t in lifted:
+            v = t._cell.value
+            if r is v or (r.__class__ is np.ndarray and v.__class__ is np.ndarray and np.may_share_memory(r, v)):
+                results[k] = _copied(r)
+                break
+    return results
+
+
+def _unshared_outputs(graph: Graph, fresh: list[int]) -> frozenset:
+    """Of the user outputs `fresh` (new values eagerly), those whose node in the optimized
+    `graph` reaches a graph input through movement ops, casts or stop_gradient only: a backend
+    may return the input's own memory (or a view of it) for those."""
+    from ..ir.primitives import MOVEMENT, get_primitive
+    out = set()
+    for k in fresh:
+        n = graph.outputs[k]
+        while n.op != "input" and len(n.inputs) == 1 and (
+                n.op in ("cast", "stop_gradient") or get_primitive(n.op).kind == MOVEMENT):
+            n = n.inputs[0]
+        if n.op == "input":
+            out.add(k)
+    return frozenset(out)
+
+
+def _is_eager_alias(t: Tensor, lifted: set[int]) -> bool:
+    """Is traced output `t` an argument or lifted tensor, or a view of one (sharing its memory eagerly)?"""
+    return id(t._base if t._base is not None else t) in lifted
 
 
 def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -> Any:
@@ -474,10 +515,14 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             out_leaves_raw, out_spec = tree_flatten(out)
             out_nodes: list[Node] = []
             out_leaves = []
+            fresh = []  # graph outputs that are new tensors eagerly
             for o in out_leaves_raw:
                 if isinstance(o, Tensor):
                     out_leaves.append(("out", len(out_nodes)))
-                    out_nodes.append(trace.node_of(o))
+                    node = trace.node_of(o)
+                    if not _is_eager_alias(o, {id(t) for t, *_ in trace.lifted}):
+                        fresh.append(len(out_nodes))
+                    out_nodes.append(node)
                 else:
                     out_leaves.append(("const", o))
             state_writes = trace.state_writes(sum(isinstance(x, Tensor) for x in leaves))
@@ -520,6 +565,7 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
         entry.graph = optimize_graph(trace.graph, name)
     if autograd and is_grad_enabled() and not trace.ran_backward:
         _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"], trace.graph)
+    entry.fresh_outputs = _unshared_outputs(entry.graph if entry.autograd is None else entry.autograd.forward, fresh)
     return entry
 
 
