@@ -316,13 +316,12 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     """Write back mutations and `.grad` assignments, then build the user's outputs.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    if not entry.mutations and not entry.grad_sets and not entry.state_writes:
+    if not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs:
         lifted = arg_tensors
     else:
         lifted = arg_tensors + (entry.captured_now(arg_tensors) if captured is None else captured)
     if entry.fresh_outputs:
-        results = _unshared(entry.fresh_outputs, results, arg_tensors + (
-            entry.captured_now(arg_tensors) if captured is None else captured))
+        results = _unshared(entry.fresh_outputs, results, lifted)
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
@@ -369,9 +368,10 @@ def _unshared_outputs(graph: Graph, fresh: list[int]) -> frozenset:
     return frozenset(out)
 
 
-def _is_eager_alias(t: Tensor, lifted: set[int]) -> bool:
-    """Is traced output `t` an argument or lifted tensor, or a view of one (sharing its memory eagerly)?"""
-    return id(t._base if t._base is not None else t) in lifted
+def _is_eager_alias(t: Tensor, lifted_cells: set[int]) -> bool:
+    """Is traced output `t` an argument or lifted tensor, its detach() alias, or a view of one of
+    those (sharing its memory eagerly)? `lifted_cells`: the ids of the lifted tensors' cells."""
+    return id((t._base if t._base is not None else t)._cell) in lifted_cells
 
 
 def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -> Any:
@@ -520,7 +520,7 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
                 if isinstance(o, Tensor):
                     out_leaves.append(("out", len(out_nodes)))
                     node = trace.node_of(o)
-                    if not _is_eager_alias(o, {id(t) for t, *_ in trace.lifted}):
+                    if not _is_eager_alias(o, {id(t._cell) for t, *_ in trace.lifted}):
                         fresh.append(len(out_nodes))
                     out_nodes.append(node)
                 else:
