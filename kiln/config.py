@@ -114,7 +114,7 @@ class Settings:
     verify: bool = _setting(
         "KILN_VERIFY", _FLAG, False,
         "verify every traced graph and the graph after every pass, check the IR text round-trips, and "
-        "bound every lowered kernel's stores by its buffers (kir_verify.check_store_bounds)")
+        "bound every lowered kernel's loads and stores by its buffers (kir_verify.check_bounds)")
     dump: str | None = _setting(
         "KILN_DUMP", _OPTIONAL_DIR, None,
         "directory for numbered dump files: each traced graph, the graph after every pass, the plans, a summary")

@@ -111,59 +111,191 @@ def verify_kernel(k: KernelFunc, allow_composite: bool = True) -> None:
 
 
 
-MAX_STORE_POINTS = 1 << 16  # loop iterations enumerated per nest by check_store_bounds
+MAX_POINTS = 1 << 16  # loop iterations enumerated per nest by check_bounds
 
 
-def _values(e: Expr, env: dict, n: int):
-    """The int64 values of `e` at each of the `n` iteration points of `env` (arrays of the loop
-    and let variables), or None where it is not known statically (a load, an accumulator, a
-    variable of a loop not enumerated)."""
-    import numpy as np
+class _Points:
+    """A set of iteration points, kept as a grid of `shape` while the loops are rectangular: each
+    variable's values (int or bool; None: not known statically) broadcast to it, a loop variable
+    varying along its own axis only, so an index that reads few of the variables is computed over
+    those axes only; a loop whose extent varies, or an `If`, flattens the set to one axis. `memo`
+    holds the values of the expressions evaluated there so far (shared index arithmetic is
+    computed once for all the accesses that use it)."""
 
-    from .kir import walk_exprs
-    from .kir_eval import eval_expr
-    for x in walk_exprs(e):
-        if isinstance(x, Load) or (isinstance(x, Var) and env.get(x.name) is None):
-            return None
-    return np.broadcast_to(np.asarray(eval_expr(e, env), np.int64), (n,))
+    __slots__ = ("env", "shape", "n", "memo")
 
+    def __init__(self, env: dict, shape: tuple[int, ...]):
+        import math
+        self.env, self.shape, self.n, self.memo = env, shape, math.prod(shape), {}
 
-def check_store_bounds(k: KernelFunc, max_points: int = MAX_STORE_POINTS) -> None:
-    """Raise KernelIRError naming the kernel, buffer and index range of a store that writes
-    outside its buffer. The loop nest is enumerated: each store's index is evaluated at every
-    iteration point that reaches it (a loop that runs zero times reaches nothing; an extent that
-    depends on an outer loop is taken per point), so the check is exact, with no false alarm.
-    Not checked: stores under an `If` (masked tails, guarded updates), data-dependent indices (a
-    scatter's; those have runtime checks), and loops whose points would exceed `max_points`
-    (their variable is unknown, so only stores not indexed by it are checked)."""
-    import numpy as np
+    def values(self, e: Expr):
+        """The values of `e` at the points (an array broadcastable to `shape`), or None when they
+        depend on a load, an accumulator or a variable of a loop not enumerated."""
+        import numpy as np
 
-    sizes = {p.name: p.numel for p in k.params}
-
-    def walk(body, env: dict, n: int) -> None:
-        for s in body:
-            if isinstance(s, Loop):
-                ext = _values(s.extent, env, n)
-                if ext is not None:
-                    ext = np.maximum(ext, 0)
-                    total = int(ext.sum())
-                    if total == 0:
-                        continue  # runs zero times
-                if ext is None or total > max_points:
-                    walk(s.body, {**env, s.var.name: None}, n)
+        from .kir_eval import _op
+        memo = self.memo
+        stack = [(e, False)]
+        with np.errstate(all="ignore"):
+            while stack:
+                x, ready = stack.pop()
+                if id(x) in memo:
                     continue
-                rep = np.repeat(np.arange(n), ext)
-                inner = {name: (None if v is None else v[rep]) for name, v in env.items()}
-                inner[s.var.name] = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(ext) - ext, ext)
-                walk(s.body, inner, total)
-            elif isinstance(s, Let):
-                env[s.var.name] = _values(s.value, env, n) if s.var.dtype.is_integer else None
-            elif isinstance(s, Assign):
-                env[s.var.name] = None
-            elif isinstance(s, Store):
-                v = _values(s.index, env, n)
-                if v is not None and v.size and (v.min() < 0 or v.max() >= sizes[s.buf]):
-                    raise KernelIRError(f"kernel {k.name}: store {s.buf}[{int(v.min())}..{int(v.max())}] "
-                                        f"writes out of bounds (buffer size {sizes[s.buf]})")
+                if isinstance(x, Const):
+                    memo[id(x)] = np.asarray(x.value, x.dtype.np_dtype)
+                elif isinstance(x, Var):
+                    memo[id(x)] = self.env.get(x.name)
+                elif isinstance(x, Load):
+                    memo[id(x)] = None
+                elif not ready:
+                    stack.append((x, True))
+                    stack.extend((a, False) for a in x.args if id(a) not in memo)
+                else:
+                    args = [memo[id(a)] for a in x.args]
+                    memo[id(x)] = None if any(a is None for a in args) else _op(x, args, x.dtype)
+        return memo[id(e)]
 
-    walk(k.body, {}, 1)
+    def flat(self, v):
+        """Values `v` (broadcastable to the grid) at each point, in one axis."""
+        import numpy as np
+        return np.broadcast_to(v, self.shape).reshape(-1)
+
+    def where(self, mask) -> "_Points":
+        """The points where the bool values `mask` hold (this set itself where they all do)."""
+        import numpy as np
+        mask = np.broadcast_to(mask, self.shape)
+        if mask.all():
+            return self
+        mask = mask.reshape(-1)
+        return _Points({k: (None if v is None else self.flat(v)[mask]) for k, v in self.env.items()},
+                       (int(mask.sum()),))
+
+    def loop(self, name: str, ext, max_points: int) -> "_Points | None":
+        """The points of a loop `name` over [0, ext) nested in these (ext: its extents, per point);
+        None when there are none (it runs zero times); its variable unknown past `max_points`."""
+        import numpy as np
+        ext = np.maximum(np.asarray(ext, np.int64), 0)
+        lo, hi = int(ext.min()), int(ext.max())
+        if hi == 0:
+            return None
+        if lo == hi:  # rectangular: a new axis
+            if self.n * hi > max_points:
+                return _Points({**self.env, name: None}, self.shape)
+            env = {k: (None if v is None else np.asarray(v)[..., None]) for k, v in self.env.items()}
+            env[name] = np.arange(hi, dtype=np.int64).reshape((1,) * len(self.shape) + (hi,))
+            return _Points(env, self.shape + (hi,))
+        ext = self.flat(ext)
+        total = int(ext.sum())
+        if total > max_points:
+            return _Points({**self.env, name: None}, self.shape)
+        if total == 0:
+            return None
+        rep = np.repeat(np.arange(self.n), ext)
+        env = {k: (None if v is None else self.flat(v)[rep]) for k, v in self.env.items()}
+        env[name] = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(ext) - ext, ext)
+        return _Points(env, (total,))
+
+
+def strided_spans(params, nodes, strides: dict) -> dict[str, tuple[int, int]]:
+    """The element offsets each strided input buffer may be read at (`lower_kernel`'s params and
+    their (role, node) pairs; `strides`: id(graph input) -> element strides, any sign): a view of
+    the caller's memory is read in place from its first element, so its span is its strides
+    times its shape, not its numel."""
+    spans = {}
+    for p, (role, n) in zip(params, nodes):
+        st = strides.get(id(n)) if role == "in" else None
+        if st is not None:
+            ext = [s * (d - 1) for s, d in zip(st, n.shape) if d > 0]
+            spans[p.name] = (sum(min(0, e) for e in ext), sum(max(0, e) for e in ext))
+    return spans
+
+
+def check_bounds(k: KernelFunc, max_points: int = MAX_POINTS, spans: dict[str, tuple[int, int]] | None = None
+                 ) -> None:
+    """Raise KernelIRError naming the kernel, buffer and index range of a load or store outside
+    its buffer (elements 0 to numel - 1; for a buffer in `spans`, the offsets given there: a
+    strided input, see `strided_spans`). The loop nest is enumerated: each access's index is evaluated at every iteration
+    point that reaches it (a loop that runs zero times reaches nothing; an extent that depends on
+    an outer loop is taken per point; an `If` body only where its condition holds), so the check is
+    exact, with no false alarm. Both operands of a `select` are evaluated by the renderers, so a
+    load in either is checked at every point: a pad's or concat's load is in range because its
+    index is clamped (`select(inside, i, 0)`), not because the select discards it. A `tile_mma`'s
+    tile and panels are checked as ranges. Not checked: accesses whose index is data-dependent
+    (a gather's or scatter's index; those have runtime checks), accesses under an `If` whose
+    condition is, and loops whose points would exceed `max_points` (their variable is unknown,
+    so only accesses not indexed by it are checked)."""
+    import numpy as np
+
+    from .kir import walk_stmts
+    bounds = {p.name: (0, p.numel - 1) for p in k.params}
+    bounds.update(spans or {})
+    assigned = {s.var.name for s in walk_stmts(k.body) if isinstance(s, Assign)}  # accumulators: unknown
+
+    def access(kind: str, buf: str, lo, hi, pts: _Points) -> None:
+        # every element of values broadcastable to the grid is taken at some point (no axis is empty)
+        lo, hi = np.asarray(lo), np.asarray(hi)
+        first, last = bounds[buf]
+        if pts.n and (lo.min() < first or hi.max() > last):
+            verb = "writes" if kind == "store" else "reads"
+            where = (f"buffer size {last + 1}" if buf not in (spans or {}) else
+                     f"strided buffer, offsets {first}..{last}")
+            raise KernelIRError(f"kernel {k.name}: {kind} {buf}[{int(lo.min())}..{int(hi.max())}] "
+                                f"{verb} out of bounds ({where})")
+
+    def loads(pts: _Points, *roots: Expr) -> None:
+        from .kir import walk_exprs
+        for x in walk_exprs(*roots):
+            if isinstance(x, Load):
+                v = pts.values(x.index)
+                if v is not None:
+                    access("load", x.buf, v, v, pts)
+
+    def walk(body, pts: _Points) -> None:
+        for s in body:
+            if pts.n == 0:
+                return
+            if isinstance(s, Loop):
+                loads(pts, s.extent)
+                ext = pts.values(s.extent)
+                inner = (_Points({**pts.env, s.var.name: None}, pts.shape) if ext is None
+                         else pts.loop(s.var.name, ext, max_points))
+                if inner is not None:
+                    walk(s.body, inner)
+            elif isinstance(s, (Let, Assign)):
+                loads(pts, s.value)
+                if isinstance(s, Let):
+                    known = s.var.name not in assigned and (s.var.dtype.is_integer or s.var.dtype.is_bool)
+                    pts.env[s.var.name] = pts.values(s.value) if known else None
+            elif isinstance(s, Store):
+                loads(pts, s.index, s.value)
+                v = pts.values(s.index)
+                if v is not None:
+                    access("store", s.buf, v, v, pts)
+            elif isinstance(s, If):
+                loads(pts, s.cond)
+                c = pts.values(s.cond)
+                if c is not None:
+                    walk(s.then, pts.where(c))
+                    walk(s.orelse, pts.where(np.logical_not(c)))
+            elif isinstance(s, Fail):
+                loads(pts, *s.payload)
+            elif isinstance(s, TileMMA):
+                loads(pts, s.c_index, s.a_index, s.b_index, s.kc, s.accumulate)
+                c0 = pts.values(s.c_index)
+                if c0 is not None:
+                    access("tile_mma", s.c, c0, np.asarray(c0) + (s.mr - 1) * s.ldc + s.nr - 1, pts)
+                kc = pts.values(s.kc)
+                if kc is not None:  # the panels are read where kc > 0
+                    for buf, start, width in ((s.a, s.a_index, s.mr), (s.b, s.b_index, s.nr)):
+                        v = pts.values(start)
+                        if v is not None:
+                            v, reads = np.broadcast_arrays(v, kc)
+                            v, reads = v[reads > 0], reads[reads > 0]
+                            if v.size:
+                                access("tile_mma", buf, v, v + reads * width - 1, pts)
+
+    walk(k.body, _Points({}, ()))
+
+
+#: The name lowering (`kiln/codegen/lower.py`) calls under KILN_VERIFY: it checks loads too now.
+check_store_bounds = check_bounds

@@ -719,8 +719,9 @@ def lower_plan(plan: FusionPlan, name: str = "main",
                 args.append(sb.name)
             else:
                 args.append(bname[id(n)])
-        if config.get().verify:
-            check_store_bounds(kf)
+        if config.get().verify:  # every load and store within its buffer (a strided input: its span)
+            from .kir_verify import strided_spans
+            check_store_bounds(kf, spans=strided_spans(kf.params, params, strided))
         kernels.append(kf)
         calls.append((kf.name, args))
     for o in g.outputs:

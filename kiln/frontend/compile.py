@@ -72,12 +72,18 @@ class CompiledEntry:
     guards: list = field(default_factory=list)  # (read, value): Python state the trace specialised on
     pins: list = field(default_factory=list)  # objects guarded by identity, kept alive (see frontend.guards)
     state_writes: list[StateWrite] = field(default_factory=list)  # stores redone after each call ("node" -> output index)
-    # (argument k, argument j, view chain): argument k is a view, by `chain`, of argument j's base
-    # (arguments sharing a base: the trace reads it through argument j, see `_arguments_as_roots`)
+    # (argument k, argument j, view chain): argument k shares argument j's root base and is reached
+    # from it by `chain` (() for the base itself), for every argument of a group sharing a base
+    # (the trace reads the base through argument j, see `_arguments_as_roots`); which arguments
+    # share a base at all is part of the cache key (`alias_key`)
     view_guards: list[tuple[int, int, tuple]] = field(default_factory=list)
     # (argument k, view chain, reshape attrs, shape, was a view): a reshape of argument k whose
     # being a view or a copy mattered (an in-place update followed); it depends on k's strides
     stride_guards: list[tuple] = field(default_factory=list)
+    # graph outputs that are new values eagerly (not an argument or a view of one) but that the run
+    # may hand back as an input's memory (the optimized graph passes an input through: `x * 1`,
+    # `x.clone()`): copied when they share memory with an input (see `_unshared_outputs`)
+    fresh_outputs: frozenset = frozenset()
 
     def captured_now(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor]:
         """The captured tensors as of now (e.g. a parameter's current `.grad` object); the base of
@@ -89,8 +95,9 @@ class CompiledEntry:
             if tensors is None:
                 return False
             for k, j, chain in self.view_guards:
-                base = tensors[j]._base
-                if base is None or tensors[k]._base is not base or tensors[k]._view_chain != chain:
+                tj, tk = tensors[j], tensors[k]
+                if ((tk._base if tk._base is not None else tk) is not (tj._base if tj._base is not None else tj)
+                        or tk._view_chain != chain):
                     return False
         if self.stride_guards:
             if tensors is None:
@@ -174,13 +181,15 @@ class CompiledFunction:
             sk = self._flat_specs.get(len(args))
             if sk is None:
                 sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
+            aliases = alias_key(args) if n > 1 else None
         else:
             leaves, spec = tree_flatten((args, kwargs))
             cells = [id(x._cell) for x in leaves if isinstance(x, Tensor)]
             if len(set(cells)) != len(cells):
                 raise _passed_twice()
             sk = spec_key(spec)
-        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled())
+            aliases = alias_key([x for x in leaves if isinstance(x, Tensor)]) if len(cells) > 1 else None
+        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled(), aliases)
         entries = self._cache.setdefault(key, [])
         tensors = None
         for entry in entries:
@@ -307,10 +316,12 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     """Write back mutations and `.grad` assignments, then build the user's outputs.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    if not entry.mutations and not entry.grad_sets and not entry.state_writes:
+    if not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs:
         lifted = arg_tensors
     else:
         lifted = arg_tensors + (entry.captured_now(arg_tensors) if captured is None else captured)
+    if entry.fresh_outputs:
+        results = _unshared(entry.fresh_outputs, results, lifted)
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
@@ -326,6 +337,41 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
         else:
             outs.append(v)
     return tree_unflatten(entry.out_spec, outs), by_index
+
+
+def _unshared(fresh: frozenset, results: list, lifted: list[Tensor]) -> list:
+    """`results` with each output in `fresh` that shares memory with a lifted tensor copied."""
+    results = list(results)
+    for k in fresh:
+        r = results[k]
+        for t in lifted:
+            v = t._cell.value
+            if r is v or (r.__class__ is np.ndarray and v.__class__ is np.ndarray and np.may_share_memory(r, v)):
+                results[k] = _copied(r)
+                break
+    return results
+
+
+def _unshared_outputs(graph: Graph, fresh: list[int]) -> frozenset:
+    """Of the user outputs `fresh` (new values eagerly), those whose node in the optimized
+    `graph` reaches a graph input through movement ops, casts or stop_gradient only: a backend
+    may return the input's own memory (or a view of it) for those."""
+    from ..ir.primitives import MOVEMENT, get_primitive
+    out = set()
+    for k in fresh:
+        n = graph.outputs[k]
+        while n.op != "input" and len(n.inputs) == 1 and (
+                n.op in ("cast", "stop_gradient") or get_primitive(n.op).kind == MOVEMENT):
+            n = n.inputs[0]
+        if n.op == "input":
+            out.add(k)
+    return frozenset(out)
+
+
+def _is_eager_alias(t: Tensor, lifted_cells: set[int]) -> bool:
+    """Is traced output `t` an argument or lifted tensor, its detach() alias, or a view of one of
+    those (sharing its memory eagerly)? `lifted_cells`: the ids of the lifted tensors' cells."""
+    return id((t._base if t._base is not None else t)._cell) in lifted_cells
 
 
 def _state_value(leaf: tuple, lifted: list[Tensor], results: list[np.ndarray]) -> Any:
@@ -363,15 +409,30 @@ class ArgumentBase:
         return self.traced if tensors is None else tensors[self.index]._base
 
 
+def alias_key(tensors: Sequence[Tensor]) -> tuple[int, ...] | None:
+    """Which tensor arguments are views of one base (the same root tensor), for the cache key:
+    None when no two are (the common call), else per argument the index of the first argument
+    with its root. A program traced for independent arguments reads each as its own value; one
+    traced for aliased arguments reads them through their base (an in-place update through one
+    is seen by the others): neither may run for the other's call."""
+    roots = [id(t._base if t._base is not None else t) for t in tensors]
+    if len(set(roots)) == len(roots):
+        return None
+    first: dict[int, int] = {}
+    return tuple(first.setdefault(r, k) for k, r in enumerate(roots))
+
+
 def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[int, int]]:
     """Tensor arguments that are eager views of a base outside the arguments, for the trace.
 
     A view argument whose base no other argument shares becomes a root for the trace: views of
     it and in-place updates through them read and write the argument (a graph input, written back
     into the shared memory after the call). Arguments sharing a base keep it (an update through
-    one is seen by the others), and the base is read at each call through the first of them
-    (`ArgumentBase`), guarded by `view_guards`. Without this the trace captured the base as the
-    first call's tensor and read it, stale, on every later call.
+    one is seen by the others); a base that is no argument is read at each call through the first
+    of them (`ArgumentBase`). Every argument of such a group is guarded on its view chain
+    (`view_guards`; a base passed beside its views on the empty chain), and which arguments share
+    a base is part of the cache key (`alias_key`). Without this the trace captured the base as
+    the first call's tensor and read it, stale, on every later call.
     Returns (what `_restore_views` puts back, the view guards, {id(shared base): argument index})."""
     tensors = [x for x in leaves if isinstance(x, Tensor)]
     first: dict[int, int] = {}
@@ -383,6 +444,8 @@ def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[in
     saved, guards, shared = [], [], {}
     for k, x in enumerate(tensors):
         if x._base is None:
+            if count[id(x)] > 1:  # a base passed beside views of it
+                guards.append((k, first[id(x)], ()))
             continue
         if count[id(x._base)] == 1:
             if x._view_synced != x._vc[0]:
@@ -396,6 +459,8 @@ def _arguments_as_roots(leaves: list) -> tuple[list[tuple], list[tuple], dict[in
                 first[id(x._base)] = k
             shared.setdefault(id(x._base), j)
             guards.append((k, shared[id(x._base)], x._view_chain))
+        else:  # a view passed beside its base
+            guards.append((k, first[id(x._base)], x._view_chain))
     return saved, guards, shared
 
 
@@ -450,10 +515,14 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             out_leaves_raw, out_spec = tree_flatten(out)
             out_nodes: list[Node] = []
             out_leaves = []
+            fresh = []  # graph outputs that are new tensors eagerly
             for o in out_leaves_raw:
                 if isinstance(o, Tensor):
                     out_leaves.append(("out", len(out_nodes)))
-                    out_nodes.append(trace.node_of(o))
+                    node = trace.node_of(o)
+                    if not _is_eager_alias(o, {id(t._cell) for t, *_ in trace.lifted}):
+                        fresh.append(len(out_nodes))
+                    out_nodes.append(node)
                 else:
                     out_leaves.append(("const", o))
             state_writes = trace.state_writes(sum(isinstance(x, Tensor) for x in leaves))
@@ -496,6 +565,7 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
         entry.graph = optimize_graph(trace.graph, name)
     if autograd and is_grad_enabled() and not trace.ran_backward:
         _attach_backward(entry, [t for t, *_ in trace.lifted], [k for k, o in out_leaves if k == "out"], trace.graph)
+    entry.fresh_outputs = _unshared_outputs(entry.graph if entry.autograd is None else entry.autograd.forward, fresh)
     return entry
 
 
