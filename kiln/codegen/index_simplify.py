@@ -6,7 +6,8 @@ variables by `subst` first, and applies rules that hold for every value in those
 
 - offsets float outward: `(x + 3) - 5 -> x - 2`, `(x + c) * k -> x*k + c*k`, `a + (b + c) -> (a + b) + c`
   (exact: int64 add/sub/mul wrap, a ring); an expression no rule touches keeps its shape;
-- `(x / c) * c + x % c -> x` (true for truncating division of any x);
+- `(x / c) * c + x % c -> x` (true for truncating division of any x), and `(p + x / c) * c + x % c
+  -> p*c + x`; `(y * k1) * k2 -> y * (k1*k2)`;
 - `x / c` and `x % c` for a constant `c > 0` when `x = a*m + b` with `c | m`, `a >= 0` and
   `0 <= b < c` (then `x / c = a*(m/c)`, `x % c = b`), or when `x` lies in one block
   `[q*c, q*c + c - 1]` with `q >= 0` (then `x / c = q`); never for possibly negative `x`;
@@ -137,14 +138,22 @@ def _split_multiple(x: Expr, c: int, ranges: Ranges) -> tuple[Expr, Expr] | None
     return None
 
 
-def _is_divmod_pair(a: Expr, b: Expr) -> Expr | None:
-    """x when a = (x / c) * c and b = x % c."""
-    if (isinstance(a, Op) and a.name == "mul" and isinstance(a.args[1], Const)
-            and isinstance(a.args[0], Op) and a.args[0].name == "div"
-            and isinstance(b, Op) and b.name == "rem"):
-        x, c = a.args[0].args
-        if isinstance(c, Const) and a.args[1] == c and b.args == (x, c) and int(c.value) != 0:
-            return x
+def _is_divmod_pair(a: Expr, b: Expr, ranges: Ranges) -> Expr | None:
+    """x when a = (x / c) * c and b = x % c; p*c + x when a = (p + x / c) * c (a reshape's
+    split index, linearized again)."""
+    if not (isinstance(a, Op) and a.name == "mul" and isinstance(a.args[1], Const)
+            and isinstance(b, Op) and b.name == "rem" and isinstance(b.args[1], Const)):
+        return None
+    x, c = b.args
+    if int(c.value) == 0 or a.args[1] != c:
+        return None
+    s = a.args[0]
+    if isinstance(s, Op) and s.name == "div" and s.args == (x, c):
+        return x
+    if isinstance(s, Op) and s.name == "add":
+        for p, d in ((s.args[0], s.args[1]), (s.args[1], s.args[0])):
+            if isinstance(d, Op) and d.name == "div" and d.args == (x, c):
+                return op("add", _simplify_int("mul", (p, c), ranges), x)
     return None
 
 
@@ -153,7 +162,7 @@ def _simplify_int(name: str, args: tuple[Expr, ...], ranges: Ranges) -> Expr:
     if name in ("add", "sub"):
         a, b = args
         if name == "add":
-            x = _is_divmod_pair(a, b) or _is_divmod_pair(b, a)
+            x = _is_divmod_pair(a, b, ranges) or _is_divmod_pair(b, a, ranges)
             if x is not None:
                 return x
         (ba, ca), (bb, cb) = _offset(a), _offset(b)
@@ -174,6 +183,8 @@ def _simplify_int(name: str, args: tuple[Expr, ...], ranges: Ranges) -> Expr:
         a, b = args
         x, k = (b, a) if isinstance(a, Const) and not isinstance(b, Const) else (a, b)
         if isinstance(k, Const):
+            if isinstance(x, Op) and x.name == "mul" and isinstance(x.args[1], Const):  # (y * k1) * k2
+                return _simplify_int("mul", (x.args[0], idx(int(x.args[1].value) * int(k.value))), ranges)
             base, c = _offset(x)
             if base is not None and c != 0:  # (y + c) * k -> y*k + c*k
                 return _with_offset(_simplify_int("mul", (base, k), ranges), c * int(k.value))

@@ -31,7 +31,7 @@ from typing import Iterable
 
 from ..ir import dtypes as dt
 from .index_simplify import Simplifier, value_range
-from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA,
+from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Loop, Op, Stmt, Store, TileMMA,
                   Var, idx, op, stmt_exprs, walk_exprs, walk_stmts)
 
 MAX_PIECES = 64    # a loop is split into at most this many pieces
@@ -195,8 +195,10 @@ class _Partitioner:
             s = stmts[k]
             if isinstance(s, Let):
                 continue
-            if isinstance(s, Assign):
-                sc.force(s.var.name)
+            if isinstance(s, Assign):  # the local's let (here or in an enclosing block) is kept
+                up = sc
+                while up is not None and not up.force(s.var.name):
+                    up = up.parent
                 done[k] = [Assign(s.var, simp(s.value))]
             elif isinstance(s, Store):
                 done[k] = [Store(s.buf, simp(s.index), simp(s.value))]

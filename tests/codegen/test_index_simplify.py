@@ -44,6 +44,11 @@ def test_div_mul_plus_rem_is_the_operand():
     assert simplify(e, R) == x
     e2 = op("add", op("mul", op("div", i3, idx(2)), idx(2)), op("rem", i3, idx(2)))
     assert simplify(e2, R) == i3
+    # a split index linearized again: ((p * 16) + (i3 / 2)) * 2 + (i3 % 2) -> p*32 + i3
+    p = i1 * 64 + i2
+    e3 = op("add", op("mul", op("add", op("mul", p, idx(16)), op("div", i3, idx(2))), idx(2)), op("rem", i3, idx(2)))
+    assert simplify(e3, R) == op("add", op("mul", p, idx(32)), i3)
+    _same_values(e3, simplify(e3, R), R)
     # holds for any x, negative ones too (truncating division): no range needed
     assert simplify(op("add", op("mul", op("div", i1 - 40, idx(3)), idx(3)), op("rem", i1 - 40, idx(3)))) \
         == op("sub", i1, idx(40))
@@ -128,6 +133,8 @@ def _expr_strategy():
             st.tuples(children, k).map(lambda t: op("rem", t[0], idx(t[1]))),
             st.tuples(children, k).map(lambda t: op("add", op("mul", op("div", t[0], idx(t[1])), idx(t[1])),
                                                      op("rem", t[0], idx(t[1])))),
+            st.tuples(children, children, k).map(lambda t: op("add", op("mul", op("add", t[1], op(
+                "div", t[0], idx(t[2]))), idx(t[2])), op("rem", t[0], idx(t[2])))),
             st.tuples(children, children, children, st.sampled_from(["lt", "ge", "eq", "ne", "le", "gt"]))
               .map(lambda t: op("select", op(t[3], t[0], t[1]), t[1], t[2])),
             st.tuples(children, children).map(lambda t: op("min", *t)),

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import kiln
 from kiln.codegen import index as ix
-from kiln.codegen.kir import (BufferParam, Const, Expr, If, KernelFunc, Let, Load, Loop, Op, Store, Var, idx, op,
+from kiln.codegen.kir import (Assign, BufferParam, Const, Expr, If, KernelFunc, Let, Load, Loop, Op, Store, Var, idx, op,
                               stmt_exprs, walk_exprs, walk_stmts)
 from kiln.codegen.kir_eval import run_kernel
 from kiln.codegen.kir_verify import verify_kernel
@@ -320,3 +320,19 @@ def test_lstm_training_step_matches_the_reference():
     step2, x2, y2 = _lstm_step()
     want = [float(kiln.compile(step2, backend="reference")(x2, y2).item()) for _ in range(3)]
     np.testing.assert_allclose(losses, want, rtol=1e-5, atol=1e-6)
+
+
+def test_a_reduction_split_keeps_its_accumulator_and_order():
+    # acc is assigned under a condition that the split resolves; its let lives outside the loop
+    i, acc, last = Var("i", dt.int64), Var("acc", dt.float32), Var("last", dt.float32)
+    x = Load("in0", i, dt.float32)
+    body = [Let(acc, Const(0.0, dt.float32)), Let(last, Const(-1.0, dt.float32)),
+            Loop(i, idx(7), [If(op("lt", i, idx(3)), [Assign(last, x)]),
+                             Assign(acc, op("add", acc, op("select", op("ge", i, idx(5)), x, Const(0.5, dt.float32))))]),
+            Store("out0", idx(0), acc), Store("out0", idx(1), last)]
+    k = KernelFunc("red", [BufferParam("in0", dt.float32, 7), BufferParam("out0", dt.float32, 2, "w")], body)
+    p = partition_kernel(copy.deepcopy(k))
+    verify_kernel(p)
+    assert [s.extent for s in p.body if isinstance(s, Loop)] == [idx(3), idx(2), idx(2)]
+    xs = np.array([0.1, 1e8, -1e8, 3.0, 0.25, 7.0, -2.0], np.float32)
+    assert np.array_equal(_run(k, {"in0": xs})["out0"], _run(p, {"in0": xs})["out0"])
