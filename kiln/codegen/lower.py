@@ -32,6 +32,7 @@ from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSched
 from .reduce_lower import accumulator_dtype, combine, reduce_init
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
 from .kir_verify import check_store_bounds
+from .loop_partition import partition_kernel
 from .. import config
 
 ELEMENTWISE_PRIMS = frozenset(SCALAR_RULES)
@@ -704,6 +705,8 @@ def lower_plan(plan: FusionPlan, name: str = "main",
         for o in k.outputs:
             buf(bname, o, "output" if id(o) in outs else "temp")
         kf, params = lower_kernel(k, f"{name}_k{k.id}", const_nodes, checks, strided, cpu_blocking)
+        # the CUDA backend splits top-level loops only: its threads take a whole collapsed nest
+        kf = partition_kernel(kf, nested=cpu_blocking)
         args = []
         for (role, n), param in zip(params, kf.params):
             if role == "const":
