@@ -31,7 +31,7 @@ from . import reduce_lower
 from .kir import BufferParam, Const, Expr, Fail, If, KernelFunc, Load, LoopSchedule, Store, Var, const, idx, op
 from .reduce_lower import accumulator_dtype, combine, reduce_init
 from .scalar_rules import SCALAR_RULES, cast_value, scalar_value
-from .kir_verify import check_store_bounds
+from .kir_verify import check_store_bounds, strided_spans
 from .loop_partition import partition_kernel
 from .. import config
 
@@ -723,7 +723,6 @@ def lower_plan(plan: FusionPlan, name: str = "main",
             else:
                 args.append(bname[id(n)])
         if config.get().verify:  # every load and store within its buffer (a strided input: its span)
-            from .kir_verify import strided_spans
             check_store_bounds(kf, spans=strided_spans(kf.params, params, strided))
         kernels.append(kf)
         calls.append((kf.name, args))
