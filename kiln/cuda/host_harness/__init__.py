@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import hashlib
 import os
 import queue
@@ -38,15 +39,11 @@ _LAUNCH = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctype
                            ctypes.c_void_p)
 
 
-_COMPILERS: dict[str | None, str | None] = {}
-
-
+@functools.cache
 def compiler() -> str | None:
-    """g++ on PATH, or None (looked up once per PATH: the simulator asks before every launch)."""
-    path = os.environ.get("PATH")
-    if path not in _COMPILERS:
-        _COMPILERS[path] = shutil.which("g++")
-    return _COMPILERS[path]
+    """g++ on PATH, or None (looked up once per process: the simulator asks before every launch;
+    `compiler.cache_clear()` looks again)."""
+    return shutil.which("g++")
 
 
 class _Worker:
