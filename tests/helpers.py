@@ -82,3 +82,23 @@ def _numeric_grad(name, arrays, attrs, k, ct, eps=1e-6):
         fm = np.sum(prim.impl(*am, **attrs) * ct)
         g[i] = (fp - fm) / (2 * eps)
     return g
+
+
+def check_gemm(fn, arrays, d, threads=None, monkeypatch=None) -> str:
+    """`fn` compiled natively against the reference backend, on `threads` native threads when
+    given (through `monkeypatch`), tolerance scaled by the contraction length; the kernels' text."""
+    from kiln.codegen import gemm
+    from kiln.ir import dtypes as dt
+    from kiln.runtime import native_pool
+    if threads is not None:
+        monkeypatch.setattr(native_pool, "_num_threads", threads)
+        monkeypatch.setattr(gemm, "host_threads", lambda: threads)
+    args = [kiln.from_numpy(a) for a in arrays]
+    f = kiln.compile(fn)
+    got = f(*args).numpy()
+    want = kiln.compile(fn, backend="reference")(*args).numpy()
+    k = max(a.shape[-1] for a in arrays)
+    tol = {dt.float32: 2e-5, dt.float64: 1e-12}[d] * k
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    return f.lower(*args).as_text("kernels")

@@ -125,3 +125,19 @@ def run(fn, specs, seed, training=True):
     grads = [None if leaf is None or leaf.grad is None else leaf.grad.numpy().copy() for leaf in leaves]
     after = [a.detach().numpy().copy() for a in args]
     return {"output": values, "grad": grads, "argument": after, "dtypes": dtypes}
+
+
+def check_calls(program, calls, families, backend):
+    """Run each of `calls` ((specs, data seed, Module.training, must retrace)) eagerly and through
+    `kiln.compile(program, backend=backend)`, and assert they agree under `families`' tolerances
+    and that a call marked to retrace did not replay a cached program."""
+    from .tolerances import compare_runs
+
+    compiled = kiln.compile(program, backend=backend, recompile_limit=1000)
+    for k, (specs, seed, training, retraces) in enumerate(calls):
+        misses = compiled.cache_info().misses
+        want = run(program, specs, seed, training)
+        got = run(compiled, specs, seed, training)
+        diff = compare_runs(got, want, families)
+        assert diff is None, f"call {k}: {diff[1]}"
+        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"

@@ -87,7 +87,7 @@ PRELUDE = """\
 import numpy as np
 
 import kiln
-from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+from kiln.testing.prelude import F, check_calls, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 """
 
 

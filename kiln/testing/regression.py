@@ -20,16 +20,7 @@ CALLS = {calls}  # (specs, data seed, Module.training, must retrace)
 
 def test_fuzz_{name}():
     """{doc}"""
-    from kiln.testing.tolerances import compare_runs
-
-    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
-    for k, (specs, seed, training, retraces) in enumerate(CALLS):
-        misses = compiled.cache_info().misses
-        want = run(program, specs, seed, training)
-        got = run(compiled, specs, seed, training)
-        diff = compare_runs(got, want, FAMILIES)
-        assert diff is None, f"call {{k}}: {{diff[1]}}"
-        assert not retraces or compiled.cache_info().misses > misses, f"call {{k}} replayed a cached program"
+    check_calls(program, CALLS, FAMILIES, BACKEND)
 '''
 
 

@@ -19,6 +19,7 @@ from kiln.codegen.kir_verify import verify_kernel
 from kiln.ir import dtypes as dt
 from kiln.runtime import native_pool
 from kiln.runtime.llvm_backend import compile_graph, run_kernel_native
+from helpers import check_gemm
 
 TOL = {dt.float32: 2e-5, dt.float64: 1e-12}
 
@@ -65,17 +66,6 @@ def test_tile_mma_in_place_read_out_of_bounds_is_an_error():
         run_kernel(kernel(14), bufs(14))
 
 
-def _check(fn, arrays, d, threads, monkeypatch):
-    monkeypatch.setattr(native_pool, "_num_threads", threads)
-    monkeypatch.setattr(gemm, "host_threads", lambda: threads)
-    args = [kiln.from_numpy(a) for a in arrays]
-    got = kiln.compile(fn)(*args).numpy()
-    want = kiln.compile(fn, backend="reference")(*args).numpy()
-    k = max(a.shape[-1] for a in arrays)
-    np.testing.assert_allclose(got, want, rtol=TOL[d] * k, atol=TOL[d] * k)
-    return kiln.compile(fn).lower(*args).as_text("kernels")
-
-
 def _steps(text):
     mma = re.search(r"tile_mma .*", text).group(0)
     a = re.search(r"a_steps=(\d+),(\d+)", mma)
@@ -88,7 +78,7 @@ def _steps(text):
 def test_mlp_first_layer_reads_x_in_place(d, threads, monkeypatch):
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((64, 784)).astype(d.np_dtype), rng.standard_normal((128, 784)).astype(d.np_dtype)
-    a, b = _steps(_check(lambda x, w: (x @ w.T).relu(), [x, w], d, threads, monkeypatch))
+    a, b = _steps(check_gemm(lambda x, w: (x @ w.T).relu(), [x, w], d, threads, monkeypatch))
     assert a == (784, 1) and b is None   # x as it lies; w.T still packed (its copy transposes)
 
 
@@ -97,7 +87,7 @@ def test_mlp_first_layer_reads_x_in_place(d, threads, monkeypatch):
 def test_lstm_step_reads_both_operands_in_place(d, threads, monkeypatch):
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((64, 256)).astype(d.np_dtype), rng.standard_normal((256, 1024)).astype(d.np_dtype)
-    assert _steps(_check(lambda x, w: x @ w, [x, w], d, threads, monkeypatch)) == ((256, 1), 1024)
+    assert _steps(check_gemm(lambda x, w: x @ w, [x, w], d, threads, monkeypatch)) == ((256, 1), 1024)
 
 
 @pytest.mark.parametrize("case", ["rows", "cols", "kstride", "rowstride", "batched", "tall", "prologue"])
@@ -130,7 +120,7 @@ def test_in_place_only_where_it_is_exact(case, monkeypatch):
                                    rtol=1e-4, atol=1e-3)
         text = variant.stages("kernels")
     else:
-        text = _check(fn, arrays, dt.float32, 1, monkeypatch)
+        text = check_gemm(fn, arrays, dt.float32, 1, monkeypatch)
     a, b = _steps(text)
     assert (a, b) == expect
 
@@ -144,7 +134,7 @@ def test_tile_height_that_covers_the_rows_lets_a_be_read_in_place(m, mr, monkeyp
         pytest.skip("row counts chosen for 12-row tiles (AVX-512)")
     rng = np.random.default_rng(m)
     x, w = rng.standard_normal((m, 200)).astype(np.float32), rng.standard_normal((64, 200)).astype(np.float32)
-    text = _check(lambda x, w: x @ w.T, [x, w], dt.float32, 1, monkeypatch)
+    text = check_gemm(lambda x, w: x @ w.T, [x, w], dt.float32, 1, monkeypatch)
     tile = int(re.search(r"tile_mma (\d+)x", text).group(1))
     a, _ = _steps(text)
     if mr is None:

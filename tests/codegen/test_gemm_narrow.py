@@ -12,22 +12,7 @@ import pytest
 import kiln
 from kiln.codegen import gemm
 from kiln.ir import dtypes as dt
-from kiln.runtime import native_pool
-
-TOL = {dt.float32: 2e-5, dt.float64: 1e-12}
-
-
-def _run(fn, arrays, d, threads, monkeypatch):
-    monkeypatch.setattr(native_pool, "_num_threads", threads)
-    monkeypatch.setattr(gemm, "host_threads", lambda: threads)
-    args = [kiln.from_numpy(a) for a in arrays]
-    f = kiln.compile(fn)
-    got = f(*args).numpy()
-    want = kiln.compile(fn, backend="reference")(*args).numpy()
-    k = max(a.shape[-1] for a in arrays)
-    assert got.shape == want.shape and got.dtype == want.dtype
-    np.testing.assert_allclose(got, want, rtol=TOL[d] * k, atol=TOL[d] * k)
-    return f.lower(*args).as_text("kernels")
+from helpers import check_gemm
 
 
 def test_narrow_blocking_is_one_vector_wide_and_taller():
@@ -52,7 +37,7 @@ def test_narrow_products_match_reference(m, k, n, f64, trans_b, monkeypatch):
     rng = np.random.default_rng(m + k + n)
     a = rng.standard_normal((m, k)).astype(d.np_dtype)
     b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(d.np_dtype)
-    text = _run((lambda a, b: a @ b.T) if trans_b else (lambda a, b: a @ b), [a, b], d, 1, monkeypatch)
+    text = check_gemm((lambda a, b: a @ b.T) if trans_b else (lambda a, b: a @ b), [a, b], d, 1, monkeypatch)
     blk = gemm.gemm_blocking(d.itemsize, n)
     assert f"x{blk.nr} " in re.search(r"tile_mma \d+x\d+ ", text).group(0)
 
@@ -62,10 +47,10 @@ def test_narrow_batched_strided_and_threaded_match_reference(threads, monkeypatc
     rng = np.random.default_rng(7)
     a = rng.standard_normal((3, 2 * 401, 96)).astype(np.float32)[:, ::2]   # a strided view, 401 rows
     b = rng.standard_normal((3, 96, 10)).astype(np.float32)
-    _run(lambda a, b: a @ b, [a, b], dt.float32, threads, monkeypatch)
+    check_gemm(lambda a, b: a @ b, [a, b], dt.float32, threads, monkeypatch)
     x = rng.standard_normal((4096, 256)).astype(np.float32)                 # 10.5M MACs: split on 2 threads
     w = rng.standard_normal((10, 256)).astype(np.float32)
-    text = _run(lambda x, w: (x @ w.T).relu(), [x, w], dt.float32, threads, monkeypatch)
+    text = check_gemm(lambda x, w: (x @ w.T).relu(), [x, w], dt.float32, threads, monkeypatch)
     assert ("# parallel" in text) == (threads > 1)
 
 

@@ -15,21 +15,9 @@ from kiln.codegen import gemm
 from kiln.ir import dtypes as dt
 from kiln.runtime import llvm_backend, native_pool
 from kiln.runtime.llvm_backend import compile_graph
+from helpers import check_gemm
 
-TOL = {dt.float32: 2e-5, dt.float64: 1e-12}
 SMALL = [1, 2, 3, 5, 7, 8, 11, 13, 31, 63, 64, 65, 97, 128, 131]
-
-
-def _check(fn, arrays, d):
-    """`fn` compiled natively against the reference backend; returns the kernels' text."""
-    args = [kiln.from_numpy(a) for a in arrays]
-    f = kiln.compile(fn)
-    got = f(*args).numpy()
-    want = kiln.compile(fn, backend="reference")(*args).numpy()
-    k = max(a.shape[-1] for a in arrays)
-    assert got.shape == want.shape and got.dtype == want.dtype
-    np.testing.assert_allclose(got, want, rtol=TOL[d] * k, atol=TOL[d] * k)
-    return f.lower(*args).as_text("kernels")
 
 
 def _threads(monkeypatch, n):
@@ -58,7 +46,7 @@ def test_m64_product_uses_tiles_that_cover_its_rows_exactly():
     mr = gemm.tile_rows(64, blk)
     rng = np.random.default_rng(0)
     x, w = rng.standard_normal((64, 784), np.float32), rng.standard_normal((128, 784), np.float32)
-    text = _check(lambda x, w: x @ w.T, [x, w], dt.float32)
+    text = check_gemm(lambda x, w: x @ w.T, [x, w], dt.float32)
     assert f"tile_mma {mr}x{blk.nr}" in text
     if blk.mr == 12:
         assert mr == 8
@@ -101,7 +89,7 @@ def test_midsize_matmul_is_split_across_threads(name, fn, shapes, monkeypatch):
     m, n = ex.program.buffers[ex._index[ex.program.outputs[0]]].shape
     kk = arrays[0].shape[0] if name.startswith("g.T@x") else arrays[0].shape[1]
     assert gemm.split_tasks(1, m, n, kk, gemm.host_blocking(4), 2).tasks >= 2
-    _check(fn, arrays, dt.float32)
+    check_gemm(fn, arrays, dt.float32)
 
 
 @pytest.mark.parametrize("m, k, n", [(64, 128, 64), (64, 64, 128), (1024, 64, 10)])  # 0.5M, 0.5M, 0.66M
@@ -134,6 +122,6 @@ def test_small_gemms_match_reference(m, k, n, batch, trans_a, trans_b, strided, 
     old = native_pool._num_threads
     native_pool._num_threads = threads
     try:
-        _check(fn, [a_in, b_in], d)
+        check_gemm(fn, [a_in, b_in], d)
     finally:
         native_pool._num_threads = old

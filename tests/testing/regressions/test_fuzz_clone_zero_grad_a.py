@@ -3,7 +3,7 @@ import numpy as np
 
 import kiln
 
-from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+from kiln.testing.prelude import F, check_calls, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 
 
 def program(v0):
@@ -29,13 +29,4 @@ CALLS = [
 
 def test_fuzz_3e91a793eb():
     """[reference] grad on the first call: grad 0: 1 of 1 elements differ (rtol=1e-05, atol=1e-05); first at []: got np.float32(0.5), want np.float32(0.75)"""
-    from kiln.testing.tolerances import compare_runs
-
-    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
-    for k, (specs, seed, training, retraces) in enumerate(CALLS):
-        misses = compiled.cache_info().misses
-        want = run(program, specs, seed, training)
-        got = run(compiled, specs, seed, training)
-        diff = compare_runs(got, want, FAMILIES)
-        assert diff is None, f"call {k}: {diff[1]}"
-        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"
+    check_calls(program, CALLS, FAMILIES, BACKEND)

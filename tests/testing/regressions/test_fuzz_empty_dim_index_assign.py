@@ -3,7 +3,7 @@ import numpy as np
 
 import kiln
 
-from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+from kiln.testing.prelude import F, check_calls, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 
 
 def program(v0):
@@ -28,13 +28,4 @@ CALLS = [
 
 def test_fuzz_ff9ced6b01():
     """[llvm] crash on the first call: IndexError: scatter: index 0 is out of bounds for dimension 0 with size 0 in compiled code (at <kiln fuzz program>:101)"""
-    from kiln.testing.tolerances import compare_runs
-
-    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
-    for k, (specs, seed, training, retraces) in enumerate(CALLS):
-        misses = compiled.cache_info().misses
-        want = run(program, specs, seed, training)
-        got = run(compiled, specs, seed, training)
-        diff = compare_runs(got, want, FAMILIES)
-        assert diff is None, f"call {k}: {diff[1]}"
-        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"
+    check_calls(program, CALLS, FAMILIES, BACKEND)

@@ -3,7 +3,7 @@ import numpy as np
 
 import kiln
 
-from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+from kiln.testing.prelude import F, check_calls, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 
 
 def program(v0, v1):
@@ -30,13 +30,4 @@ CALLS = [
 
 def test_fuzz_998bc75b59():
     """[llvm] output on the dtype call: output 1: 2 of 12 elements differ (rtol=1e-12, atol=1e-12); first at [np.int64(1), np.int64(0)]: got np.float64(0.17317913472652435), want np.float64(0.173179104924201"""
-    from kiln.testing.tolerances import compare_runs
-
-    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
-    for k, (specs, seed, training, retraces) in enumerate(CALLS):
-        misses = compiled.cache_info().misses
-        want = run(program, specs, seed, training)
-        got = run(compiled, specs, seed, training)
-        diff = compare_runs(got, want, FAMILIES)
-        assert diff is None, f"call {k}: {diff[1]}"
-        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"
+    check_calls(program, CALLS, FAMILIES, BACKEND)

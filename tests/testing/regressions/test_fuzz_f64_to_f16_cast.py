@@ -3,7 +3,7 @@ import numpy as np
 
 import kiln
 
-from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+from kiln.testing.prelude import F, check_calls, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 
 
 def program(v0):
@@ -28,13 +28,4 @@ CALLS = [
 
 def test_fuzz_b5dabf813e():
     """[llvm] crash on the dtype call: Segmentation fault: the float64 -> float16 cast called __truncdfhf2, which the JIT does not have"""
-    from kiln.testing.tolerances import compare_runs
-
-    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
-    for k, (specs, seed, training, retraces) in enumerate(CALLS):
-        misses = compiled.cache_info().misses
-        want = run(program, specs, seed, training)
-        got = run(compiled, specs, seed, training)
-        diff = compare_runs(got, want, FAMILIES)
-        assert diff is None, f"call {k}: {diff[1]}"
-        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"
+    check_calls(program, CALLS, FAMILIES, BACKEND)

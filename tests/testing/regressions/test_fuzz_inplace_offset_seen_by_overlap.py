@@ -3,7 +3,7 @@ import numpy as np
 
 import kiln
 
-from kiln.testing.prelude import F, flag, loss_of, make_input, make_inputs, run  # noqa: F401
+from kiln.testing.prelude import F, check_calls, flag, loss_of, make_input, make_inputs, run  # noqa: F401
 
 # found by `python -m kiln.testing.fuzz --n 100 --seed 3 --profile full` (program 89): the alias call
 # (an offset argument leaf[1:] and its overlapping alias leaf[:-1]) replayed the program traced for
@@ -36,13 +36,4 @@ CALLS = [
 
 def test_fuzz_2b553f458a():
     """[reference] output on the alias call: output 0: 189 of 231 elements differ (rtol=1e-05, atol=1e-06); first at [np.int64(1), np.int64(0), np.int64(0)]: got np.float32(0.44444445), want np.float32(0.16)"""
-    from kiln.testing.tolerances import compare_runs
-
-    compiled = kiln.compile(program, backend=BACKEND, recompile_limit=1000)
-    for k, (specs, seed, training, retraces) in enumerate(CALLS):
-        misses = compiled.cache_info().misses
-        want = run(program, specs, seed, training)
-        got = run(compiled, specs, seed, training)
-        diff = compare_runs(got, want, FAMILIES)
-        assert diff is None, f"call {k}: {diff[1]}"
-        assert not retraces or compiled.cache_info().misses > misses, f"call {k} replayed a cached program"
+    check_calls(program, CALLS, FAMILIES, BACKEND)
