@@ -517,6 +517,14 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
         while len(tokens) > depth:
             em.close_loop(tokens.pop())
 
+    def panel_loops(panels: Expr, valid: Expr, width: int, hint: str) -> Iterator[tuple[Expr, bool]]:
+        """Open the loop over the full panels (`valid // width` of them: read unclamped, so the
+        copy is contiguous vector code), then over the edge panel (clamped indices fill it with
+        real elements); yields (panel index, edge?) with the loop open. The caller closes it."""
+        full = op("div", valid, idx(width))
+        yield open_(full, hint), False
+        yield op("add", full, open_(op("sub", panels, full), hint + "e")), True
+
     def once_if(cond: Expr, hint: str) -> None:
         """A loop of one iteration when `cond` holds, else none."""
         open_(op("select", cond, idx(1), idx(0)), hint)
@@ -595,17 +603,17 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
 
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
     if b_direct is None:  # else the microkernel reads B as it lies
-        q = open_(nq, "qb")
-        if b_along_cols:
-            kk, j = open_(kc, "kb"), open_(NR, "jb")
-        else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
-            j, kk = open_(NR, "jb"), open_(kc, "kb")
-            low.vector_hints[kk.name] = 1
-        col = _min(op("add", col0, op("add", op("mul", q, idx(NR)), j)), idx(N - 1))
-        v = b_value(op("add", k0, kk), col)
-        dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
-        em.emit(Store(bp, dst, v), em.level(v, dst))
-        close_to(depth)
+        for q, edge in panel_loops(nq, cols, NR, "qb"):
+            if b_along_cols:
+                kk, j = open_(kc, "kb"), open_(NR, "jb")
+            else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
+                j, kk = open_(NR, "jb"), open_(kc, "kb")
+                low.vector_hints[kk.name] = 1
+            col = op("add", col0, op("add", op("mul", q, idx(NR)), j))
+            v = b_value(op("add", k0, kk), _min(col, idx(N - 1)) if edge else col)
+            dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
+            em.emit(Store(bp, dst, v), em.level(v, dst))
+            close_to(depth)
     if col_sums:  # column sums of the right operand: once per column, by the first row group's task
         once_if(op("eq", g, idx(0)), "colsum")
         accumulate_sums(csum, sbase, nq, NR, (bp, bbase), "cs")
@@ -621,17 +629,17 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
     if a_direct is None:  # else the microkernel reads A as it lies
-        p = open_(npan, "pa")
-        if a_along_k:  # read along k; written mr apart: scalar copies
-            i, kk = open_(MR, "ia"), open_(kc, "ka")
-            low.vector_hints[kk.name] = 1
-        else:
-            kk, i = open_(kc, "ka"), open_(MR, "ia")
-        row = _min(op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i))), idx(M - 1))
-        v = a_value(row, op("add", k0, kk))
-        dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
-        em.emit(Store(ap, dst, v), em.level(v, dst))
-        close_to(depth_ic)
+        for p, edge in panel_loops(npan, mrows, MR, "pa"):
+            if a_along_k:  # read along k; written mr apart: scalar copies
+                i, kk = open_(MR, "ia"), open_(kc, "ka")
+                low.vector_hints[kk.name] = 1
+            else:
+                kk, i = open_(kc, "ka"), open_(MR, "ia")
+            row = op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i)))
+            v = a_value(_min(row, idx(M - 1)) if edge else row, op("add", k0, kk))
+            dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
+            em.emit(Store(ap, dst, v), em.level(v, dst))
+            close_to(depth_ic)
     if row_sums:  # row sums of the left operand: once per row, by the first column block's task
         once_if(op("eq", jc, idx(0)), "rowsum")
         accumulate_sums(rsum, op("add", rbase, r0), npan, MR, (ap, abase), "rs")

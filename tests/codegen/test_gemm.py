@@ -362,6 +362,24 @@ def test_strided_packing_copies_stay_scalar():
     assert "masked.scatter" not in lo.as_text("llvm-opt")
 
 
+def test_full_panels_are_packed_without_clamped_indices():
+    """Packing copies the full panels with unclamped (contiguous) indices; only the edge panel
+    clamps its rows (columns) into the operand. The weight gradient dyᵀ @ x (784 columns: 24
+    full 32-wide panels and one of 16) reads x with one clamped load, and its A panels (dyᵀ,
+    100 rows: 12 full 8-row panels) read dy with one."""
+    f = kiln.compile(lambda dy, x: dy.T @ x)
+    with gemm.override_blocking(gemm.Blocking(mr=8, nr=32, kc=256, mc=96, nc=800)):
+        lo = f.lower(kiln.ShapeDtype((512, 100)), kiln.ShapeDtype((512, 784)))
+        text = lo.as_text("kernels")
+    loads = {name: re.findall(rf"= {name}\[([^\n]*)\]$", text, re.M) for name in ("in0", "in1")}
+    for name, idxs in loads.items():
+        assert len(idxs) == 2, (name, idxs)
+        assert sum("min(" in i for i in idxs) == 1, (name, idxs)
+    rng = np.random.default_rng(5)
+    dy, x = _arr(rng, (512, 100), dt.float32), _arr(rng, (512, 784), dt.float32)
+    _check(lambda dy, x: dy.T @ x, [dy, x], dt.float32, gemm.Blocking(mr=8, nr=32, kc=256, mc=96, nc=800))
+
+
 def test_many_small_matrices_share_a_few_scratch_slots(monkeypatch):
     """A batch of 40 products is 40 tasks, but the scratch holds SLOTS_PER_THREAD x threads
     sets of panels and C blocks, each slot running its tasks in turn."""
