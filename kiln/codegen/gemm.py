@@ -338,10 +338,20 @@ def last_axis_contiguous(low, n: Node) -> bool:
             n = n.inputs[0]
         elif n.op == "slice" and n.attrs["steps"][-1] == 1:
             n = n.inputs[0]
+        elif n.op == "reshape" and n.inputs[0].shape and n.inputs[0].shape[-1] == n.shape[-1]:
+            n = n.inputs[0]
+        elif n.op == "reshape" and _dense_input(low, n.inputs[0]):
+            return True  # a row-major buffer reshaped: every axis of the reshape is contiguous
         else:
             return False
     strides = low.strides.get(id(n))
     return strides is None or not n.shape or n.shape[-1] == 1 or strides[-1] == 1
+
+
+def _dense_input(low, n: Node) -> bool:
+    """Is `n` read from a kernel input that lies row-major (no strides recorded)?"""
+    return (id(n) not in low.members or id(n) in low.inputs) and low.strides.get(id(n)) is None \
+        and id(n) not in low.addressers
 
 
 def direct_operand(low, n: Node) -> tuple[str, tuple[int, ...]] | None:

@@ -148,7 +148,39 @@ def _fold(name: str, args: Sequence[Expr], out: DType) -> Expr | None:
     if name == "mul" and ca == 1: return b
     if name in ("mul", "div") and cb == 1: return a
     if name == "rem" and cb == 1: return idx(0)
+    if (name == "mul" and cb is not None and isinstance(a, Op) and a.name == "mul"
+            and isinstance(a.args[1], Const)):
+        return op("mul", a.args[0], idx(a.args[1].value * cb))
+    if name == "add":
+        return _fold_digits(a, b)
     return None
+
+
+def _fold_digits(a: Expr, b: Expr) -> Expr | None:
+    """Re-join the digits a delinearized index splits a position into (a reshape read back from
+    a row-major buffer): `(x/(d*s))*s + (x/d)%s -> x/d` and `(x/s)*s + x%s -> x`, identities for
+    any integer x and d, s > 0 (truncated or floored division alike); also with an outer digit
+    `(q + x/(d*s))*s + (x/d)%s -> q*s + x/d` (a leading axis: `(k*64 + c/64)*8 + (c/8)%8`)."""
+    if not (isinstance(a, Op) and a.name == "mul" and isinstance(a.args[1], Const)
+            and isinstance(b, Op) and b.name == "rem" and isinstance(b.args[1], Const)):
+        return None
+    s = a.args[1].value
+    hi, r = a.args[0], b.args[0]
+    outer = None
+    if isinstance(hi, Op) and hi.name == "add":
+        outer, hi = hi.args
+    if s <= 0 or b.args[1].value != s or not (isinstance(hi, Op) and hi.name == "div"
+                                              and isinstance(hi.args[1], Const)):
+        return None
+    x, big = hi.args[0], hi.args[1].value
+    if r == x and big == s:
+        joined = x
+    elif (isinstance(r, Op) and r.name == "div" and isinstance(r.args[1], Const) and r.args[0] == x
+            and r.args[1].value > 0 and big == r.args[1].value * s):
+        joined = r
+    else:
+        return None
+    return joined if outer is None else op("add", op("mul", outer, a.args[1]), joined)
 
 
 # ---------------------------------------------------------------------------------------

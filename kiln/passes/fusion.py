@@ -101,6 +101,30 @@ def is_free(n: Node) -> bool:
     return n.op in VIEW_OPS
 
 
+# A transposed right operand (`h @ W.T`: B read along its depth) read by this many products or
+# more is written once, transposed, instead of being repacked by a transposing copy in each: a
+# recurrent network's `h_t @ W_hh.T`, once per time step (docs/gemm.md).
+SHARED_TRANSPOSE_USERS = 2
+SHARED_TRANSPOSE_MIN_ELEMENTS = 1 << 14
+
+
+def shared_transposed_operands(graph: Graph, users: dict | None = None) -> set[int]:
+    """Ids of the views that are the right operand of several matmuls with its last two axes
+    swapped (each product would pack it by a transposing copy): they are materialized, once."""
+    users = graph.users() if users is None else users
+    found = set()
+    for n in graph.nodes:
+        if n.op != "permute" or len(n.shape) < 2 or n.numel < SHARED_TRANSPOSE_MIN_ELEMENTS:
+            continue
+        perm = n.attrs["perm"]
+        if (perm[-1], perm[-2]) != (len(perm) - 2, len(perm) - 1):
+            continue
+        products = [u for u in users.get(n, []) if u.op == "matmul" and u.inputs[1] is n and u.inputs[0] is not n]
+        if len(products) >= SHARED_TRANSPOSE_USERS:
+            found.add(id(n))
+    return found
+
+
 class KernelKind(str, Enum):
     """The loop structure of a kernel, which the code generator lowers one module per kind.
     A `str` Enum: `KernelKind.MATMUL == "matmul"`, and it prints as its value."""
@@ -277,7 +301,7 @@ class _Planner:
         self.users = graph.users()
         self.output_ids = {id(o) for o in graph.outputs}
         self.input_ids = {id(n) for n in graph.inputs}
-        self.free_ids = {id(n) for n in graph.nodes if is_free(n)}
+        self.free_ids = {id(n) for n in graph.nodes if is_free(n)} - shared_transposed_operands(graph, self.users)
         self.reduction_domains = {reduce_domain(n) for n in graph.nodes if _kind(n) == REDUCTION}
         self.kernels: list[_Draft] = []
         self.kernels_of: dict[int, list[_Draft]] = {}

@@ -380,6 +380,24 @@ def test_full_panels_are_packed_without_clamped_indices():
     _check(lambda dy, x: dy.T @ x, [dy, x], dt.float32, gemm.Blocking(mr=8, nr=32, kc=256, mc=96, nc=800))
 
 
+def test_a_reshaped_row_major_operand_is_packed_along_its_rows():
+    """A flattened activation (`x.reshape(64, -1)` of a row-major [64, 16, 8, 8] kernel input,
+    the CNN's fc1 weight gradient dyᵀ @ x) is contiguous along its columns: B is packed by
+    contiguous copies from a plain position (no digit arithmetic, no scalar k-major loop).
+    A permuted input reshaped is not contiguous and keeps the strided copy; both match the
+    reference interpreter."""
+    rng = np.random.default_rng(9)
+    dy, x = _arr(rng, (64, 128), dt.float32), _arr(rng, (64, 16, 8, 8), dt.float32)
+    flat = lambda dy, x: dy.T @ x.reshape(64, -1)  # noqa: E731
+    _check(flat, [dy, x], dt.float32)
+    text = kiln.compile(flat).lower(kiln.from_numpy(dy), kiln.from_numpy(x)).as_text("kernels")
+    x_loads = re.findall(r"= in1\[([^\n]*)\]$", text, re.M)
+    assert x_loads and not any("/" in i or "%" in i for i in x_loads), x_loads
+    assert "vector=1" not in text
+    perm = lambda dy, x: dy.T @ x.permute(0, 2, 3, 1).reshape(64, -1)  # noqa: E731
+    _check(perm, [dy, x], dt.float32)
+
+
 def test_many_small_matrices_share_a_few_scratch_slots(monkeypatch):
     """A batch of 40 products is 40 tasks, but the scratch holds SLOTS_PER_THREAD x threads
     sets of panels and C blocks, each slot running its tasks in turn."""

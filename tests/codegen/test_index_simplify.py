@@ -175,3 +175,38 @@ def test_ranges_of_every_point_bound_the_values():
             r = value_range(e, rng)
             vals = eval_expr(e, _points(rng))
             assert r[0] <= np.min(vals) and np.max(vals) <= r[1]
+
+
+def test_joined_digits_fold_as_they_are_built():
+    """`op` re-joins the digits a delinearized index splits a position into, so a reshape read
+    back from a row-major buffer is a plain position: `(x/(d*s))*s + (x/d)%s -> x/d`,
+    `(x/s)*s + x%s -> x`, with or without an outer digit (the CNN's flattened pool output,
+    `[64, 4096]` over `[64, 64, 8, 8]`, reads `k*4096 + c`)."""
+    from kiln.codegen import index as ix
+    for shape in ([64, 8, 8], [3, 5, 7], [2, 1, 4], [6]):
+        assert ix.linearize(ix.delinearize(i1, shape), shape) == i1, shape
+    e = ix.linearize(ix.reshape_index((i2, i1), [64, 4096], [64, 64, 8, 8]), [64, 64, 8, 8])
+    assert e == op("add", op("mul", i2, idx(4096)), i1), _text(e)
+    # digits of different variables, or of mismatched sizes, stay as written
+    e2 = op("add", op("mul", op("div", i1, idx(8)), idx(8)), op("rem", i2, idx(8)))
+    assert "%" in _text(e2)
+    e3 = op("add", op("mul", op("div", i1, idx(16)), idx(8)), op("rem", op("div", i1, idx(4)), idx(8)))
+    assert "%" in _text(e3)
+
+
+def test_joined_digit_identities_hold_for_negative_values_too():
+    """The folds are identities for every integer (the evaluator's division, as the native
+    code's): the unfolded forms, built without `op`'s folding, agree with their folds."""
+    from kiln.codegen.kir import Op
+    x = Var("x", dt.int64)
+
+    def raw(name, a, b):
+        return Op(name, (a, b), dt.int64)
+    c8, c4, c32 = idx(8), idx(4), idx(32)
+    two = raw("add", raw("mul", raw("div", x, c8), c8), raw("rem", x, c8))
+    three = raw("add", raw("mul", raw("div", x, c32), c8), raw("rem", raw("div", x, c4), c8))
+    outer = raw("add", raw("mul", raw("add", i1, raw("div", x, c32)), c8), raw("rem", raw("div", x, c4), c8))
+    env = {"x": np.arange(-300, 300, dtype=np.int64), "i1": np.int64(5)}
+    assert np.array_equal(eval_expr(two, env), env["x"])
+    assert np.array_equal(eval_expr(three, env), eval_expr(op("div", x, c4), env))
+    assert np.array_equal(eval_expr(outer, env), eval_expr(op("add", op("mul", i1, c8), op("div", x, c4)), env))

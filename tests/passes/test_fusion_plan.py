@@ -432,3 +432,36 @@ def test_conv_reads_pads_from_memory_and_transposed_weights_in_place():
     reasons = {b.value.name: b.reason for b in plan.boundaries if b.dst == conv[0].id}
     assert "padded operand from memory" in reasons["p"]
     assert "q" not in reasons
+
+
+def test_a_transposed_weight_shared_by_several_products_is_written_once():
+    """`h1 @ W.T` and `h2 @ W.T` (a recurrence's steps): W.T would be packed by a transposing
+    copy in each product, so it is materialized once and both GEMMs read it row-major. One
+    product of a transposed weight keeps reading it in place, and so does a small weight."""
+    plan = check_semantics(ir("""
+        graph f(%x: f32[64,128], %w: f32[128,128]) {
+          %wt: f32[128,128] = permute(%w) {perm=(1, 0)}
+          %m1: f32[64,128] = matmul(%x, %wt)
+          %h: f32[64,128] = tanh(%m1)
+          %m2: f32[64,128] = matmul(%h, %wt)
+          return (%m2)
+        }"""))
+    a = assignment(plan)
+    assert a["wt"] not in (a["m1"], a["m2"]) and a["m1"] != a["m2"]
+    assert not any(n.name == "wt" for k in plan.kernels for n in k.recomputed)
+    assert [k.kind for k in plan.kernels if any(n.name == "wt" for n in k.nodes)] == ["elementwise"]
+    one = plan_fusion(ir("""
+        graph f(%x: f32[64,128], %w: f32[128,128]) {
+          %wt: f32[128,128] = permute(%w) {perm=(1, 0)}
+          %m1: f32[64,128] = matmul(%x, %wt)
+          return (%m1)
+        }"""))
+    assert len(one.kernels) == 1
+    small = plan_fusion(ir("""
+        graph f(%x: f32[4,8], %w: f32[8,8]) {
+          %wt: f32[8,8] = permute(%w) {perm=(1, 0)}
+          %m1: f32[4,8] = matmul(%x, %wt)
+          %m2: f32[4,8] = matmul(%m1, %wt)
+          return (%m2)
+        }"""))
+    assert all(n.name != "wt" or id(n) in {id(r) for r in k.recomputed} for k in small.kernels for n in k.nodes)
