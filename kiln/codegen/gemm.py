@@ -639,10 +639,10 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
     if b_direct is None:  # else the microkernel reads B as it lies
         for q, edge in panel_loops(nq, cols, NR, "qb"):
-            kk_from: Expr = idx(0)  # the depth the scalar copy starts at
             if b_along_cols:
                 kk, j = open_(kc, "kb"), open_(NR, "jb")
             else:  # read along k; the panel is written nr apart
+                kk_from: Expr = idx(0)  # the depth the scalar copy starts at
                 if b_k_src is not None and not edge:  # whole blocks of lanes: transposed in registers
                     kk_from = transpose_blocks(bp, lambda kk0: op("add", bbase, op("add", op(
                         "mul", q, op("mul", kc, idx(NR))), op("mul", kk0, idx(NR)))), b_k_src,

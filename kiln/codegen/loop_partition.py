@@ -20,8 +20,9 @@ keeps the loop variable's name, so the loop's schedule entry (vector width) cove
 and a top-level loop split into pieces gives top-level loops that `schedule_parallel` marks
 parallel one by one (their iterations are the original loop's, independent). `nested=False`
 splits top-level loops only (the CUDA backend: each piece is a stage whose nest still collapses
-into one grid). Kernels with a `tile_mma` (the packed GEMM) are left alone. A split whose pieces
-together would be more than twice the loop's size (plus `SIZE_SLACK`) is not made.
+into one grid). Kernels with a `tile_mma` or `transpose_copy` (the packed GEMM) are left alone.
+A split whose pieces together would be more than twice the loop's size (plus `SIZE_SLACK`) is
+not made.
 """
 from __future__ import annotations
 
