@@ -1,7 +1,8 @@
 """Text form of the kernel IR: one statement a line, nested loops indented."""
 from __future__ import annotations
 
-from .kir import Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA, TransposeCopy, Var
+from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA, TransposeCopy,
+                  Var)
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "rem": "%", "lt": "<", "le": "<=", "eq": "==",
           "ne": "!=", "gt": ">", "ge": ">=", "and": "&", "or": "|", "xor": "^", "shl": "<<", "lshr": ">>>",

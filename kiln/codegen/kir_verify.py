@@ -238,8 +238,8 @@ def check_bounds(k: KernelFunc, max_points: int = MAX_POINTS, spans: dict[str, t
     index is clamped (`select(inside, i, 0)`), not because the select discards it. A `tile_mma`'s
     tile and panels and a `transpose_copy`'s blocks are checked as ranges. Not checked: accesses
     whose index is data-dependent (a gather's or scatter's index; those have runtime checks),
-    accesses under an `If` whose condition is, and loops whose points would exceed `max_points` (their variable is unknown,
-    so only accesses not indexed by it are checked)."""
+    accesses under an `If` whose condition is, and loops whose points would exceed `max_points`
+    (their variable is unknown, so only accesses not indexed by it are checked)."""
     import numpy as np
 
     from .kir import walk_stmts
