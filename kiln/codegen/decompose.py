@@ -14,8 +14,8 @@ import copy
 import dataclasses
 from typing import Iterator
 
-from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA,
-                  Var, stmt_exprs, walk_stmts)
+from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store,
+                  BLOCK_STMTS, Var, stmt_exprs, walk_stmts)
 from .vecmath import VECMATH
 
 
@@ -86,7 +86,7 @@ class _Decomposer:
                 new = Store(s.buf, rw.expr(s.index), rw.expr(s.value))
             elif isinstance(s, Fail):
                 new = Fail(s.code, tuple(rw.expr(p) for p in s.payload))
-            elif isinstance(s, TileMMA):
+            elif isinstance(s, BLOCK_STMTS):
                 new = s  # integer index expressions and a flag: nothing composite to expand
             else:
                 raise TypeError(f"decompose: not a kernel IR statement: {s!r}")

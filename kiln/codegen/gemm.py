@@ -32,7 +32,7 @@ from ..ir import dtypes as dt
 from ..ir.graph import Node
 from . import index as ix
 from .host import HostInfo, host_info
-from .kir import Expr, Load, Store, TileMMA, const, idx, op
+from .kir import Expr, Load, Store, TileMMA, TransposeCopy, const, idx, op
 from .scalar_rules import SCALAR_RULES
 
 # Below MIN_DIM rows, columns or depth, or fewer multiply-adds per matrix than
@@ -465,7 +465,6 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     col_sums = [f for f in sums if (f.operand == 1) != swap]   # over P's right operand: one per column
 
     blk = gemm_blocking(d.itemsize, N)
-    KC = balanced_block(K, blk.kc, 1)
     sp = split_tasks(nb, M, N, K, blk, host_threads())
     NC, RG = sp.nc, sp.rows_per_group
     MR, NR = tile_rows(RG, blk), blk.nr
@@ -484,12 +483,6 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     MC = balanced_block(RG, blk.mc, MR)       # a multiple of MR: row blocks never share a tile
     ncp = _ceil(NC, NR) * NR                  # columns of a task's C block / B panel set
     rgp = _ceil(RG, MR) * MR                  # rows of a task's C block
-    npc = _ceil(K, KC)
-    # with one depth block a tile is complete after one tile_mma: it goes to an mr x nr tile of
-    # scratch that stays in L1, read back by the epilogue at once, instead of a C block of the
-    # task's rows x columns (the K=64 weight gradient's 128x800 block: 400 KB written, evicted)
-    one_tile = npc == 1
-    ldc = NR if one_tile else ncp
     # operands read in place instead of packed (the small-matrix path): a k-contiguous A (x in
     # x @ w.T, whose packing is a transposing scalar copy) when every tile is a full one, and a
     # row-major B when its panels are full and each is read by few A panels (M <= B_DIRECT_ROWS)
@@ -502,6 +495,31 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
         ks, cs_ = (st[-1], st[-2]) if swap else (st[-2], st[-1])
         if cs_ == 1 and ks >= NR:
             b_direct = (b_src[0], st, ks)
+    # an operand packed along k from memory as it lies (k contiguous): its whole blocks of `lanes`
+    # depths are packed by transposing block copies (register shuffles), the rest by scalar copies
+    lanes = host_info().lanes(d.itemsize)
+
+    def k_source(n: Node, k_last: bool) -> tuple[str, tuple[int, ...], int] | None:
+        """(buffer, strides, stride of the other axis) of operand `n` read in place with its depth
+        axis (the last when `k_last`, else the one before) contiguous; None otherwise."""
+        src = direct_operand(low, n) if min(K, blk.kc) >= lanes else None
+        if src is None:
+            return None
+        st = src[1]
+        ks, other = (st[-1], st[-2]) if k_last else (st[-2], st[-1])
+        return (src[0], st, other) if ks == 1 else None
+    b_k_src = None if b_along_cols or b_direct else k_source(a if swap else b, swap)
+    a_k_src = k_source(b if swap else a, not swap) if a_along_k and a_direct is None else None
+    # depth blocks of whole blocks of lanes when a copy transposes (784 = 4 x 196 -> 3 x 208 + 160:
+    # no scalar rest where K is a multiple of the lanes)
+    KC = balanced_block(K, blk.kc, lanes if a_k_src or b_k_src else 1)
+    whole_blocks = K % lanes == 0 and KC % lanes == 0  # every depth block: no scalar rest
+    npc = _ceil(K, KC)
+    # with one depth block a tile is complete after one tile_mma: it goes to an mr x nr tile of
+    # scratch that stays in L1, read back by the epilogue at once, instead of a C block of the
+    # task's rows x columns (the K=64 weight gradient's 128x800 block: 400 KB written, evicted)
+    one_tile = npc == 1
+    ldc = NR if one_tile else ncp
     asz = 1 if a_direct else MC * KC
     bsz = 1 if b_direct else KC * ncp
     csz = MR * NR if one_tile else rgp * ncp
@@ -611,14 +629,42 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     kc = _min(idx(KC), op("sub", idx(K), k0))
     depth = len(tokens)
 
+    def transpose_blocks(dst_buf: str, dst_at, src: tuple[str, tuple[int, ...], int], src_pos, width: int) -> Expr:
+        """Pack the depths of a panel (`width` rows or columns of an operand read along k) that
+        fill whole blocks of `lanes`: a loop over them, a transpose_copy of width x lanes each, from
+        the operand in place (`src`: buffer, strides, stride of its other axis) at `src_pos(kk0)`
+        (its (row, k) or (k, col) position at panel depth kk0) to the panel at `dst_at(kk0)`.
+        Returns the depth the rest of the panel (the scalar copy's) starts at."""
+        name, st, ld = src
+        nkb = op("div", kc, idx(lanes))
+        depth0 = len(tokens)
+        kk0 = op("mul", open_(nkb, "kt"), idx(lanes))
+        pos = src_pos(kk0)
+        at = _flat(batch_vars + (pos[::-1] if swap else pos), st)
+        dst = dst_at(kk0)
+        em.emit(TransposeCopy(dst_buf, dst, width, name, at, ld, width, lanes), em.level(at, dst))
+        close_to(depth0)
+        return op("mul", nkb, idx(lanes))
+
     # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
     if b_direct is None:  # else the microkernel reads B as it lies
         for q, edge in panel_loops(nq, cols, NR, "qb"):
             if b_along_cols:
                 kk, j = open_(kc, "kb"), open_(NR, "jb")
-            else:  # read along k; the panel is written nr apart: scalar copies (a scatter is slower)
-                j, kk = open_(NR, "jb"), open_(kc, "kb")
-                low.vector_hints[kk.name] = 1
+            else:  # read along k; the panel is written nr apart
+                kk_from: Expr = idx(0)  # the depth the scalar copy starts at
+                if b_k_src is not None and not edge:  # whole blocks of lanes: transposed in registers
+                    kk_from = transpose_blocks(bp, lambda kk0: op("add", bbase, op("add", op(
+                        "mul", q, op("mul", kc, idx(NR))), op("mul", kk0, idx(NR)))), b_k_src,
+                        lambda kk0: [op("add", k0, kk0), op("add", col0, op("mul", q, idx(NR)))], NR)
+                    if whole_blocks:
+                        close_to(depth)
+                        continue
+                # the rest (all of it when the source is not memory as it lies): scalar copies
+                # (a strided-store vectorization is a scatter, slower still)
+                j, kr = open_(NR, "jb"), open_(op("sub", kc, kk_from), "kb")
+                kk = op("add", kk_from, kr)
+                low.vector_hints[kr.name] = 1
             col = op("add", col0, op("add", op("mul", q, idx(NR)), j))
             v = b_value(op("add", k0, kk), _min(col, idx(N - 1)) if edge else col)
             dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
@@ -640,9 +686,18 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
     if a_direct is None:  # else the microkernel reads A as it lies
         for p, edge in panel_loops(npan, mrows, MR, "pa"):
-            if a_along_k:  # read along k; written mr apart: scalar copies
-                i, kk = open_(MR, "ia"), open_(kc, "ka")
-                low.vector_hints[kk.name] = 1
+            if a_along_k:  # read along k; written mr apart: blocks transposed in registers, then
+                kk_from = idx(0)  # scalar copies of the rest
+                if a_k_src is not None and not edge:
+                    kk_from = transpose_blocks(ap, lambda kk0: op("add", abase, op("add", op(
+                        "mul", p, op("mul", kc, idx(MR))), op("mul", kk0, idx(MR)))), a_k_src,
+                        lambda kk0: [op("add", row0, op("add", r0, op("mul", p, idx(MR)))), op("add", k0, kk0)], MR)
+                    if whole_blocks:
+                        close_to(depth_ic)
+                        continue
+                i, kr = open_(MR, "ia"), open_(op("sub", kc, kk_from), "ka")
+                kk = op("add", kk_from, kr)
+                low.vector_hints[kr.name] = 1
             else:
                 kk, i = open_(kc, "ka"), open_(MR, "ia")
             row = op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i)))

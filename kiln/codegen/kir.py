@@ -271,7 +271,35 @@ class TileMMA:
         return self.b_kstep if self.b_kstep is not None else self.nr
 
 
-Stmt = Union[Loop, Let, Assign, Store, If, Fail, TileMMA]
+@dataclass(slots=True)
+class TransposeCopy:
+    """A transposing block copy:
+
+        for r < rows, c < cols:
+            dst[dst_index + c*dst_ld + r] = src[src_index + r*src_ld + c]
+
+    The source block has `rows` rows `src_ld` apart (any step: negative, or 0 for a broadcast
+    row), each `cols` contiguous elements; the destination holds its transpose, `cols` rows
+    `dst_ld` apart (dst_ld >= rows: the writes never overlap), each `rows` contiguous elements.
+    Both buffers have one dtype. A renderer loads source rows as vectors, transposes them in
+    registers and stores destination rows as vectors (LLVM: a shufflevector network per block of
+    the host's lanes); one without a native form expands it into plain loops
+    (`kiln.codegen.gemm_kir.expand_transpose_copy`). The GEMM packs operands read along k with
+    it (`kiln.codegen.gemm`)."""
+    dst: str
+    dst_index: Expr
+    dst_ld: int
+    src: str
+    src_index: Expr
+    src_ld: int
+    rows: int
+    cols: int
+
+
+Stmt = Union[Loop, Let, Assign, Store, If, Fail, TileMMA, TransposeCopy]
+# statements over whole blocks of buffer elements (no scalar value of their own): passes that
+# rewrite expressions or loops leave them as they are, and renderers give each a native form
+BLOCK_STMTS = (TileMMA, TransposeCopy)
 
 
 @dataclass(frozen=True)
@@ -361,4 +389,6 @@ def stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
         return s.payload
     if isinstance(s, TileMMA):
         return (s.c_index, s.a_index, s.b_index, s.kc, s.accumulate)
+    if isinstance(s, TransposeCopy):
+        return (s.dst_index, s.src_index)
     raise TypeError(s)

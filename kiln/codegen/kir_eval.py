@@ -31,7 +31,7 @@ import numpy as np
 from ..ir import dtypes as dt
 from ..ir.dtypes import DType
 from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt,
-                  Store, TileMMA, Var, stmt_exprs, walk_stmts, walk_exprs)
+                  Store, TileMMA, TransposeCopy, Var, stmt_exprs, walk_stmts, walk_exprs)
 
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 _SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}
@@ -302,6 +302,8 @@ class _Interp:
                 self.loop(s, env, lanes, mask)
             elif isinstance(s, TileMMA):
                 self.tile_mma(s, env, lanes, mask)
+            elif isinstance(s, TransposeCopy):
+                self.transpose_copy(s, env, lanes, mask)
             else:
                 raise TypeError(f"kernel {self.k.name}: not a statement: {s!r}")
 
@@ -339,6 +341,22 @@ class _Interp:
         if acc:
             prod = prod + c[rows].astype(np.float64)
         c[rows] = prod.astype(c.dtype)
+
+    def transpose_copy(self, s: TransposeCopy, env, lanes: int, mask) -> None:
+        """Each (vectorized) iteration's block: dst[d + c*dst_ld + r] = src[s + r*src_ld + c]."""
+        dst, src = self.bufs[s.dst], self.bufs[s.src]
+        di = np.broadcast_to(np.asarray(eval_expr(s.dst_index, env, self.bufs), np.int64), (lanes,))
+        si = np.broadcast_to(np.asarray(eval_expr(s.src_index, env, self.bufs), np.int64), (lanes,))
+        if mask is not None:
+            di, si = di[mask], si[mask]
+        r, c = np.arange(s.rows)[:, None], np.arange(s.cols)[None, :]
+        at_src = si[:, None, None] + r * s.src_ld + c   # [iteration, r, c]
+        at_dst = di[:, None, None] + c * s.dst_ld + r
+        for buf, at, name, verb in ((src, at_src, s.src, "reads"), (dst, at_dst, s.dst, "writes")):
+            if at.size and (int(at.min()) < 0 or int(at.max()) >= buf.size):
+                raise IndexError(f"kernel {self.k.name}: transpose_copy {verb} {name}[{int(at.min())}.."
+                                 f"{int(at.max())}] out of bounds (size {buf.size})")
+        dst[at_dst.reshape(-1)] = src[at_src.reshape(-1)]  # iterations in order: the last one wins
 
     def fail(self, s: Fail, env, lanes: int, mask) -> None:
         vals = [np.broadcast_to(np.asarray(eval_expr(p, env, self.bufs), np.int64), (lanes,)) for p in s.payload]
@@ -381,6 +399,9 @@ class _Interp:
                 return False
             if isinstance(st, Store):
                 stored.add(st.buf)
+            if isinstance(st, TransposeCopy):
+                stored.add(st.dst)
+                loaded.add(st.src)
             loaded.update(_loaded_buffers(stmt_exprs(st)))
         return not (stored & loaded)
 

@@ -1,7 +1,8 @@
 """Text form of the kernel IR: one statement a line, nested loops indented."""
 from __future__ import annotations
 
-from .kir import Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA, Var
+from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store, TileMMA, TransposeCopy,
+                  Var)
 
 _INFIX = {"add": "+", "sub": "-", "mul": "*", "div": "/", "rem": "%", "lt": "<", "le": "<=", "eq": "==",
           "ne": "!=", "gt": ">", "ge": ">=", "and": "&", "or": "|", "xor": "^", "shl": "<<", "lshr": ">>>",
@@ -67,6 +68,9 @@ def _stmt_lines(s: Stmt, depth: int, sched, out: list[str]) -> None:
                    f"k=0..{format_expr(s.kc)}{acc}"
                    + (f" a_steps={s.a_steps[0]},{s.a_steps[1]}" if s.a_steps is not None else "")
                    + (f" b_kstep={s.b_kstep}" if s.b_kstep is not None else ""))
+    elif isinstance(s, TransposeCopy):
+        out.append(f"{pad}transpose_copy {s.rows}x{s.cols} {s.dst}[{format_expr(s.dst_index)}; ld={s.dst_ld}] = "
+                   f"{s.src}[{format_expr(s.src_index)}; ld={s.src_ld}]")
     else:
         raise TypeError(f"not a kernel IR statement: {s!r}")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..ir import dtypes as dt
 from .kir import (COMPOSITE_OPS, SCALAR_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op,
-                  Store, TileMMA, Var)
+                  Store, TileMMA, TransposeCopy, Var)
 
 
 class KernelIRError(ValueError):
@@ -104,6 +104,22 @@ def verify_kernel(k: KernelFunc, allow_composite: bool = True) -> None:
                 if s.accumulate.dtype != dt.bool_:
                     fail("tile_mma accumulate flag is not bool")
                 expr(s.accumulate, scope)
+            elif isinstance(s, TransposeCopy):
+                for name in (s.dst, s.src):
+                    if name not in bufs:
+                        fail(f"transpose_copy on unknown buffer {name}")
+                if bufs[s.dst].mode == "r":
+                    fail(f"transpose_copy into read-only buffer {s.dst}")
+                if bufs[s.dst].dtype != bufs[s.src].dtype:
+                    fail(f"transpose_copy from {s.src} ({bufs[s.src].dtype.name}) into {s.dst} "
+                         f"({bufs[s.dst].dtype.name}): the buffers need one dtype")
+                if s.rows < 1 or s.cols < 1 or s.dst_ld < s.rows:
+                    fail(f"transpose_copy {s.rows}x{s.cols} with dst ld={s.dst_ld}: block sizes must be >= 1 "
+                         "and the destination's ld >= rows")
+                for e in (s.dst_index, s.src_index):
+                    if e.dtype != dt.int64:
+                        fail("transpose_copy index is not int64")
+                    expr(e, scope)
             else:
                 fail(f"not a statement: {s!r}")
 
@@ -220,10 +236,10 @@ def check_bounds(k: KernelFunc, max_points: int = MAX_POINTS, spans: dict[str, t
     exact, with no false alarm. Both operands of a `select` are evaluated by the renderers, so a
     load in either is checked at every point: a pad's or concat's load is in range because its
     index is clamped (`select(inside, i, 0)`), not because the select discards it. A `tile_mma`'s
-    tile and panels are checked as ranges. Not checked: accesses whose index is data-dependent
-    (a gather's or scatter's index; those have runtime checks), accesses under an `If` whose
-    condition is, and loops whose points would exceed `max_points` (their variable is unknown,
-    so only accesses not indexed by it are checked)."""
+    tile and panels and a `transpose_copy`'s blocks are checked as ranges. Not checked: accesses
+    whose index is data-dependent (a gather's or scatter's index; those have runtime checks),
+    accesses under an `If` whose condition is, and loops whose points would exceed `max_points`
+    (their variable is unknown, so only accesses not indexed by it are checked)."""
     import numpy as np
 
     from .kir import walk_stmts
@@ -231,12 +247,12 @@ def check_bounds(k: KernelFunc, max_points: int = MAX_POINTS, spans: dict[str, t
     bounds.update(spans or {})
     assigned = {s.var.name for s in walk_stmts(k.body) if isinstance(s, Assign)}  # accumulators: unknown
 
-    def access(kind: str, buf: str, lo, hi, pts: _Points) -> None:
+    def access(kind: str, buf: str, lo, hi, pts: _Points, writes: bool = False) -> None:
         # every element of values broadcastable to the grid is taken at some point (no axis is empty)
         lo, hi = np.asarray(lo), np.asarray(hi)
         first, last = bounds[buf]
         if pts.n and (lo.min() < first or hi.max() > last):
-            verb = "writes" if kind == "store" else "reads"
+            verb = "writes" if kind == "store" or writes else "reads"
             where = (f"buffer size {last + 1}" if buf not in (spans or {}) else
                      f"strided buffer, offsets {first}..{last}")
             raise KernelIRError(f"kernel {k.name}: {kind} {buf}[{int(lo.min())}..{int(hi.max())}] "
@@ -293,6 +309,17 @@ def check_bounds(k: KernelFunc, max_points: int = MAX_POINTS, spans: dict[str, t
                             v, reads = v[reads > 0], reads[reads > 0]
                             if v.size:
                                 access("tile_mma", buf, v, v + reads * width - 1, pts)
+            elif isinstance(s, TransposeCopy):
+                loads(pts, s.dst_index, s.src_index)
+                v = pts.values(s.src_index)
+                if v is not None:  # the block's corners are its extreme offsets
+                    last_row = (s.rows - 1) * s.src_ld
+                    access("transpose_copy", s.src, np.asarray(v) + min(0, last_row),
+                           np.asarray(v) + max(0, last_row) + s.cols - 1, pts)
+                v = pts.values(s.dst_index)
+                if v is not None:
+                    access("transpose_copy", s.dst, v, np.asarray(v) + (s.cols - 1) * s.dst_ld + s.rows - 1, pts,
+                           writes=True)
 
     walk(k.body, _Points({}, ()))
 

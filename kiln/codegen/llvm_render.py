@@ -13,7 +13,8 @@ from typing import Sequence
 import llvmlite.ir as ir
 
 from ..ir.dtypes import DType
-from .kir import COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, TileMMA, Var
+from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Store, TileMMA,
+                  TransposeCopy, Var)
 from .schedule import barrier_plan
 
 I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -21,6 +22,7 @@ PTR = ir.PointerType()
 
 _LTYPE = {"bool": I1, "int32": I32, "int64": I64, "float16": ir.HalfType(), "float32": ir.FloatType(),
           "float64": ir.DoubleType()}
+TRANSPOSE_SIDE = 16  # largest square a transpose_copy is cut into (16 x 16 float32: 64 permutes)
 _ICMP = {"lt": "<", "le": "<=", "eq": "==", "ne": "!=", "gt": ">", "ge": ">="}
 
 
@@ -236,6 +238,8 @@ class _FunctionRenderer:
             self.loop(s)
         elif isinstance(s, TileMMA):
             self.tile_mma(s)
+        elif isinstance(s, TransposeCopy):
+            self.transpose_copy(s)
         elif isinstance(s, If):
             cond = self.expr(s.cond)
             if s.orelse:
@@ -323,6 +327,80 @@ class _FunctionRenderer:
             for v, acc in enumerate(row):
                 b.store(acc, c_ptr(i, v), align=align)
 
+    def transpose_copy(self, s: TransposeCopy) -> None:
+        """The block in squares of the host's lanes (at most TRANSPOSE_SIDE: 16x16 float32 and 8x8
+        float64 on AVX-512, 8x8 / 4x4 on AVX2, 4x4 / 2x2 on 128-bit vectors), each as vector
+        loads of its source rows, a transpose in registers and vector stores of its destination
+        rows. The transpose of n x n (n a power of two: an edge square is padded to one, its
+        missing rows undef, its short rows widened) is log2(n) rounds of interleaves: round by
+        round, vector 2i and 2i+1 become the low and high interleave of vectors i and i + n/2.
+        Each round rotates the bits of (row, lane) by one, so after log2(n) rounds element
+        (r, c) sits in vector c, lane r. On x86 an interleave is one two-source permute
+        (vpermt2ps, vunpcklps, ...)."""
+        from .host import host_info
+        b = self.b
+        dptr, d = self.bufs[s.dst]
+        sptr, _ = self.bufs[s.src]
+        t = storage_type(d)
+        side = min(TRANSPOSE_SIDE, host_info().lanes(d.itemsize))
+        di, si = self.expr(s.dst_index), self.expr(s.src_index)
+        align = max(1, d.itemsize)
+
+        def at(ptr: ir.Value, base: ir.Value, offset: int) -> ir.Value:
+            return b.gep(ptr, [b.add(base, ir.Constant(I64, offset))], inbounds=True, source_etype=t)
+
+        def lanes(v: ir.Value, width: int, take: Sequence[int], other: ir.Value | None = None) -> ir.Value:
+            mask = ir.Constant(ir.VectorType(I32, len(take)), [ir.Constant(I32, q) for q in take])
+            return b.shuffle_vector(v, other if other is not None else ir.Constant(ir.VectorType(t, width),
+                                                                                 ir.Undefined), mask)
+        for r0 in range(0, s.rows, side):
+            for c0 in range(0, s.cols, side):
+                rb, cb = min(side, s.rows - r0), min(side, s.cols - c0)
+                n = 1 << (max(rb, cb) - 1).bit_length()
+                if n == 1:
+                    b.store(b.load(at(sptr, si, r0 * s.src_ld + c0), typ=t), at(dptr, di, c0 * s.dst_ld + r0))
+                    continue
+                vt = ir.VectorType(t, n)
+                vs = []
+                for r in range(rb):
+                    p = at(sptr, si, (r0 + r) * s.src_ld + c0)
+                    if cb == 1:
+                        v = b.insert_element(ir.Constant(vt, ir.Undefined), b.load(p, typ=t), ir.Constant(I32, 0))
+                    else:
+                        v = b.load(p, typ=ir.VectorType(t, cb), align=align)
+                        if cb < n:
+                            v = lanes(v, cb, list(range(cb)) + [0] * (n - cb))
+                    vs.append(v)
+                vs += [ir.Constant(vt, ir.Undefined)] * (n - rb)
+                half = n // 2
+                lo = [q for m in range(half) for q in (m, m + n)]
+                hi = [q for m in range(half, n) for q in (m, m + n)]
+                for _ in range(n.bit_length() - 1):
+                    nxt = []
+                    for i in range(half):
+                        nxt += [lanes(vs[i], n, lo, vs[i + half]), lanes(vs[i], n, hi, vs[i + half])]
+                    vs = nxt
+                for c in range(cb):
+                    p = at(dptr, di, (c0 + c) * s.dst_ld + r0)
+                    if rb == 1:
+                        b.store(b.extract_element(vs[c], ir.Constant(I32, 0)), p)
+                    elif rb == n:
+                        b.store(vs[c], p, align=align)
+                    elif rb & (rb - 1) == 0:  # a power of two: the low half, quarter, ...
+                        b.store(lanes(vs[c], n, list(range(rb))), p, align=align)
+                    else:  # 12 of 16 lanes: one masked store (AVX-512: a vmovups under a k mask)
+                        self._masked_store(vs[c], p, rb, align)
+
+    def _masked_store(self, v: ir.Value, p: ir.Value, count: int, align: int) -> None:
+        """Store the first `count` lanes of vector `v` at `p` (llvm.masked.store, a constant mask)."""
+        vt = v.type
+        suffix = {"float": "f32", "double": "f64", "half": "f16"}.get(str(vt.element), str(vt.element))
+        name = f"llvm.masked.store.v{vt.count}{suffix}.p0"
+        fn = self.m.globals.get(name) or ir.Function(
+            self.m, ir.FunctionType(ir.VoidType(), [vt, PTR, I32, ir.VectorType(I1, vt.count)]), name=name)
+        mask = ir.Constant(ir.VectorType(I1, vt.count), [ir.Constant(I1, int(q < count)) for q in range(vt.count)])
+        self.b.call(fn, [v, p, ir.Constant(I32, align), mask])
+
     def loop(self, s: Loop, chunked: bool = False) -> None:
         b = self.b
         slot = self._slot(s.var)
@@ -371,7 +449,7 @@ class _FunctionRenderer:
 
 def _writes(s) -> bool:
     from .kir import walk_stmts
-    return any(isinstance(x, (Store, TileMMA)) for x in walk_stmts([s]))
+    return any(isinstance(x, (Store, TileMMA, TransposeCopy)) for x in walk_stmts([s]))
 
 
 def _loop_md(m: ir.Module, br, width: int) -> None:

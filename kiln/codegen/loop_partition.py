@@ -20,8 +20,9 @@ keeps the loop variable's name, so the loop's schedule entry (vector width) cove
 and a top-level loop split into pieces gives top-level loops that `schedule_parallel` marks
 parallel one by one (their iterations are the original loop's, independent). `nested=False`
 splits top-level loops only (the CUDA backend: each piece is a stage whose nest still collapses
-into one grid). Kernels with a `tile_mma` (the packed GEMM) are left alone. A split whose pieces
-together would be more than twice the loop's size (plus `SIZE_SLACK`) is not made.
+into one grid). Kernels with a `tile_mma` or `transpose_copy` (the packed GEMM) are left alone.
+A split whose pieces together would be more than twice the loop's size (plus `SIZE_SLACK`) is
+not made.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Iterable
 
 from ..ir import dtypes as dt
 from .index_simplify import Simplifier, value_range
-from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Loop, Op, Stmt, Store, TileMMA,
+from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Loop, Op, Stmt, Store, BLOCK_STMTS,
                   Var, idx, op, stmt_exprs, walk_exprs, walk_stmts)
 
 MAX_PIECES = 64    # a loop is split into at most this many pieces
@@ -46,7 +47,7 @@ def partition_kernel(k: KernelFunc, nested: bool = True, max_pieces: int = MAX_P
     """`k` with its loops partitioned on affine conditions and its index arithmetic simplified
     (in place: the body is replaced; the kernel is returned). `nested=False`: split top-level
     loops only; `max_pieces`, `size_slack`: the limits of one split (see the module docstring)."""
-    if any(isinstance(s, TileMMA) for s in walk_stmts(k.body)):
+    if any(isinstance(s, BLOCK_STMTS) for s in walk_stmts(k.body)):
         return k
     defined = [s.var.name for s in walk_stmts(k.body) if isinstance(s, (Let, Loop))]
     if len(set(defined)) != len(defined):  # a name defined twice: lets are looked up by name
