@@ -45,14 +45,16 @@ if TYPE_CHECKING:  # the lowering object of kiln.codegen.lower, passed in by it
 # rows) stay with conv_lower's rows blocks, which reach the peak there
 MIN_DEPTH_RATIO = 8  # depth >= MIN_DEPTH_RATIO * max(M, N)
 THREAD_MACS = 1 << 21  # below this many multiply-adds one task: threads would not pay
-# cost model (cycles per thread, `packed_pays`): a packed element costs one copy, a microkernel
-# vector FMA one cycle; conv_lower's taps blocks (4 vector FMAs per 5 loads, re-reading the
-# output gradient from L2/L3 for every block of outputs) about BLOCKED_CYCLES_PER_FMA.
-# Calibrated on the CNN's weight gradients (CPU time, Zen 4, float32): 1 thread, conv2
-# (M=288, N=64, K=16384) packed 8.3 ms vs taps 14.8, conv1 (M=27, N=32, K=65536) 3.0-3.2 vs
-# 3.4-3.6; 2 threads, conv2 5.1-5.9 vs 7.8, conv1 (each thread packs all of B) 2.8-3.0 vs 2.1-2.5
-BLOCKED_CYCLES_PER_FMA = 2.4
-COPY_UNROLL = 8  # packing copies per loop iteration (when the run's length is a multiple)
+# cost model (cycles per thread, `packed_pays`), in units of one microkernel vector FMA: A's
+# rows are packed by vector copies (one per `lanes` elements), B's transpose by scalar copies
+# (B_COPY_COST each); conv_lower's taps blocks (4 vector FMAs per 5 loads, re-reading the output
+# gradient from L2/L3 for every block of outputs) cost BLOCKED_CYCLES_PER_FMA per vector FMA.
+# Calibrated on the CNN's weight gradients (thread CPU time, one core, float32): conv1 (M=27,
+# N=32, K=65536) packed 2.1-2.4 ms, of which B's copies 1.1, taps 3.6; conv2 (M=288, N=64,
+# K=16384) packed 6.4-6.7, taps 14.6
+BLOCKED_CYCLES_PER_FMA = 3.2
+B_COPY_COST = 1.7
+COPY_UNROLL = 8  # taps per block of B's transposing copy (unrolled: LLVM's unroller is off)
 
 IndexMap = Callable[[ix.Index], ix.Index]
 
@@ -102,7 +104,7 @@ def packed_pays(conv: Node, threads: int | None = None) -> bool:
     sp, mr = split_rows(G, M, N, K, threads, blk.mr, blk.nr, blk.nc)
     rows = -(-sp.rows_per_group // mr) * mr
     cols = -(-min(N, sp.nc) // blk.nr) * blk.nr
-    packed = -(-sp.tasks // threads) * K * (rows + cols + rows * cols / lanes)
+    packed = -(-sp.tasks // threads) * K * (rows / lanes + B_COPY_COST * cols + rows * cols / lanes)
     blocked = BLOCKED_CYCLES_PER_FMA * G * M * N * K / lanes / threads
     return packed < blocked
 
@@ -208,20 +210,6 @@ def lower_packed_conv(low: "_KernelLowering", outputs: Sequence[Node], versus_bl
         while len(tokens) > depth:
             em.close_loop(tokens.pop())
 
-    def unrolled_run(extent: Expr, hint: str, copy: Callable[[Expr], None]) -> None:
-        """`copy(l)` for l < extent, in a scalar loop, COPY_UNROLL copies per iteration when the
-        extent is a known multiple of it (LLVM's unroller is off: docs/runtime.md)."""
-        if isinstance(extent, Const) and extent.value % COPY_UNROLL == 0:
-            u = open_(extent.value // COPY_UNROLL, hint)
-            low.vector_hints[u.name] = 1
-            for t in range(COPY_UNROLL):
-                copy(op("add", op("mul", u, idx(COPY_UNROLL)), idx(t)))
-        else:
-            ll = open_(extent, hint)
-            low.vector_hints[ll.name] = 1
-            copy(ll)
-        close_to(len(tokens) - 1)
-
     def lo(e: Expr, b: int) -> Expr:  # min(e, b)
         return op("min", e, idx(b))
 
@@ -258,18 +246,30 @@ def lower_packed_conv(low: "_KernelLowering", outputs: Sequence[Node], versus_bl
     def taps(rr: Expr, ll: Expr) -> list[Expr]:
         return list(ix.delinearize(op("add", r0, rr), ks[:-1])) + [op("add", l0, ll)]
 
-    # pack B: panel q, k-major, nr columns per k, from w[o, c, *k] along its last axis
+    # pack B: panel q, k-major, nr columns per k, from w[o, c, *k] along its last axis: a
+    # transpose, in blocks of COPY_UNROLL taps x nr columns (read along the taps, written nr
+    # apart), so the COPY_UNROLL panel lines being written stay in L1 across the nr columns
+    # (column by column over the whole panel, 32 KB of lines: conv1's 2.9 -> 2.4 ms)
     q = open_(nq, "qb")
+    rr = open_(rb, "rb")
+    blocked = isinstance(lb, Const) and lb.value % COPY_UNROLL == 0
+    lblk = open_(lb.value // COPY_UNROLL, "lbk") if blocked else None
     jj = open_(NR, "jb")
     o = op("add", go, lo(op("add", col0, op("add", op("mul", q, idx(NR)), jj)), N - 1))
-    rr = open_(rb, "rb")
 
     def copy_b(ll: Expr) -> None:
         v = low.value(w, tuple([o, c] + taps(rr, ll)))
         kk = op("add", op("mul", rr, lb), ll)
         dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), jj)))
         em.emit(Store(bp, dst, v), em.level(v, dst))
-    unrolled_run(lb, "lb", copy_b)  # written nr apart: scalar copies (a scatter is slower)
+    if lblk is not None:
+        low.vector_hints[jj.name] = 1  # scalar copies: a gather or scatter is slower
+        for t in range(COPY_UNROLL):
+            copy_b(op("add", op("mul", lblk, idx(COPY_UNROLL)), idx(t)))
+    else:
+        ll = open_(lb, "lb")
+        low.vector_hints[ll.name] = 1
+        copy_b(ll)
     close_to(depth)
 
     ic = open_(op("div", op("add", rows, idx(MC - 1)), idx(MC)), "ic")
@@ -278,31 +278,36 @@ def lower_packed_conv(low: "_KernelLowering", outputs: Sequence[Node], versus_bl
     npan = op("div", op("add", mrows, idx(MR - 1)), idx(MR))
     depth_ic = len(tokens)
 
-    # pack A: panel p, k-major, mr rows per k: the im2col rows (b, *p) read from x along its last axis
-    p = open_(npan, "pa")
-    ii = open_(MR, "ia")
-    row = lo(op("add", row0, op("add", i0, op("add", op("mul", p, idx(MR)), ii))), M - 1)
-    bpos = ix.delinearize(row, (conv.shape[0],) + ps)
-    rr = open_(rb, "ra")
-
-    def copy_a(ll: Expr) -> None:
+    # pack A: panel p, row-major (each of its mr rows kc deep, KC apart; the microkernel reads
+    # it with a_steps (KC, 1)): an im2col row (b, *p) is a run of x along its last axis, so the
+    # copy is contiguous on both sides and LLVM vectorizes it (the k-major panel of the GEMM
+    # would be a transpose: one scalar copy per element). Full panels read unclamped rows; only
+    # the edge panel clamps them to real ones.
+    def pack_a(p: Expr, edge: bool) -> None:
+        ii = open_(MR, "ia")
+        row = op("add", row0, op("add", i0, op("add", op("mul", p, idx(MR)), ii)))
+        bpos = ix.delinearize(lo(row, M - 1) if edge else row, (conv.shape[0],) + ps)
+        rr = open_(rb, "ra")
+        ll = open_(lb, "la")
         sp_ = [op("add", op("mul", pp, idx(s)), op("mul", tk, idx(dl)))
                for pp, tk, s, dl in zip(bpos[1:], taps(rr, ll), strides, dilation)]
         v = low.value(x, tuple([bpos[0], op("add", gc, c)] + sp_))
         kk = op("add", op("mul", rr, lb), ll)
-        dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), ii)))
+        dst = op("add", abase, op("add", op("mul", p, idx(MR * KC)), op("add", op("mul", ii, idx(KC)), kk)))
         em.emit(Store(ap, dst, v), em.level(v, dst))
-    unrolled_run(lb, "la", copy_a)
-    close_to(depth_ic)
+        close_to(depth_ic)
+    full = op("div", mrows, idx(MR))
+    pack_a(open_(full, "pa"), False)
+    pack_a(op("add", full, open_(op("sub", npan, full), "pae")), True)
 
     q = open_(nq, "q")
     p = open_(npan, "p")
     tile_r = op("add", i0, op("mul", p, idx(MR)))
     tile_c = op("mul", q, idx(NR))
     em.emit(TileMMA(cs, op("add", cbase, op("add", op("mul", tile_r, idx(ncp)), tile_c)), ncp,
-                    ap, op("add", abase, op("mul", p, op("mul", kc, idx(MR)))),
+                    ap, op("add", abase, op("mul", p, idx(MR * KC))),
                     bp, op("add", bbase, op("mul", q, op("mul", kc, idx(NR)))),
-                    kc, MR, NR, op("gt", pc, idx(0))), len(em.frames) - 1)
+                    kc, MR, NR, op("gt", pc, idx(0)), a_steps=(KC, 1)), len(em.frames) - 1)
     # the epilogue, once the last depth block is in: a loop of one iteration (or none)
     open_(op("select", op("eq", pc, idx(npc - 1)), idx(1), idx(0)), "last")
     i = open_(op("min", idx(MR), op("sub", mrows, op("mul", p, idx(MR)))), "i")

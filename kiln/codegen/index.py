@@ -39,16 +39,16 @@ def delinearize(flat: Expr, shape: Sequence[int]) -> Index:
 
 
 def _exact_split(e: Expr, s: int) -> tuple[Expr, Expr] | None:
-    """(e / s, e % s) without division when e = a*m + c with s | m, m > 0, 0 <= c < s: a position
-    (e >= 0) of that form has a >= 0, so the quotient is a*(m/s) and the remainder c. A loop split
+    """(e / s, e % s) without division when e = a*m + c with s | m, m > 0, c >= 0 constant: a position
+    (e >= 0) of that form has a >= 0, so the quotient is a*(m/s) + c // s and the remainder c % s. A loop split
     into lanes (i*k + lane) meets the reshape that splits the same axis (k) this way."""
     a, c = (e.args if isinstance(e, Op) and e.name == "add" else (e, idx(0)))
-    if not (isinstance(c, Const) and 0 <= c.value < s and isinstance(a, Op) and a.name == "mul"):
+    if not (isinstance(c, Const) and 0 <= c.value and isinstance(a, Op) and a.name == "mul"):
         return None
     x, m = a.args
     if not (isinstance(m, Const) and m.value > 0 and m.value % s == 0):
         return None
-    return op("mul", x, idx(m.value // s)), c
+    return op("add", op("mul", x, idx(m.value // s)), idx(c.value // s)), idx(c.value % s)
 
 
 def _div(e: Expr, s: int) -> Expr:

@@ -25,7 +25,8 @@ reduction run far below memory speed that way, and this module lowers them inste
 - **Row sweeps** (a reduction over axes that include the last, beside full-size outputs that
   do not read it: a conv's bias gradient `sum(dy, (0, 2, 3))` in the kernel that writes `dy`):
   `lower_row_sweep` stores the full-size outputs from the reduction's own loop, so each element
-  is computed once, not once for the reduction and again in a second loop nest.
+  is computed once, not once for the reduction and again in a second loop nest; a pool
+  gradient's sweep takes a vector of consecutive elements per step, one accumulator each.
 """
 from __future__ import annotations
 
@@ -260,18 +261,27 @@ def lower_row_sweep(low: "_KernelLowering", full: Sequence[Node], rows: Sequence
     lanes = lane_split(low, domain)
     extents = [domain[d] for d in R]
     extents[-1] //= lanes
+    # lanes (a pool gradient): a chunk of `chunk` steps of the last axis per iteration, one
+    # accumulator per element, so the chunk's elements are consecutive and LLVM's SLP vectorizer
+    # makes its loads, stores and accumulators vectors (one scalar add chain per lane, which LLVM
+    # may not reorder, left the loop scalar); without lanes the single accumulator per reduction
+    # is the renderer's reassociable loop reduction, vectorized as it is
+    itemsize = max(accumulator_dtype(m.inputs[0].dtype).itemsize for m in reds)
+    chunk = _chunk(extents[-1], host_info().lanes(itemsize) // lanes) if lanes > 1 else 1
+    extents[-1] //= chunk
+    width = chunk * lanes
 
-    def position(rv: Sequence[Expr], lane: int) -> ix.Index:
+    def position(rv: Sequence[Expr], t: int) -> ix.Index:
         at = dict(lead)
         at.update(zip(R, rv))
-        if lanes > 1:
-            at[last] = op("add", op("mul", rv[-1], idx(lanes)), idx(lane))
+        if width > 1:  # step * width + t: consecutive; a split of the axis needs no division (index._exact_split)
+            at[last] = op("add", op("mul", rv[-1], idx(width)), idx(t))
         return tuple(at[d] for d in range(len(domain)))
 
-    def body(rv, accs):  # one accumulator per lane and reduction, each `acc = acc op v`
+    def body(rv, accs):  # one accumulator per chunk element and reduction, each `acc = acc op v`
         new = []
-        for lane in range(lanes):
-            p = position(rv, lane)
+        for t in range(width):
+            p = position(rv, t)
             for m in reds:
                 a = accs[len(new)]
                 new.append(combine(m.op, a, cast_value(low.value(m.inputs[0], p), a.dtype)))
@@ -279,14 +289,15 @@ def lower_row_sweep(low: "_KernelLowering", full: Sequence[Node], rows: Sequence
                 low.store(o, ix.reshape_index(p, domain, o.shape) if tuple(o.shape) != domain else p)
         return new
 
-    inits = [reduce_init(m.op, accumulator_dtype(m.inputs[0].dtype)) for _ in range(lanes) for m in reds]
-    lane_accs = low._accumulate(extents, body, inits, level)
+    inits = [reduce_init(m.op, accumulator_dtype(m.inputs[0].dtype)) for _ in range(width) for m in reds]
+    part_accs = low._accumulate(extents, body, inits, level)
     accs = []
-    for k, m in enumerate(reds):  # the lanes' partial results, combined in lane order
-        acc: Expr = lane_accs[k]
-        for lane in range(1, lanes):
-            acc = em.bind(combine(m.op, acc, lane_accs[lane * len(reds) + k]), "h")
-        accs.append(acc)
+    for k, m in enumerate(reds):  # the partial results, combined pairwise (a tree, as numpy's sum)
+        part: list[Expr] = [part_accs[t * len(reds) + k] for t in range(width)]
+        while len(part) > 1:
+            part = [em.bind(combine(m.op, part[t], part[t + 1]), "h") if t + 1 < len(part) else part[t]
+                    for t in range(0, len(part), 2)]
+        accs.append(part[0])
     row_shape = [domain[d] for d in kept]
     rix = tuple(lead[d] for d in kept)
     for m, acc in zip(reds, accs):  # the reductions' values, where the row outputs will look them up
@@ -298,6 +309,14 @@ def lower_row_sweep(low: "_KernelLowering", full: Sequence[Node], rows: Sequence
     for t in reversed(tokens):
         em.close_loop(t)
     return True
+
+
+def _chunk(n: int, limit: int) -> int:
+    """The largest power of two <= `limit` that divides `n` (1 when none does)."""
+    c = 1
+    while c * 2 <= limit and n % (c * 2) == 0:
+        c *= 2
+    return c
 
 
 def reduce_init(prim: str, d: DType) -> Expr:

@@ -174,6 +174,8 @@ def test_bias_gradient_and_output_gradient_in_one_sweep():
         body = opt[opt.index(f"@{fn}("):]
         body = body[:body.index("\n}\n")]
         assert "masked.gather" not in body, f"{fn}: the pooled gradient is read without a gather"
+        # a chunk of the last axis per step, one accumulator per element: LLVM makes them a vector
+        assert re.search(r"phi <\d+ x float>", body), f"{fn}: the bias-gradient sum runs in vector accumulators"
 
 
 @st.composite

@@ -184,6 +184,11 @@ def test_delinearize_of_a_lane_split_needs_no_division():
     for lane in (0, 1):
         q, r = ix.delinearize(i * ix.idx(2) + ix.idx(lane), (16, 2))
         assert q == i and r == ix.idx(lane)
+    # a chunk of the split axis (i*16 + t, t >= 2: the row sweep's vector of lanes): quotient
+    # i*8 + t // 2, remainder t % 2
+    for t in (2, 7, 15):
+        q, r = ix.delinearize(i * ix.idx(16) + ix.idx(t), (64, 2))
+        assert q == i * ix.idx(8) + ix.idx(t // 2) and r == ix.idx(t % 2)
     # not of that form: the division stays
     q, r = ix.delinearize(i + ix.idx(3), (16, 2))
     assert isinstance(q, Op) and q.name == "div" and isinstance(r, Op) and r.name == "rem"
