@@ -84,6 +84,12 @@ class CompiledEntry:
     # may hand back as an input's memory (the optimized graph passes an input through: `x * 1`,
     # `x.clone()`): copied when they share memory with an input (see `_unshared_outputs`)
     fresh_outputs: frozenset = frozenset()
+    # user output leaf position -> (lifted index, view chain, detach the root, detach the result): an
+    # output that is eagerly an argument or lifted tensor, or a view of one (`x`, `x[1:]`, `x.T`,
+    # `x.detach()`). The call rebuilds it from the call's own tensor after the write-backs, so it
+    # shares that tensor's memory, version counter and autograd history, as in PyTorch, on every
+    # backend (the graph still computes the value, for export and the transforms)
+    output_views: dict = field(default_factory=dict)
 
     def captured_now(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor]:
         """The captured tensors as of now (e.g. a parameter's current `.grad` object); the base of
@@ -316,7 +322,8 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     """Write back mutations and `.grad` assignments, then build the user's outputs.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    if not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs:
+    if (not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs
+            and not entry.output_views):
         lifted = arg_tensors
     else:
         lifted = arg_tensors + (entry.captured_now(arg_tensors) if captured is None else captured)
@@ -330,10 +337,11 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
         w.put(tree_unflatten(w.spec, [_state_value(leaf, lifted, results) for leaf in w.leaves]))
     outs = []
     by_index = {}
-    for kind, v in entry.out_leaves:
+    views = entry.output_views
+    for j, (kind, v) in enumerate(entry.out_leaves):
         if kind == "out":
             t = by_index[v] = Tensor._make(results[v])
-            outs.append(t)
+            outs.append(t if not views or j not in views else _rebuilt_view(views[j], lifted))
         else:
             outs.append(v)
     return tree_unflatten(entry.out_spec, outs), by_index
@@ -368,7 +376,33 @@ def _unshared_outputs(graph: Graph, fresh: list[int]) -> frozenset:
     return frozenset(out)
 
 
-def _is_eager_alias(t: Tensor, lifted_cells: set[int]) -> bool:
+def _output_view(o: Tensor, lifted_cells: dict[int, int], lifted: list[Tensor]) -> tuple | None:
+    """How to rebuild traced output `o` from the lifted tensors at each call, when eagerly it is one
+    of them, its detach() alias or a view of those: (lifted index, view chain, detach the root,
+    detach the result); None for an output that is a new tensor."""
+    root = o._base if o._base is not None else o
+    k = lifted_cells.get(id(root._cell))
+    if k is None:
+        return None
+    detach_root = root is not lifted[k]
+    if detach_root and not root._detached:
+        return None  # shares the cell some other way: keep the computed value
+    return (k, o._view_chain, detach_root, o._detached and not detach_root and o is not root)
+
+
+def _rebuilt_view(view: tuple, lifted: list[Tensor]) -> Tensor:
+    """An output recorded by `_output_view`, rebuilt from this call's lifted tensors (eagerly: it
+    shares their memory and version counter, and its history reaches them)."""
+    k, chain, detach_root, detach_out = view
+    t = lifted[k]
+    if detach_root:
+        t = t.detach()
+    if chain:
+        t = _replay(t, chain)
+    return t.detach() if detach_out else t
+
+
+def _is_eager_alias(t: Tensor, lifted_cells) -> bool:
     """Is traced output `t` an argument or lifted tensor, its detach() alias, or a view of one of
     those (sharing its memory eagerly)? `lifted_cells`: the ids of the lifted tensors' cells."""
     return id((t._base if t._base is not None else t)._cell) in lifted_cells
@@ -516,12 +550,17 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             out_nodes: list[Node] = []
             out_leaves = []
             fresh = []  # graph outputs that are new tensors eagerly
+            lifted_cells = {id(t._cell): k for k, (t, *_rest) in enumerate(trace.lifted)}
+            output_views = {}
             for o in out_leaves_raw:
                 if isinstance(o, Tensor):
-                    out_leaves.append(("out", len(out_nodes)))
                     node = trace.node_of(o)
-                    if not _is_eager_alias(o, {id(t._cell) for t, *_ in trace.lifted}):
+                    view = _output_view(o, lifted_cells, [t for t, *_ in trace.lifted])
+                    if view is not None:
+                        output_views[len(out_leaves)] = view
+                    elif not _is_eager_alias(o, lifted_cells):
                         fresh.append(len(out_nodes))
+                    out_leaves.append(("out", len(out_nodes)))
                     out_nodes.append(node)
                 else:
                     out_leaves.append(("const", o))
@@ -557,7 +596,8 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
                           [(tuple(t.shape), t.dtype) for t in captured],
                           guards=trace.guards + trace.python_values.guards(), pins=trace.python_values.pins,
                           state_writes=state_writes, view_guards=view_guards,
-                          stride_guards=_stride_guards(trace, [x for x in leaves if isinstance(x, Tensor)]))
+                          stride_guards=_stride_guards(trace, [x for x in leaves if isinstance(x, Tensor)]),
+                          output_views=output_views)
     if config.get().verify:
         check_graph(trace.graph)
     _dump(trace.graph, name)
