@@ -40,8 +40,10 @@ def _leaf_key(x: Any) -> Any:
         cell = x._cell
         if cell.trace is not None:
             raise RuntimeError("a traced tensor was passed to a compiled function from outside its trace")
-        # (shape, dtype, device, requires_grad), read without the properties: this runs on every call
-        return ("T", cell.value.shape, cell.value.dtype.name, "cpu", x._requires_grad)
+        # (shape, numpy dtype, requires_grad), read without the properties: this runs on every call
+        # (the dtype object itself: `dtype.name` costs more than the rest of the key)
+        v = cell.value
+        return (v.shape, v.dtype, x._requires_grad)
     if x is None or isinstance(x, (bool, int, float, str, complex, DType)):
         return (type(x).__name__, x)
     try:
@@ -97,23 +99,42 @@ class CompiledEntry:
         return [get(tensors) if isinstance(get, ArgumentBase) else get() for get in self.captured_get]
 
     def guards_hold(self, tensors: Sequence[Tensor] | None = None) -> bool:
+        return self.captured_if_guards_hold(tensors) is not None
+
+    def captured_if_guards_hold(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor] | None:
+        """The captured tensors as of now when every guard holds for this call, else None (one
+        pass: the call runs on the very tensors the guards checked)."""
+        if not (self.view_guards or self.stride_guards or self.captured_get or self.guards):
+            return []  # nothing to check: a program of its arguments alone (the dispatch benchmark's x + 1)
         if self.view_guards:
             if tensors is None:
-                return False
+                return None
             for k, j, chain in self.view_guards:
                 tj, tk = tensors[j], tensors[k]
                 if ((tk._base if tk._base is not None else tk) is not (tj._base if tj._base is not None else tj)
                         or tk._view_chain != chain):
-                    return False
+                    return None
         if self.stride_guards:
             if tensors is None:
-                return False
+                return None
             for k, chain, attrs, shape, view in self.stride_guards:
                 if reshape_is_view(tensors[k]._cell.value, chain, attrs, shape) != view:
-                    return False
-        return (all(t is not None and (tuple(t.shape), t.dtype) == sig
-                    for t, sig in zip(self.captured_now(tensors), self.captured_sig))
-                and all(read() == value for read, value in self.guards))
+                    return None
+        captured = self.captured_now(tensors)
+        sig = self.__dict__.get("_captured_arrays_sig")
+        if sig is None:  # (shape, numpy dtype) per captured tensor: compared without the properties
+            sig = self.__dict__["_captured_arrays_sig"] = [(tuple(shape), dtype.np_dtype)
+                                                            for shape, dtype in self.captured_sig]
+        for t, (shape, dtype) in zip(captured, sig):
+            if t is None:
+                return None
+            v = t._cell.value
+            if v.shape != shape or v.dtype != dtype:
+                return None
+        for read, value in self.guards:
+            if read() != value:
+                return None
+        return captured
 
 
 @dataclass
@@ -153,9 +174,10 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if active_trace() is not None:  # called from inside another trace: inline
             return self.fn(*args, **kwargs)
-        with _STATE_LOCK:
-            entry, leaves = self._lookup(args, kwargs)
-        return self._run(entry, leaves)
+        with _STATE_LOCK:  # one hold: the lookup, and the reads of the tensors the guards checked
+            entry, leaves, captured = self._find(args, kwargs)
+            prepared = self._inputs(entry, leaves, captured)
+        return self._run(entry, leaves, captured, prepared)
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, [k for k, v in self._cache.items() for _ in v])
@@ -178,16 +200,36 @@ class CompiledFunction:
 
     # -- internals ---------------------------------------------------------------------------
     def _lookup(self, args, kwargs, count: bool = True):
-        if not kwargs and all(type(a) is Tensor for a in args):
-            # the common call, positional tensors only: the spec depends on their count alone
+        entry, leaves, _ = self._find(args, kwargs, count)
+        return entry, leaves
+
+    def _find(self, args, kwargs, count: bool = True):
+        """(entry, flat leaves, the captured tensors the guards checked) for this call: a cache hit
+        whose every guard holds, else a new trace."""
+        sig = None
+        if not kwargs:
+            # the common call, positional tensors only: the spec depends on their count alone, and
+            # each tensor's key is `_leaf_key`'s, inlined (this runs on every call)
+            sig = []
+            for a in args:
+                if type(a) is not Tensor:
+                    sig = None
+                    break
+                cell = a._cell
+                if cell.trace is not None:
+                    _leaf_key(a)  # raises: a tensor of another trace
+                v = cell.value
+                sig.append((v.shape, v.dtype, a._requires_grad))
+        if sig is not None:
             leaves = list(args)
             n = len(args)
             if n > 1 and (args[0]._cell is args[1]._cell if n == 2 else len({id(a._cell) for a in args}) != n):
                 raise _passed_twice()
-            sk = self._flat_specs.get(len(args))
+            sk = self._flat_specs.get(n)
             if sk is None:
-                sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
+                sk = self._flat_specs[n] = spec_key(tree_flatten((args, kwargs))[1])
             aliases = alias_key(args) if n > 1 else None
+            key = (sk, tuple(sig), is_grad_enabled(), aliases)
         else:
             leaves, spec = tree_flatten((args, kwargs))
             cells = [id(x._cell) for x in leaves if isinstance(x, Tensor)]
@@ -195,16 +237,19 @@ class CompiledFunction:
                 raise _passed_twice()
             sk = spec_key(spec)
             aliases = alias_key([x for x in leaves if isinstance(x, Tensor)]) if len(cells) > 1 else None
-        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled(), aliases)
-        entries = self._cache.setdefault(key, [])
+            key = (sk, tuple([_leaf_key(x) for x in leaves]), is_grad_enabled(), aliases)
+        entries = self._cache.get(key)
+        if entries is None:
+            entries = self._cache[key] = []
         tensors = None
         for entry in entries:
             if (entry.view_guards or entry.stride_guards) and tensors is None:
                 tensors = [x for x in leaves if isinstance(x, Tensor)]
-            if entry.guards_hold(tensors):
+            captured = entry.captured_if_guards_hold(tensors)
+            if captured is not None:
                 if count:
                     self._hits += 1
-                return entry, leaves
+                return entry, leaves, captured
         if count:
             self._misses += 1
         entry = self._trace(args, kwargs)
@@ -216,16 +261,28 @@ class CompiledFunction:
                           f"signatures (recompile_limit={self.recompile_limit}); each new shape, dtype or "
                           "non-tensor argument value retraces. Pass fixed shapes, or raise recompile_limit.",
                           RuntimeWarning, stacklevel=3)
-        return entry, leaves
+        return entry, leaves, None
 
     def _trace(self, args, kwargs) -> CompiledEntry:
         return trace_function(self.fn, args, kwargs, name=self.name)
 
-    def _run(self, entry: CompiledEntry, leaves):
-        tensors = [x for x in leaves if isinstance(x, Tensor)]
-        with _STATE_LOCK:
+    @staticmethod
+    def _inputs(entry: CompiledEntry, leaves, captured: list[Tensor] | None):
+        """(tensor arguments, captured tensors, the arrays the program reads) of a call; under
+        `_STATE_LOCK`."""
+        tensors = leaves if len(leaves) == entry.n_args else [x for x in leaves if isinstance(x, Tensor)]
+        if captured is None:
             captured = entry.captured_now(tensors)
-            arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
+        arrays = [t._cell.value for t in tensors]
+        if captured:
+            arrays += [t._cell.value for t in captured]
+        return tensors, captured, arrays
+
+    def _run(self, entry: CompiledEntry, leaves, captured: list[Tensor] | None = None, prepared=None):
+        if prepared is None:
+            with _STATE_LOCK:
+                prepared = self._inputs(entry, leaves, captured)
+        tensors, captured, arrays = prepared
         backend = self.backend
         if backend is None:
             for a in arrays:
@@ -233,16 +290,19 @@ class CompiledFunction:
                     backend = "cuda"  # CUDA tensors in: the program runs on the device
                     break
         if entry.autograd is None:
-            run = entry.__dict__.get("_run_main")
-            if run is None or entry.__dict__.get("_run_backend") != backend:
+            d = entry.__dict__
+            run = d.get("_run_main")
+            if run is None or d["_run_backend"] != backend:
                 ex = executable(entry.graph, backend)
                 # reduce-overhead: a backend that can (cuda) replays the program as one captured graph
                 run = getattr(ex, "run_captured", ex.run) if self.mode == "reduce-overhead" else ex.run
-                entry.__dict__["_run_main"] = run
-                entry.__dict__["_run_backend"] = backend
+                d["_run_main"] = run
+                d["_run_backend"] = backend
+                # outputs the backend allocated for this call alone: wrapped without a copy
+                d["_owned_outputs"] = getattr(ex, "owned_outputs", frozenset())
             results = run(arrays)
             with _STATE_LOCK:
-                return finish_call(entry, tensors, results, captured)[0]
+                return finish_call(entry, tensors, results, captured, d["_owned_outputs"])[0]
         split = entry.autograd
         results = list(run_graph(split.forward, arrays, backend))
         results[split.n_outputs:] = saved_before_write_back(entry, tensors + captured, results[split.n_outputs:])
@@ -318,10 +378,19 @@ def saved_before_write_back(entry: CompiledEntry, lifted: list[Tensor], saved: l
 
 
 def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray],
-                captured: list[Tensor] | None = None):
-    """Write back mutations and `.grad` assignments, then build the user's outputs.
+                captured: list[Tensor] | None = None, owned: frozenset = frozenset()):
+    """Write back mutations and `.grad` assignments, then build the user's outputs. `owned`: the
+    graph outputs the backend allocated for this call alone (no input's memory, no other
+    output's), stored as a `.grad` without a copy.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
+    if entry.out_spec[0] == "leaf" and not (entry.mutations or entry.grad_sets or entry.state_writes
+                                            or entry.fresh_outputs or entry.output_views):
+        kind, v = entry.out_leaves[0]  # one output and nothing to write back: the dispatch path
+        if kind == "out":
+            t = Tensor._make(results[v])
+            return t, {v: t}
+        return v, {}
     if (not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs
             and not entry.output_views):
         lifted = arg_tensors
@@ -332,7 +401,8 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
-        t._grad = None if out_idx is None else Tensor._make(_copied(results[out_idx]))
+        t._grad = None if out_idx is None else Tensor._make(
+            results[out_idx] if out_idx in owned else _copied(results[out_idx]))
     for w in entry.state_writes:
         w.put(tree_unflatten(w.spec, [_state_value(leaf, lifted, results) for leaf in w.leaves]))
     outs = []
