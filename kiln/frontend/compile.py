@@ -622,10 +622,16 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             fresh = []  # graph outputs that are new tensors eagerly
             lifted_cells = {id(t._cell): k for k, (t, *_rest) in enumerate(trace.lifted)}
             output_views = {}
+            written = {id(t._cell) for t, node, *_ in trace.lifted if t._cell.value is not node}  # updated in place
             for o in out_leaves_raw:
                 if isinstance(o, Tensor):
                     node = trace.node_of(o)
                     view = _output_view(o, lifted_cells, [t for t, *_ in trace.lifted])
+                    root = o._base if o._base is not None else o
+                    if view is not None and o._requires_grad and id(root._cell) in written:
+                        # updated in place with a differentiable value: its new history is the
+                        # compiled backward's, which a view rebuilt eagerly would not carry
+                        view = None
                     if view is not None:
                         output_views[len(out_leaves)] = view
                     elif not _is_eager_alias(o, lifted_cells):

@@ -157,3 +157,21 @@ def test_random_view_chains_returned_match_pytorch(backend, case, bump):
             tv.mul_(2)
             np.testing.assert_array_equal(x.numpy(), tx.numpy())
         assert (v._version == x._version) and (tv._version == tx._version)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("returned", ["itself", "view"])
+def test_an_argument_updated_with_a_differentiable_value_carries_its_new_history(backend, returned):
+    def program(a, b):
+        a.add_(b * 2)  # a now requires grad, through b
+        return a if returned == "itself" else a[1:]
+
+    compiled = kiln.compile(program, backend=backend)
+    a, b = kiln.ones(3), kiln.ones(3, requires_grad=True)
+    ta, tb = torch.ones(3), torch.ones(3, requires_grad=True)
+    out, want = compiled(a, b), program(ta, tb)
+    assert out.requires_grad
+    (out * kiln.arange(out.shape[0] * 1.0)).sum().backward()
+    (want * torch.arange(want.shape[0] * 1.0)).sum().backward()
+    np.testing.assert_array_equal(a.numpy(), ta.detach().numpy())
+    np.testing.assert_allclose(b.grad.numpy(), tb.grad.numpy())
