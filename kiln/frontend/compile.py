@@ -40,8 +40,10 @@ def _leaf_key(x: Any) -> Any:
         cell = x._cell
         if cell.trace is not None:
             raise RuntimeError("a traced tensor was passed to a compiled function from outside its trace")
-        # (shape, dtype, device, requires_grad), read without the properties: this runs on every call
-        return ("T", cell.value.shape, cell.value.dtype.name, "cpu", x._requires_grad)
+        # (shape, numpy dtype, requires_grad), read without the properties: this runs on every call
+        # (the dtype object itself: `dtype.name` costs more than the rest of the key)
+        v = cell.value
+        return (v.shape, v.dtype, x._requires_grad)
     if x is None or isinstance(x, (bool, int, float, str, complex, DType)):
         return (type(x).__name__, x)
     try:
@@ -84,6 +86,12 @@ class CompiledEntry:
     # may hand back as an input's memory (the optimized graph passes an input through: `x * 1`,
     # `x.clone()`): copied when they share memory with an input (see `_unshared_outputs`)
     fresh_outputs: frozenset = frozenset()
+    # user output leaf position -> (lifted index, view chain, detach the root, detach the result): an
+    # output that is eagerly an argument or lifted tensor, or a view of one (`x`, `x[1:]`, `x.T`,
+    # `x.detach()`). The call rebuilds it from the call's own tensor after the write-backs, so it
+    # shares that tensor's memory, version counter and autograd history, as in PyTorch, on every
+    # backend (the graph still computes the value, for export and the transforms)
+    output_views: dict = field(default_factory=dict)
 
     def captured_now(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor]:
         """The captured tensors as of now (e.g. a parameter's current `.grad` object); the base of
@@ -91,23 +99,42 @@ class CompiledEntry:
         return [get(tensors) if isinstance(get, ArgumentBase) else get() for get in self.captured_get]
 
     def guards_hold(self, tensors: Sequence[Tensor] | None = None) -> bool:
+        return self.captured_if_guards_hold(tensors) is not None
+
+    def captured_if_guards_hold(self, tensors: Sequence[Tensor] | None = None) -> list[Tensor] | None:
+        """The captured tensors as of now when every guard holds for this call, else None (one
+        pass: the call runs on the very tensors the guards checked)."""
+        if not (self.view_guards or self.stride_guards or self.captured_get or self.guards):
+            return []  # nothing to check: a program of its arguments alone (the dispatch benchmark's x + 1)
         if self.view_guards:
             if tensors is None:
-                return False
+                return None
             for k, j, chain in self.view_guards:
                 tj, tk = tensors[j], tensors[k]
                 if ((tk._base if tk._base is not None else tk) is not (tj._base if tj._base is not None else tj)
                         or tk._view_chain != chain):
-                    return False
+                    return None
         if self.stride_guards:
             if tensors is None:
-                return False
+                return None
             for k, chain, attrs, shape, view in self.stride_guards:
                 if reshape_is_view(tensors[k]._cell.value, chain, attrs, shape) != view:
-                    return False
-        return (all(t is not None and (tuple(t.shape), t.dtype) == sig
-                    for t, sig in zip(self.captured_now(tensors), self.captured_sig))
-                and all(read() == value for read, value in self.guards))
+                    return None
+        captured = self.captured_now(tensors)
+        sig = self.__dict__.get("_captured_arrays_sig")
+        if sig is None:  # (shape, numpy dtype) per captured tensor: compared without the properties
+            sig = self.__dict__["_captured_arrays_sig"] = [(tuple(shape), dtype.np_dtype)
+                                                            for shape, dtype in self.captured_sig]
+        for t, (shape, dtype) in zip(captured, sig):
+            if t is None:
+                return None
+            v = t._cell.value
+            if v.shape != shape or v.dtype != dtype:
+                return None
+        for read, value in self.guards:
+            if read() != value:
+                return None
+        return captured
 
 
 @dataclass
@@ -147,9 +174,10 @@ class CompiledFunction:
     def __call__(self, *args, **kwargs):
         if active_trace() is not None:  # called from inside another trace: inline
             return self.fn(*args, **kwargs)
-        with _STATE_LOCK:
-            entry, leaves = self._lookup(args, kwargs)
-        return self._run(entry, leaves)
+        with _STATE_LOCK:  # one hold: the lookup, and the reads of the tensors the guards checked
+            entry, leaves, captured = self._find(args, kwargs)
+            prepared = self._inputs(entry, leaves, captured)
+        return self._run(entry, leaves, captured, prepared)
 
     def cache_info(self) -> CacheInfo:
         return CacheInfo(self._hits, self._misses, [k for k, v in self._cache.items() for _ in v])
@@ -172,16 +200,36 @@ class CompiledFunction:
 
     # -- internals ---------------------------------------------------------------------------
     def _lookup(self, args, kwargs, count: bool = True):
-        if not kwargs and all(type(a) is Tensor for a in args):
-            # the common call, positional tensors only: the spec depends on their count alone
+        entry, leaves, _ = self._find(args, kwargs, count)
+        return entry, leaves
+
+    def _find(self, args, kwargs, count: bool = True):
+        """(entry, flat leaves, the captured tensors the guards checked) for this call: a cache hit
+        whose every guard holds, else a new trace."""
+        sig = None
+        if not kwargs:
+            # the common call, positional tensors only: the spec depends on their count alone, and
+            # each tensor's key is `_leaf_key`'s, inlined (this runs on every call)
+            sig = []
+            for a in args:
+                if type(a) is not Tensor:
+                    sig = None
+                    break
+                cell = a._cell
+                if cell.trace is not None:
+                    _leaf_key(a)  # raises: a tensor of another trace
+                v = cell.value
+                sig.append((v.shape, v.dtype, a._requires_grad))
+        if sig is not None:
             leaves = list(args)
             n = len(args)
             if n > 1 and (args[0]._cell is args[1]._cell if n == 2 else len({id(a._cell) for a in args}) != n):
                 raise _passed_twice()
-            sk = self._flat_specs.get(len(args))
+            sk = self._flat_specs.get(n)
             if sk is None:
-                sk = self._flat_specs[len(args)] = spec_key(tree_flatten((args, kwargs))[1])
+                sk = self._flat_specs[n] = spec_key(tree_flatten((args, kwargs))[1])
             aliases = alias_key(args) if n > 1 else None
+            key = (sk, tuple(sig), is_grad_enabled(), aliases)
         else:
             leaves, spec = tree_flatten((args, kwargs))
             cells = [id(x._cell) for x in leaves if isinstance(x, Tensor)]
@@ -189,16 +237,19 @@ class CompiledFunction:
                 raise _passed_twice()
             sk = spec_key(spec)
             aliases = alias_key([x for x in leaves if isinstance(x, Tensor)]) if len(cells) > 1 else None
-        key = (sk, tuple(_leaf_key(x) for x in leaves), is_grad_enabled(), aliases)
-        entries = self._cache.setdefault(key, [])
+            key = (sk, tuple([_leaf_key(x) for x in leaves]), is_grad_enabled(), aliases)
+        entries = self._cache.get(key)
+        if entries is None:
+            entries = self._cache[key] = []
         tensors = None
         for entry in entries:
             if (entry.view_guards or entry.stride_guards) and tensors is None:
                 tensors = [x for x in leaves if isinstance(x, Tensor)]
-            if entry.guards_hold(tensors):
+            captured = entry.captured_if_guards_hold(tensors)
+            if captured is not None:
                 if count:
                     self._hits += 1
-                return entry, leaves
+                return entry, leaves, captured
         if count:
             self._misses += 1
         entry = self._trace(args, kwargs)
@@ -210,16 +261,28 @@ class CompiledFunction:
                           f"signatures (recompile_limit={self.recompile_limit}); each new shape, dtype or "
                           "non-tensor argument value retraces. Pass fixed shapes, or raise recompile_limit.",
                           RuntimeWarning, stacklevel=3)
-        return entry, leaves
+        return entry, leaves, None
 
     def _trace(self, args, kwargs) -> CompiledEntry:
         return trace_function(self.fn, args, kwargs, name=self.name)
 
-    def _run(self, entry: CompiledEntry, leaves):
-        tensors = [x for x in leaves if isinstance(x, Tensor)]
-        with _STATE_LOCK:
+    @staticmethod
+    def _inputs(entry: CompiledEntry, leaves, captured: list[Tensor] | None):
+        """(tensor arguments, captured tensors, the arrays the program reads) of a call; under
+        `_STATE_LOCK`."""
+        tensors = leaves if len(leaves) == entry.n_args else [x for x in leaves if isinstance(x, Tensor)]
+        if captured is None:
             captured = entry.captured_now(tensors)
-            arrays = [t._cell.value for t in tensors] + [t._cell.value for t in captured]
+        arrays = [t._cell.value for t in tensors]
+        if captured:
+            arrays += [t._cell.value for t in captured]
+        return tensors, captured, arrays
+
+    def _run(self, entry: CompiledEntry, leaves, captured: list[Tensor] | None = None, prepared=None):
+        if prepared is None:
+            with _STATE_LOCK:
+                prepared = self._inputs(entry, leaves, captured)
+        tensors, captured, arrays = prepared
         backend = self.backend
         if backend is None:
             for a in arrays:
@@ -227,16 +290,19 @@ class CompiledFunction:
                     backend = "cuda"  # CUDA tensors in: the program runs on the device
                     break
         if entry.autograd is None:
-            run = entry.__dict__.get("_run_main")
-            if run is None or entry.__dict__.get("_run_backend") != backend:
+            d = entry.__dict__
+            run = d.get("_run_main")
+            if run is None or d["_run_backend"] != backend:
                 ex = executable(entry.graph, backend)
                 # reduce-overhead: a backend that can (cuda) replays the program as one captured graph
                 run = getattr(ex, "run_captured", ex.run) if self.mode == "reduce-overhead" else ex.run
-                entry.__dict__["_run_main"] = run
-                entry.__dict__["_run_backend"] = backend
+                d["_run_main"] = run
+                d["_run_backend"] = backend
+                # outputs the backend allocated for this call alone: wrapped without a copy
+                d["_owned_outputs"] = getattr(ex, "owned_outputs", frozenset())
             results = run(arrays)
             with _STATE_LOCK:
-                return finish_call(entry, tensors, results, captured)[0]
+                return finish_call(entry, tensors, results, captured, d["_owned_outputs"])[0]
         split = entry.autograd
         results = list(run_graph(split.forward, arrays, backend))
         results[split.n_outputs:] = saved_before_write_back(entry, tensors + captured, results[split.n_outputs:])
@@ -312,11 +378,21 @@ def saved_before_write_back(entry: CompiledEntry, lifted: list[Tensor], saved: l
 
 
 def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[np.ndarray],
-                captured: list[Tensor] | None = None):
-    """Write back mutations and `.grad` assignments, then build the user's outputs.
+                captured: list[Tensor] | None = None, owned: frozenset = frozenset()):
+    """Write back mutations and `.grad` assignments, then build the user's outputs. `owned`: the
+    graph outputs the backend allocated for this call alone (no input's memory, no other
+    output's), stored as a `.grad` without a copy.
 
     Returns (outputs as the function returned them, {graph output index: output tensor})."""
-    if not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs:
+    if entry.out_spec[0] == "leaf" and not (entry.mutations or entry.grad_sets or entry.state_writes
+                                            or entry.fresh_outputs or entry.output_views):
+        kind, v = entry.out_leaves[0]  # one output and nothing to write back: the dispatch path
+        if kind == "out":
+            t = Tensor._make(results[v])
+            return t, {v: t}
+        return v, {}
+    if (not entry.mutations and not entry.grad_sets and not entry.state_writes and not entry.fresh_outputs
+            and not entry.output_views):
         lifted = arg_tensors
     else:
         lifted = arg_tensors + (entry.captured_now(arg_tensors) if captured is None else captured)
@@ -325,15 +401,17 @@ def finish_call(entry: CompiledEntry, arg_tensors: list[Tensor], results: list[n
     for out_idx, lift_idx in entry.mutations:
         lifted[lift_idx]._assign_value(results[out_idx])
     for t, out_idx in entry.grad_sets:
-        t._grad = None if out_idx is None else Tensor._make(_copied(results[out_idx]))
+        t._grad = None if out_idx is None else Tensor._make(
+            results[out_idx] if out_idx in owned else _copied(results[out_idx]))
     for w in entry.state_writes:
         w.put(tree_unflatten(w.spec, [_state_value(leaf, lifted, results) for leaf in w.leaves]))
     outs = []
     by_index = {}
-    for kind, v in entry.out_leaves:
+    views = entry.output_views
+    for j, (kind, v) in enumerate(entry.out_leaves):
         if kind == "out":
             t = by_index[v] = Tensor._make(results[v])
-            outs.append(t)
+            outs.append(t if not views or j not in views else _rebuilt_view(views[j], lifted))
         else:
             outs.append(v)
     return tree_unflatten(entry.out_spec, outs), by_index
@@ -368,7 +446,33 @@ def _unshared_outputs(graph: Graph, fresh: list[int]) -> frozenset:
     return frozenset(out)
 
 
-def _is_eager_alias(t: Tensor, lifted_cells: set[int]) -> bool:
+def _output_view(o: Tensor, lifted_cells: dict[int, int], lifted: list[Tensor]) -> tuple | None:
+    """How to rebuild traced output `o` from the lifted tensors at each call, when eagerly it is one
+    of them, its detach() alias or a view of those: (lifted index, view chain, detach the root,
+    detach the result); None for an output that is a new tensor."""
+    root = o._base if o._base is not None else o
+    k = lifted_cells.get(id(root._cell))
+    if k is None:
+        return None
+    detach_root = root is not lifted[k]
+    if detach_root and not root._detached:
+        return None  # shares the cell some other way: keep the computed value
+    return (k, o._view_chain, detach_root, o._detached and not detach_root and o is not root)
+
+
+def _rebuilt_view(view: tuple, lifted: list[Tensor]) -> Tensor:
+    """An output recorded by `_output_view`, rebuilt from this call's lifted tensors (eagerly: it
+    shares their memory and version counter, and its history reaches them)."""
+    k, chain, detach_root, detach_out = view
+    t = lifted[k]
+    if detach_root:
+        t = t.detach()
+    if chain:
+        t = _replay(t, chain)
+    return t.detach() if detach_out else t
+
+
+def _is_eager_alias(t: Tensor, lifted_cells) -> bool:
     """Is traced output `t` an argument or lifted tensor, its detach() alias, or a view of one of
     those (sharing its memory eagerly)? `lifted_cells`: the ids of the lifted tensors' cells."""
     return id((t._base if t._base is not None else t)._cell) in lifted_cells
@@ -516,12 +620,23 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
             out_nodes: list[Node] = []
             out_leaves = []
             fresh = []  # graph outputs that are new tensors eagerly
+            lifted_cells = {id(t._cell): k for k, (t, *_rest) in enumerate(trace.lifted)}
+            output_views = {}
+            written = {id(t._cell) for t, node, *_ in trace.lifted if t._cell.value is not node}  # updated in place
             for o in out_leaves_raw:
                 if isinstance(o, Tensor):
-                    out_leaves.append(("out", len(out_nodes)))
                     node = trace.node_of(o)
-                    if not _is_eager_alias(o, {id(t._cell) for t, *_ in trace.lifted}):
+                    view = _output_view(o, lifted_cells, [t for t, *_ in trace.lifted])
+                    root = o._base if o._base is not None else o
+                    if view is not None and o._requires_grad and id(root._cell) in written:
+                        # updated in place with a differentiable value: its new history is the
+                        # compiled backward's, which a view rebuilt eagerly would not carry
+                        view = None
+                    if view is not None:
+                        output_views[len(out_leaves)] = view
+                    elif not _is_eager_alias(o, lifted_cells):
                         fresh.append(len(out_nodes))
+                    out_leaves.append(("out", len(out_nodes)))
                     out_nodes.append(node)
                 else:
                     out_leaves.append(("const", o))
@@ -557,7 +672,8 @@ def _trace_function(fn, args, kwargs, name, autograd, optimize) -> CompiledEntry
                           [(tuple(t.shape), t.dtype) for t in captured],
                           guards=trace.guards + trace.python_values.guards(), pins=trace.python_values.pins,
                           state_writes=state_writes, view_guards=view_guards,
-                          stride_guards=_stride_guards(trace, [x for x in leaves if isinstance(x, Tensor)]))
+                          stride_guards=_stride_guards(trace, [x for x in leaves if isinstance(x, Tensor)]),
+                          output_views=output_views)
     if config.get().verify:
         check_graph(trace.graph)
     _dump(trace.graph, name)

@@ -23,8 +23,10 @@ the function increments) is not guarded: that is a side effect, not a constant.
 Not guarded (documented in the user guide): attributes of other objects (an instance of a
 plain class, a dataclass), items of lists and dicts, names read through `getattr` with a
 computed name or through `eval`, properties (their code may have side effects), attributes
-of library modules (`math.pi`, `kiln.float32`), and the tensors themselves (they are
-graph inputs, read afresh at every call). Change those, then call `fn.cache_clear()`.
+of library modules (`math.pi`, `kiln.float32`). Change those, then call `fn.cache_clear()`.
+Tensors found through guarded names (a global, `self.weight`) are graph inputs, read at every
+call through the object the trace found; they are guarded by identity, so rebinding the name
+to another tensor retraces (an in-place update needs no retrace).
 """
 from __future__ import annotations
 
@@ -236,6 +238,7 @@ class GuardCollector:
                 top: bool) -> None:
         """Guard `obj` (found by `read`), then walk `attrs` from it while the objects are namespaces."""
         from ..nn.modules.module import Module
+        from .tensor import Tensor
         for k in range(len(attrs) + 1):
             if obj is MISSING:
                 return
@@ -243,6 +246,12 @@ class GuardCollector:
                 vkey = value_key(obj)
                 if vkey is not _UNGUARDED:
                     self._guards.setdefault(key, (_keyed(read), vkey))
+                    return
+                if isinstance(obj, Tensor):
+                    # a tensor is a graph input read at every call, through the object the trace found:
+                    # rebinding the name (`model.weight = Parameter(...)`, a global) must retrace, not
+                    # read the old object (the entry's source keeps it alive: no pin needed)
+                    self._guards.setdefault(key, (_identity(read), id(obj)))
                     return
                 if _identity_guarded(obj):
                     self._pins.append(obj)

@@ -24,6 +24,11 @@ def tree_flatten(tree: Any) -> tuple[list[Any], Any]:
 
 
 def tree_unflatten(spec: Any, leaves: list[Any]) -> Any:
+    kind, _, children = spec
+    if kind == "leaf":  # the common cases first: one leaf, a flat tuple of leaves
+        return leaves[0]
+    if kind == "tuple" and len(children) == len(leaves) and all(c[0] == "leaf" for c in children):
+        return tuple(leaves)
     it = iter(leaves)
 
     def go(s):

@@ -494,6 +494,11 @@ class Tensor:
         return self._grad_fn
 
     @property
+    def _version(self) -> int:
+        """How many in-place updates this tensor's storage has had (shared by its views), as PyTorch's."""
+        return self._vc[0]
+
+    @property
     def is_leaf(self) -> bool:
         self._sync_view()
         return self._grad_fn is None

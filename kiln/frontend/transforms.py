@@ -60,7 +60,7 @@ class GradFunction(CompiledFunction):
         entry.diff_outputs = [n_out]  # where the gradients start
         return entry
 
-    def _run(self, entry: CompiledEntry, leaves):
+    def _run(self, entry: CompiledEntry, leaves, captured=None, prepared=None):
         tensors = [x for x in leaves if isinstance(x, Tensor)]
         arrays = [t._cell.value for t in tensors] + [t._cell.value for t in entry.captured_now()]
         results = run_graph(entry.graph, arrays, self.backend)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 import kiln
 
@@ -131,9 +131,6 @@ def _check(case, backend):
     shape, a_chain, b_chain, update, second, inside = case
     program = _program(a_chain, b_chain, update, second, inside)
     data = (np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape) - 3) / 4
-    if not inside:  # kiln's whole-tensor view (x[0:n]) is x itself, which a compiled call refuses twice
-        k = kiln.tensor(data.copy())
-        assume(_apply(k, a_chain) is not _apply(k, b_chain))
     compiled = kiln.compile(program, backend=backend, recompile_limit=1000)
     calls = [False, True] if not inside else [True]
     for independent in calls:

@@ -16,7 +16,7 @@ from ..creation import arange, tensor
 from ..operands import _bcast, _cast, _prep
 from ..tensor import Tensor, active_trace, apply
 from .comparison import nonzero, where
-from .shape import broadcast_tensors, expand, permute, reshape, unsqueeze
+from .shape import alias, broadcast_tensors, expand, permute, reshape, unsqueeze
 
 
 def _is_advanced(k) -> bool:
@@ -167,7 +167,8 @@ def getitem(x: Tensor, key) -> Tensor:
         y = _advanced(y, adv)
         # dims of y: adv result dims B at first adv position (if adjacent) else front; other dims in order
     # remove int dims, insert new axes
-    return _finish_basic(y, x, out_items, adv)
+    out = _finish_basic(y, x, out_items, adv)
+    return alias(x) if out is x else out  # `x[:]`, `x[...]`: a new view, as PyTorch
 
 
 def _advanced(y: Tensor, adv: list[tuple[int, Tensor]]) -> Tensor:

@@ -14,9 +14,14 @@ from ..tensor import Tensor, apply
 
 def reshape(input: Tensor, *shape) -> Tensor:
     shape = _infer_shape(_shape_arg(shape), input.numel())
-    if shape == tuple(input.shape):
-        return input if input._grad_fn is None and not input._requires_grad else apply("reshape", input, shape=shape)
-    return apply("reshape", input, shape=shape)
+    return apply("reshape", input, shape=shape)  # a new view also when the shape is unchanged, as PyTorch
+
+
+def alias(input: Tensor) -> Tensor:
+    """A new view of all of `input`: what PyTorch's view ops return when they change nothing
+    (`x[:]`, `x.view(x.shape)`, `x.permute(0, 1)`): a new tensor object sharing `input`'s memory,
+    version counter and autograd history, never `input` itself."""
+    return apply("reshape", input, shape=tuple(input.shape))
 
 
 def view(input: Tensor, *shape) -> Tensor:
@@ -42,13 +47,13 @@ def permute(input: Tensor, *dims) -> Tensor:
     if len(set(perm)) != len(perm):
         raise RuntimeError("permute(): duplicate dims are not allowed.")
     if perm == tuple(range(input.ndim)):
-        return input
+        return alias(input)
     return apply("permute", input, perm=perm)
 
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     if input.ndim == 0:
-        return input
+        return alias(input)
     d0, d1 = _norm_dim(dim0, input.ndim), _norm_dim(dim1, input.ndim)
     perm = list(range(input.ndim))
     perm[d0], perm[d1] = perm[d1], perm[d0]
@@ -61,7 +66,7 @@ swapaxes = swapdims = transpose
 def t(input: Tensor) -> Tensor:
     if input.ndim > 2:
         raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
-    return input if input.ndim < 2 else transpose(input, 0, 1)
+    return alias(input) if input.ndim < 2 else transpose(input, 0, 1)
 
 
 def movedim(input: Tensor, source, destination) -> Tensor:
@@ -94,7 +99,7 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
     else:
         dims = _dims(dim, input.ndim, empty_means_all=False)
         shape = tuple(s for i, s in enumerate(input.shape) if not (i in dims and s == 1))
-    return reshape(input, shape) if shape != tuple(input.shape) else input
+    return reshape(input, shape)
 
 
 def _squeeze_dims(x: Tensor, axes) -> Tensor:
@@ -123,6 +128,8 @@ def expand(input: Tensor, *sizes) -> Tensor:
             s = input.shape[i - lead]
         target.append(s)
     target = tuple(target)
+    if target == tuple(input.shape):
+        return alias(input)
     for i, s in enumerate(input.shape):
         if s != 1 and s != target[lead + i]:
             raise RuntimeError(f"The expanded size of the tensor ({target[lead + i]}) must match the existing size "
@@ -151,7 +158,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     if s > e:
         raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shape = tuple(input.shape[:s]) + (math.prod(input.shape[s:e + 1]),) + tuple(input.shape[e + 1:])
-    return reshape(input, shape)
+    return input if shape == tuple(input.shape) else reshape(input, shape)  # nothing flattened: input (as PyTorch)
 
 
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
@@ -181,7 +188,7 @@ def _slice_dim(x: Tensor, d: int, start: int, stop: int, step: int = 1) -> Tenso
     stops = tuple(stop if i == d else s for i, s in enumerate(x.shape))
     steps = tuple(step if i == d else 1 for i in range(x.ndim))
     if starts == (0,) * x.ndim and stops == tuple(x.shape) and step == 1:
-        return x
+        return alias(x)
     return apply("slice", x, starts=starts, stops=stops, steps=steps)
 
 
