@@ -141,6 +141,10 @@ class Settings:
     strict_fp: bool = _setting(
         "KILN_STRICT_FP", _FLAG, False,
         "no re-association of reduction accumulations (every other float op already rounds as written)")
+    loop_partition: bool = _setting(
+        "KILN_LOOP_PARTITION", _FLAG, True,
+        "split loops where pad/concat/slice conditions on their index change value, and simplify their "
+        "index arithmetic (kiln.codegen.loop_partition; 0 leaves lowered kernels as they are, to bisect)")
     cuda_sim: bool = _setting(
         "KILN_CUDA_SIM", _FLAG, False,
         "run kiln's CUDA device (device='cuda' tensors, backend='cuda') on the host simulator: host memory, "

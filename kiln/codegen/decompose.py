@@ -15,26 +15,16 @@ import dataclasses
 from typing import Iterator
 
 from .kir import (COMPOSITE_OPS, Assign, Const, Expr, Fail, If, KernelFunc, Let, Load, Loop, Op, Stmt, Store,
-                  BLOCK_STMTS, Var, stmt_exprs, walk_stmts)
+                  BLOCK_STMTS, Var, var_names)
 from .vecmath import VECMATH
 
 
 def decompose(kernel: KernelFunc) -> KernelFunc:
     """A copy of `kernel` with every composite op expanded into SCALAR_OPS."""
-    names = _used_names(kernel)
+    names = var_names(kernel.body, definitions=True)
     d = _Decomposer(names)
     body = d.block(kernel.body)
     return dataclasses.replace(kernel, params=list(kernel.params), body=body, schedule=copy.deepcopy(kernel.schedule))
-
-
-def _used_names(k: KernelFunc) -> set[str]:
-    names: set[str] = set()
-    for s in walk_stmts(k.body):
-        if isinstance(s, (Loop, Let, Assign)):
-            names.add(s.var.name)
-        for e in stmt_exprs(s):
-            names.update(v.name for v in _dag(e) if isinstance(v, Var))
-    return names
 
 
 def _dag(root: Expr) -> Iterator[Expr]:

@@ -392,3 +392,16 @@ def stmt_exprs(s: Stmt) -> tuple[Expr, ...]:
     if isinstance(s, TransposeCopy):
         return (s.dst_index, s.src_index)
     raise TypeError(s)
+
+
+def var_names(body: Sequence[Stmt], definitions: bool = False) -> set[str]:
+    """The names of the variables `body` (nested statements included) reads or assigns; with
+    `definitions`, also those its `Let`s and `Loop`s define (every name in use, for fresh ones)."""
+    names: set[str] = set()
+    roots: list[Expr] = []
+    for s in walk_stmts(body):
+        if isinstance(s, Assign) or (definitions and isinstance(s, (Let, Loop))):
+            names.add(s.var.name)
+        roots.extend(stmt_exprs(s))
+    names.update(x.name for x in walk_exprs(*roots) if isinstance(x, Var))
+    return names

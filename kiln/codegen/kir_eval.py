@@ -20,6 +20,9 @@ Semantics, per dtype, as a native target computes them:
   the bits (same width).
 - composite ops (`exp`, `tanh`, `pow`, ...) are evaluated with numpy's functions, so a
   kernel can be run before and after `decompose` and the two compared.
+- an `If` branch runs in the lanes whose condition selects it only (as native code
+  branches): its loads, stores and fails are not evaluated in the other lanes, so a load
+  guarded by a bounds condition is never read out of range.
 """
 from __future__ import annotations
 
@@ -262,7 +265,7 @@ def run_kernel(k: KernelFunc, buffers: Mapping[str, np.ndarray]) -> dict[str, np
         if p.mode != "r" and not np.shares_memory(flat, a):
             raise ValueError(f"kernel {k.name}: output buffer {p.name} must be contiguous")
         bufs[p.name] = flat
-    _Interp(k, bufs).block(k.body, {}, 1, None)
+    _Interp(k, bufs).block(k.body, {}, 1)
     return bufs
 
 
@@ -276,53 +279,62 @@ class _Interp:
             raise ValueError(f"kernel {self.k.name}: {what} differs between vectorized iterations")
         return int(v.flat[0]) if v.ndim else int(v)
 
-    def block(self, body: list[Stmt], env: dict, lanes: int, mask: np.ndarray | None) -> None:
-        """Run `body` in `env` (the caller passes a copy: a block's Lets stay inside it)."""
+    def block(self, body: list[Stmt], env: dict, lanes: int) -> None:
+        """Run `body` in `env` over `lanes` lanes, all of them active (the caller passes a copy:
+        a block's Lets stay inside it)."""
         for s in body:
-            if isinstance(s, Let):
+            if isinstance(s, (Let, Assign)):
                 env[s.var.name] = eval_expr(s.value, env, self.bufs)
-            elif isinstance(s, Assign):
-                v = eval_expr(s.value, env, self.bufs)
-                env[s.var.name] = v if mask is None else np.where(mask, v, env[s.var.name])
             elif isinstance(s, Store):
-                self.store(s, env, lanes, mask)
+                self.store(s, env, lanes)
             elif isinstance(s, If):
-                c = np.broadcast_to(eval_expr(s.cond, env, self.bufs), (lanes,)) if lanes > 1 else \
-                    np.asarray(eval_expr(s.cond, env, self.bufs)).reshape(1)
-                m = c if mask is None else (c & mask)
-                for branch, bm in ((s.then, m), (s.orelse, ~c if mask is None else (~c & mask))):
-                    if branch and bm.any():
-                        sub = dict(env)
-                        self.block(branch, sub, lanes, None if bm.all() else bm)
-                        for name in env:  # assignments to outer locals flow out
-                            env[name] = sub[name]
+                c = np.broadcast_to(np.asarray(eval_expr(s.cond, env, self.bufs), bool), (lanes,))
+                for branch, active in ((s.then, c), (s.orelse, ~c)):
+                    if branch and active.any():
+                        self.masked(branch, env, lanes, active)
             elif isinstance(s, Fail):
-                self.fail(s, env, lanes, mask)
+                self.fail(s, env, lanes)
             elif isinstance(s, Loop):
-                self.loop(s, env, lanes, mask)
+                self.loop(s, env, lanes)
             elif isinstance(s, TileMMA):
-                self.tile_mma(s, env, lanes, mask)
+                self.tile_mma(s, env, lanes)
             elif isinstance(s, TransposeCopy):
-                self.transpose_copy(s, env, lanes, mask)
+                self.transpose_copy(s, env, lanes)
             else:
                 raise TypeError(f"kernel {self.k.name}: not a statement: {s!r}")
 
-    def store(self, s: Store, env, lanes: int, mask) -> None:
+    def masked(self, body: list[Stmt], env: dict, lanes: int, active: np.ndarray) -> None:
+        """Run `body` for the `active` lanes only, as a native target does: the other lanes
+        evaluate nothing (no load, no fail), so an index that is out of range where the
+        condition is false is never read. Assignments to `env`'s locals flow back into those lanes."""
+        if active.all():
+            sub = dict(env)
+            self.block(body, sub, lanes)
+            for name in env:
+                env[name] = sub[name]
+            return
+        sel = np.flatnonzero(active)
+        before = {name: v[sel] if np.ndim(v) else v for name, v in env.items()}
+        sub = dict(before)
+        self.block(body, sub, sel.size)
+        for name, v in env.items():
+            if sub[name] is not before[name]:
+                merged = np.array(np.broadcast_to(np.asarray(v), (lanes,)))
+                merged[sel] = sub[name]
+                env[name] = merged
+
+    def store(self, s: Store, env, lanes: int) -> None:
         buf = self.bufs[s.buf]
         idx = np.broadcast_to(np.asarray(eval_expr(s.index, env, self.bufs), np.int64), (lanes,))
         val = np.broadcast_to(np.asarray(eval_expr(s.value, env, self.bufs), buf.dtype), (lanes,))
-        if mask is not None:
-            idx, val = idx[mask], val[mask]
         if idx.size and (idx.min() < 0 or idx.max() >= buf.size):
             raise IndexError(f"kernel {self.k.name}: store {s.buf}[{int(idx.min())}..{int(idx.max())}] "
                              f"out of bounds (size {buf.size})")
         buf[idx] = val  # duplicate indices: the last lane (the last iteration) wins
 
-    def tile_mma(self, s: TileMMA, env, lanes: int, mask) -> None:
+    def tile_mma(self, s: TileMMA, env, lanes: int) -> None:
         """The tile product in float64, rounded once to the buffers' dtype (a native target
         rounds after every fused step: results agree to the accumulation's rounding error)."""
-        if mask is not None and not mask.any():
-            return
         ci, ai, bi, kc = (self.uniform(e, env, lanes, f"tile_mma {what}") for e, what in
                           ((s.c_index, "c index"), (s.a_index, "a index"), (s.b_index, "b index"), (s.kc, "kc")))
         acc = bool(self.uniform(s.accumulate, env, lanes, "tile_mma accumulate flag"))
@@ -342,13 +354,11 @@ class _Interp:
             prod = prod + c[rows].astype(np.float64)
         c[rows] = prod.astype(c.dtype)
 
-    def transpose_copy(self, s: TransposeCopy, env, lanes: int, mask) -> None:
+    def transpose_copy(self, s: TransposeCopy, env, lanes: int) -> None:
         """Each (vectorized) iteration's block: dst[d + c*dst_ld + r] = src[s + r*src_ld + c]."""
         dst, src = self.bufs[s.dst], self.bufs[s.src]
         di = np.broadcast_to(np.asarray(eval_expr(s.dst_index, env, self.bufs), np.int64), (lanes,))
         si = np.broadcast_to(np.asarray(eval_expr(s.src_index, env, self.bufs), np.int64), (lanes,))
-        if mask is not None:
-            di, si = di[mask], si[mask]
         r, c = np.arange(s.rows)[:, None], np.arange(s.cols)[None, :]
         at_src = si[:, None, None] + r * s.src_ld + c   # [iteration, r, c]
         at_dst = di[:, None, None] + c * s.dst_ld + r
@@ -358,12 +368,11 @@ class _Interp:
                                  f"{int(at.max())}] out of bounds (size {buf.size})")
         dst[at_dst.reshape(-1)] = src[at_src.reshape(-1)]  # iterations in order: the last one wins
 
-    def fail(self, s: Fail, env, lanes: int, mask) -> None:
+    def fail(self, s: Fail, env, lanes: int) -> None:
         vals = [np.broadcast_to(np.asarray(eval_expr(p, env, self.bufs), np.int64), (lanes,)) for p in s.payload]
-        lane = 0 if mask is None else int(np.argmax(mask))
-        raise KernelFailure(self.k.name, s.code, tuple(int(v[lane]) for v in vals))
+        raise KernelFailure(self.k.name, s.code, tuple(int(v[0]) for v in vals))
 
-    def loop(self, s: Loop, env, lanes: int, mask) -> None:
+    def loop(self, s: Loop, env, lanes: int) -> None:
         n = self.uniform(s.extent, env, lanes, f"extent of loop {s.var.name}")
         if n <= 0:
             return
@@ -372,13 +381,12 @@ class _Interp:
             sub = {name: np.repeat(np.broadcast_to(np.asarray(v), (lanes,)), n) if lanes > 1 or np.ndim(v)
                    else v for name, v in env.items()}
             sub[s.var.name] = np.tile(np.arange(n, dtype=np.int64), lanes)
-            m = None if mask is None else np.repeat(mask, n)
-            self.block(s.body, sub, lanes * n, m)
+            self.block(s.body, sub, lanes * n)
             return
         for i in range(n):
             env[s.var.name] = np.int64(i) if lanes == 1 else np.full(lanes, i, np.int64)
             sub = dict(env)
-            self.block(s.body, sub, lanes, mask)
+            self.block(s.body, sub, lanes)
             for name in env:
                 env[name] = sub[name]
         del env[s.var.name]

@@ -22,7 +22,7 @@ parallel one by one (their iterations are the original loop's, independent). `ne
 splits top-level loops only (the CUDA backend: each piece is a stage whose nest still collapses
 into one grid). Kernels with a `tile_mma` or `transpose_copy` (the packed GEMM) are left alone.
 A split whose pieces together would be more than twice the loop's size (plus `SIZE_SLACK`) is
-not made.
+not made. `KILN_LOOP_PARTITION=0` turns the pass off (kernels are lowered as before it existed).
 """
 from __future__ import annotations
 
@@ -30,10 +30,11 @@ import math
 from fractions import Fraction
 from typing import Iterable
 
+from .. import config
 from ..ir import dtypes as dt
 from .index_simplify import Simplifier, value_range
 from .kir import (Assign, Const, Expr, Fail, If, KernelFunc, Let, Loop, Op, Stmt, Store, BLOCK_STMTS,
-                  Var, idx, op, stmt_exprs, walk_exprs, walk_stmts)
+                  Var, idx, op, stmt_exprs, var_names, walk_exprs, walk_stmts)
 
 MAX_PIECES = 64    # a loop is split into at most this many pieces
 SIZE_SLACK = 256   # statements + expression nodes a split may add beyond twice the loop's size
@@ -46,8 +47,9 @@ def partition_kernel(k: KernelFunc, nested: bool = True, max_pieces: int = MAX_P
                      size_slack: int = SIZE_SLACK) -> KernelFunc:
     """`k` with its loops partitioned on affine conditions and its index arithmetic simplified
     (in place: the body is replaced; the kernel is returned). `nested=False`: split top-level
-    loops only; `max_pieces`, `size_slack`: the limits of one split (see the module docstring)."""
-    if any(isinstance(s, BLOCK_STMTS) for s in walk_stmts(k.body)):
+    loops only; `max_pieces`, `size_slack`: the limits of one split (see the module docstring).
+    `KILN_LOOP_PARTITION=0` (`kiln.config`'s `loop_partition`) returns `k` unchanged."""
+    if not config.get().loop_partition or any(isinstance(s, BLOCK_STMTS) for s in walk_stmts(k.body)):
         return k
     defined = [s.var.name for s in walk_stmts(k.body) if isinstance(s, (Let, Loop))]
     if len(set(defined)) != len(defined):  # a name defined twice: lets are looked up by name
@@ -274,18 +276,6 @@ class _Partitioner:
         return out
 
 
-def _used(stmts: Iterable[Stmt]) -> set[str]:
-    """Names every statement of `stmts` (nested ones included) reads or assigns."""
-    names: set[str] = set()
-    for s in walk_stmts(list(stmts)):
-        if isinstance(s, Assign):
-            names.add(s.var.name)
-        for x in walk_exprs(*stmt_exprs(s)):
-            if isinstance(x, Var):
-                names.add(x.name)
-    return names
-
-
 def _dce(stmts: list[Stmt]) -> list[Stmt]:
     """Drop `Let`s nothing after them reads (expressions have no side effects), back to front,
     and loops and branches left empty (nested blocks are clean already)."""
@@ -300,7 +290,7 @@ def _dce(stmts: list[Stmt]) -> list[Stmt]:
             continue
         elif isinstance(s, If) and not s.then and not s.orelse:
             continue
-        live |= _used([s])
+        live |= var_names([s])
         out.append(s)
     out.reverse()
     return out

@@ -272,6 +272,23 @@ def test_compiled_concat_kernel_is_partitioned():
     assert text.count("for i") >= 5
 
 
+def test_the_switch_turns_the_pass_off():
+    xs = [kiln.from_numpy(np.full((3, 8), float(k), np.float32)) for k in range(5)]
+    want = np.repeat(np.arange(5, dtype=np.float32), 3)[:, None] + np.ones((15, 8), np.float32)
+    with kiln.config.override(loop_partition=False):
+        f = kiln.compile(lambda *a: kiln.cat(list(a), dim=0) + 1.0)
+        assert np.array_equal(f(*xs).numpy(), want)
+        text = f.lower(*xs).as_text("kernels")
+        k = KernelFunc("k", [BufferParam("in0", dt.float32, 4), BufferParam("out0", dt.float32, 8, "w")],
+                       [Loop(Var("i", dt.int64), idx(8), [Store("out0", Var("i", dt.int64), op(
+                           "select", op("lt", Var("i", dt.int64), idx(4)), Load("in0", Var("i", dt.int64), dt.float32),
+                           Const(0.0, dt.float32)))])])
+        before = str(k)
+        assert str(partition_kernel(k)) == before
+    assert "select" in text  # the concat's operand choice stays a select per element
+    assert str(partition_kernel(k)) != before  # switched on again: split at 4
+
+
 def _lstm_step(hidden=16, batch=4, steps=3):
     class Net(kiln.nn.Module):
         def __init__(self):

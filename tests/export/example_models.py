@@ -28,11 +28,13 @@ def load_classes(filename: str) -> dict:
     return namespace
 
 
-# (example file, class name, example input shape without the batch axis)
+# (example file, class name, example input shape without the batch axis). The LSTM reads sequences of
+# 6 steps here, not the example's SEQ_LEN of 24: the trace unrolls every step and every step is the same
+# kernels, so a shorter sequence exports, compiles and checks the same model in a quarter of the time.
 MODELS = [
     ("mlp_classifier.py", "MLP", (784,)),
     ("cnn.py", "Net", (3, 32, 32)),
-    ("lstm_classifier.py", "LSTMClassifier", (24, 2)),
+    ("lstm_classifier.py", "LSTMClassifier", (6, 2)),
 ]
 
 
