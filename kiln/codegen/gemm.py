@@ -646,30 +646,43 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
         close_to(depth0)
         return op("mul", nkb, idx(lanes))
 
-    # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
-    if b_direct is None:  # else the microkernel reads B as it lies
-        for q, edge in panel_loops(nq, cols, NR, "qb"):
-            if b_along_cols:
-                kk, j = open_(kc, "kb"), open_(NR, "jb")
-            else:  # read along k; the panel is written nr apart
+    def pack_panels(buf: str, base: Expr, panels: Expr, valid: Expr, width: int, limit: int, along_k: bool,
+                    k_src, first, value, src_pos, hints: tuple[str, str, str], depth0: int) -> None:
+        """Pack one operand's panels into `buf` at `base`: panel p holds `width` lanes (A's rows or
+        B's columns, from `first(p)`) per depth, k-major. Full panels read unclamped (contiguous
+        copies), the edge panel clamps its lanes to `limit` (real elements fill it). `value(kk, lane)`
+        reads the operand at block depth kk. Read along k (`along_k`: the panel is written `width`
+        apart), whole blocks of lanes are transposed in registers from the operand in place
+        (`k_src`, at `src_pos(first, kk0)`), and the rest are scalar copies (a strided-store
+        vectorization is a scatter, slower still)."""
+        hp, hk, hl = hints
+        for p, edge in panel_loops(panels, valid, width, hp):
+            panel_at = op("add", base, op("mul", p, op("mul", kc, idx(width))))
+            if along_k:
                 kk_from: Expr = idx(0)  # the depth the scalar copy starts at
-                if b_k_src is not None and not edge:  # whole blocks of lanes: transposed in registers
-                    kk_from = transpose_blocks(bp, lambda kk0: op("add", bbase, op("add", op(
-                        "mul", q, op("mul", kc, idx(NR))), op("mul", kk0, idx(NR)))), b_k_src,
-                        lambda kk0: [op("add", k0, kk0), op("add", col0, op("mul", q, idx(NR)))], NR)
+                if k_src is not None and not edge:
+                    kk_from = transpose_blocks(buf, lambda kk0: op("add", panel_at, op("mul", kk0, idx(width))), k_src,
+                                               lambda kk0: src_pos(first(p), kk0), width)
                     if whole_blocks:
-                        close_to(depth)
+                        close_to(depth0)
                         continue
-                # the rest (all of it when the source is not memory as it lies): scalar copies
-                # (a strided-store vectorization is a scatter, slower still)
-                j, kr = open_(NR, "jb"), open_(op("sub", kc, kk_from), "kb")
+                lane, kr = open_(width, hl), open_(op("sub", kc, kk_from), hk)
                 kk = op("add", kk_from, kr)
                 low.vector_hints[kr.name] = 1
-            col = op("add", col0, op("add", op("mul", q, idx(NR)), j))
-            v = b_value(op("add", k0, kk), _min(col, idx(N - 1)) if edge else col)
-            dst = op("add", bbase, op("add", op("mul", q, op("mul", kc, idx(NR))), op("add", op("mul", kk, idx(NR)), j)))
-            em.emit(Store(bp, dst, v), em.level(v, dst))
-            close_to(depth)
+            else:
+                kk, lane = open_(kc, hk), open_(width, hl)
+            at = op("add", first(p), lane)
+            v = value(kk, _min(at, idx(limit)) if edge else at)
+            dst = op("add", panel_at, op("add", op("mul", kk, idx(width)), lane))
+            em.emit(Store(buf, dst, v), em.level(v, dst))
+            close_to(depth0)
+
+    # pack B: panel q, k-major, nr columns per k; clamped columns fill the edge panel
+    if b_direct is None:  # else the microkernel reads B as it lies
+        pack_panels(bp, bbase, nq, cols, NR, N - 1, not b_along_cols, b_k_src,
+                    lambda q: op("add", col0, op("mul", q, idx(NR))),
+                    lambda kk, col: b_value(op("add", k0, kk), col),
+                    lambda col, kk0: [op("add", k0, kk0), col], ("qb", "kb", "jb"), depth)
     if col_sums:  # column sums of the right operand: once per column, by the first row group's task
         once_if(op("eq", g, idx(0)), "colsum")
         accumulate_sums(csum, sbase, nq, NR, (bp, bbase), "cs")
@@ -685,26 +698,10 @@ def lower_gemm(low, outputs: Sequence[Node], side: Sequence[Node] = ()) -> list[
 
     # pack A: panel p, k-major, mr rows per k; clamped rows fill the edge panel
     if a_direct is None:  # else the microkernel reads A as it lies
-        for p, edge in panel_loops(npan, mrows, MR, "pa"):
-            if a_along_k:  # read along k; written mr apart: blocks transposed in registers, then
-                kk_from = idx(0)  # scalar copies of the rest
-                if a_k_src is not None and not edge:
-                    kk_from = transpose_blocks(ap, lambda kk0: op("add", abase, op("add", op(
-                        "mul", p, op("mul", kc, idx(MR))), op("mul", kk0, idx(MR)))), a_k_src,
-                        lambda kk0: [op("add", row0, op("add", r0, op("mul", p, idx(MR)))), op("add", k0, kk0)], MR)
-                    if whole_blocks:
-                        close_to(depth_ic)
-                        continue
-                i, kr = open_(MR, "ia"), open_(op("sub", kc, kk_from), "ka")
-                kk = op("add", kk_from, kr)
-                low.vector_hints[kr.name] = 1
-            else:
-                kk, i = open_(kc, "ka"), open_(MR, "ia")
-            row = op("add", row0, op("add", r0, op("add", op("mul", p, idx(MR)), i)))
-            v = a_value(_min(row, idx(M - 1)) if edge else row, op("add", k0, kk))
-            dst = op("add", abase, op("add", op("mul", p, op("mul", kc, idx(MR))), op("add", op("mul", kk, idx(MR)), i)))
-            em.emit(Store(ap, dst, v), em.level(v, dst))
-            close_to(depth_ic)
+        pack_panels(ap, abase, npan, mrows, MR, M - 1, a_along_k, a_k_src,
+                    lambda p: op("add", row0, op("add", r0, op("mul", p, idx(MR)))),
+                    lambda kk, row: a_value(row, op("add", k0, kk)),
+                    lambda row, kk0: [row, op("add", k0, kk0)], ("pa", "ka", "ia"), depth_ic)
     if row_sums:  # row sums of the left operand: once per row, by the first column block's task
         once_if(op("eq", jc, idx(0)), "rowsum")
         accumulate_sums(rsum, op("add", rbase, r0), npan, MR, (ap, abase), "rs")
