@@ -602,6 +602,8 @@ class _Planner:
 
     def _sink_fits(self, b: _Draft, a: _Draft) -> bool:
         """May elementwise kernel `b`, which only writes graph outputs, run at the end of `a`?"""
+        if a.kind == KernelKind.SCATTER:
+            return False  # a scatter kernel writes nothing but its scatter
         n_b = _numel(b.domain)
         if n_b == 1 and all(m.numel == 1 for m in b.members.values()):
             return True  # scalars: computed once after a's loops

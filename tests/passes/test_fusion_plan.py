@@ -465,3 +465,26 @@ def test_a_transposed_weight_shared_by_several_products_is_written_once():
           return (%m2)
         }"""))
     assert all(n.name != "wt" or id(n) in {id(r) for r in k.recomputed} for k in small.kernels for n in k.nodes)
+
+
+def test_scalar_outputs_read_from_a_scatter_stay_out_of_its_kernel():
+    """A scalar output computed from a scatter's result (`b = x[0]` read after `x` was updated
+    in place through another view) is an output-only sink, but it cannot fold into the scatter's
+    kernel: that kernel writes nothing but its scatter (found by the overlapping-views property
+    test: `a = x.unsqueeze(0)`, `b = x.select(0, 0)`, `a.add_(1.5)`, return `b * 3 + 1`)."""
+    plan = check_semantics(ir("""
+        graph f(%a: f32[1,2], %c0: f32[2]) {
+          %0: f32[1,2] = constant() {dtype=f32, shape=(1, 2), value=1.5}
+          %1: f32[1,2] = add(%a, %0)
+          %2: i64[2] = iota() {axis=0, dtype=i64, shape=(2,)}
+          %7: f32[2] = reshape(%1) {shape=(2,)}
+          %8: f32[2] = scatter(%c0, %2, %7) {axis=0}
+          %11: f32[] = constant() {dtype=f32, shape=(), value=3.0}
+          %12: f32[1] = slice(%8) {starts=(0,), steps=(1,), stops=(1,)}
+          %13: f32[] = reshape(%12) {shape=()}
+          %14: f32[] = mul(%13, %11)
+          return (%14, %8)
+        }"""))
+    a = assignment(plan)
+    assert a["14"] != a["8"]
+    assert [o.name for o in plan.kernels[a["8"]].outputs] == ["8"]
