@@ -1,4 +1,5 @@
-"""Shared test data: one valid input set per differentiable primitive, and finite differences."""
+"""Shared test data: one valid input set per differentiable primitive, finite differences, the
+native-vs-reference GEMM check, and the standard training step."""
 import numpy as np
 
 import kiln
@@ -102,3 +103,17 @@ def check_gemm(fn, arrays, d, threads=None, monkeypatch=None) -> str:
     assert got.shape == want.shape and got.dtype == want.dtype
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
     return f.lower(*args).as_text("kernels")
+
+
+def train_step(model, opt, crit=None):
+    """`step(x, y)`: zero the gradients, cross-entropy (or `crit`) of `model(x)` against `y`,
+    backward, `opt.step()`; returns the loss (the step tests compile, as a user writes it)."""
+    crit = kiln.nn.CrossEntropyLoss() if crit is None else crit
+
+    def step(x, y):
+        opt.zero_grad()
+        loss = crit(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    return step

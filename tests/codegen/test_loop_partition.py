@@ -22,6 +22,7 @@ from kiln.codegen.kir_eval import run_kernel
 from kiln.codegen.kir_verify import verify_kernel
 from kiln.codegen.loop_partition import affine_in, breakpoints, partition_kernel
 from kiln.ir import dtypes as dt
+from helpers import train_step
 
 SIZES = st.sampled_from([1, 2, 3, 5, 7, 8, 13])
 
@@ -301,15 +302,7 @@ def _lstm_step(hidden=16, batch=4, steps=3):
             return self.fc(out[:, -1, :])
     kiln.manual_seed(0)
     model = Net()
-    opt = kiln.optim.SGD(model.parameters(), lr=0.1)
-    crit = kiln.nn.CrossEntropyLoss()
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = crit(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
+    step = train_step(model, kiln.optim.SGD(model.parameters(), lr=0.1))
     rng = np.random.default_rng(1)
     x = kiln.from_numpy(rng.standard_normal((batch, steps, 5)).astype(np.float32))
     y = kiln.from_numpy(rng.integers(0, 3, size=(batch,)).astype(np.int64))

@@ -7,6 +7,7 @@ import kiln
 import kiln.nn as nn
 import kiln.nn.functional as F
 import kiln.optim as optim
+from helpers import train_step
 
 torch = pytest.importorskip("torch")
 
@@ -79,18 +80,6 @@ def _torch_losses(tmodel, topt, xs, ys, steps):
     return out
 
 
-def _make_step(model, opt):
-    crit = nn.CrossEntropyLoss()
-
-    def step(x, y):
-        opt.zero_grad()
-        loss = crit(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss
-    return step
-
-
 @pytest.mark.parametrize("arch,opt_name,steps", [
     ("mlp", "sgd_momentum", 10), ("cnn", "sgd_momentum", 10), ("mlp", "adam", 10), ("mlp", "adamw", 6),
     ("bn", "sgd_nesterov_wd", 6), ("lstm", "adam", 6), ("lstm", "sgd_momentum", 6),
@@ -115,7 +104,7 @@ def test_compiled_training_step_matches_pytorch(arch, opt_name, steps):
     kopt = opts[opt_name](kmodel.parameters(), kiln)
     expected = _torch_losses(tmodel, topt, [torch.from_numpy(x) for x in xs], [torch.from_numpy(y) for y in ys],
                              steps)
-    step = kiln.compile(_make_step(kmodel, kopt))
+    step = kiln.compile(train_step(kmodel, kopt))
     got = []
     for i in range(steps):
         got.append(step(kiln.from_numpy(xs[i % 3]), kiln.from_numpy(ys[i % 3])).item())
@@ -146,7 +135,7 @@ def test_compiled_step_equals_eager_with_dropout_and_batchnorm():
     o_eager, o_comp = optim.Adam(m_eager.parameters(), lr=1e-2), optim.Adam(m_comp.parameters(), lr=1e-2)
     x = kiln.randn(8, 10)
     y = kiln.randint(0, 3, (8,))
-    step_e, step_c = _make_step(m_eager, o_eager), kiln.compile(_make_step(m_comp, o_comp))
+    step_e, step_c = train_step(m_eager, o_eager), kiln.compile(train_step(m_comp, o_comp))
     kiln.manual_seed(5)
     le = [step_e(x, y).item() for _ in range(4)]
     kiln.manual_seed(5)
